@@ -1,0 +1,46 @@
+"""curvwidgets: curvature of neural-network loss surfaces, in notebooks.
+
+The numerical core is importable on a headless machine with only torch, numpy
+and scipy; plots and widgets are imported lazily from their own modules.
+"""
+
+from . import linalg, synthetic
+from .linalg import (
+    BoundsTable,
+    LanczosResult,
+    LinearOperator,
+    PowerIterationResult,
+    as_operator,
+    bounds_table,
+    lanczos,
+    power_iteration,
+    smooth_density,
+    spectral_moments,
+    stem_density,
+    trace_estimate,
+    wasserstein1,
+)
+from .progress import Cancelled, ProgressEvent, TqdmProgress
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BoundsTable",
+    "Cancelled",
+    "LanczosResult",
+    "LinearOperator",
+    "PowerIterationResult",
+    "ProgressEvent",
+    "TqdmProgress",
+    "as_operator",
+    "bounds_table",
+    "lanczos",
+    "linalg",
+    "power_iteration",
+    "smooth_density",
+    "spectral_moments",
+    "stem_density",
+    "synthetic",
+    "trace_estimate",
+    "wasserstein1",
+]

@@ -1,0 +1,40 @@
+"""Linear algebra on any symmetric operator: Lanczos, power iteration, densities, bounds.
+
+Nothing here knows about neural networks; curvature operators plug in through
+the :class:`~curvwidgets.linalg.operators.LinearOperator` protocol.
+"""
+
+from .bounds import (
+    BoundsTable,
+    bounds_table,
+    chebyshev,
+    lanczos_bound_term,
+    lanczos_lower_bound,
+    power_bound_term,
+    power_lower_bound,
+)
+from .densities import smooth_density, spectral_moments, stem_density, trace_estimate, wasserstein1
+from .lanczos import LanczosResult, lanczos
+from .operators import LinearOperator, as_operator
+from .power import PowerIterationResult, power_iteration
+
+__all__ = [
+    "BoundsTable",
+    "LanczosResult",
+    "LinearOperator",
+    "PowerIterationResult",
+    "as_operator",
+    "bounds_table",
+    "chebyshev",
+    "lanczos",
+    "lanczos_bound_term",
+    "lanczos_lower_bound",
+    "power_bound_term",
+    "power_iteration",
+    "power_lower_bound",
+    "smooth_density",
+    "spectral_moments",
+    "stem_density",
+    "trace_estimate",
+    "wasserstein1",
+]
