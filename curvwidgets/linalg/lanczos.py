@@ -150,8 +150,9 @@ class LanczosResult:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.steps:
             raise ValueError(f"k must be an int in [1, {self.steps}]; got {k!r}")
         residual = self.residual_norm.copy()
-        longer = self.num_steps > k
-        residual[longer] = self.beta[longer, k - 1]
+        if k < self.steps:
+            longer = self.num_steps > k
+            residual[longer] = self.beta[longer, k - 1]
         return replace(
             self,
             alpha=self.alpha[:, :k].copy(),

@@ -1,0 +1,168 @@
+"""Static matplotlib figures of spectra (the paper's figures, for papermill, CI and GitHub).
+
+Every function draws into ``ax`` (a new figure's axes when None) and returns
+the axes, so figures compose: a stem plot and a histogram can share one panel.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+from matplotlib.axes import Axes
+
+from .linalg.bounds import BoundsTable
+from .linalg.densities import DensityLike, smooth_density, stem_density
+
+__all__ = [
+    "stem_plot",
+    "density_curve",
+    "eigenvalue_histogram",
+    "spectrum_comparison",
+    "convergence_plot",
+    "bounds_table_plot",
+]
+
+TRUE_COLOR, LANCZOS_COLOR, DIAGONAL_COLOR = "tab:blue", "tab:red", "gold"
+
+
+def _axes(ax: Optional[Axes]) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5, 3.5), layout="constrained")[1]
+
+
+def stem_plot(
+    density: DensityLike,
+    ax: Optional[Axes] = None,
+    log: bool = False,
+    color: str = LANCZOS_COLOR,
+    label: Optional[str] = "Lanczos",
+) -> Axes:
+    """Stem plot of a discrete spectral density (eq. 8): Ritz values on x, Gauss weights on y.
+
+    Parameters
+    ----------
+    density : LanczosResult or (nodes, weights)
+    log : bool, default: False
+        Weights on a logarithmic axis, which shows the small weights of
+        outlying Ritz values (as the paper's VGG figures do).
+    """
+    ax = _axes(ax)
+    nodes, weights = stem_density(density)
+    markers, stems, base = ax.stem(nodes, weights, label=label, basefmt=" ")
+    markers.set_color(color)
+    markers.set_markersize(4)
+    stems.set_color(color)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(max(weights[weights > 0].min() / 2, 1e-12), 1.5)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("Gauss weight")
+    return ax
+
+
+def density_curve(
+    density: DensityLike, ax: Optional[Axes] = None, sigma: Optional[float] = None, color: str = LANCZOS_COLOR,
+    label: Optional[str] = "smoothed Lanczos",
+) -> Axes:
+    """The Gaussian-smoothed density of :func:`~curvwidgets.linalg.smooth_density` as a line."""
+    ax = _axes(ax)
+    grid, values = smooth_density(density, sigma=sigma)
+    ax.plot(grid, values, color=color, label=label)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density")
+    return ax
+
+
+def eigenvalue_histogram(
+    eigenvalues: np.ndarray,
+    ax: Optional[Axes] = None,
+    bins: Union[int, Sequence[float]] = 100,
+    pdf: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    color: str = TRUE_COLOR,
+    label: Optional[str] = "eigenvalues",
+    pdf_label: Optional[str] = "limiting density",
+) -> Axes:
+    """Normalised histogram of exact eigenvalues, with an optional density ``pdf(x)`` drawn over it."""
+    ax = _axes(ax)
+    values = np.ravel(eigenvalues)
+    _, edges, _ = ax.hist(values, bins=bins, density=True, color=color, alpha=0.6, label=label)
+    if pdf is not None:
+        grid = np.linspace(edges[0], edges[-1], 800)
+        ax.plot(grid, pdf(grid), color="black", lw=1.2, label=pdf_label)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density")
+    return ax
+
+
+def spectrum_comparison(
+    eigenvalues: np.ndarray,
+    density: DensityLike,
+    diagonal: np.ndarray,
+    ax: Optional[Axes] = None,
+    bins: int = 60,
+) -> Axes:
+    """Figures 4 and 5: true eigenvalues (blue), Lanczos stems (red), the diagonal (yellow).
+
+    All three show fractions of one unit of spectral mass on the same axis:
+    the histograms the fraction of values per bin, the stems the Gauss weight
+    (fraction of mass) at each Ritz value.
+    """
+    ax = _axes(ax)
+    values, diagonal = np.ravel(eigenvalues), np.ravel(diagonal)
+    edges = np.histogram_bin_edges(np.concatenate([values, diagonal]), bins=bins)
+    for data, color, label in ((values, TRUE_COLOR, "eigenvalues"), (diagonal, DIAGONAL_COLOR, "diagonal")):
+        ax.hist(data, bins=edges, weights=np.full(data.size, 1.0 / data.size), color=color, alpha=0.6, label=label)
+    stem_plot(density, ax=ax, label="Lanczos")
+    ax.set_ylabel("fraction of spectral mass")
+    ax.legend(loc="upper right", fontsize="small")
+    return ax
+
+
+def convergence_plot(
+    exact: float,
+    estimates: dict,
+    ax: Optional[Axes] = None,
+) -> Axes:
+    """Error ``|exact - estimate|`` against the number of operator products, one line per method.
+
+    ``estimates`` maps a label (e.g. ``"Lanczos"``) to an array whose entry
+    ``k - 1`` is the estimate after ``k`` products.
+    """
+    ax = _axes(ax)
+    floor = np.finfo(float).eps * max(1.0, abs(exact))
+    for label, values in estimates.items():
+        values = np.asarray(values, dtype=float)
+        ax.semilogy(np.arange(1, values.size + 1), np.maximum(np.abs(exact - values), floor), marker=".", label=label)
+    ax.set_xlabel("operator products")
+    ax.set_ylabel("error in top eigenvalue")
+    ax.legend()
+    return ax
+
+
+def bounds_table_plot(table: BoundsTable, ax: Optional[Axes] = None) -> Axes:
+    """Table 1 drawn as a table: each cell ``L_{m-1} / R_{m-1}`` and their ratio."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.subplots(figsize=(9, 2.8), layout="constrained")[1]
+    ax.axis("off")
+    cells = [
+        [f"{lanczos:.1e} / {power:.1e}\n(ratio {lanczos / power:.1e})" for lanczos, power in zip(lrow, prow)]
+        for lrow, prow in zip(table.lanczos, table.power)
+    ]
+    drawn = ax.table(
+        cellText=cells,
+        rowLabels=[f"l1/l2 = {gap:g}" for gap in table.gaps],
+        colLabels=[f"m = {m}" for m in table.steps],
+        loc="center",
+        cellLoc="center",
+    )
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(7)
+    drawn.scale(1.0, 2.6)
+    ax.set_title("Table 1: Lanczos bound term L / power bound term R")
+    return ax
