@@ -100,7 +100,7 @@ def _table1(out: Path, seed: int) -> Path:
                                                 gridspec_kw={"width_ratios": [2, 1]})
     plots.bounds_table_plot(bounds_table(), ax=table_ax)
     plots.convergence_plot(1.1, {"Lanczos": history, "power iteration": power.history}, ax=curve_ax)
-    cos_angle = abs(float(result.basis[0, 0] @ _top_eigenvector(matrix)))
+    cos_angle = abs(float(result.basis[0, 0].numpy() @ _top_eigenvector(matrix)))
     bound = lanczos_lower_bound(eigenvalues, cos_angle, steps)
     curve_ax.set_title(f"gap 1.1, P = 500; Theorem 1 bound {bound:.6f}")
     path = out / "table1_lanczos_vs_power.png"

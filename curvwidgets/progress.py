@@ -101,10 +101,9 @@ def report(
     Cancelled
         When ``cancel.is_set()`` is true.
     """
-    cancelled = cancel is not None and cancel.is_set()
     if progress is not None:
         progress(ProgressEvent(stage=stage, step=step, total=total, partial=partial()))
-    if cancelled:
+    if cancel is not None and cancel.is_set():
         raise Cancelled((final or partial)(), step, stage)
 
 

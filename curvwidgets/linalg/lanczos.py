@@ -163,12 +163,20 @@ class LanczosResult:
         )
 
 
+def _gram64(rows: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+    """``rows @ rows.T`` accumulated in float64, converting ``chunk`` columns at a time."""
+    gram = torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
+    for begin in range(0, rows.shape[1], chunk):
+        block = rows[:, begin : begin + chunk].to(torch.float64)
+        gram += block @ block.T
+    return gram
+
+
 def _orthogonality(basis: torch.Tensor, num_steps: np.ndarray) -> float:
     """``max_l ||V_l V_l^T - I||_2`` over the runs' stored rows, computed in float64."""
     worst = 0.0
     for run, count in enumerate(num_steps):
-        rows = basis[run, :count]
-        gram = (rows @ rows.T).to(torch.float64)
+        gram = _gram64(basis[run, :count])
         gram -= torch.eye(count, dtype=torch.float64, device=gram.device)
         worst = max(worst, torch.linalg.matrix_norm(gram, ord=2).item())
     return worst

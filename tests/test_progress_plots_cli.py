@@ -1,0 +1,91 @@
+"""The progress protocol, the static plots, the demo job and the command line."""
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import curvwidgets as cw
+from curvwidgets import plots
+from curvwidgets._atomic import atomic_path
+from curvwidgets.cli import main
+
+
+def test_tqdm_adapter_follows_the_steps():
+    stream = io.StringIO()
+    with cw.TqdmProgress(desc="spectrum", file=stream) as bar:
+        cw.lanczos(np.diag(np.arange(1.0, 30.0)), steps=6, progress=bar)
+    assert bar.last_step == 6
+    assert "spectrum" in stream.getvalue() and "6/6" in stream.getvalue()
+
+
+def test_progress_event_fraction():
+    assert cw.ProgressEvent("lanczos", 3, 12).fraction == 0.25
+
+
+def test_stem_plot_draws_the_gauss_weights():
+    result = cw.lanczos(cw.synthetic.wigner(100, seed=0), steps=10)
+    ax = plots.stem_plot(result, log=True)
+    markers = ax.containers[0].markerline
+    nodes, weights = cw.stem_density(result)
+    np.testing.assert_allclose(markers.get_xdata(), nodes)
+    np.testing.assert_allclose(markers.get_ydata(), weights)
+    assert ax.get_yscale() == "log"
+
+
+def test_comparison_histograms_hold_unit_mass():
+    matrix = cw.synthetic.section53_matrix(seed=0)
+    ax = plots.spectrum_comparison(np.linalg.eigvalsh(matrix), cw.lanczos(matrix, 10),
+                                   cw.synthetic.diagonal_approximation(matrix))
+    heights = [sum(patch.get_height() for patch in container) for container in ax.containers[:2]]
+    np.testing.assert_allclose(heights, [1.0, 1.0])
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["eigenvalues", "diagonal", "Lanczos"]
+
+
+def test_histogram_density_curve_convergence_and_table():
+    values = np.linalg.eigvalsh(cw.synthetic.wigner(200, seed=0))
+    ax = plots.eigenvalue_histogram(values, pdf=cw.synthetic.semicircle_pdf)
+    assert sum(p.get_height() * p.get_width() for p in ax.patches) == pytest.approx(1.0)
+    plots.density_curve(cw.lanczos(cw.synthetic.wigner(200, seed=0), 10), ax=ax)
+    curve = plots.convergence_plot(2.0, {"a": [1.0, 1.5, 2.0]})
+    np.testing.assert_allclose(curve.lines[0].get_ydata()[:2], [1.0, 0.5])
+    table_ax = plots.bounds_table_plot(cw.bounds_table(steps=(5,)))
+    assert "1.1e-04 / 3.9e-02" in table_ax.tables[0][1, 0].get_text().get_text()
+
+
+def test_atomic_path_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as temporary:
+        temporary.write_text("whole")
+    assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_demo_command_writes_the_figures_and_a_summary(tmp_path, capsys):
+    assert main(["demo", "--size", "small", "--out", str(tmp_path), "--steps", "20"]) == 0
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert len(names) == 9 and all(name.endswith(".png") for name in names)
+    summary = capsys.readouterr().out
+    rows = [line for line in summary.splitlines() if line.startswith("Figure")]
+    assert len(rows) == 16  # 8 progress lines and 8 summary rows
+    assert "W1 Lanczos" in summary
+
+
+def test_demo_rejects_an_unknown_size(tmp_path):
+    from curvwidgets.demo import run_synthetic_demo
+
+    with pytest.raises(ValueError, match="size must be one of"):
+        run_synthetic_demo(tmp_path, size="huge")
+
+
+def test_core_import_pulls_in_no_front_end():
+    code = "import sys, curvwidgets; print(sorted(m for m in ('matplotlib', 'ipywidgets', 'bqplot') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
