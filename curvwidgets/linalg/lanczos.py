@@ -264,12 +264,12 @@ def lanczos(
     Examples
     --------
     >>> import numpy as np
-    >>> A = np.diag(np.arange(1.0, 101.0))
+    >>> A = np.diag(np.r_[np.linspace(0.0, 1.0, 99), 5.0])  # top eigenvalue 5, the rest in [0, 1]
     >>> result = lanczos(A, steps=20, seed=0)
-    >>> bool(abs(result.ritz_values[0, -1] - 100.0) < 1e-6)
-    True
-    >>> float(result.ritz_weights.sum())  # doctest: +ELLIPSIS
-    1.0...
+    >>> round(float(result.ritz_values[0, -1]), 10)
+    5.0
+    >>> round(float(result.ritz_weights.sum()), 12)
+    1.0
     """
     op = as_operator(op)
     steps = min(check_steps(steps), op.dim)

@@ -88,7 +88,7 @@ def power_iteration(
     history = np.empty(steps)
 
     def result(done: int, product: torch.Tensor) -> PowerIterationResult:
-        estimate = history[done - 1]
+        estimate = float(history[done - 1])
         residual = torch.linalg.vector_norm(product - estimate * vector).item()
         return PowerIterationResult(estimate, vector[0].clone(), history[:done].copy(), residual)
 
