@@ -66,8 +66,7 @@ def apply_operator(op: LinearOperator, rows: torch.Tensor, step: int, stage: str
         When the operator returns the wrong shape, or NaN/inf; the message
         names the step (1-based) at which it happened.
     """
-    with torch.no_grad():
-        product = op.matvec(rows[0])[None] if rows.shape[0] == 1 else op.matmat(rows.T).T
+    product = (op.matvec(rows[0])[None] if rows.shape[0] == 1 else op.matmat(rows.T).T).detach()
     if tuple(product.shape) != tuple(rows.shape):
         expected = f"({op.dim},)" if rows.shape[0] == 1 else f"({op.dim}, {rows.shape[0]})"
         got = tuple(product.shape[1:]) if rows.shape[0] == 1 else tuple(product.T.shape)

@@ -1,0 +1,322 @@
+"""Hessian and generalised Gauss-Newton operators of a model's mean loss over a data set.
+
+Both are :class:`~curvwidgets.linalg.operators.LinearOperator` objects over a
+flat vector of the selected parameters (see
+:class:`~curvwidgets.curvature.params.ParameterLayout`), so ``cw.lanczos(H,
+steps=100)`` works on them directly. The base class owns the data loop, the
+model's state, input checks and the reduction over ranks; each subclass only
+says how one batch's products are made, with forward-mode differentiation
+where the model allows it and double backward otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..linalg.operators import LinearOperator, resolve_dtype
+from .data import DataSource, all_reduce_sum
+from .output_hessian import output_hessian_product, reduction_of
+from .params import ParamsLike, select_parameters
+
+__all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES"]
+
+BN_MODES = ("eval", "train")
+Tangents = Tuple[torch.Tensor, ...]
+
+
+class CurvatureOperator(LinearOperator):
+    """Base of curvature operators: ``C = (1/N) sum_n C_n`` over the samples of ``data``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning a scalar: the mean over the
+        batch (``reduction="mean"``), or the sum when ``loss_fn.reduction ==
+        "sum"``. Batches are weighted so that the operator is the curvature of
+        the mean loss over every sample, as if the whole set were one batch.
+    data : re-iterable of (inputs, targets)
+        A list of batches or a ``DataLoader``; batches are moved to ``device``.
+    params : optional
+        Which parameters (see :func:`~curvwidgets.curvature.params.select_parameters`).
+    bn_mode : {"eval", "train"}, default: "eval"
+        ``"eval"``: the model in eval mode, BatchNorm using running
+        statistics. ``"train"``: BatchNorm using each batch's statistics (as
+        the paper did), everything else in eval mode. Either way the model's
+        parameters, buffers and ``training`` flags are left exactly as found.
+    num_samples : int, optional
+        Use a seeded subset of this many samples (``data`` must then iterate
+        in a fixed order).
+    seed : int, default: 0
+        Seed of the subset.
+    device : optional
+        Where products run; default the model's device.
+    dtype : optional
+        float32 or float64; default the model's. A different dtype casts
+        copies of the parameters and the inputs, never the model.
+
+    Attributes
+    ----------
+    dim : int
+        Number of selected parameters ``P``.
+    layout : ParameterLayout
+        Names and shapes of the selected parameters (``unflatten`` a vector).
+    backend : str or None
+        How products are computed, set at the first product.
+    fallback_reason : str or None
+        Why the forward-mode backend was not used, when it was not.
+    """
+
+    preferred_backend = "forward-mode"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        data: Iterable,
+        params: ParamsLike = None,
+        bn_mode: str = "eval",
+        num_samples: Optional[int] = None,
+        seed: int = 0,
+        device: Union[str, torch.device, None] = None,
+        dtype: Optional[torch.dtype] = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode must be one of {BN_MODES}; got {bn_mode!r}")
+        self.model, self.loss_fn, self.bn_mode = model, loss_fn, bn_mode
+        self.layout = select_parameters(model, params)
+        reference = next(p for name, p in model.named_parameters() if name == self.layout.names[0])
+        self.dim = self.layout.dim
+        self.device = torch.device(device) if device is not None else reference.device
+        self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
+        self.data = DataSource(data, num_samples, seed)
+        self.backend: Optional[str] = None
+        self.fallback_reason: Optional[str] = None
+
+    # ---- the public products ------------------------------------------------------------------
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        """``C @ vector`` for a flat vector of shape ``(dim,)`` on ``device`` with ``dtype``."""
+        self._check(vector, 1)
+        return self.matmat(vector[:, None])[:, 0]
+
+    def matmat(self, block: torch.Tensor) -> torch.Tensor:
+        """``C @ block`` for ``block`` of shape ``(dim, k)``, in one pass over the data."""
+        self._check(block, 2)
+        total = torch.zeros(block.shape, dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        for samples, product in self.batch_products(block):
+            total += product
+            count += samples
+        all_reduce_sum(total)
+        all_reduce_sum(count)
+        return (total / count).to(self.dtype)
+
+    def batch_products(self, block: torch.Tensor) -> Iterator[Tuple[int, torch.Tensor]]:
+        """Per batch of this rank: ``(n_b, w_b * C_b @ block)``, ``C_b`` the batch loss's curvature.
+
+        ``w_b`` is ``n_b`` for a mean-reduced loss and 1 for a summed one, so
+        the sum over batches divided by the sum of ``n_b`` is ``C @ block``.
+        The products are float64, shape ``(dim, k)``.
+        """
+        tangents = self.layout.unflatten(block)
+        weight_by_size = reduction_of(self.loss_fn) == "mean"
+        with self._model_state():
+            for inputs, targets in self.data.batches(self.device, self.dtype):
+                primals, constants = self._state()
+                products = self._with_backend(primals, constants, inputs, targets, tangents)
+                flat = self.layout.flatten(products, batched=True).to(torch.float64)
+                yield len(inputs), flat * (len(inputs) if weight_by_size else 1)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device}, "
+                f"bn_mode={self.bn_mode!r}, backend={self.backend!r})")
+
+    # ---- what subclasses provide ------------------------------------------------------------------
+
+    def _forward_mode(self, function: Callable, primals: Tangents, inputs, targets, tangents: Tangents) -> Tangents:
+        raise NotImplementedError
+
+    def _double_backward(self, function: Callable, primals: Tangents, inputs, targets, tangents: Tangents) -> Tangents:
+        raise NotImplementedError
+
+    # ---- shared machinery ---------------------------------------------------------------------
+
+    def _check(self, tensor: torch.Tensor, ndim: int) -> None:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"vector must be a torch.Tensor; got {type(tensor).__name__} (use op @ array for numpy)")
+        if tensor.ndim != ndim or tensor.shape[0] != self.dim:
+            expected = f"({self.dim},)" if ndim == 1 else f"({self.dim}, k)"
+            raise ValueError(f"vector must have shape {expected}; got {tuple(tensor.shape)}")
+        if tensor.dtype != self.dtype:
+            raise TypeError(f"vector must have dtype {self.dtype}; got {tensor.dtype}")
+        if tensor.device != self.device:
+            raise ValueError(f"vector must be on device {self.device}; got {tensor.device}")
+
+    @contextlib.contextmanager
+    def _model_state(self) -> Iterator[None]:
+        """Set the ``training`` flags for ``bn_mode``; restore every module's flag afterwards."""
+        flags = [(module, module.training) for module in self.model.modules()]
+        try:
+            self.model.eval()
+            if self.bn_mode == "train":
+                for module in self.model.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.train()
+            yield
+        finally:
+            for module, flag in flags:
+                module.training = flag
+
+    def _state(self) -> Tuple[Tangents, Dict[str, torch.Tensor]]:
+        """Detached copies of the selected parameters (primals) and of everything else (constants).
+
+        Buffers are cloned so that BatchNorm in train mode updates the clones,
+        never the model's running statistics.
+        """
+        selected = set(self.layout.names)
+        named = dict(self.model.named_parameters())
+        cast = lambda tensor: tensor.detach().to(device=self.device, dtype=self.dtype)  # noqa: E731
+        constants = {name: cast(p) for name, p in named.items() if name not in selected}
+        for name, buffer in self.model.named_buffers():
+            moved = buffer.detach().to(self.device)
+            constants[name] = (moved.to(self.dtype) if moved.is_floating_point() else moved).clone()
+        return tuple(cast(named[name]) for name in self.layout.names), constants
+
+    def _outputs(self, constants: Dict[str, torch.Tensor], inputs: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """The network outputs as a function of the selected parameters' values."""
+        names = self.layout.names
+
+        def outputs_of(*values: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.model, {**constants, **dict(zip(names, values))}, (inputs,))
+
+        return outputs_of
+
+    def _loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = self.loss_fn(outputs, targets)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar tensor (use reduction='mean'); got {shape}")
+        return loss
+
+    def _with_backend(self, primals, constants, inputs, targets, tangents) -> Tangents:
+        """Run the batch products with the chosen backend, choosing it at the first batch."""
+        function = self._outputs(constants, inputs)
+        if self.backend == "double-backward":
+            return self._double_backward(function, primals, inputs, targets, tangents)
+        try:
+            products = self._forward_mode(function, primals, inputs, targets, tangents)
+        except (RuntimeError, NotImplementedError) as error:
+            if self.backend is not None:
+                raise
+            self.backend, self.fallback_reason = "double-backward", f"{type(error).__name__}: {error}"
+            primals, constants = self._state()  # a failed attempt may have touched the buffer clones
+            return self._double_backward(self._outputs(constants, inputs), primals, inputs, targets, tangents)
+        self.backend = self.preferred_backend
+        return products
+
+
+def _columns(tangents: Tangents) -> Iterator[Tangents]:
+    """The ``k`` tangent vectors of a batched tangent tuple, one at a time."""
+    for column in range(tangents[0].shape[0]):
+        yield tuple(tangent[column] for tangent in tangents)
+
+
+def _stack(products: Sequence[Tangents]) -> Tangents:
+    return tuple(torch.stack(pieces) for pieces in zip(*products))
+
+
+def _leaves(primals: Tangents) -> Tangents:
+    return tuple(value.detach().requires_grad_(True) for value in primals)
+
+
+class Hessian(CurvatureOperator):
+    """The Hessian of the mean loss with respect to the selected parameters.
+
+    Products use forward-over-reverse differentiation (``torch.func.jvp`` of
+    ``torch.func.grad``) when the model allows it, and double backward
+    (Pearlmutter's trick with two reverse passes) otherwise; ``backend`` says
+    which. See :class:`CurvatureOperator` for the arguments.
+
+    Examples
+    --------
+    >>> import torch, curvwidgets as cw
+    >>> model = torch.nn.Linear(3, 1).double()
+    >>> data = [(torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64))]
+    >>> H = cw.Hessian(model, torch.nn.MSELoss(), data)
+    >>> H.dim, (H @ torch.zeros(4, dtype=torch.float64)).abs().max().item()
+    (4, 0.0)
+    """
+
+    preferred_backend = "forward-over-reverse"
+
+    def _forward_mode(self, function, primals, inputs, targets, tangents):
+        def loss_of(*values):
+            return self._loss(function(*values), targets)
+
+        gradient = torch.func.grad(loss_of, argnums=tuple(range(len(primals))))
+        return _stack([torch.func.jvp(gradient, primals, column)[1] for column in _columns(tangents)])
+
+    def _double_backward(self, function, primals, inputs, targets, tangents):
+        leaves = _leaves(primals)
+        with torch.enable_grad():
+            loss = self._loss(function(*leaves), targets)
+            gradient = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
+            columns = list(_columns(tangents))
+            products = [
+                torch.autograd.grad(gradient, leaves, grad_outputs=column, retain_graph=index + 1 < len(columns),
+                                    allow_unused=True, materialize_grads=True)
+                for index, column in enumerate(columns)
+            ]
+        return _stack([tuple(piece.detach() for piece in product) for product in products])
+
+
+class GGN(CurvatureOperator):
+    """The generalised Gauss-Newton matrix ``J^T H_L J`` of the mean loss.
+
+    ``J`` is the Jacobian of the network outputs in the selected parameters
+    and ``H_L`` the Hessian of the loss in the outputs (closed form for
+    cross-entropy and MSE, autograd otherwise; see
+    :mod:`~curvwidgets.curvature.output_hessian`). A product is a
+    Jacobian-vector product, ``H_L``, then a vector-Jacobian product; the
+    result is symmetric positive semi-definite for convex losses. The
+    Jacobian-vector product is forward mode when the model allows it, and two
+    reverse passes otherwise. See :class:`CurvatureOperator` for the arguments.
+    """
+
+    preferred_backend = "forward-mode"
+
+    def _output_products(self, outputs, targets, jacobian_products) -> Tangents:
+        return [output_hessian_product(self.loss_fn, outputs, targets, product) for product in jacobian_products]
+
+    def _forward_mode(self, function, primals, inputs, targets, tangents):
+        outputs, pullback = torch.func.vjp(function, *primals)
+        self._loss(outputs, targets)
+        pushed = [torch.func.jvp(function, primals, column)[1] for column in _columns(tangents)]
+        return _stack([pullback(product) for product in self._output_products(outputs.detach(), targets, pushed)])
+
+    def _double_backward(self, function, primals, inputs, targets, tangents):
+        leaves = _leaves(primals)
+        with torch.enable_grad():
+            outputs = function(*leaves)
+            self._loss(outputs.detach(), targets)
+            dummy = torch.zeros_like(outputs, requires_grad=True)
+            transposed = torch.autograd.grad(outputs, leaves, grad_outputs=dummy, create_graph=True,
+                                             allow_unused=True, materialize_grads=True)
+            pushed = [torch.autograd.grad(transposed, dummy, grad_outputs=column, retain_graph=True)[0]
+                      for column in _columns(tangents)]
+            products = [
+                torch.autograd.grad(outputs, leaves, grad_outputs=product, retain_graph=True,
+                                    allow_unused=True, materialize_grads=True)
+                for product in self._output_products(outputs.detach(), targets, pushed)
+            ]
+        return _stack([tuple(piece.detach() for piece in product) for product in products])

@@ -1,0 +1,71 @@
+"""Products with the Hessian of the loss with respect to the network outputs, ``H_L u``.
+
+Closed forms for :class:`torch.nn.CrossEntropyLoss` (class-index targets, no
+class weights or label smoothing) and :class:`torch.nn.MSELoss`; forward-over-
+reverse autograd for any other twice-differentiable loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["reduction_of", "output_hessian_product", "closed_form_kind"]
+
+
+def reduction_of(loss_fn: Callable) -> str:
+    """``"sum"`` when ``loss_fn`` sums over samples (its ``reduction`` attribute), else ``"mean"``."""
+    return "sum" if getattr(loss_fn, "reduction", "mean") == "sum" else "mean"
+
+
+def closed_form_kind(loss_fn: Callable, outputs: torch.Tensor, targets: torch.Tensor) -> str:
+    """``"cross_entropy"``, ``"mse"`` or ``"autograd"``: how :func:`output_hessian_product` will work."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction in ("mean", "sum"):
+        plain = loss_fn.weight is None and loss_fn.label_smoothing == 0.0
+        indices = outputs.ndim == 2 and targets.ndim == 1 and not targets.is_floating_point()
+        if plain and indices and not bool((targets == loss_fn.ignore_index).any()):
+            return "cross_entropy"
+    if isinstance(loss_fn, nn.MSELoss) and loss_fn.reduction in ("mean", "sum") and outputs.shape == targets.shape:
+        return "mse"
+    return "autograd"
+
+
+def output_hessian_product(
+    loss_fn: Callable, outputs: torch.Tensor, targets: torch.Tensor, direction: torch.Tensor
+) -> torch.Tensor:
+    """``H_L @ direction``, ``H_L`` the Hessian of ``loss_fn(outputs, targets)`` in ``outputs``.
+
+    Parameters
+    ----------
+    outputs, direction : Tensor, same shape (batch, ...)
+    targets : Tensor
+
+    Raises
+    ------
+    ValueError
+        When autograd cannot form the product (the loss is not twice
+        differentiable in the outputs, or does not return a scalar).
+    """
+    kind = closed_form_kind(loss_fn, outputs, targets)
+    if kind == "cross_entropy":
+        probabilities = torch.softmax(outputs, dim=1)
+        product = probabilities * direction - probabilities * (probabilities * direction).sum(1, keepdim=True)
+        return product / outputs.shape[0] if loss_fn.reduction == "mean" else product
+    if kind == "mse":
+        return 2 * direction / (outputs.numel() if loss_fn.reduction == "mean" else 1)
+
+    def loss_of(values: torch.Tensor) -> torch.Tensor:
+        loss = loss_fn(values, targets)
+        if loss.ndim != 0:
+            raise ValueError(f"loss_fn must return a scalar; got shape {tuple(loss.shape)}")
+        return loss
+
+    try:
+        return torch.func.jvp(torch.func.grad(loss_of), (outputs.detach(),), (direction,))[1]
+    except (RuntimeError, NotImplementedError, TypeError) as error:
+        raise ValueError(
+            f"the GGN needs the Hessian of loss_fn with respect to the network outputs, which autograd "
+            f"cannot form here ({type(error).__name__}: {error}); use a twice-differentiable loss"
+        ) from error
