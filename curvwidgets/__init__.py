@@ -4,7 +4,8 @@ The numerical core is importable on a headless machine with only torch, numpy
 and scipy; plots and widgets are imported lazily from their own modules.
 """
 
-from . import linalg, synthetic
+from . import curvature, linalg, synthetic
+from .curvature import GGN, Hessian
 from .linalg import (
     BoundsTable,
     LanczosResult,
@@ -27,6 +28,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BoundsTable",
     "Cancelled",
+    "GGN",
+    "Hessian",
     "LanczosResult",
     "LinearOperator",
     "PowerIterationResult",
@@ -34,6 +37,7 @@ __all__ = [
     "TqdmProgress",
     "as_operator",
     "bounds_table",
+    "curvature",
     "lanczos",
     "linalg",
     "power_iteration",

@@ -56,16 +56,20 @@ def output_hessian_product(
     if kind == "mse":
         return 2 * direction / (outputs.numel() if loss_fn.reduction == "mean" else 1)
 
-    def loss_of(values: torch.Tensor) -> torch.Tensor:
-        loss = loss_fn(values, targets)
-        if loss.ndim != 0:
-            raise ValueError(f"loss_fn must return a scalar; got shape {tuple(loss.shape)}")
-        return loss
+    def cannot(reason: str) -> ValueError:
+        return ValueError(
+            "the GGN needs the Hessian of loss_fn with respect to the network outputs, which autograd "
+            f"cannot form here ({reason}); use a twice-differentiable loss"
+        )
 
+    with torch.enable_grad():
+        probe = loss_fn(outputs.detach().requires_grad_(True), targets)
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 0:
+        raise ValueError("loss_fn must return a scalar tensor (use reduction='mean')")
+    if not probe.requires_grad:
+        raise cannot("the loss does not depend differentiably on the outputs")
     try:
-        return torch.func.jvp(torch.func.grad(loss_of), (outputs.detach(),), (direction,))[1]
+        gradient = torch.func.grad(lambda values: loss_fn(values, targets))
+        return torch.func.jvp(gradient, (outputs.detach(),), (direction,))[1]
     except (RuntimeError, NotImplementedError, TypeError) as error:
-        raise ValueError(
-            f"the GGN needs the Hessian of loss_fn with respect to the network outputs, which autograd "
-            f"cannot form here ({type(error).__name__}: {error}); use a twice-differentiable loss"
-        ) from error
+        raise cannot(f"{type(error).__name__}: {error}") from error

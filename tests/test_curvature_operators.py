@@ -1,0 +1,290 @@
+"""Hessian and GGN products against dense autograd references, in float64."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import curvwidgets as cw
+from curvature_cases import (
+    assert_unchanged, classification_data, cnn, dense_ggn, dense_hessian, mlp, relu_mlp, snapshot,
+)
+
+CASES = {"mlp": lambda: mlp(), "cnn": lambda: cnn(), "cnn_bn": lambda: cnn(batch_norm=True)}
+LOSS = nn.CrossEntropyLoss()
+
+
+def all_names(model):
+    return [name for name, _ in model.named_parameters()]
+
+
+def random_block(dim, k, seed=0):
+    return torch.randn(dim, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_products_match_dense_references(case, operator):
+    model = CASES[case]()
+    batches, inputs, targets = classification_data(model)
+    reference = (dense_hessian if operator is cw.Hessian else dense_ggn)(model, LOSS, inputs, targets, all_names(model))
+    op = operator(model, LOSS, batches)
+    block = random_block(op.dim, 3)
+    expected = reference @ block
+    scale = expected.abs().max()
+    torch.testing.assert_close(op @ block, expected, rtol=0, atol=1e-8 * scale)
+    torch.testing.assert_close(op.matvec(block[:, 0]), expected[:, 0], rtol=0, atol=1e-8 * scale)
+    assert op.backend in ("forward-over-reverse", "forward-mode")
+
+
+@pytest.mark.parametrize("params", ["2.*", ["0.weight", "2.bias"]])
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_products_over_a_parameter_subset(params, operator):
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    op = operator(model, LOSS, batches, params=params)
+    names = list(op.layout.names)
+    reference = (dense_hessian if operator is cw.Hessian else dense_ggn)(model, LOSS, inputs, targets, names)
+    block = random_block(op.dim, 2)
+    torch.testing.assert_close(op @ block, reference @ block, rtol=1e-8, atol=1e-12)
+
+
+def test_submodule_and_tensor_selections_agree_with_patterns():
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    by_pattern = cw.Hessian(model, LOSS, batches, params="2.*")
+    by_module = cw.Hessian(model, LOSS, batches, params=model[2])
+    by_tensor = cw.Hessian(model, LOSS, batches, params=[model[2].bias, model[2].weight])
+    assert by_pattern.layout == by_module.layout == by_tensor.layout
+    assert by_pattern.layout.names == ("2.weight", "2.bias")
+
+
+def test_linear_model_with_mse_has_hessian_equal_ggn_equal_closed_form():
+    torch.manual_seed(3)
+    model = nn.Linear(4, 2).double()
+    inputs = torch.randn(30, 4, dtype=torch.float64)
+    targets = torch.randn(30, 2, dtype=torch.float64)
+    batches = [(inputs[:10], targets[:10]), (inputs[10:], targets[10:])]
+    hessian = cw.Hessian(model, nn.MSELoss(), batches)
+    ggn = cw.GGN(model, nn.MSELoss(), batches)
+    # loss = mean over 30 x 2 entries of (W x + b - y)^2: per output row the Hessian in (w_row, b) is
+    # 2 / (30 * 2) * sum_n [x_n; 1][x_n; 1]^T; weights are laid out row by row, then the biases.
+    augmented = torch.cat([inputs, torch.ones(30, 1, dtype=torch.float64)], dim=1)
+    per_output = 2.0 / 60 * augmented.T @ augmented
+    closed = torch.zeros(10, 10, dtype=torch.float64)
+    for row in range(2):
+        index = [row * 4 + column for column in range(4)] + [8 + row]
+        closed[np.ix_(index, index)] = per_output
+    identity = torch.eye(10, dtype=torch.float64)
+    torch.testing.assert_close(hessian @ identity, closed, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(ggn @ identity, closed, rtol=1e-12, atol=1e-14)
+
+
+def test_relu_network_hessian_and_ggn_diagonals_agree():
+    # Piecewise linear: the second derivative of the network vanishes, so H = GGN exactly.
+    model = relu_mlp()
+    batches, _, _ = classification_data(model)
+    identity = torch.eye(cw.Hessian(model, LOSS, batches).dim, dtype=torch.float64)
+    hessian = cw.Hessian(model, LOSS, batches) @ identity
+    ggn = cw.GGN(model, LOSS, batches) @ identity
+    torch.testing.assert_close(torch.diagonal(hessian), torch.diagonal(ggn), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_operators_are_symmetric_and_the_ggn_is_psd(operator):
+    model = cnn(batch_norm=True)
+    batches, _, _ = classification_data(model)
+    op = operator(model, LOSS, batches)
+    u, v = random_block(op.dim, 1, seed=1)[:, 0], random_block(op.dim, 1, seed=2)[:, 0]
+    assert torch.dot(u, op @ v).item() == pytest.approx(torch.dot(v, op @ u).item(), rel=1e-10)
+    if operator is cw.GGN:
+        assert cw.lanczos(op, steps=15, seed=0).nodes().min() > -1e-12
+
+
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_four_batches_equal_one_concatenated_batch(operator):
+    model = cnn()
+    batches, inputs, targets = classification_data(model)
+    block = random_block(operator(model, LOSS, batches).dim, 2)
+    torch.testing.assert_close(operator(model, LOSS, batches) @ block, operator(model, LOSS, [(inputs, targets)]) @ block,
+                               rtol=1e-10, atol=1e-14)
+
+
+def test_sum_reduction_gives_the_same_mean_curvature():
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    block = random_block(cw.Hessian(model, LOSS, batches).dim, 2)
+    summed = cw.Hessian(model, nn.CrossEntropyLoss(reduction="sum"), batches) @ block
+    torch.testing.assert_close(summed, cw.Hessian(model, LOSS, batches) @ block, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_products_leave_the_model_bit_for_bit_unchanged(bn_mode, operator):
+    model = cnn(batch_norm=True)
+    model.train()
+    model[2].eval()  # a mixed set of flags must come back as it was
+    before = snapshot(model)
+    batches, _, _ = classification_data(model)
+    op = operator(model, LOSS, batches, bn_mode=bn_mode)
+    op @ random_block(op.dim, 2)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_train_mode_uses_batch_statistics(operator):
+    model = cnn(batch_norm=True)
+    batches, _, _ = classification_data(model, sizes=(20,))
+    inputs, targets = batches[0]
+    block = random_block(operator(model, LOSS, batches).dim, 1)
+    train = operator(model, LOSS, batches, bn_mode="train")
+    # Reference: a copy whose BatchNorm normalises with this batch's statistics.
+    twin = cnn(batch_norm=True)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        features = twin[0](inputs)
+        twin[1].running_mean.copy_(features.mean((0, 2, 3)))
+        twin[1].running_var.copy_(features.var((0, 2, 3), unbiased=False))
+    # With batch statistics the normalisation also depends on the parameters through the mean and
+    # variance, so compare against autograd on the train-mode function instead of the frozen twin.
+    names = [name for name, _ in model.named_parameters()]
+    model_copy = cnn(batch_norm=True)
+    model_copy.load_state_dict(model.state_dict())
+    model_copy.train()
+    params = dict(model_copy.named_parameters())
+    buffers = {name: b.clone() for name, b in model_copy.named_buffers()}
+    shapes = [params[name].shape for name in names]
+
+    def outputs_of(flat):
+        pieces = torch.split(flat, [shape.numel() for shape in shapes])
+        values = {name: piece.view(shape) for name, piece, shape in zip(names, pieces, shapes)}
+        return torch.func.functional_call(model_copy, {**buffers, **values}, (inputs,))
+
+    flat = torch.cat([params[name].detach().reshape(-1) for name in names])
+    if operator is cw.Hessian:
+        dense = torch.autograd.functional.hessian(lambda p: LOSS(outputs_of(p), targets), flat)
+    else:
+        outputs = outputs_of(flat)
+        jacobian = torch.autograd.functional.jacobian(outputs_of, flat).reshape(outputs.numel(), -1)
+        output_hessian = torch.autograd.functional.hessian(lambda o: LOSS(o.view_as(outputs), targets), outputs.detach().reshape(-1))
+        dense = jacobian.T @ output_hessian @ jacobian
+    torch.testing.assert_close(train @ block, dense @ block, rtol=1e-8, atol=1e-12)
+    frozen = operator(twin, LOSS, batches, bn_mode="eval") @ block
+    assert not torch.allclose(train @ block, frozen)  # the mean/variance path adds curvature
+    assert train.backend is not None
+
+
+def test_double_backward_fallback_is_chosen_and_exact(monkeypatch):
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    op = cw.Hessian(model, LOSS, batches)
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("forward-mode AD is not implemented for this model")
+
+    monkeypatch.setattr(cw.Hessian, "_forward_mode", unsupported)
+    monkeypatch.setattr(cw.GGN, "_forward_mode", unsupported)
+    block = random_block(op.dim, 2)
+    torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
+                               rtol=1e-10, atol=1e-14)
+    assert op.backend == "double-backward" and "not implemented" in op.fallback_reason
+    ggn = cw.GGN(model, LOSS, batches)
+    torch.testing.assert_close(ggn @ block, dense_ggn(model, LOSS, inputs, targets, all_names(model)) @ block,
+                               rtol=1e-10, atol=1e-14)
+    assert ggn.backend == "double-backward"
+
+
+def test_autograd_output_hessian_for_another_loss():
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+
+    def smoothed_nll(outputs, labels):
+        return nn.functional.cross_entropy(outputs, labels, label_smoothing=0.1)
+
+    op = cw.GGN(model, smoothed_nll, batches)
+    block = random_block(op.dim, 1)
+    reference = dense_ggn(model, smoothed_nll, inputs, targets, all_names(model))
+    torch.testing.assert_close(op @ block, reference @ block, rtol=1e-8, atol=1e-12)
+
+
+def test_num_samples_takes_a_seeded_subset():
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    op = cw.Hessian(model, LOSS, batches, num_samples=9, seed=4)
+    rows = op.data.selection
+    assert rows.numel() == 9 and torch.equal(rows, cw.Hessian(model, LOSS, batches, num_samples=9, seed=4).data.selection)
+    block = random_block(op.dim, 1)
+    subset = cw.Hessian(model, LOSS, [(inputs[rows], targets[rows])])
+    torch.testing.assert_close(op @ block, subset @ block, rtol=1e-10, atol=1e-14)
+
+
+def test_lanczos_on_the_hessian_matches_the_dense_spectrum():
+    model = cnn(batch_norm=True)
+    batches, inputs, targets = classification_data(model)
+    op = cw.Hessian(model, LOSS, batches)
+    eigenvalues = torch.linalg.eigvalsh(dense_hessian(model, LOSS, inputs, targets, all_names(model)))
+    result = cw.lanczos(op, steps=op.dim, seed=0)
+    np.testing.assert_allclose(result.nodes()[[0, -1]], eigenvalues[[0, -1]].numpy(), atol=1e-9)
+    assert result.orthogonality < 1e-12
+
+
+def test_float32_dtype_casts_copies_not_the_model():
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    op = cw.Hessian(model, LOSS, batches, dtype=torch.float32)
+    result = op @ torch.ones(op.dim, dtype=torch.float32)
+    assert result.dtype == torch.float32 and next(model.parameters()).dtype == torch.float64
+    reference = cw.Hessian(model, LOSS, batches) @ torch.ones(op.dim, dtype=torch.float64)
+    torch.testing.assert_close(result.double(), reference, rtol=1e-4, atol=1e-5)
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_vectors():
+    model = mlp()
+    op = cw.Hessian(model, LOSS, classification_data(model)[0])
+    with pytest.raises(ValueError, match=rf"shape \({op.dim},\); got \(3,\)"):
+        op.matvec(torch.ones(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="dtype torch.float64; got torch.float32"):
+        op.matvec(torch.ones(op.dim))
+    with pytest.raises(ValueError, match="device cpu; got meta"):
+        op.matvec(torch.ones(op.dim, dtype=torch.float64, device="meta"))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        op.matvec(np.ones(op.dim))
+
+
+def test_bad_models_losses_data_and_params():
+    model = mlp()
+    batches = classification_data(model)[0]
+    with pytest.raises(ValueError, match="loss_fn must return a scalar"):
+        cw.Hessian(model, nn.CrossEntropyLoss(reduction="none"), batches) @ torch.ones(cw.Hessian(model, LOSS, batches).dim, dtype=torch.float64)
+    with pytest.raises(ValueError, match="data is empty"):
+        cw.Hessian(model, LOSS, [])
+    with pytest.raises(TypeError, match="re-iterable"):
+        cw.Hessian(model, LOSS, (batch for batch in batches))
+    frozen = mlp().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        cw.GGN(frozen, LOSS, batches)
+    with pytest.raises(ValueError, match="'conv.*' matches no trainable parameter"):
+        cw.Hessian(model, LOSS, batches, params="conv.*")
+    with pytest.raises(ValueError, match="not trainable parameters of model"):
+        cw.Hessian(model, LOSS, batches, params=[torch.ones(3)])
+    with pytest.raises(ValueError, match="bn_mode must be one of"):
+        cw.Hessian(model, LOSS, batches, bn_mode="frozen")
+    with pytest.raises(ValueError, match=r"num_samples must be an int in \[1, 24\]"):
+        cw.Hessian(model, LOSS, batches, num_samples=100)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        cw.Hessian(lambda x: x, LOSS, batches)
+
+
+def test_ggn_with_a_loss_whose_output_hessian_cannot_be_formed():
+    model = mlp()
+    batches = classification_data(model)[0]
+
+    def argmax_loss(outputs, labels):
+        return (outputs.argmax(1) != labels).double().mean()
+
+    op = cw.GGN(model, argmax_loss, batches)
+    with pytest.raises(ValueError, match="Hessian of loss_fn with respect to the network outputs"):
+        op @ torch.ones(op.dim, dtype=torch.float64)
