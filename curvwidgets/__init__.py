@@ -5,7 +5,7 @@ and scipy; plots and widgets are imported lazily from their own modules.
 """
 
 from . import curvature, linalg, synthetic
-from .curvature import GGN, Hessian
+from .curvature import GGN, Hessian, loss_stats
 from .linalg import (
     BoundsTable,
     LanczosResult,
@@ -40,6 +40,7 @@ __all__ = [
     "curvature",
     "lanczos",
     "linalg",
+    "loss_stats",
     "power_iteration",
     "smooth_density",
     "spectral_moments",

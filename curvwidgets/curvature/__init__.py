@@ -4,7 +4,22 @@ The operators plug into :mod:`curvwidgets.linalg` (``cw.lanczos(cw.Hessian(...),
 and reduce over ranks when ``torch.distributed`` is initialised.
 """
 
+from . import diagonal
+from .diagonal import exact_diagonal, hutchinson_diagonal, mc_ggn_diagonal
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParameterLayout, select_parameters
+from .stats import STATISTICS, loss_stats
 
-__all__ = ["CurvatureOperator", "GGN", "Hessian", "ParameterLayout", "select_parameters"]
+__all__ = [
+    "CurvatureOperator",
+    "GGN",
+    "Hessian",
+    "ParameterLayout",
+    "STATISTICS",
+    "diagonal",
+    "exact_diagonal",
+    "hutchinson_diagonal",
+    "loss_stats",
+    "mc_ggn_diagonal",
+    "select_parameters",
+]

@@ -81,8 +81,13 @@ class DataSource:
             generator = torch.Generator().manual_seed(int(seed))
             self.selection = torch.randperm(total, generator=generator)[:num_samples].sort().values
 
-    def batches(self, device: torch.device, dtype: Optional[torch.dtype] = None) -> Iterator[Batch]:
-        """This rank's batches on ``device``; floating inputs cast to ``dtype`` when given."""
+    def batches(self, device: torch.device, dtype: Optional[torch.dtype] = None) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+        """This rank's batches as ``(index, inputs, targets)`` on ``device``.
+
+        ``index`` is the batch's position in ``data`` (the same on every
+        rank, so per-batch random draws can be seeded by it); floating
+        inputs and targets are cast to ``dtype`` when given.
+        """
         rank, size = world()
         offset = 0
         for index, batch in enumerate(self.data):
@@ -103,4 +108,4 @@ class DataSource:
             targets = targets.to(device, non_blocking=True)
             if dtype is not None and targets.is_floating_point():
                 targets = targets.to(dtype)
-            yield inputs, targets
+            yield index, inputs, targets

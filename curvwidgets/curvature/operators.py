@@ -130,12 +130,30 @@ class CurvatureOperator(LinearOperator):
         """
         tangents = self.layout.unflatten(block)
         weight_by_size = reduction_of(self.loss_fn) == "mean"
-        with self._model_state():
-            for inputs, targets in self.data.batches(self.device, self.dtype):
-                primals, constants = self._state()
+        with self.evaluation_mode():
+            for _, inputs, targets in self.data.batches(self.device, self.dtype):
+                primals, constants = self.functional_state()
                 products = self._with_backend(primals, constants, inputs, targets, tangents)
                 flat = self.layout.flatten(products, batched=True).to(torch.float64)
                 yield len(inputs), flat * (len(inputs) if weight_by_size else 1)
+
+    def batch_gradients(self) -> Iterator[Tuple[int, float, torch.Tensor]]:
+        """Per batch of this rank: ``(n_b, loss_b, gradient_b)`` of the batch's mean loss.
+
+        ``gradient_b`` is the flat float64 gradient (shape ``(dim,)``) over the
+        selected parameters; a summed loss is divided by ``n_b``.
+        """
+        per_sample = reduction_of(self.loss_fn) == "sum"
+        with self.evaluation_mode():
+            for _, inputs, targets in self.data.batches(self.device, self.dtype):
+                primals, constants = self.functional_state()
+                leaves = _leaves(primals)
+                with torch.enable_grad():
+                    loss = self._loss(self.outputs_function(constants, inputs)(*leaves), targets)
+                    gradient = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+                scale = 1.0 / len(inputs) if per_sample else 1.0
+                flat = self.layout.flatten(gradient).to(torch.float64) * scale
+                yield len(inputs), loss.item() * scale, flat
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device}, "
@@ -163,7 +181,7 @@ class CurvatureOperator(LinearOperator):
             raise ValueError(f"vector must be on device {self.device}; got {tensor.device}")
 
     @contextlib.contextmanager
-    def _model_state(self) -> Iterator[None]:
+    def evaluation_mode(self) -> Iterator[None]:
         """Set the ``training`` flags for ``bn_mode``; restore every module's flag afterwards."""
         flags = [(module, module.training) for module in self.model.modules()]
         try:
@@ -177,7 +195,7 @@ class CurvatureOperator(LinearOperator):
             for module, flag in flags:
                 module.training = flag
 
-    def _state(self) -> Tuple[Tangents, Dict[str, torch.Tensor]]:
+    def functional_state(self) -> Tuple[Tangents, Dict[str, torch.Tensor]]:
         """Detached copies of the selected parameters (primals) and of everything else (constants).
 
         Buffers are cloned so that BatchNorm in train mode updates the clones,
@@ -192,7 +210,7 @@ class CurvatureOperator(LinearOperator):
             constants[name] = (moved.to(self.dtype) if moved.is_floating_point() else moved).clone()
         return tuple(cast(named[name]) for name in self.layout.names), constants
 
-    def _outputs(self, constants: Dict[str, torch.Tensor], inputs: torch.Tensor) -> Callable[..., torch.Tensor]:
+    def outputs_function(self, constants: Dict[str, torch.Tensor], inputs: torch.Tensor) -> Callable[..., torch.Tensor]:
         """The network outputs as a function of the selected parameters' values."""
         names = self.layout.names
 
@@ -210,7 +228,7 @@ class CurvatureOperator(LinearOperator):
 
     def _with_backend(self, primals, constants, inputs, targets, tangents) -> Tangents:
         """Run the batch products with the chosen backend, choosing it at the first batch."""
-        function = self._outputs(constants, inputs)
+        function = self.outputs_function(constants, inputs)
         if self.backend == "double-backward":
             return self._double_backward(function, primals, inputs, targets, tangents)
         try:
@@ -219,8 +237,8 @@ class CurvatureOperator(LinearOperator):
             if self.backend is not None:
                 raise
             self.backend, self.fallback_reason = "double-backward", f"{type(error).__name__}: {error}"
-            primals, constants = self._state()  # a failed attempt may have touched the buffer clones
-            return self._double_backward(self._outputs(constants, inputs), primals, inputs, targets, tangents)
+            primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
+            return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
         self.backend = self.preferred_backend
         return products
 

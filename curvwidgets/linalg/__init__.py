@@ -17,17 +17,21 @@ from .densities import smooth_density, spectral_moments, stem_density, trace_est
 from .lanczos import LanczosResult, lanczos
 from .operators import LinearOperator, as_operator
 from .power import PowerIterationResult, power_iteration
+from .solve import SolveResult, conjugate_gradient, lanczos_solve
 
 __all__ = [
     "BoundsTable",
     "LanczosResult",
     "LinearOperator",
     "PowerIterationResult",
+    "SolveResult",
     "as_operator",
     "bounds_table",
     "chebyshev",
+    "conjugate_gradient",
     "lanczos",
     "lanczos_bound_term",
+    "lanczos_solve",
     "lanczos_lower_bound",
     "power_bound_term",
     "power_iteration",

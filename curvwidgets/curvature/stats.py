@@ -1,0 +1,153 @@
+"""The paper's "advanced statistics" of a loss surface, as a dict of floats.
+
+All statistics are over the mini-batches of ``data`` (weighted by batch size)
+and the selected parameters; under ``torch.distributed`` they are reduced over
+ranks. With batch means ``x_b`` and sizes ``n_b`` (``N = sum n_b``), the mean
+is ``x = sum n_b x_b / N`` and the variance ``sum n_b ||x_b - x||^2 / N``: for
+vectors, the trace of the covariance of the mini-batch estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..progress import CancelToken, ProgressCallback, report
+from .data import all_reduce_sum
+from .operators import GGN, CurvatureOperator, Hessian
+from .params import ParamsLike
+
+__all__ = ["loss_stats", "STATISTICS"]
+
+STATISTICS = {
+    "loss_mean": "mean loss over all samples",
+    "loss_variance": "variance of the mini-batch mean loss over mini-batches",
+    "gradient_norm_sq": "||g||^2 of the full-data mean gradient g",
+    "gradient_variance": "sum_b n_b ||g_b - g||^2 / N: trace of the mini-batch gradient covariance",
+    "{c}_vector_norm_sq": "||C u||^2 for a random unit vector u (C = hessian or ggn)",
+    "{c}_vector_variance": "sum_b n_b ||C_b u - C u||^2 / N over mini-batches",
+    "{c}_trace": "Hutchinson estimate of tr(C): mean of z^T C z over Rademacher z",
+    "{c}_frobenius_sq": "Hutchinson estimate of ||C||_F^2: mean of ||C z||^2 over Rademacher z",
+    "weight_l2": "L2 norm of the selected parameters",
+    "weight_linf": "largest absolute value of the selected parameters",
+    "num_samples": "number of samples N",
+}
+
+
+class _Moments:
+    """Accumulates ``sum n_b``, ``sum n_b x_b`` and ``sum n_b ||x_b||^2`` of float64 tensors."""
+
+    def __init__(self, shape: Tuple[int, ...], device: torch.device):
+        self.weight = torch.zeros((), dtype=torch.float64, device=device)
+        self.first = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.second = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, weight: int, value: torch.Tensor) -> None:
+        self.weight += weight
+        self.first += weight * value
+        self.second += weight * torch.sum(value * value)
+
+    def reduce(self) -> Tuple[torch.Tensor, float]:
+        """The weighted mean, and the weighted variance ``E||x||^2 - ||E x||^2``, over ranks."""
+        for tensor in (self.weight, self.first, self.second):
+            all_reduce_sum(tensor)
+        mean = self.first / self.weight
+        return mean, max(0.0, (self.second / self.weight - torch.sum(mean * mean)).item())
+
+
+def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, seed: int) -> Dict[str, float]:
+    """One pass over the data: the product along a random unit vector per batch, and Hutchinson probes."""
+    generator = torch.Generator().manual_seed(int(seed))
+    direction = torch.randn(op.dim, 1, generator=generator, dtype=torch.float64)
+    direction /= torch.linalg.vector_norm(direction)
+    probes = (torch.randint(0, 2, (op.dim, num_probes), generator=generator) * 2 - 1).double()
+    block = torch.cat([direction, probes], dim=1).to(op.device, op.dtype)
+    along = _Moments((op.dim,), op.device)
+    probe_sum = torch.zeros(op.dim, num_probes, dtype=torch.float64, device=op.device)
+    for samples, product in op.batch_products(block):
+        along.add(samples, product[:, 0] / samples)
+        probe_sum += product[:, 1:]
+    mean, variance = along.reduce()
+    count = along.weight
+    probe_products = all_reduce_sum(probe_sum) / count
+    probes = block[:, 1:].to(torch.float64)
+    return {
+        f"{name}_vector_norm_sq": torch.sum(mean * mean).item(),
+        f"{name}_vector_variance": variance,
+        f"{name}_trace": torch.mean(torch.sum(probes * probe_products, 0)).item(),
+        f"{name}_frobenius_sq": torch.mean(torch.sum(probe_products**2, 0)).item(),
+    }
+
+
+def loss_stats(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: Iterable,
+    params: ParamsLike = None,
+    bn_mode: str = "eval",
+    curvature: Sequence[str] = ("hessian", "ggn"),
+    num_probes: int = 10,
+    seed: int = 0,
+    num_samples: Optional[int] = None,
+    device=None,
+    dtype=None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Dict[str, float]:
+    """Loss, gradient and curvature statistics of ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model, loss_fn, data, params, bn_mode, num_samples, device, dtype
+        As for :class:`~curvwidgets.curvature.Hessian`.
+    curvature : sequence of {"hessian", "ggn"}, default: both
+        Which curvature matrices to describe; one pass over the data each.
+    num_probes : int, default: 10
+        Rademacher probes of the Hutchinson estimates.
+    seed : int, default: 0
+        Seed of the random unit vector and the probes.
+    progress, cancel
+        The progress protocol; one event per pass over the data (the partial
+        result is the dict so far).
+
+    Returns
+    -------
+    dict of str to float
+        The keys of :data:`STATISTICS`, with ``{c}`` replaced by each entry of
+        ``curvature``.
+    """
+    unknown = set(curvature) - {"hessian", "ggn"}
+    if unknown:
+        raise ValueError(f"curvature must name 'hessian' and/or 'ggn'; got {sorted(unknown)}")
+    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
+        raise ValueError(f"num_probes must be an int >= 1; got {num_probes!r}")
+    arguments = dict(params=params, bn_mode=bn_mode, num_samples=num_samples, seed=seed, device=device, dtype=dtype)
+    operators = {"hessian": Hessian, "ggn": GGN}
+    first = operators[curvature[0] if curvature else "hessian"](model, loss_fn, data, **arguments)
+    total_passes = 1 + len(curvature)
+
+    losses = _Moments((), first.device)
+    gradients = _Moments((first.dim,), first.device)
+    for samples, loss, gradient in first.batch_gradients():
+        losses.add(samples, torch.tensor(loss, dtype=torch.float64, device=first.device))
+        gradients.add(samples, gradient)
+    loss_mean, loss_variance = losses.reduce()
+    gradient_mean, gradient_variance = gradients.reduce()
+    weights = torch.cat([p.detach().reshape(-1) for name, p in model.named_parameters() if name in set(first.layout.names)])
+    statistics = {
+        "loss_mean": loss_mean.item(),
+        "loss_variance": loss_variance,
+        "gradient_norm_sq": torch.sum(gradient_mean * gradient_mean).item(),
+        "gradient_variance": gradient_variance,
+        "weight_l2": torch.linalg.vector_norm(weights.double()).item(),
+        "weight_linf": weights.abs().max().item(),
+        "num_samples": losses.weight.item(),
+    }
+    report(progress, cancel, "loss_stats", 1, total_passes, partial=lambda: dict(statistics))
+    for done, name in enumerate(curvature, start=2):
+        op = first if name == (curvature[0]) else operators[name](model, loss_fn, data, **arguments)
+        statistics.update(_curvature_statistics(op, name, num_probes, seed))
+        report(progress, cancel, "loss_stats", done, total_passes, partial=lambda: dict(statistics))
+    return statistics
