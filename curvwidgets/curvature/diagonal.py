@@ -104,7 +104,8 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 
         Draws per sample.
     seed : int, default: 0
     chunk_size : int, default: 32
-        Samples whose gradients are held at once (memory ``chunk_size * P``).
+        (sample, draw) pairs whose gradients are computed at once, with
+        ``torch.func.vmap`` (memory ``chunk_size * P`` numbers).
 
     Raises
     ------
@@ -133,14 +134,14 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 
             # Seeded per batch, so that the draws do not depend on how batches are shared over ranks.
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
             count += len(inputs)
-            for begin in range(0, len(inputs), chunk_size):
-                chunk, labels = inputs[begin : begin + chunk_size], targets[begin : begin + chunk_size]
-                with torch.no_grad():
-                    outputs = ggn.outputs_function(constants, chunk)(*primals)
-                for _ in range(num_mc):
-                    gradients = per_sample(primals, chunk, _output_noise(ggn, outputs, labels, generator))
-                    flat = ggn.layout.flatten(gradients, batched=True).to(torch.float64)
-                    total += (flat**2).sum(1) / num_mc
+            with torch.no_grad():
+                outputs = ggn.outputs_function(constants, inputs)(*primals)
+            noise = torch.cat([_output_noise(ggn, outputs, targets, generator) for _ in range(num_mc)])
+            repeated = inputs.expand(num_mc, *inputs.shape).reshape(num_mc * len(inputs), *inputs.shape[1:])
+            for begin in range(0, len(noise), chunk_size):
+                gradients = per_sample(primals, repeated[begin : begin + chunk_size], noise[begin : begin + chunk_size])
+                flat = ggn.layout.flatten(gradients, batched=True).to(torch.float64)
+                total += (flat**2).sum(1) / num_mc
     all_reduce_sum(total)
     all_reduce_sum(count)
     return (total / count).to(ggn.dtype)

@@ -59,6 +59,10 @@ class CurvatureOperator(LinearOperator):
     dtype : optional
         float32 or float64; default the model's. A different dtype casts
         copies of the parameters and the inputs, never the model.
+    vector_chunk : int, default: 16
+        ``matmat`` pushes this many vectors at once through a batch with
+        ``torch.func.vmap`` (forward-mode backend); activation memory grows
+        with it.
 
     Attributes
     ----------
@@ -85,6 +89,8 @@ class CurvatureOperator(LinearOperator):
         seed: int = 0,
         device: Union[str, torch.device, None] = None,
         dtype: Optional[torch.dtype] = None,
+        *,
+        vector_chunk: int = 16,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -99,6 +105,9 @@ class CurvatureOperator(LinearOperator):
         self.device = torch.device(device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
         self.data = DataSource(data, num_samples, seed)
+        if isinstance(vector_chunk, bool) or not isinstance(vector_chunk, int) or vector_chunk < 1:
+            raise ValueError(f"vector_chunk must be an int >= 1; got {vector_chunk!r}")
+        self.vector_chunk = vector_chunk
         self.backend: Optional[str] = None
         self.fallback_reason: Optional[str] = None
 
@@ -128,13 +137,15 @@ class CurvatureOperator(LinearOperator):
         the sum over batches divided by the sum of ``n_b`` is ``C @ block``.
         The products are float64, shape ``(dim, k)``.
         """
-        tangents = self.layout.unflatten(block)
+        chunks = [self.layout.unflatten(part) for part in torch.split(block, self.vector_chunk, dim=1)]
         weight_by_size = reduction_of(self.loss_fn) == "mean"
         with self.evaluation_mode():
             for _, inputs, targets in self.data.batches(self.device, self.dtype):
                 primals, constants = self.functional_state()
-                products = self._with_backend(primals, constants, inputs, targets, tangents)
-                flat = self.layout.flatten(products, batched=True).to(torch.float64)
+                flat = torch.cat([
+                    self.layout.flatten(self._with_backend(primals, constants, inputs, targets, tangents), batched=True)
+                    for tangents in chunks
+                ], dim=1).to(torch.float64)
                 yield len(inputs), flat * (len(inputs) if weight_by_size else 1)
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, torch.Tensor]]:
@@ -282,7 +293,7 @@ class Hessian(CurvatureOperator):
             return self._loss(function(*values), targets)
 
         gradient = torch.func.grad(loss_of, argnums=tuple(range(len(primals))))
-        return _stack([torch.func.jvp(gradient, primals, column)[1] for column in _columns(tangents)])
+        return torch.func.vmap(lambda *column: torch.func.jvp(gradient, primals, column)[1])(*tangents)
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
         leaves = _leaves(primals)
@@ -319,8 +330,9 @@ class GGN(CurvatureOperator):
     def _forward_mode(self, function, primals, inputs, targets, tangents):
         outputs, pullback = torch.func.vjp(function, *primals)
         self._loss(outputs, targets)
-        pushed = [torch.func.jvp(function, primals, column)[1] for column in _columns(tangents)]
-        return _stack([pullback(product) for product in self._output_products(outputs.detach(), targets, pushed)])
+        pushed = torch.func.vmap(lambda *column: torch.func.jvp(function, primals, column)[1])(*tangents)
+        curved = torch.stack(self._output_products(outputs.detach(), targets, pushed))
+        return torch.func.vmap(pullback)(curved)
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
         leaves = _leaves(primals)
