@@ -124,7 +124,7 @@ class BoundsTable:
 
     def to_text(self) -> str:
         """The table as aligned text, each cell ``L / R``."""
-        header = "l1/l2 | " + " | ".join(f"m = {m:<15d}" for m in self.steps)
+        header = "l1/l2 | " + " | ".join(f"m = {m:<13d}" for m in self.steps)
         rows = [
             f"{gap:<5g} | " + " | ".join(f"{lanczos:7.1e} / {power:7.1e}" for lanczos, power in zip(lrow, prow))
             for gap, lrow, prow in zip(self.gaps, self.lanczos, self.power)
