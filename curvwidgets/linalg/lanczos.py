@@ -182,16 +182,18 @@ def _orthogonality(basis: torch.Tensor, num_steps: np.ndarray) -> float:
     return worst
 
 
-def _reorthogonalise(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def _reorthogonalise(vector: torch.Tensor, basis: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """Two passes of classical Gram-Schmidt of ``vector`` (dim,) against the rows of ``basis`` (k, dim).
 
-    Returns the coefficients of the first pass (``basis @ vector``); ``vector``
-    is updated in place.
+    ``vector`` is updated in place; ``first`` and ``second`` (at least ``k``
+    long) receive the coefficients of the two passes, so no temporaries are
+    allocated. Returns the first pass's coefficients ``basis @ vector``.
     """
-    first = basis @ vector
-    vector.sub_(basis.T @ first)
-    vector.sub_(basis.T @ (basis @ vector))
-    return first
+    rows = basis.shape[0]
+    coefficients = torch.mv(basis, vector, out=first[:rows])
+    vector.addmv_(basis.T, coefficients, alpha=-1)
+    vector.addmv_(basis.T, torch.mv(basis, vector, out=second[:rows]), alpha=-1)
+    return coefficients
 
 
 def lanczos(
@@ -303,19 +305,22 @@ def lanczos(
             basis=kept if store_vectors else None,
         )
 
+    first, second = (torch.empty(steps, dtype=op.dtype, device=storage) for _ in range(2))
     current = vectors[active]
     for step in range(steps):
-        products = apply_operator(op, current, step + 1, "lanczos").to(storage)
+        products = apply_operator(op, current, step + 1, "lanczos", check_finite=False).to(storage)
         still_active = []
         for row, run in enumerate(active):
             residual = products[row]
-            coefficients = _reorthogonalise(residual, basis[run, : step + 1])
-            alpha[run, step] = coefficients[step].item()
-            beta[run, step] = torch.linalg.vector_norm(residual).item()
+            coefficients = _reorthogonalise(residual, basis[run, : step + 1], first, second)
+            # One host round trip for both scalars; NaN or inf anywhere in the product reaches both.
+            alpha[run, step], beta[run, step] = torch.stack((coefficients[step], torch.linalg.vector_norm(residual))).tolist()
+            if not (np.isfinite(alpha[run, step]) and np.isfinite(beta[run, step])):
+                raise ValueError(f"lanczos step {step + 1}: the operator product contains NaN or inf; stopped")
             num_steps[run] = step + 1
             scale[run] = max(scale[run], abs(alpha[run, step]), beta[run, step])
             if step + 1 < steps and beta[run, step] > tolerance * scale[run]:
-                basis[run, step + 1] = residual / beta[run, step]
+                torch.div(residual, beta[run, step], out=basis[run, step + 1])
                 still_active.append(run)
         active = still_active
         report(progress, cancel, "lanczos", step + 1, steps, partial=lambda: result(measure=False), final=lambda: result(measure=True))
