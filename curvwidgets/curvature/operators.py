@@ -264,6 +264,14 @@ def _stack(products: Sequence[Tangents]) -> Tangents:
     return tuple(torch.stack(pieces) for pieces in zip(*products))
 
 
+def _vectorised(function: Callable[..., Tangents], tangents: Tangents) -> Tangents:
+    """``function`` applied to each of the ``k`` stacked tangents: ``vmap`` for ``k > 1``, a plain call for one."""
+    if tangents[0].shape[0] == 1:
+        result = function(*(tangent[0] for tangent in tangents))
+        return tuple(piece[None] for piece in result) if isinstance(result, tuple) else result[None]
+    return torch.func.vmap(function)(*tangents)
+
+
 def _leaves(primals: Tangents) -> Tangents:
     return tuple(value.detach().requires_grad_(True) for value in primals)
 
@@ -293,7 +301,7 @@ class Hessian(CurvatureOperator):
             return self._loss(function(*values), targets)
 
         gradient = torch.func.grad(loss_of, argnums=tuple(range(len(primals))))
-        return torch.func.vmap(lambda *column: torch.func.jvp(gradient, primals, column)[1])(*tangents)
+        return _vectorised(lambda *column: torch.func.jvp(gradient, primals, column)[1], tangents)
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
         leaves = _leaves(primals)
@@ -330,9 +338,9 @@ class GGN(CurvatureOperator):
     def _forward_mode(self, function, primals, inputs, targets, tangents):
         outputs, pullback = torch.func.vjp(function, *primals)
         self._loss(outputs, targets)
-        pushed = torch.func.vmap(lambda *column: torch.func.jvp(function, primals, column)[1])(*tangents)
+        pushed = _vectorised(lambda *column: torch.func.jvp(function, primals, column)[1], tangents)
         curved = torch.stack(self._output_products(outputs.detach(), targets, pushed))
-        return torch.func.vmap(pullback)(curved)
+        return _vectorised(pullback, (curved,))
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
         leaves = _leaves(primals)
