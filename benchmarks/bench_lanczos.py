@@ -265,21 +265,20 @@ def orthogonality_float64(basis: torch.Tensor, chunk: int = 1 << 13) -> float:
 def blocked_symmetry_defect(matrix: torch.Tensor, block: int = 1024) -> float:
     """``||A - A^T||_F / ||A||_F`` by square tiles: no ``P x P`` temporary, no full transposed sweep.
 
-    Prototype of a cheaper check for ``as_operator`` (benchmark code, not the package). Each tile
-    pair ``(A_ij, A_ji)`` is read once; the squared norms are summed in float64.
+    Prototype of a cheaper check for ``as_operator`` (benchmark code, not the package): each pair
+    of tiles ``(A_ij, A_ji)`` is read once and only a ``block x block`` difference is formed; the
+    squared norms are summed in float64 on the matrix's device; ``||A||_F`` is one contiguous
+    reduction in the matrix's dtype, as in the package.
     """
     n = matrix.shape[0]
     defect = torch.zeros((), dtype=torch.float64, device=matrix.device)
-    scale = torch.zeros((), dtype=torch.float64, device=matrix.device)
     for i in range(0, n, block):
         tile = matrix[i : i + block, i : i + block]
         defect += torch.linalg.vector_norm(tile - tile.T).double() ** 2
-        scale += torch.linalg.vector_norm(tile).double() ** 2
         for j in range(i + block, n, block):
             upper, lower = matrix[i : i + block, j : j + block], matrix[j : j + block, i : i + block]
             defect += 2.0 * torch.linalg.vector_norm(upper - lower.T).double() ** 2
-            scale += torch.linalg.vector_norm(upper).double() ** 2 + torch.linalg.vector_norm(lower).double() ** 2
-    scale = math.sqrt(float(scale))
+    scale = float(torch.linalg.matrix_norm(matrix))
     return math.sqrt(float(defect)) / scale if scale > 0 else 0.0
 
 
