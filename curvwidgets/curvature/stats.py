@@ -147,7 +147,7 @@ def loss_stats(
     }
     report(progress, cancel, "loss_stats", 1, total_passes, partial=lambda: dict(statistics))
     for done, name in enumerate(curvature, start=2):
-        op = first if name == (curvature[0]) else operators[name](model, loss_fn, data, **arguments)
+        op = first if name == curvature[0] else operators[name](model, loss_fn, data, **arguments)
         statistics.update(_curvature_statistics(op, name, num_probes, seed))
         report(progress, cancel, "loss_stats", done, total_passes, partial=lambda: dict(statistics))
     return statistics
