@@ -158,8 +158,8 @@ def run_synthetic_demo(
     small, large = SIZES[size]
     echo(f"Table 1 -> {_table1(out, seed)}")
     jobs = [
-        *[(f"Figure 1 Wigner", lambda P=P: synthetic.wigner(P, seed=seed), synthetic.semicircle_pdf) for P in (small, large)],
-        *[(f"Figure 2 Marchenko-Pastur", lambda P=P: synthetic.marchenko_pastur(P, 2 * P, seed=seed),
+        *[("Figure 1 Wigner", lambda P=P: synthetic.wigner(P, seed=seed), synthetic.semicircle_pdf) for P in (small, large)],
+        *[("Figure 2 Marchenko-Pastur", lambda P=P: synthetic.marchenko_pastur(P, 2 * P, seed=seed),
            lambda x: synthetic.marchenko_pastur_pdf(x, 0.5)) for P in (small, large)],
         ("Figure 3 Marchenko-Pastur", lambda: synthetic.marchenko_pastur(large, large // 2, seed=seed),
          lambda x: synthetic.marchenko_pastur_pdf(x, 2.0)),

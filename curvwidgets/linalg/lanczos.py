@@ -29,7 +29,7 @@ import torch
 
 from ..progress import CancelToken, ProgressCallback, report
 from ._checks import apply_operator, check_steps, start_vectors
-from .operators import LinearOperator, as_operator
+from .operators import as_operator
 
 __all__ = ["LanczosResult", "lanczos"]
 
