@@ -290,14 +290,41 @@ def report(name: str, r: dict) -> None:
               f"error there {e.get('power_own_stop_error')})")
 
 
-class HessianNoVmap(cw.Hessian):
-    """Prototype (benchmark only): one vector -> plain double backward, no vmap; more -> the package's path."""
+def count_flops(model, data, device) -> Dict[str, float]:
+    """Floating-point operations of one full-data product of each kind, as multiples of a gradient's.
 
-    def _with_backend(self, primals, constants, inputs, targets, tangents):
-        if tangents[0].shape[0] == 1:
-            self.backend = "double-backward (k=1 prototype)"
-            return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
-        return super()._with_backend(primals, constants, inputs, targets, tangents)
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
+    convolutions, which dominate these models); independent of machine load, so
+    it tells how far a timing ratio is from what the arithmetic allows.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    loss_fn = nn.CrossEntropyLoss()
+    jobs: Dict[str, Callable[[], object]] = {"gradient": lambda: full_gradient(model, loss_fn, data)}
+    for label, op in curvwidgets_operators(model, loss_fn, data).items():
+        v = torch.randn(op.dim, device=device)
+        op @ v  # fixes the backend outside the counter
+        jobs[f"curvwidgets {label} ({op.backend})"] = lambda op=op, v=v: op @ v
+    v = torch.randn(sum(p.numel() for p in model.parameters() if p.requires_grad), device=device)
+    for peer, make in PEERS.items():
+        try:
+            products, _ = make(model, loss_fn, data, device)
+        except ImportError as error:
+            print(f"  [{peer} does not import: {error}]")
+            continue
+        for kind, product in products.items():
+            jobs[f"{peer} {kind}"] = lambda product=product: product(v)
+    flops: Dict[str, Optional[float]] = {}
+    for name, job in jobs.items():
+        try:
+            with FlopCounterMode(display=False) as counter:
+                job()
+            flops[name] = float(counter.get_total_flops())
+        except RuntimeError as error:  # the counter's module hooks clash with some autograd.grad calls
+            print(f"  [{name} not countable: {str(error).splitlines()[0]}]")
+            flops[name] = None
+        model.zero_grad(set_to_none=True)
+    return {name: count and count / flops["gradient"] for name, count in flops.items()}
 
 
 def profile(model, data, device) -> None:
@@ -329,6 +356,7 @@ def main() -> None:
     parser.add_argument("--float64-reference", action="store_true", help="reference eigenvalue from a float64 model copy")
     parser.add_argument("--skip-eigen", action="store_true", help="skip section 4")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead of benchmarking")
+    parser.add_argument("--flops", action="store_true", help="count floating-point operations instead of timing")
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.lanczos_steps = args.lanczos_steps or (6 if args.quick else 30)
@@ -347,6 +375,12 @@ def main() -> None:
         model = with_running_stats(models[name]().to(args.device), data)
         if args.profile:
             profile(model, data, args.device)
+            continue
+        if args.flops:
+            results[name] = {"flops_ratio": count_flops(model, data, args.device)}
+            print(f"\n== {name}: floating-point operations as multiples of one gradient's")
+            for key, ratio in results[name]["flops_ratio"].items():
+                print(f"  {key:60s} {ratio if ratio is None else round(ratio, 2)}")
             continue
         print(f"\n{name} ...")
         results[name] = bench_model(name, model, data, args.device, args)

@@ -1,5 +1,7 @@
 """Hessian and GGN products against dense autograd references, in float64."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -24,17 +26,43 @@ def random_block(dim, k, seed=0):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
-def test_products_match_dense_references(case, operator):
+@pytest.mark.parametrize("backend", ["auto", "forward", "double-backward"])
+def test_products_match_dense_references(case, operator, backend):
     model = CASES[case]()
     batches, inputs, targets = classification_data(model)
     reference = (dense_hessian if operator is cw.Hessian else dense_ggn)(model, LOSS, inputs, targets, all_names(model))
-    op = operator(model, LOSS, batches)
+    backend = operator.preferred_backend if backend == "forward" else backend
+    op = operator(model, LOSS, batches, backend=backend)
     block = random_block(op.dim, 3)
     expected = reference @ block
     scale = expected.abs().max()
     torch.testing.assert_close(op @ block, expected, rtol=0, atol=1e-8 * scale)
     torch.testing.assert_close(op.matvec(block[:, 0]), expected[:, 0], rtol=0, atol=1e-8 * scale)
-    assert op.backend in ("forward-over-reverse", "forward-mode")
+    assert op.backend == backend or backend == "auto" and op.backend in (operator.preferred_backend, "double-backward")
+    assert op.fallback_reason is None
+
+
+def test_auto_backend_keeps_the_faster_one(monkeypatch):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    slow_forward = cw.Hessian._forward_mode
+
+    def slower(*args, **kwargs):
+        time.sleep(0.05)
+        return slow_forward(*args, **kwargs)
+
+    monkeypatch.setattr(cw.Hessian, "_forward_mode", slower)
+    op = cw.Hessian(model, LOSS, batches)
+    assert op.backend is None
+    op @ random_block(op.dim, 1)
+    assert op.backend == "double-backward" and op.fallback_reason is None
+
+
+def test_unknown_backend_is_rejected():
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'forward-mode', 'double-backward'\)"):
+        cw.GGN(model, LOSS, batches, backend="forward-over-reverse")
 
 
 @pytest.mark.parametrize("params", ["2.*", ["0.weight", "2.bias"]])
@@ -192,6 +220,30 @@ def test_double_backward_fallback_is_chosen_and_exact(monkeypatch):
     torch.testing.assert_close(ggn @ block, dense_ggn(model, LOSS, inputs, targets, all_names(model)) @ block,
                                rtol=1e-10, atol=1e-14)
     assert ggn.backend == "double-backward"
+    pinned = cw.Hessian(model, LOSS, batches, backend="forward-over-reverse")
+    with pytest.raises(RuntimeError, match="not implemented"):
+        pinned @ block
+
+
+def test_fallback_when_forward_mode_fails_only_for_several_vectors(monkeypatch):
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    op = cw.Hessian(model, LOSS, batches, backend="auto")
+    vector = random_block(op.dim, 1)
+    op @ vector
+    op.backend = op.preferred_backend  # as if the timing had chosen forward mode
+    forward = cw.Hessian._forward_mode
+
+    def single_vector_only(self, function, primals, inputs, targets, tangents):
+        if tangents[0].shape[0] > 1:
+            raise RuntimeError("vmap over this model is not supported")
+        return forward(self, function, primals, inputs, targets, tangents)
+
+    monkeypatch.setattr(cw.Hessian, "_forward_mode", single_vector_only)
+    block = random_block(op.dim, 3)
+    torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
+                               rtol=1e-10, atol=1e-14)
+    assert op.backend == "double-backward" and "vmap" in op.fallback_reason
 
 
 def test_autograd_output_hessian_for_another_loss():

@@ -12,6 +12,7 @@ where the model allows it and double backward otherwise.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
@@ -26,6 +27,7 @@ from .params import ParamsLike, select_parameters
 __all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES"]
 
 BN_MODES = ("eval", "train")
+SWITCH_MARGIN = 0.9  # backend="auto" keeps double backward only when it takes under 90% of forward mode's time
 Tangents = Tuple[torch.Tensor, ...]
 
 
@@ -63,6 +65,13 @@ class CurvatureOperator(LinearOperator):
         ``matmat`` pushes this many vectors at once through a batch with
         ``torch.func.vmap`` (forward-mode backend); activation memory grows
         with it.
+    backend : {"auto", "double-backward"} or the class's forward-mode name, default: "auto"
+        How products are differentiated. ``"auto"`` tries forward mode at the
+        first product; if the model does not support it, double backward is
+        used and the reason kept in ``fallback_reason``; if it does, both are
+        timed on the first batch and double backward is kept only when it is
+        more than 10% faster (the two agree to rounding). Name a backend to pin
+        it, for runs that must repeat bit for bit across machines.
 
     Attributes
     ----------
@@ -71,7 +80,8 @@ class CurvatureOperator(LinearOperator):
     layout : ParameterLayout
         Names and shapes of the selected parameters (``unflatten`` a vector).
     backend : str or None
-        How products are computed, set at the first product.
+        How products are computed: the pinned backend, or with ``"auto"``
+        ``None`` until the first product chooses one.
     fallback_reason : str or None
         Why the forward-mode backend was not used, when it was not.
     """
@@ -91,6 +101,7 @@ class CurvatureOperator(LinearOperator):
         dtype: Optional[torch.dtype] = None,
         *,
         vector_chunk: int = 16,
+        backend: str = "auto",
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -108,7 +119,11 @@ class CurvatureOperator(LinearOperator):
         if isinstance(vector_chunk, bool) or not isinstance(vector_chunk, int) or vector_chunk < 1:
             raise ValueError(f"vector_chunk must be an int >= 1; got {vector_chunk!r}")
         self.vector_chunk = vector_chunk
-        self.backend: Optional[str] = None
+        backends = ("auto", self.preferred_backend, "double-backward")
+        if backend not in backends:
+            raise ValueError(f"backend must be one of {backends}; got {backend!r}")
+        self._automatic = backend == "auto"
+        self.backend: Optional[str] = None if self._automatic else backend
         self.fallback_reason: Optional[str] = None
 
     # ---- the public products ------------------------------------------------------------------
@@ -238,20 +253,44 @@ class CurvatureOperator(LinearOperator):
         return loss
 
     def _with_backend(self, primals, constants, inputs, targets, tangents) -> Tangents:
-        """Run the batch products with the chosen backend, choosing it at the first batch."""
+        """Run the batch products with the chosen backend; with ``"auto"``, choose it at the first batch."""
         function = self.outputs_function(constants, inputs)
         if self.backend == "double-backward":
             return self._double_backward(function, primals, inputs, targets, tangents)
         try:
             products = self._forward_mode(function, primals, inputs, targets, tangents)
         except (RuntimeError, NotImplementedError) as error:
-            if self.backend is not None:
+            if not self._automatic:
                 raise
+            # also when forward mode worked for one vector and fails under vmap for several
             self.backend, self.fallback_reason = "double-backward", f"{type(error).__name__}: {error}"
             primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
             return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
-        self.backend = self.preferred_backend
+        if self.backend is None:
+            self.backend = self._faster_backend(inputs, targets, tangents)
         return products
+
+    def _faster_backend(self, inputs, targets, tangents) -> str:
+        """Time one more forward-mode and one double-backward product of this batch; name the one to keep.
+
+        Double backward must be faster by more than ``1 - SWITCH_MARGIN``, so
+        that near-ties keep forward mode rather than follow timing noise.
+        """
+        timings = {}
+        for name, method in (("double-backward", self._double_backward), (self.preferred_backend, self._forward_mode)):
+            primals, constants = self.functional_state()
+            _synchronise(self.device)
+            start = time.perf_counter()
+            method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+            _synchronise(self.device)
+            timings[name] = time.perf_counter() - start
+        faster = timings["double-backward"] < SWITCH_MARGIN * timings[self.preferred_backend]
+        return "double-backward" if faster else self.preferred_backend
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _columns(tangents: Tangents) -> Iterator[Tangents]:
@@ -280,9 +319,12 @@ class Hessian(CurvatureOperator):
     """The Hessian of the mean loss with respect to the selected parameters.
 
     Products use forward-over-reverse differentiation (``torch.func.jvp`` of
-    ``torch.func.grad``) when the model allows it, and double backward
-    (Pearlmutter's trick with two reverse passes) otherwise; ``backend`` says
-    which. See :class:`CurvatureOperator` for the arguments.
+    ``torch.func.grad``) or double backward (Pearlmutter's trick with two
+    reverse passes): with ``backend="auto"`` the faster of the two on the first
+    batch, and double backward wherever forward mode fails; ``backend`` says
+    which was used. Both cost about three gradients' worth of arithmetic on
+    convolutional networks (``benchmarks/README.md``). See
+    :class:`CurvatureOperator` for the arguments.
 
     Examples
     --------
@@ -326,8 +368,9 @@ class GGN(CurvatureOperator):
     :mod:`~curvwidgets.curvature.output_hessian`). A product is a
     Jacobian-vector product, ``H_L``, then a vector-Jacobian product; the
     result is symmetric positive semi-definite for convex losses. The
-    Jacobian-vector product is forward mode when the model allows it, and two
-    reverse passes otherwise. See :class:`CurvatureOperator` for the arguments.
+    Jacobian-vector product is forward mode (``backend="forward-mode"``) or two
+    reverse passes (``"double-backward"``); ``"auto"`` picks as for
+    :class:`Hessian`. See :class:`CurvatureOperator` for the arguments.
     """
 
     preferred_backend = "forward-mode"
@@ -336,9 +379,17 @@ class GGN(CurvatureOperator):
         return [output_hessian_product(self.loss_fn, outputs, targets, product) for product in jacobian_products]
 
     def _forward_mode(self, function, primals, inputs, targets, tangents):
-        outputs, pullback = torch.func.vjp(function, *primals)
+        if tangents[0].shape[0] == 1:
+            # one forward pass carries the tangent and records the graph of the pullback
+            def outputs_and_tangent(*values):
+                return torch.func.jvp(function, values, tuple(tangent[0] for tangent in tangents))
+
+            outputs, pullback, pushed = torch.func.vjp(outputs_and_tangent, *primals, has_aux=True)
+            pushed = pushed[None]
+        else:  # the primal pass is shared by the k tangents
+            outputs, pullback = torch.func.vjp(function, *primals)
+            pushed = _vectorised(lambda *column: torch.func.jvp(function, primals, column)[1], tangents)
         self._loss(outputs, targets)
-        pushed = _vectorised(lambda *column: torch.func.jvp(function, primals, column)[1], tangents)
         curved = torch.stack(self._output_products(outputs.detach(), targets, pushed))
         return _vectorised(pullback, (curved,))
 
