@@ -4,7 +4,7 @@ The numerical core is importable on a headless machine with only torch, numpy
 and scipy; plots and widgets are imported lazily from their own modules.
 """
 
-from . import curvature, linalg, synthetic
+from . import curvature, linalg, results, synthetic
 from .curvature import GGN, Hessian, loss_stats
 from .linalg import (
     BoundsTable,
@@ -22,6 +22,8 @@ from .linalg import (
     wasserstein1,
 )
 from .progress import Cancelled, ProgressEvent, TqdmProgress
+from .results import TrainingHistory
+from .training import TrainingDiverged, data, models, optim, schedules, train
 
 __version__ = "0.1.0"
 
@@ -38,14 +40,22 @@ __all__ = [
     "as_operator",
     "bounds_table",
     "curvature",
+    "data",
     "lanczos",
     "linalg",
     "loss_stats",
+    "models",
+    "optim",
     "power_iteration",
+    "results",
+    "schedules",
     "smooth_density",
     "spectral_moments",
     "stem_density",
     "synthetic",
     "trace_estimate",
+    "train",
+    "TrainingDiverged",
+    "TrainingHistory",
     "wasserstein1",
 ]

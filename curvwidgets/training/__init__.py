@@ -1,0 +1,11 @@
+"""Training: named models, datasets, optimisers, learning-rate schedules and the ``train`` loop.
+
+``cw.models``, ``cw.data`` and ``cw.optim`` are the three registries (each with
+``names()`` and ``create``/``load``); ``cw.train`` runs, checkpoints and
+resumes a training run and returns a :class:`~curvwidgets.results.TrainingHistory`.
+"""
+
+from . import checkpoint, data, models, optim, schedules
+from .loop import TrainingDiverged, evaluate, train
+
+__all__ = ["checkpoint", "data", "evaluate", "models", "optim", "schedules", "train", "TrainingDiverged"]

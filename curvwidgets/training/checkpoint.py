@@ -1,0 +1,93 @@
+"""Training checkpoints: written atomically, read with ``torch.load(..., weights_only=True)``.
+
+A checkpoint ``checkpoint-00010.pt`` (10 epochs finished) is a dict of tensors
+and plain Python values::
+
+    format, version      "curvwidgets.checkpoint", 1
+    epoch                epochs finished
+    model                the model's state_dict
+    optimizer            the optimiser's state_dict
+    schedule             {"name", "epochs", "options"} of the learning-rate schedule
+    rng                  {"torch": CPU generator state, "cuda": per-device states}
+    swa                  {"model": averaged state_dict, "n_averaged": int} or None
+    history              TrainingHistory.to_dict() up to this epoch
+    config               how the run was set up (plain values)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_path
+
+__all__ = ["checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model_state",
+           "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "curvwidgets.checkpoint", 1
+_NAME = re.compile(r"checkpoint-(\d+)\.pt$")
+
+
+def checkpoint_name(epoch: int) -> str:
+    """``checkpoint-00010.pt`` for 10 finished epochs."""
+    return f"checkpoint-{epoch:05d}.pt"
+
+
+def save_checkpoint(state: Dict[str, Any], out_dir: Union[str, os.PathLike]) -> Path:
+    """Write ``state`` (which has ``"epoch"``) to ``out_dir/checkpoint-XXXXX.pt`` atomically."""
+    path = Path(out_dir) / checkpoint_name(state["epoch"])
+    with atomic_path(path) as temporary:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, temporary)
+    return path
+
+
+def latest_checkpoint(folder: Union[str, os.PathLike]) -> Path:
+    """The checkpoint with the most finished epochs in ``folder``."""
+    found = sorted((int(match.group(1)), path) for path in Path(folder).glob("checkpoint-*.pt")
+                   if (match := _NAME.search(path.name)))
+    if not found:
+        raise FileNotFoundError(f"resume: no checkpoint-XXXXX.pt files in {os.fspath(folder)!r}")
+    return found[-1][1]
+
+
+def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint file, or the latest one in a folder, with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = latest_checkpoint(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not a curvwidgets checkpoint")
+    if state["version"] > CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint version {state['version']} is newer than this curvwidgets reads "
+                         f"({CHECKPOINT_VERSION})")
+    state["path"] = os.fspath(path)
+    return state
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: Optional[str] = None) -> None:
+    """``model.load_state_dict(state)`` with an error naming every mismatched key when the architectures differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}"
+                      for key in set(own) & set(state) if state[key].shape != own[key].shape)
+    if missing or unexpected or reshaped:
+        parts = [f"{label}: {_listed(keys)}" for label, keys in
+                 (("missing in the checkpoint", missing), ("not in the model", unexpected),
+                  ("shape in checkpoint vs model", reshaped)) if keys]
+        where = f" {source!r}" if source else ""
+        raise ValueError(f"checkpoint{where} does not fit the model ({type(model).__name__}); " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def _listed(keys, limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")

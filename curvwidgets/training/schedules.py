@@ -1,0 +1,126 @@
+"""Learning-rate schedules as pure functions of the epoch.
+
+A schedule maps the index ``t = 0, 1, ..., T - 1`` of the epoch about to run
+to a factor of the initial learning rate; the training loop sets every
+parameter group's rate to ``base_lr * factor(t)`` at the start of the epoch.
+Because the factor depends on nothing but ``t``, a resumed run needs only the
+epoch number to continue the schedule exactly.
+
+The paper's linear schedule (eq. 19 of "MLRG Deep Curvature", after Izmailov et
+al. 2018), with ``alpha_0`` the initial rate and ``T`` the epoch budget::
+
+    alpha_t = alpha_0                                  if t / T <= 0.5
+    alpha_t = alpha_0 (1 - (1 - r) (t / T - 0.5) / 0.4) if 0.5 < t / T <= 0.9
+    alpha_t = alpha_0 r                                otherwise
+
+Examples
+--------
+>>> from curvwidgets.training import schedules
+>>> linear = schedules.create("linear", epochs=10, final_ratio=0.01)
+>>> [round(linear(t), 4) for t in (0, 5, 7, 9)]
+[1.0, 1.0, 0.505, 0.01]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
+
+__all__ = ["Schedule", "create", "names"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate factor per epoch: ``schedule(t)`` for ``t`` in ``0 .. epochs - 1``.
+
+    Attributes
+    ----------
+    name : str
+        One of :func:`names`.
+    epochs : int
+        The budget ``T`` the schedule is laid over.
+    options : dict
+        The keyword arguments it was created with (plain floats and ints, so
+        a checkpoint can store them).
+    """
+
+    name: str
+    epochs: int
+    options: Dict[str, object]
+
+    def __call__(self, epoch: int) -> float:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0; got {epoch!r}")
+        return _FACTORS[self.name](epoch, self.epochs, **self.options)
+
+
+def _constant(epoch: int, epochs: int) -> float:
+    return 1.0
+
+
+def _linear(epoch: int, epochs: int, final_ratio: float = 0.01) -> float:
+    progress = epoch / epochs
+    if progress <= 0.5:
+        return 1.0
+    if progress <= 0.9:
+        return 1.0 - (1.0 - final_ratio) * (progress - 0.5) / 0.4
+    return final_ratio
+
+
+def _cosine(epoch: int, epochs: int, final_ratio: float = 0.0) -> float:
+    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def _step(epoch: int, epochs: int, milestones: Tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1) -> float:
+    return gamma ** sum(epoch >= milestone * epochs for milestone in milestones)
+
+
+_FACTORS: Dict[str, Callable[..., float]] = {"constant": _constant, "linear": _linear, "cosine": _cosine, "step": _step}
+_OPTIONS = {"constant": (), "linear": ("final_ratio",), "cosine": ("final_ratio",), "step": ("milestones", "gamma")}
+
+
+def names() -> Tuple[str, ...]:
+    """The schedule names :func:`create` accepts."""
+    return tuple(_FACTORS)
+
+
+def create(name: str, epochs: int, **options) -> Schedule:
+    """A schedule by name.
+
+    Parameters
+    ----------
+    name : {"linear", "constant", "cosine", "step"}
+        ``"linear"``: eq. 19 above, ``final_ratio`` ``r`` (default 0.01).
+        ``"constant"``: factor 1. ``"cosine"``: ``r + (1 - r) (1 + cos(pi t / T)) / 2``
+        with ``final_ratio`` ``r`` (default 0). ``"step"``: ``gamma ** j``
+        after ``j`` of the ``milestones`` (fractions of ``T``, default
+        ``(0.5, 0.75)``; ``gamma`` default 0.1) have passed.
+    epochs : int
+        The budget ``T`` (>= 1).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, an option the schedule does not take, or values
+        out of range.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _FACTORS:
+        raise ValueError(f"schedule must be one of {names()}; got {name!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
+    unknown = set(options) - set(_OPTIONS[key])
+    if unknown:
+        raise ValueError(f"schedule {key!r} takes options {_OPTIONS[key]}; got unknown {sorted(unknown)}")
+    ratio = options.get("final_ratio", 0.0)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"final_ratio must lie in [0, 1]; got {ratio!r}")
+    if "milestones" in options:
+        milestones = tuple(float(m) for m in options["milestones"])
+        if any(not 0.0 < m <= 1.0 for m in milestones):
+            raise ValueError(f"milestones must be fractions of the epochs in (0, 1]; got {options['milestones']!r}")
+        options["milestones"] = milestones
+    if "gamma" in options and not 0.0 < options["gamma"] <= 1.0:
+        raise ValueError(f"gamma must lie in (0, 1]; got {options['gamma']!r}")
+    return Schedule(key, epochs, dict(options))
