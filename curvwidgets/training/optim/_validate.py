@@ -1,0 +1,66 @@
+"""Checks of optimiser arguments: each raises ``ValueError`` naming the argument."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Tuple
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a finite real > 0."""
+    if not _is_real(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def non_negative(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a finite real >= 0."""
+    if not _is_real(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def unit_interval(name: str, value: Any, closed_right: bool = False) -> float:
+    """``value`` as a float in ``[0, 1)`` (or ``[0, 1]`` when ``closed_right``), else ``ValueError``."""
+    upper_ok = (lambda v: v <= 1) if closed_right else (lambda v: v < 1)
+    if not _is_real(value) or value < 0 or not upper_ok(value):
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
+    return float(value)
+
+
+def betas(name: str, value: Any) -> Tuple[float, float]:
+    """A pair ``(beta1, beta2)`` in ``[0, 1)``, else ``ValueError``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (beta1, beta2) of numbers in [0, 1); got {value!r}")
+    return unit_interval(f"{name}[0]", value[0]), unit_interval(f"{name}[1]", value[1])
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` unless it is not an int >= 1 (``ValueError``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``value`` unless it is not a bool (``ValueError``)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def choice(name: str, value: Any, options: Sequence[str]) -> str:
+    """``value`` unless it is not one of ``options`` (``ValueError``)."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
+    return value
+
+
+def optional_positive(name: str, value: Any) -> Optional[float]:
+    """None, or ``value`` as a float > 0."""
+    return None if value is None else positive(name, value)

@@ -1,0 +1,69 @@
+"""The base class of optimisers that need the current mini-batch, not only its gradient."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import torch
+
+__all__ = ["CurvatureOptimizer"]
+
+Batch = Tuple[torch.Tensor, torch.Tensor]
+
+
+class CurvatureOptimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose ``step()`` also uses the mini-batch behind the gradient.
+
+    The training loop hands over each mini-batch with :meth:`set_batch` before
+    calling ``step()``; the usual order is::
+
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        optimizer.set_batch(inputs, targets)
+        optimizer.step()
+
+    A batch is used by one step only: ``step()`` consumes it, so a second
+    ``step()`` without a new :meth:`set_batch` raises ``RuntimeError`` rather
+    than silently reusing stale data. Plain optimisers (SGD, Adam, K-FAC) are
+    not ``CurvatureOptimizer`` instances, so a loop can test
+    ``isinstance(optimizer, CurvatureOptimizer)`` to know whether to call
+    :meth:`set_batch`.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]):
+        super().__init__(params, defaults)
+        self._batch: Optional[Batch] = None
+
+    def set_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Keep ``(inputs, targets)`` for the next ``step()``.
+
+        Raises
+        ------
+        TypeError
+            ``inputs`` or ``targets`` is not a tensor.
+        ValueError
+            Empty inputs, or inputs and targets with different first dimensions.
+        """
+        if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+            raise TypeError(
+                f"set_batch needs tensors (inputs, targets); got ({type(inputs).__name__}, {type(targets).__name__})"
+            )
+        if inputs.ndim == 0 or len(inputs) == 0:
+            raise ValueError("set_batch: inputs must hold at least one sample (first dimension >= 1)")
+        if targets.ndim == 0 or len(targets) != len(inputs):
+            raise ValueError(
+                f"set_batch: inputs and targets must have the same number of samples; got {tuple(inputs.shape)} "
+                f"and {tuple(targets.shape)}"
+            )
+        self._batch = (inputs.detach(), targets.detach())
+
+    def _take_batch(self) -> Batch:
+        """The batch of the last :meth:`set_batch`, consumed; ``RuntimeError`` if there is none."""
+        if self._batch is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.step() needs the mini-batch: call optimizer.set_batch(inputs, targets) "
+                "before every step()"
+            )
+        batch, self._batch = self._batch, None
+        return batch
