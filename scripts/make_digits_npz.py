@@ -1,4 +1,4 @@
-"""Build ``curvwidgets/training/digits.npz``, the embedded ``digits`` data set.
+"""Build ``curvwidgets/training/data/digits.npz``, the embedded ``digits`` data set.
 
 The data are the 1797 8x8 images of the UCI "Optical Recognition of
 Handwritten Digits" data set (E. Alpaydin and C. Kaynak, 1998; the

@@ -207,6 +207,10 @@ def test_swa_averages_the_late_epochs_and_updates_batchnorm():
 
 
 def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="PreResNet20.*SmallCNN"):
+        cw.train("ResNet9000", "digits", epochs=1)
+    with pytest.raises(ValueError, match="CIFAR10.*digits"):
+        cw.train(fresh_model(), "ImageNet", epochs=1)
     with pytest.raises(ValueError, match="schedule must be one of"):
         cw.train(fresh_model(), loaders(), epochs=1, schedule="warm")
     with pytest.raises(ValueError, match="SGD"):
@@ -215,6 +219,37 @@ def test_unknown_names_list_the_valid_ones():
         cw.train(fresh_model(), loaders(), epochs=0)
     with pytest.raises(ValueError, match="save_every needs out_dir"):
         cw.train(fresh_model(), loaders(), epochs=1, save_every=1)
+
+
+def learnable_loaders():
+    """64 images labelled by their brightest channel: a rule the small CNN can learn in a few epochs."""
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = images.float().mean(dim=(2, 3)).argmax(dim=1)
+    common = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), seed=1, augment=False)
+    return (TensorLoader(images, labels, 16, shuffle=True, **common),
+            TensorLoader(images, labels, 32, shuffle=False, **common))  # eval-mode loss on the training set
+
+
+@pytest.mark.parametrize("name", cw.optim.names())
+def test_every_optimiser_trains_through_the_loop(name):
+    rates = {"SGD": 0.1, "Adam": 1e-2, "AdamW": 1e-2, "SWATS": 1e-2, "KFAC": 0.02, "LanczosSFN": 0.2, "LanczosGGN": 0.2}
+    history = cw.train(fresh_model(), learnable_loaders(), epochs=5, optimizer=name, schedule="constant",
+                       optimizer_kwargs={"lr": rates[name]})
+    assert history.config["optimizer"] == name
+    assert history["test_loss"][-1] < 0.9 * history["test_loss"][0]
+
+
+def test_channels_last_and_bf16_autocast_run_on_cpu():
+    reference = fresh_model()
+    cw.train(reference, loaders(), epochs=2)
+    channels_last = fresh_model()
+    cw.train(channels_last, loaders(), epochs=2, channels_last=True)
+    for a, b in zip(reference.parameters(), channels_last.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert channels_last.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    mixed = cw.train(fresh_model(), loaders(), epochs=2, amp=True)
+    assert mixed.config["amp"] and np.isfinite(mixed["train_loss"]).all()
+    assert mixed["train_loss"] == pytest.approx(cw.train(fresh_model(), loaders(), epochs=2)["train_loss"], rel=0.05)
 
 
 def test_two_gloo_processes_train_like_one(tmp_path):

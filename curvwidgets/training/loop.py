@@ -213,9 +213,10 @@ def train(
             began = time.perf_counter()
             loss_sum, correct, seen = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp,
                                                    model_is_channels_last(model), cancel)
-            seconds = time.perf_counter() - began
             totals = _all_reduce(torch.stack([loss_sum, correct, seen]))
-            if not torch.isfinite(totals[0]):
+            finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
+            seconds = time.perf_counter() - began
+            if not finite:
                 checkpoint = keep_last_good(epoch)
                 raise TrainingDiverged(f"training loss became {totals[0].item()} in epoch {epoch + 1}; last good "
                                        f"checkpoint: {checkpoint or 'none (no out_dir, or no epoch finished)'}",

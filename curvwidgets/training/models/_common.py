@@ -36,3 +36,38 @@ def unit_batch_norm_(bn: nn.modules.batchnorm._BatchNorm) -> None:
     """Scale 1 and shift 0, so a fresh BatchNorm layer only standardises."""
     bn.weight.fill_(1.0)
     bn.bias.zero_()
+
+
+class PreActivationResNet(nn.Module):
+    """Base of the pre-activation residual networks: ``conv1``, three stages, BN-ReLU, global pool, linear.
+
+    A subclass sets ``self.conv1`` (16 output channels) and then calls
+    :meth:`_build_stages`; the stages have strides 1, 2, 2.
+    """
+
+    def _build_stages(self, make_block, widths, blocks_per_stage: int, expansion: int, num_classes: int) -> None:
+        """Stages of ``make_block(in_channels, width, stride)`` blocks (output ``width * expansion`` channels), the head, and the initialisation."""
+        channels = 16
+        stages = []
+        for width, stride in zip(widths, (1, 2, 2)):
+            blocks = []
+            for i in range(blocks_per_stage):
+                blocks.append(make_block(channels, width, stride if i == 0 else 1))
+                channels = width * expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                he_normal_fan_out_(module)
+            elif isinstance(module, nn.BatchNorm2d):
+                unit_batch_norm_(module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_channels, H, W)`` images to ``(B, num_classes)`` logits."""
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        x = self.pool(self.relu(self.bn(x)))
+        return self.fc(torch.flatten(x, 1))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import he_normal_fan_out_, positive_int, unit_batch_norm_
+from ._common import PreActivationResNet, positive_int
 
 __all__ = ["PreActBasicBlock", "PreActBottleneck", "PreResNet", "preresnet_layout"]
 
@@ -113,7 +113,7 @@ def preresnet_layout(depth: int) -> tuple[Block, int]:
     return PreActBottleneck, (depth - 2) // 9
 
 
-class PreResNet(nn.Module):
+class PreResNet(PreActivationResNet):
     """Pre-activation ResNet for 32 x 32 images (CIFAR form of the SWA / Deep Curvature code).
 
     Parameters
@@ -139,27 +139,4 @@ class PreResNet(nn.Module):
         block, n = preresnet_layout(depth)
         self.depth = depth
         self.conv1 = _conv3x3(in_channels, 16)
-        channels = 16
-        stages = []
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for i in range(n):
-                blocks.append(block(channels, planes, stride if i == 0 else 1))
-                channels = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                he_normal_fan_out_(module)
-            elif isinstance(module, nn.BatchNorm2d):
-                unit_batch_norm_(module)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, in_channels, 32, 32)`` images to ``(B, num_classes)`` logits."""
-        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
-        x = self.pool(self.relu(self.bn(x)))
-        return self.fc(torch.flatten(x, 1))
+        self._build_stages(block, (16, 32, 64), n, block.expansion, num_classes)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import he_normal_fan_out_, positive_int, probability, unit_batch_norm_
+from ._common import PreActivationResNet, positive_int, probability
 
 __all__ = ["WideBasicBlock", "WideResNet"]
 
@@ -52,7 +52,7 @@ class WideBasicBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
-class WideResNet(nn.Module):
+class WideResNet(PreActivationResNet):
     """WRN-``depth``-``widen_factor`` for 32 x 32 images.
 
     Parameters
@@ -97,27 +97,5 @@ class WideResNet(nn.Module):
         n = (depth - 4) // 6
         self.depth, self.widen_factor = depth, widen_factor
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1, bias=bias)
-        channels = 16
-        stages = []
-        for width, stride in ((16 * widen_factor, 1), (32 * widen_factor, 2), (64 * widen_factor, 2)):
-            blocks = []
-            for i in range(n):
-                blocks.append(WideBasicBlock(channels, width, stride if i == 0 else 1, dropout, bias))
-                channels = width
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = stages
-        self.bn = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                he_normal_fan_out_(module)
-            elif isinstance(module, nn.BatchNorm2d):
-                unit_batch_norm_(module)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, in_channels, 32, 32)`` images to ``(B, num_classes)`` logits."""
-        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
-        x = self.pool(self.relu(self.bn(x)))
-        return self.fc(torch.flatten(x, 1))
+        self._build_stages(lambda cin, width, stride: WideBasicBlock(cin, width, stride, dropout, bias),
+                           tuple(16 * widen_factor * 2 ** i for i in range(3)), n, 1, num_classes)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 
-__all__ = ["CurvatureOptimizer"]
+__all__ = ["CurvatureOptimizer", "closure_loss", "momentum_step"]
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
@@ -67,3 +67,26 @@ class CurvatureOptimizer(torch.optim.Optimizer):
             )
         batch, self._batch = self._batch, None
         return batch
+
+
+def closure_loss(closure: Optional[Callable[[], torch.Tensor]]) -> Optional[torch.Tensor]:
+    """The loss of ``closure()`` evaluated with gradients on (the ``torch.optim`` convention), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def momentum_step(state: Dict[str, Any], param: torch.Tensor, update: torch.Tensor, group: Dict[str, Any]) -> None:
+    """``param -= lr * b`` with the heavy-ball buffer ``b <- momentum * b + update`` (``b = update`` at first).
+
+    Without momentum ``b`` is ``update``; this is ``torch.optim.SGD`` without
+    dampening or Nesterov, applied to a preconditioned ``update``.
+    """
+    if group["momentum"] != 0:
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = update.clone()
+        else:
+            state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+        update = state["momentum_buffer"]
+    param.add_(update, alpha=-group["lr"])

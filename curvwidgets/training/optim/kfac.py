@@ -22,6 +22,7 @@ from torch import nn
 
 from ...curvature.data import all_reduce_sum, world
 from . import _validate as check
+from .base import closure_loss, momentum_step
 
 __all__ = ["KFAC"]
 
@@ -262,10 +263,7 @@ class KFAC(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
         """One K-FAC step: update the factors, refresh their eigendecompositions when due, move the parameters."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         if world()[1] > 1:
             self._reduce_statistics()
         directions: Dict[int, torch.Tensor] = {}
@@ -295,14 +293,7 @@ class KFAC(torch.optim.Optimizer):
                 update = preconditioned.get(id(param), param.grad)
                 if group["weight_decay"] != 0:
                     update = update.add(param, alpha=group["weight_decay"])
-                if group["momentum"] != 0:
-                    state = self.state[param]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = update.clone()
-                    else:
-                        state["momentum_buffer"].mul_(group["momentum"]).add_(update)
-                    update = state["momentum_buffer"]
-                param.add_(update, alpha=-group["lr"])
+                momentum_step(self.state[param], param, update, group)
             group["step"] += 1
         return loss
 

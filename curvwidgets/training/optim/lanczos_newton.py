@@ -25,7 +25,7 @@ from ...curvature.operators import GGN, CurvatureOperator, Hessian
 from ...curvature.params import ParamsLike, select_parameters
 from ...linalg.lanczos import lanczos
 from . import _validate as check
-from .base import CurvatureOptimizer
+from .base import CurvatureOptimizer, closure_loss, momentum_step
 
 __all__ = ["LanczosGGN", "LanczosSFN"]
 
@@ -101,10 +101,7 @@ class _LanczosNewton(CurvatureOptimizer):
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
         """One Newton step on the batch of the last :meth:`set_batch`, with the parameters' ``.grad`` as ``g``."""
         inputs, targets = self._take_batch()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         group = self.param_groups[0]
         params = group["params"]
         if all(p.grad is None for p in params):
@@ -115,15 +112,7 @@ class _LanczosNewton(CurvatureOptimizer):
             gradient = gradient + group["weight_decay"] * theta
         direction = self._direction(group, gradient, inputs, targets)
         for param, piece in zip(params, self.layout.unflatten(direction)):
-            update = piece
-            if group["momentum"] != 0:
-                state = self.state[param]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = piece.clone()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(piece)
-                update = state["momentum_buffer"]
-            param.add_(update, alpha=-group["lr"])
+            momentum_step(self.state[param], param, piece, group)
         group["step"] += 1
         return loss
 

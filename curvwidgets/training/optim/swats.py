@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple
 import torch
 
 from . import _validate as check
+from .base import closure_loss
 
 __all__ = ["SWATS"]
 
@@ -114,10 +115,7 @@ class SWATS(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
         """One SWATS step for every group; ``closure`` re-evaluates the loss, as for ``torch.optim``."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
             if not pairs:
