@@ -88,3 +88,13 @@ def test_core_import_pulls_in_no_front_end():
     code = "import sys, curvwidgets; print(sorted(m for m in ('matplotlib', 'ipywidgets', 'bqplot') if m in sys.modules))"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_cli_trains_on_the_embedded_digits(tmp_path, capsys):
+    assert main(["train", "--model", "MLP", "--data", "digits", "--epochs", "2", "--lr", "0.05", "--batch-size", "64",
+                 "--out", str(tmp_path), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch    2/2" in printed and "test loss" in printed
+    history = cw.TrainingHistory.load(tmp_path / "history.json")
+    assert len(history) == 2 and history.config["optimizer"] == "SGD"
+    assert f"{history.rows[-1]['test_top1']:.3f}" in printed
