@@ -12,7 +12,8 @@ process), ``zero_grad``, forward, ``backward``, ``step``, and a
 without augmentation by its own ``seconds`` column (the training part of the
 epoch, from the first batch to the synchronised end of the last; its test
 evaluation of ``--test-samples`` images is excluded); on CUDA it uses bf16
-autocast and channels-last.
+autocast and channels-last, and is timed once more without them (float32,
+NCHW) for a like-for-like comparison with the plain loop.
 
     PYTHONPATH=. python benchmarks/bench_training.py --model SmallCNN --samples 4096
     PYTHONPATH=. python benchmarks/bench_training.py --model VGG16 --classes 100 --samples 1024
@@ -93,7 +94,7 @@ def main() -> None:
         return cw.models.create(args.model, num_classes=args.classes).to(device)
 
     plain_model = make_model()
-    cw_models = {augment: make_model() for augment in (False, True)}
+    cw_models = {(augment, fast): make_model() for augment in (False, True) for fast in (False, True)}
     def plain() -> float:
         sync(device)
         start = time.perf_counter()
@@ -101,14 +102,17 @@ def main() -> None:
         sync(device)
         return time.perf_counter() - start
 
-    def curvwidgets_epoch(augment: bool) -> float:
+    def curvwidgets_epoch(augment: bool, fast: bool = True) -> float:
         """The training part of the epoch as ``cw.train`` measures it (its test evaluation excluded)."""
-        history = cw.train(cw_models[augment], loaders(augment), epochs=1, schedule="constant",
-                           optimizer_kwargs={"lr": 0.01})
+        history = cw.train(cw_models[augment, fast], loaders(augment), epochs=1, schedule="constant",
+                           optimizer_kwargs={"lr": 0.01}, amp=None if fast else False,
+                           channels_last=None if fast else False)
         return history.rows[-1]["seconds"]
 
     jobs: Dict[str, Callable[[], float]] = {"plain loop": plain, "cw.train": lambda: curvwidgets_epoch(False),
                                             "cw.train, augmented": lambda: curvwidgets_epoch(True)}
+    if device.type == "cuda":  # like for like with the plain loop: float32, default memory format
+        jobs["cw.train, fp32 NCHW"] = lambda: curvwidgets_epoch(False, fast=False)
     times: Dict[str, List[float]] = {name: [] for name in jobs}
     for job in jobs.values():  # warm-up
         job()

@@ -21,20 +21,20 @@ def _demo(arguments: argparse.Namespace) -> int:
 
 def _train(arguments: argparse.Namespace) -> int:
     from .training import data, train
+    from .training.distributed import default_device, join_process_group
 
     def show(event) -> None:
-        if event.stage == "train":
+        if event.stage == "train" and rank == 0:
             row = event.partial.rows[-1]
             print(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
                   f"top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.3f} "
                   f"top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s", flush=True)
 
-    import torch
-
-    device = arguments.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = join_process_group()  # under torchrun: this process's share of every batch
+    device = arguments.device or default_device()
     dataset = data.load(arguments.data, root=arguments.root, download=arguments.download,
                         batch_size=arguments.batch_size, validation=arguments.validation, device=device,
-                        seed=arguments.seed)
+                        seed=arguments.seed, rank=rank, world_size=world)
     options = {"lr": arguments.lr} if arguments.lr is not None else {}
     history = train(arguments.model, dataset, arguments.epochs, optimizer=arguments.optimizer, optimizer_kwargs=options,
                     schedule=arguments.schedule, out_dir=arguments.out, save_every=arguments.save_every,

@@ -131,21 +131,57 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     assert load_checkpoint(tmp_path)["epoch"] == 4
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
+@pytest.mark.parametrize(("name", "options"), [("SGD", {"lr": 0.1, "momentum": 0.9}), ("KFAC", {"lr": 0.02}),
+                                               ("SWATS", {"lr": 1e-2}), ("LanczosSFN", {"lr": 0.2})])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, name, options):
     whole = fresh_model()
-    cw.train(whole, loaders(), epochs=5, optimizer_kwargs={"lr": 0.1, "momentum": 0.9}, seed=3)
+    cw.train(whole, loaders(), epochs=5, optimizer=name, optimizer_kwargs=options, seed=3)
     parted = fresh_model()
     with pytest.raises(cw.Cancelled) as cancelled:
-        cw.train(parted, loaders(), epochs=5, optimizer_kwargs={"lr": 0.1, "momentum": 0.9}, seed=3,
+        cw.train(parted, loaders(), epochs=5, optimizer=name, optimizer_kwargs=options, seed=3,
                  out_dir=tmp_path, cancel=CancelAfter(2 * 3 + 2))  # 3 batches + 1 report per epoch: cancel in epoch 3
     assert len(cancelled.value.result) == 2
     assert (tmp_path / "checkpoint-00002.pt").is_file()
     resumed = DropoutNet()  # different initial weights: everything must come from the checkpoint
-    history = cw.train(resumed, loaders(), epochs=5, optimizer_kwargs={"lr": 0.1, "momentum": 0.9}, seed=3,
+    history = cw.train(resumed, loaders(), epochs=5, optimizer=name, optimizer_kwargs=options, seed=3,
                        resume=tmp_path)
     assert len(history) == 5
-    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    for (key, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_resume_then_cancel_writes_the_resumed_epoch_into_the_new_folder(tmp_path):
+    cw.train(fresh_model(), loaders(), epochs=2, out_dir=tmp_path / "first", schedule="constant")
+    with pytest.raises(cw.Cancelled):
+        cw.train(fresh_model(), loaders(), epochs=4, out_dir=tmp_path / "second", schedule="constant",
+                 resume=tmp_path / "first", cancel=CancelAfter(1))
+    state = load_checkpoint(tmp_path / "second")
+    assert state["epoch"] == 2 and len(state["history"]["rows"]) == 2
+    assert state["history"]["checkpoints"][-1] == str(tmp_path / "second" / "checkpoint-00002.pt")
+
+
+def test_resume_with_other_settings_names_the_argument(tmp_path):
+    cw.train(fresh_model(), loaders(), epochs=1, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"resume: optimizer='Adam' differs from the checkpoint's run \('SGD'"):
+        cw.train(fresh_model(), loaders(), epochs=2, optimizer="Adam", resume=tmp_path)
+    with pytest.raises(ValueError, match="resume: seed=1 differs"):
+        cw.train(fresh_model(), loaders(), epochs=2, seed=1, resume=tmp_path)
+
+
+def test_finished_swa_run_resumes_to_the_same_weights(tmp_path):
+    whole = fresh_model()
+    history = cw.train(whole, loaders(), epochs=4, swa_start=2, swa_lr=0.01, out_dir=tmp_path)
+    again = DropoutNet()
+    resumed = cw.train(again, loaders(), epochs=4, swa_start=2, swa_lr=0.01, resume=tmp_path)
+    assert resumed.final == history.final
+    for a, b in zip(whole.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_kfac_under_bf16_autocast():
+    history = cw.train(fresh_model(), learnable_loaders(), epochs=2, optimizer="KFAC", amp=True,
+                       optimizer_kwargs={"lr": 0.02})
+    assert np.isfinite(history["train_loss"]).all()
 
 
 def test_resume_from_another_architecture_names_the_keys(tmp_path):
@@ -204,6 +240,11 @@ def test_swa_averages_the_late_epochs_and_updates_batchnorm():
     with torch.no_grad():
         batch_means = torch.stack([model.features[0](x).mean(dim=(0, 2, 3)) for x, _ in train_loader])
     torch.testing.assert_close(model.features[1].running_mean, batch_means.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_named_model_needs_a_named_data_set():
+    with pytest.raises(ValueError, match="data must be a name or a DataSet when model is a name"):
+        cw.train("SmallCNN", loaders(), epochs=1)
 
 
 def test_unknown_names_list_the_valid_ones():

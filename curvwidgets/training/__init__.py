@@ -5,7 +5,7 @@
 resumes a training run and returns a :class:`~curvwidgets.results.TrainingHistory`.
 """
 
-from . import checkpoint, data, models, optim, schedules
+from . import checkpoint, data, distributed, models, optim, schedules
 from .loop import TrainingDiverged, evaluate, train
 
-__all__ = ["checkpoint", "data", "evaluate", "models", "optim", "schedules", "train", "TrainingDiverged"]
+__all__ = ["checkpoint", "data", "distributed", "evaluate", "models", "optim", "schedules", "train", "TrainingDiverged"]

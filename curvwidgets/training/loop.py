@@ -1,21 +1,21 @@
 """The training loop: ``cw.train`` with per-epoch statistics, atomic checkpoints and exact resume.
 
-One code path serves one process and ``torchrun``: when ``torch.distributed``
-is initialised the model is wrapped in ``DistributedDataParallel``, each rank
-takes its slice of every global batch, statistics are summed over ranks, and
-only rank 0 writes files.
+One code path serves one process and ``torchrun``: with several processes the
+model is wrapped in ``DistributedDataParallel``, each rank takes its slice of
+every global batch, statistics are summed over ranks, BatchNorm running
+statistics are averaged over ranks before each evaluation, and only rank 0
+writes files (see :mod:`curvwidgets.training.distributed`).
 
 Resuming is exact on CPU because nothing in an epoch depends on state that a
 checkpoint does not hold: the data order and augmentation draws come from
 ``(seed, epoch)`` (``TensorLoader.set_epoch``), the learning rate is a
 function of the epoch, and the checkpoint stores model, optimiser, the
-averaged SWA weights and the global torch random state (dropout).
+averaged SWA weights and the torch random states (dropout).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import resource
 import sys
@@ -31,9 +31,14 @@ from ..progress import Cancelled, CancelToken, ProgressCallback, report
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
-from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save_checkpoint
+from .distributed import all_reduce_sum, any_rank, average_buffers, default_device, join_process_group
 
-__all__ = ["train", "TrainingDiverged"]
+__all__ = ["train", "evaluate", "TrainingDiverged"]
+
+#: The settings a resumed run must share with the checkpoint's run (the argument that carries each).
+RESUME_MUST_MATCH = {"optimizer": "optimizer", "seed": "seed", "schedule": "schedule",
+                     "schedule_kwargs": "schedule_kwargs", "swa_start": "swa_start", "swa_lr": "swa_lr"}
 
 
 class TrainingDiverged(FloatingPointError):
@@ -51,13 +56,13 @@ def train(
     optimizer: Union[str, torch.optim.Optimizer] = "SGD",
     optimizer_kwargs: Optional[Dict[str, Any]] = None,
     schedule: str = "linear",
-    schedule_kwargs: Optional[Dict[str, Any]] = None,
     out_dir: Union[str, os.PathLike, None] = None,
     save_every: Optional[int] = None,
     resume: Union[str, os.PathLike, None] = None,
     device: Union[str, torch.device, None] = None,
     seed: int = 0,
     *,
+    schedule_kwargs: Optional[Dict[str, Any]] = None,
     loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     swa_start: Optional[int] = None,
     swa_lr: Optional[float] = None,
@@ -74,10 +79,12 @@ def train(
         A name of :func:`curvwidgets.models.names` (built after seeding with
         ``seed``, for the data's classes and channels) or any module, trained in place.
     data : str, DataSet or (train, test)
-        A name of :func:`curvwidgets.data.names` (loaded with defaults), a
-        :class:`~curvwidgets.training.data.DataSet`, or a pair of re-iterables of
-        ``(inputs, targets)`` batches (a ``set_epoch(epoch)`` method, where
-        present, is called before each epoch).
+        A name of :func:`curvwidgets.data.names` (loaded with defaults, sharded
+        over the processes), a :class:`~curvwidgets.training.data.DataSet`, or a
+        pair of re-iterables of ``(inputs, targets)`` batches (a
+        ``set_epoch(epoch)`` method, where present, is called before each
+        epoch). Under several processes a DataSet must be loaded with this
+        process's ``rank`` and ``world_size``.
     epochs : int
         Total epochs, counting those of a resumed run.
     optimizer : str or torch.optim.Optimizer
@@ -94,12 +101,18 @@ def train(
         A checkpoint every this many epochs, and always after the last (default:
         only the last). Needs ``out_dir``.
     resume : path, optional
-        A checkpoint file or a folder (its latest checkpoint): continue from there.
+        A checkpoint file or a folder (its latest checkpoint): continue from
+        there. The optimiser, seed, schedule and SWA settings must be those of
+        the checkpoint's run; ``epochs`` may grow, which stretches the
+        schedule (it is laid over ``epochs``).
     device : optional
-        Default: the module's device, or CUDA when available for a named model.
+        Default: the module's device, or for a named model this process's GPU
+        (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU.
     seed : int
         Seeds model initialisation (named models), data order and augmentation,
         and the global torch generator (dropout).
+    schedule_kwargs : dict, optional
+        Options of the schedule (e.g. ``final_ratio`` for ``"linear"``).
     loss_fn : callable, optional
         Default ``nn.CrossEntropyLoss()``.
     swa_start, swa_lr : optional
@@ -116,8 +129,9 @@ def train(
     progress, cancel
         The progress protocol: one event per epoch (``stage="train"``) with the
         history, and with SWA one more (``stage="swa"``) after the averaged
-        weights are in place; cancelling (checked every batch) writes a checkpoint of the
-        last finished epoch when ``out_dir`` is set and raises
+        weights are in place. Cancelling (checked every batch in one process,
+        at the end of each epoch, agreed over ranks, in several) writes a
+        checkpoint of the last finished epoch when ``out_dir`` is set and raises
         :class:`~curvwidgets.Cancelled` carrying the history.
 
     Returns
@@ -131,6 +145,8 @@ def train(
     TrainingDiverged
         When an epoch's training loss is NaN or infinite; the last good
         checkpoint is on disk (when ``out_dir`` is set) and named in the error.
+        Any other error in the middle of an epoch also leaves the last finished
+        epoch's checkpoint on disk before it propagates.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
@@ -138,12 +154,20 @@ def train(
         raise ValueError(f"save_every must be an int >= 1; got {save_every!r}")
     if save_every is not None and out_dir is None:
         raise ValueError("save_every needs out_dir (where the checkpoints go)")
-    rank, world = _distributed()
-    device = _device(model, device)
+    rank, world = join_process_group()
+    if device is not None:
+        device = torch.device(device)
+    elif isinstance(model, nn.Module):
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    else:
+        device = default_device()
     dataset = datasets.load(data, device=device, seed=seed, rank=rank, world_size=world) if isinstance(data, str) else data
-    train_batches, test_batches = (dataset.train, dataset.test) if isinstance(dataset, datasets.DataSet) else dataset
+    train_batches, test_batches = _loaders(dataset, rank, world)
     torch.manual_seed(seed)
     if isinstance(model, str):
+        if not isinstance(dataset, datasets.DataSet):
+            raise ValueError(f"data must be a name or a DataSet when model is a name ({model!r}), so that its classes "
+                             "and channels are known; or pass a module from cw.models.create")
         model = models.create(model, num_classes=dataset.num_classes, in_channels=dataset.input_shape[0])
     model = model.to(device)
     cuda = device.type == "cuda"
@@ -162,93 +186,158 @@ def train(
         raise TypeError(f"optimizer must be a name of {optim.names()} or a torch.optim.Optimizer; "
                         f"got {type(optimizer).__name__}")
     initial_rates = [group["lr"] for group in optimizer.param_groups]
-    swa = _SWA(model, swa_start, swa_lr, epochs, initial_rates[0]) if swa_start is not None else None
+    swa = _SWA(model, swa_start, swa_lr, epochs) if swa_start is not None else None
     schedule_kwargs = dict(schedule_kwargs or {})
-    if swa is not None and schedule.lower() in ("linear", "cosine"):
+    if swa is not None and isinstance(schedule, str) and schedule.lower() in ("linear", "cosine"):
+        if swa.lr > initial_rates[0]:
+            raise ValueError(f"swa_lr ({swa.lr}) must not exceed the initial learning rate ({initial_rates[0]}): the "
+                             f"{schedule!r} schedule decays to it")
         schedule_kwargs.setdefault("final_ratio", swa.lr / initial_rates[0])
     rates = schedules.create(schedule, swa.start if swa is not None else epochs, **schedule_kwargs)
     config = {"model": type(model).__name__, "data": getattr(dataset, "name", "custom"), "epochs": epochs,
               "optimizer": optimizer_name, "optimizer_kwargs": _plain(optimizer_kwargs), "schedule": rates.name,
               "schedule_kwargs": _plain(rates.options), "seed": seed, "swa_start": swa_start, "swa_lr": swa_lr,
               "world_size": world, "device": str(device), "amp": amp}
-    history = TrainingHistory(config=config, model=model)
-    start = 0
+    run = _Run(model, optimizer, rates, initial_rates, swa, TrainingHistory(config=config, model=model),
+               out_dir if rank == 0 else None)
     if resume is not None:
-        start = _restore(load_checkpoint(resume, map_location=device), model, optimizer, swa, history, epochs)
-    network = DistributedDataParallel(model) if world > 1 else model
-    writer = out_dir is not None and rank == 0
-    last_good: Optional[Dict[str, Any]] = None
-
-    def state(epoch: int) -> Dict[str, Any]:
-        return {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": {"name": rates.name, "epochs": rates.epochs, "options": _plain(rates.options)},
-                "rng": _rng_state(), "swa": swa.state() if swa is not None else None,
-                "history": history.to_dict(), "config": config}
-
-    def write(checkpoint: Dict[str, Any]) -> None:
-        path = os.fspath(save_checkpoint(checkpoint, out_dir))
-        if path not in history.checkpoints:
-            history.checkpoints.append(path)
-
-    def saved(epoch: int) -> Optional[str]:
-        return next((path for path in history.checkpoints if Path(path).name == f"checkpoint-{epoch:05d}.pt"), None)
-
-    def keep_last_good(epoch: int) -> Optional[str]:
-        if not writer or epoch == 0:
-            return None
-        if saved(epoch) is None and last_good is not None:
-            write(last_good)
-        return saved(epoch)
-
+        run.restore(load_checkpoint(resume, map_location=device), epochs)
+    network = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
     try:
-        for epoch in range(start, epochs):
-            rate = swa.lr if swa is not None and epoch >= swa.start else None
-            for group, initial in zip(optimizer.param_groups, initial_rates):
-                group["lr"] = rate if rate is not None else initial * rates(epoch)
+        for epoch in range(len(run.history), epochs):
+            run.set_rate(epoch)
             for batches in (train_batches, test_batches):
                 if hasattr(batches, "set_epoch"):
                     batches.set_epoch(epoch)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             began = time.perf_counter()
-            loss_sum, correct, seen = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp,
-                                                   model_is_channels_last(model), cancel)
-            totals = _all_reduce(torch.stack([loss_sum, correct, seen]))
+            sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, model_is_channels_last(model),
+                                cancel if world == 1 else None)
+            totals = all_reduce_sum(torch.stack(sums))
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
             seconds = time.perf_counter() - began
             if not finite:
-                checkpoint = keep_last_good(epoch)
+                checkpoint = run.keep_last_good()
                 raise TrainingDiverged(f"training loss became {totals[0].item()} in epoch {epoch + 1}; last good "
                                        f"checkpoint: {checkpoint or 'none (no out_dir, or no epoch finished)'}",
                                        epoch + 1, checkpoint)
             if swa is not None and epoch >= swa.start:
                 swa.average(model)
+            average_buffers(model)
             test = evaluate(network, loss_fn, test_batches, device, amp)
-            history.rows.append({
+            run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[2]),
                 "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
                 "seconds": seconds, "images_per_second": float(totals[2]) / seconds,
                 "peak_memory_bytes": float(_peak_memory(device)), **_weight_norms(model)})
-            finished = epoch + 1
-            if writer:
-                if finished == epochs and swa is None or (save_every is not None and finished % save_every == 0):
-                    write(state(finished))
-                    last_good = None
-                else:  # held until the next checkpoint, for a cancel or a divergence in between
-                    last_good = copy.deepcopy(state(finished))
-                history.save(Path(out_dir) / "history.json")
-            report(progress, cancel, "train", finished, epochs, partial=lambda: history)
-        if swa is not None and len(history.rows) == epochs and not history.final:
-            history.final.update(swa.finish(model, network, loss_fn, train_batches, test_batches, device, amp))
-            if writer:
-                write(state(epochs))
-                history.save(Path(out_dir) / "history.json")
-            report(progress, cancel, "swa", 1, 1, partial=lambda: history)
+            run.epoch_finished(epochs, save_every)
+            if world > 1 and any_rank(cancel is not None and cancel.is_set(), device):
+                raise Cancelled(None, epoch + 1, "train")
+            report(progress, cancel if world == 1 else None, "train", epoch + 1, epochs, partial=lambda: run.history)
+        if swa is not None and not run.history.final:
+            if hasattr(train_batches, "set_epoch"):  # the same batches for the BatchNorm update after a resume
+                train_batches.set_epoch(epochs - 1)
+            run.history.final.update(swa.finish(model, network, loss_fn, train_batches, test_batches, device, amp))
+            run.save()
+            report(progress, cancel if world == 1 else None, "swa", 1, 1, partial=lambda: run.history)
     except Cancelled:
-        keep_last_good(len(history.rows))
-        raise Cancelled(history, len(history.rows), "train") from None
-    return history
+        run.keep_last_good()
+        raise Cancelled(run.history, len(run.history), "train") from None
+    except BaseException:
+        run.keep_last_good()  # an error mid-epoch (out of memory, interrupt) still leaves the last finished epoch
+        raise
+    return run.history
+
+
+class _Run:
+    """The state of one training run that checkpoints hold, and the writing of its files."""
+
+    def __init__(self, model, optimizer, rates, initial_rates, swa, history: TrainingHistory, out_dir):
+        self.model, self.optimizer, self.rates, self.initial_rates = model, optimizer, rates, initial_rates
+        self.swa, self.history = swa, history
+        self.out_dir = Path(out_dir) if out_dir is not None else None  # None on ranks other than 0
+        self.last_good: Optional[Dict[str, Any]] = None  # the last finished epoch when it is not on disk
+
+    def set_rate(self, epoch: int) -> None:
+        """Every group's rate for ``epoch``: its initial rate times the schedule, or ``swa_lr`` once SWA runs."""
+        swa_rate = self.swa.lr if self.swa is not None and epoch >= self.swa.start else None
+        for group, initial in zip(self.optimizer.param_groups, self.initial_rates):
+            group["lr"] = swa_rate if swa_rate is not None else initial * self.rates(epoch)
+
+    def state(self) -> Dict[str, Any]:
+        """The checkpoint of the epochs finished so far."""
+        return {"epoch": len(self.history), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": {"name": self.rates.name, "epochs": self.rates.epochs, "options": _plain(self.rates.options)},
+                "rng": _rng_state(self.model), "swa": self.swa.state() if self.swa is not None else None,
+                "history": self.history.to_dict(), "config": self.history.config}
+
+    def write(self, checkpoint: Dict[str, Any]) -> str:
+        """Write ``checkpoint`` into ``out_dir``; the history inside it lists the file itself."""
+        path = os.fspath(self.out_dir / checkpoint_name(checkpoint["epoch"]))
+        if path not in self.history.checkpoints:
+            self.history.checkpoints.append(path)
+        checkpoint["history"]["checkpoints"] = list(self.history.checkpoints)
+        save_checkpoint(checkpoint, self.out_dir)
+        return path
+
+    def save(self) -> None:
+        """Write the checkpoint of the epochs finished so far and the history (rank 0 with ``out_dir`` only)."""
+        if self.out_dir is not None:
+            self.write(self.state())
+            self.last_good = None
+            self.history.save(self.out_dir / "history.json")
+
+    def epoch_finished(self, epochs: int, save_every: Optional[int]) -> None:
+        """Checkpoint when due; otherwise hold a CPU copy of the state for a cancel or divergence to write."""
+        if self.out_dir is None:
+            return
+        finished = len(self.history)
+        last = finished == epochs and self.swa is None  # with SWA the last checkpoint follows its finish
+        if last or (save_every is not None and finished % save_every == 0):
+            self.save()
+        else:
+            self.last_good = _cpu_copy(self.state())
+            self.history.save(self.out_dir / "history.json")
+
+    def keep_last_good(self) -> Optional[str]:
+        """The checkpoint of the last finished epoch, written now if it is only held in memory."""
+        finished = len(self.history)
+        if self.out_dir is None or finished == 0:
+            return None
+        if self.last_good is not None and self.last_good["epoch"] == finished:
+            self.write(self.last_good)
+            self.last_good = None
+        name = checkpoint_name(finished)
+        return next((path for path in reversed(self.history.checkpoints) if Path(path).name == name), None)
+
+    def restore(self, checkpoint: Dict[str, Any], epochs: int) -> None:
+        """Continue from ``checkpoint``: model, optimiser, SWA weights, random states and history."""
+        source = checkpoint["path"]
+        for key, argument in RESUME_MUST_MATCH.items():
+            saved, given = checkpoint["config"].get(key), self.history.config[key]
+            if _plain(saved) != _plain(given):
+                raise ValueError(f"resume: {argument}={given!r} differs from the checkpoint's run ({saved!r}, in "
+                                 f"{source!r}); resume with the same {argument}")
+        finished = int(checkpoint["epoch"])
+        if finished > epochs:
+            raise ValueError(f"resume: the checkpoint has {finished} epochs finished, more than epochs={epochs}")
+        load_model_state(self.model, checkpoint["model"], source)
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"resume: the optimiser state in {source!r} does not fit this optimiser "
+                             f"({type(self.optimizer).__name__}): {error}") from error
+        if self.swa is not None:
+            self.swa.restore(checkpoint["swa"])
+        _set_rng_state(checkpoint["rng"], self.model)
+        saved = TrainingHistory.from_dict(checkpoint["history"])
+        self.history.rows[:] = saved.rows
+        self.history.final.update(saved.final)
+        self.history.checkpoints[:] = [path for path in saved.checkpoints if path != source] + [source]
+        if self.out_dir is not None:  # a cancel before the next checkpoint re-writes this one into out_dir
+            self.last_good = {key: value for key, value in checkpoint.items() if key not in ("path", "format", "version")}
 
 
 def model_is_channels_last(model: nn.Module) -> bool:
@@ -257,8 +346,24 @@ def model_is_channels_last(model: nn.Module) -> bool:
                for p in model.parameters())
 
 
-def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel):
-    """One pass over ``batches``; returns on-device sums (loss * n, correct, n), synchronised once at the end."""
+def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
+    """The train and test loaders of ``dataset``, checked against this process's place in the group."""
+    train_batches, test_batches = (dataset.train, dataset.test) if isinstance(dataset, datasets.DataSet) else dataset
+    for loader in (train_batches, test_batches):
+        if isinstance(loader, datasets.TensorLoader) and (loader.rank, loader.world_size) != (rank, world):
+            raise ValueError(f"data: a loader is sharded for rank {loader.rank} of {loader.world_size} but this is "
+                             f"rank {rank} of {world}; load it with cw.data.load(..., rank={rank}, "
+                             f"world_size={world}) or pass the data set's name")
+    return train_batches, test_batches
+
+
+def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel) -> Tuple[torch.Tensor, ...]:
+    """One pass over ``batches``; returns on-device sums (loss * n, correct, n), synchronised once at the end.
+
+    An optimiser that needs the mini-batch (its step synchronises anyway) has
+    its loss checked before every step: a non-finite one ends the epoch with a
+    NaN sum instead of reaching the curvature products.
+    """
     network.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
@@ -272,6 +377,8 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
         with _autocast(device, amp):
             outputs = network(inputs)
             loss = loss_fn(outputs, targets)
+        if wants_batch and not bool(torch.isfinite(loss)):
+            return loss_sum + float("nan"), correct, seen + 1
         loss.backward()
         if wants_batch:
             optimizer.set_batch(inputs, targets)
@@ -300,7 +407,7 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
         sums += torch.stack([loss.double() * len(targets), hits[:, 0].sum(), hits.any(dim=1).sum(),
                              torch.tensor(len(targets), device=device)]).double()
     model.train(was_training)
-    sums = _all_reduce(sums)
+    sums = all_reduce_sum(sums)
     count = sums[3].clamp(min=1)
     return {"loss": float(sums[0] / count), "top1": float(sums[1] / count), "top5": float(sums[2] / count)}
 
@@ -308,7 +415,7 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
 class _SWA:
     """Stochastic weight averaging over the epochs from ``start`` on, with ``torch.optim.swa_utils``."""
 
-    def __init__(self, model: nn.Module, start: int, lr: Optional[float], epochs: int, initial_lr: float):
+    def __init__(self, model: nn.Module, start: int, lr: Optional[float], epochs: int):
         if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start < epochs:
             raise ValueError(f"swa_start must be an int in [1, epochs); got {start!r} with epochs={epochs}")
         if lr is None or not lr > 0:
@@ -322,64 +429,19 @@ class _SWA:
     def state(self) -> Dict[str, Any]:
         return {"model": self.averaged.state_dict()}
 
-    def restore(self, state: Dict[str, Any]) -> None:
+    def restore(self, state: Optional[Dict[str, Any]]) -> None:
+        if state is None:
+            raise ValueError("resume: the checkpoint holds no SWA weights")
         self.averaged.load_state_dict(state["model"])
 
     def finish(self, model, network, loss_fn, train_batches, test_batches, device, amp) -> Dict[str, float]:
-        # update_bn takes the first element of each (inputs, targets) batch
-        """BatchNorm statistics for the averaged weights, copied into ``model``; their test figures."""
-        torch.optim.swa_utils.update_bn(train_batches, self.averaged.module, device=device)
+        """BatchNorm statistics for the averaged weights (averaged over ranks), copied into ``model``; test figures."""
+        torch.optim.swa_utils.update_bn(train_batches, self.averaged.module, device=device)  # takes batch[0]
+        average_buffers(self.averaged.module)
         model.load_state_dict(self.averaged.module.state_dict())
         test = evaluate(network, loss_fn, test_batches, device, amp)
         return {"swa_test_loss": test["loss"], "swa_test_top1": test["top1"], "swa_test_top5": test["top5"],
                 "swa_epochs_averaged": float(self.averaged.n_averaged)}
-
-
-def _restore(checkpoint, model, optimizer, swa, history, epochs) -> int:
-    """Load a checkpoint into the run; returns the number of epochs it had finished."""
-    load_model_state(model, checkpoint["model"], checkpoint["path"])
-    try:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    except (ValueError, KeyError) as error:
-        raise ValueError(f"resume: the optimiser state in {checkpoint['path']!r} does not fit this optimiser "
-                         f"({type(optimizer).__name__}): {error}") from error
-    if (swa is None) != (checkpoint.get("swa") is None):
-        raise ValueError(f"resume: {checkpoint['path']!r} was {'not ' if checkpoint.get('swa') is None else ''}"
-                         f"written by an SWA run; pass the same swa_start")
-    if swa is not None:
-        swa.restore(checkpoint["swa"])
-    rng = checkpoint["rng"]
-    torch.set_rng_state(rng["torch"].cpu())
-    if rng.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-    finished = int(checkpoint["epoch"])
-    if finished > epochs:
-        raise ValueError(f"resume: the checkpoint has {finished} epochs finished, more than epochs={epochs}")
-    saved = TrainingHistory.from_dict(checkpoint["history"])
-    history.rows[:] = saved.rows
-    history.checkpoints[:] = saved.checkpoints
-    return finished
-
-
-def _distributed() -> Tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
-    if _distributed()[1] > 1:
-        torch.distributed.all_reduce(tensor)
-    return tensor
-
-
-def _device(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if isinstance(model, nn.Module):
-        parameter = next(model.parameters(), None)
-        return parameter.device if parameter is not None else torch.device("cpu")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _to(inputs: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool):
@@ -395,9 +457,29 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _rng_state() -> Dict[str, Any]:
+def _rng_state(model: nn.Module) -> Dict[str, Any]:
+    """The global CPU generator and, for a model on CUDA, its device's generator (dropout masks)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(state: Dict[str, Any], model: nn.Module) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` with every tensor copied to the CPU (a snapshot that costs no device memory)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(item) for item in value)
+    return value
 
 
 def _peak_memory(device: torch.device) -> int:

@@ -245,15 +245,14 @@ class KFAC(torch.optim.Optimizer):
         group = self._group_of(layer.weight)
         if group["step"] % group["stat_every"] != 0:
             return
-        with torch.no_grad():
-            rows, samples = _activation_rows(layer, inputs[0].detach())
-            rows = rows.to(layer.weight.dtype)
+        with torch.no_grad(), _full_precision(inputs[0].device):  # factors in the weights' dtype, even under autocast
+            rows, samples = _activation_rows(layer, inputs[0].detach().to(layer.weight.dtype))
             statistics = self._statistics.setdefault(index, _BatchStatistics())
             statistics.add_activations(rows.T @ rows, samples)
 
         def record_gradient(gradient: torch.Tensor) -> None:
-            with torch.no_grad():
-                per_sample = _gradient_rows(layer, gradient.detach()).to(layer.weight.dtype) * samples
+            with torch.no_grad(), _full_precision(gradient.device):
+                per_sample = _gradient_rows(layer, gradient.detach().to(layer.weight.dtype)) * samples
                 statistics.add_gradients(per_sample.T @ per_sample, per_sample.shape[0])
 
         output.register_hook(record_gradient)
@@ -438,6 +437,11 @@ def _split(layer: _Layer, direction: torch.Tensor) -> Tuple[torch.Tensor, Option
     if layer.bias is None:
         return direction.reshape(layer.weight.shape), None
     return direction[:, :-1].reshape(layer.weight.shape), direction[:, -1].contiguous()
+
+
+def _full_precision(device: torch.device):
+    """A context with autocast off on ``device`` (bf16 factors would lose the small eigenvalues and fail ``eigh``)."""
+    return torch.autocast(device.type, enabled=False)
 
 
 def _symmetric_eigh(matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -81,11 +81,11 @@ class _LanczosNewton(CurvatureOptimizer):
             start=check.choice("start", start, STARTS),
             residual=check.choice("residual", residual, RESIDUALS),
             seed=seed,
+            backend=backend,  # kept in the group, so a checkpoint carries the backend "auto" chose
         )
         super().__init__(tensors, defaults)
         self.param_groups[0].setdefault("step", 0)
         self.model, self.loss_fn, self.bn_mode = model, loss_fn, bn_mode
-        self.backend = backend
         self.ritz_values: Optional[np.ndarray] = None
 
     def add_param_group(self, param_group: dict) -> None:
@@ -124,12 +124,12 @@ class _LanczosNewton(CurvatureOptimizer):
         # every rank holds its own mini-batch at its own index, so the operator sums the ranks' batches
         data = [(inputs, targets)] * world()[1]
         op = self.operator_class(self.model, self.loss_fn, data, params=list(group["params"]),
-                                 bn_mode=self.bn_mode, backend=self.backend)
+                                 bn_mode=self.bn_mode, backend=group["backend"])
         start = gradient.to(device=op.device, dtype=op.dtype) if group["start"] == "gradient" else None
         result = lanczos(op, steps=group["lanczos_steps"], start=start, seed=group["seed"] + group["step"],
                          store_vectors=True)
-        if self.backend == "auto" and op.backend is not None:
-            self.backend = op.backend  # time the backends once, not at every step
+        if group["backend"] == "auto" and op.backend is not None:
+            group["backend"] = op.backend  # time the backends once, not at every step
         count = int(result.num_steps[0])
         self.ritz_values = result.nodes(0).copy()
         vectors = result.ritz_vectors[0, :count].to(device=gradient.device, dtype=gradient.dtype)  # (m, P)
