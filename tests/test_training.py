@@ -12,7 +12,7 @@ import curvwidgets as cw
 from curvwidgets.training import schedules
 from curvwidgets.training.checkpoint import load_checkpoint
 from curvwidgets.training.data import TensorLoader
-from rank_runner import run_ranks
+from rank_runner import run_ranks, run_torchrun
 
 WORKER = Path(__file__).with_name("training_worker.py")
 
@@ -306,3 +306,14 @@ def test_small_cnn_learns_the_embedded_digits():
     history = cw.train("SmallCNN", data, epochs=8, optimizer_kwargs={"lr": 0.1}, seed=0, device="cpu")
     assert history.rows[-1]["test_top1"] >= 0.90
     assert history.rows[-1]["test_loss"] < history.rows[0]["test_loss"]
+
+
+def test_torchrun_launch_joins_the_group_and_keeps_ranks_in_step(tmp_path):
+    """Two processes started with torchrun's environment: the same weights, BatchNorm buffers and statistics."""
+    first, second = run_torchrun(Path(__file__).with_name("torchrun_worker.py"), 2, tmp_path)
+    assert int(first["world"]) == 2
+    assert first.keys() == second.keys()
+    for key in first.keys() - {"rows"}:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    np.testing.assert_array_equal(first["rows"][:, :4], second["rows"][:, :4])  # statistics summed over ranks
+    assert first["rows"][0, 4] == pytest.approx(1437)  # the 1437 training digits once, shared by the ranks
