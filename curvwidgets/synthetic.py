@@ -10,6 +10,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from ._validate import positive_int
+
 __all__ = [
     "wigner",
     "marchenko_pastur",
@@ -26,12 +28,6 @@ __all__ = [
 ArrayLike = Union[np.ndarray, Sequence[float], float]
 
 
-def _positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return int(value)
-
-
 def wigner(P: int, seed: int = 0, normalize: bool = True) -> np.ndarray:
     """A real symmetric Wigner matrix (Definition 5.1) with standard Gaussian entries.
 
@@ -44,7 +40,7 @@ def wigner(P: int, seed: int = 0, normalize: bool = True) -> np.ndarray:
     -------
     ndarray, shape (P, P)
     """
-    P = _positive_int(P, "P")
+    P = positive_int("P", P)
     entries = np.random.default_rng(seed).standard_normal((P, P))
     matrix = np.triu(entries) + np.triu(entries, 1).T
     return matrix / np.sqrt(P) if normalize else matrix
@@ -60,7 +56,7 @@ def marchenko_pastur(P: int, T: int, seed: int = 0, sigma: float = 1.0) -> np.nd
     -------
     ndarray, shape (P, P)
     """
-    P, T = _positive_int(P, "P"), _positive_int(T, "T")
+    P, T = positive_int("P", P), positive_int("T", T)
     samples = sigma * np.random.default_rng(seed).standard_normal((P, T))
     covariance = samples @ samples.T / T
     return (covariance + covariance.T) / 2
@@ -73,7 +69,7 @@ def haar_orthogonal(P: int, seed: int = 0) -> np.ndarray:
     standard Gaussian matrix: its QR factorisation with the signs fixed so
     that ``R`` has a positive diagonal. The result is Haar distributed.
     """
-    P = _positive_int(P, "P")
+    P = positive_int("P", P)
     gaussian = np.random.default_rng(seed).standard_normal((P, P))
     q, r = np.linalg.qr(gaussian)
     return q * np.sign(np.diag(r))

@@ -16,18 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import positive_int
 from ..linalg.operators import as_operator
 from .data import all_reduce_sum
 from .operators import GGN
 from .output_hessian import closed_form_kind
 
 __all__ = ["exact_diagonal", "hutchinson_diagonal", "mc_ggn_diagonal"]
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
 
 
 def exact_diagonal(op: Any, block_size: int = 32) -> torch.Tensor:
@@ -41,7 +36,7 @@ def exact_diagonal(op: Any, block_size: int = 32) -> torch.Tensor:
     torch.Tensor, shape (P,), on the operator's device
     """
     op = as_operator(op)
-    _positive(block_size, "block_size")
+    positive_int("block_size", block_size)
     diagonal = torch.empty(op.dim, dtype=op.dtype, device=op.device)
     for begin in range(0, op.dim, block_size):
         end = min(begin + block_size, op.dim)
@@ -59,8 +54,8 @@ def hutchinson_diagonal(op: Any, num_samples: int, seed: int = 0, block_size: in
     ``seed`` and applied ``block_size`` at a time.
     """
     op = as_operator(op)
-    _positive(num_samples, "num_samples")
-    _positive(block_size, "block_size")
+    positive_int("num_samples", num_samples)
+    positive_int("block_size", block_size)
     generator = torch.Generator().manual_seed(int(seed))
     total = torch.zeros(op.dim, dtype=torch.float64, device=op.device)
     for begin in range(0, num_samples, block_size):
@@ -118,8 +113,8 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 
         raise TypeError(f"ggn must be a curvwidgets GGN operator; got {type(ggn).__name__}")
     if ggn.bn_mode != "eval":
         raise ValueError("mc_ggn_diagonal needs bn_mode='eval': with batch statistics samples have no own gradient")
-    _positive(num_mc, "num_mc")
-    _positive(chunk_size, "chunk_size")
+    positive_int("num_mc", num_mc)
+    positive_int("chunk_size", chunk_size)
     total = torch.zeros(ggn.dim, dtype=torch.float64, device=ggn.device)
     count = torch.zeros((), dtype=torch.float64, device=ggn.device)
     with ggn.evaluation_mode():

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .._validate import positive_int
 from ..linalg.operators import LinearOperator, resolve_dtype
 from .data import DataSource, all_reduce_sum
 from .output_hessian import output_hessian_product, reduction_of
@@ -118,9 +119,7 @@ class CurvatureOperator(LinearOperator):
         self.device = torch.device(device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
         self.data = DataSource(data, num_samples, seed)
-        if isinstance(vector_chunk, bool) or not isinstance(vector_chunk, int) or vector_chunk < 1:
-            raise ValueError(f"vector_chunk must be an int >= 1; got {vector_chunk!r}")
-        self.vector_chunk = vector_chunk
+        self.vector_chunk = positive_int("vector_chunk", vector_chunk)
         backends = ("auto", self.preferred_backend, "double-backward")
         if backend not in backends:
             raise ValueError(f"backend must be one of {backends}; got {backend!r}")

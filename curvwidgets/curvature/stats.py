@@ -14,6 +14,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .._validate import positive_int
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
@@ -121,8 +122,7 @@ def loss_stats(
     unknown = set(curvature) - {"hessian", "ggn"}
     if unknown:
         raise ValueError(f"curvature must name 'hessian' and/or 'ggn'; got {sorted(unknown)}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an int >= 1; got {num_probes!r}")
+    positive_int("num_probes", num_probes)
     arguments = dict(params=params, bn_mode=bn_mode, num_samples=num_samples, seed=seed, device=device, dtype=dtype)
     operators = {"hessian": Hessian, "ggn": GGN}
     first = operators[curvature[0] if curvature else "hessian"](model, loss_fn, data, **arguments)

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import torch
 
+from .._validate import positive_int
 from .operators import LinearOperator
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
@@ -13,9 +14,7 @@ DISTRIBUTIONS = ("gaussian", "rademacher")
 
 def check_steps(steps: Any) -> int:
     """Return ``steps`` as an int, or raise ``ValueError`` unless it is an int >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1; got {steps!r}")
-    return steps
+    return positive_int("steps", steps)
 
 
 def start_vectors(
@@ -43,8 +42,7 @@ def start_vectors(
             raise ValueError(f"num_vectors={num_vectors} disagrees with the {vectors.shape[0]} start vector(s) given")
         vectors = vectors.to(dtype=torch.float64, device="cpu")
     else:
-        if isinstance(num_vectors, bool) or not isinstance(num_vectors, int) or num_vectors < 1:
-            raise ValueError(f"num_vectors must be an int >= 1; got {num_vectors!r}")
+        positive_int("num_vectors", num_vectors)
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {DISTRIBUTIONS}; got {distribution!r}")
         generator = torch.Generator().manual_seed(int(seed))

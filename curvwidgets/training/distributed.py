@@ -15,20 +15,19 @@ from typing import Tuple
 import torch
 from torch import nn
 
-__all__ = ["join_process_group", "default_device", "all_reduce_sum", "any_rank", "average_buffers"]
+from ..curvature.data import all_reduce_sum, world
+
+__all__ = ["join_process_group", "default_device", "any_rank", "average_buffers"]
 
 
 def join_process_group() -> Tuple[int, int]:
     """``(rank, world_size)``; joins the group that ``torchrun`` set up when it is not joined yet."""
-    if not torch.distributed.is_available():
-        return 0, 1
-    if not torch.distributed.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if torch.distributed.is_available() and not joined and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return world()
 
 
 def default_device() -> torch.device:
@@ -38,24 +37,17 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (nothing in a single process); returns it."""
-    if join_process_group()[1] > 1:
-        torch.distributed.all_reduce(tensor)
-    return tensor
-
-
 def any_rank(flag: bool, device: torch.device) -> bool:
-    """Whether ``flag`` is true on at least one rank (collective: every rank must call it)."""
+    """Whether ``flag`` is true on at least one rank (a collective: every rank must call it)."""
     return bool(all_reduce_sum(torch.tensor(float(flag), device=device)) > 0)
 
 
 @torch.no_grad()
 def average_buffers(model: nn.Module) -> None:
     """Replace every floating-point buffer (BatchNorm running statistics) by its mean over ranks."""
-    world = join_process_group()[1]
-    if world == 1:
+    processes = world()[1]
+    if processes == 1:
         return
     for buffer in model.buffers():
         if buffer.is_floating_point():
-            all_reduce_sum(buffer).div_(world)
+            all_reduce_sum(buffer).div_(processes)

@@ -27,12 +27,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .._validate import positive_int
 from ..progress import Cancelled, CancelToken, ProgressCallback, report
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
 from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save_checkpoint
-from .distributed import all_reduce_sum, any_rank, average_buffers, default_device, join_process_group
+from ..curvature.data import all_reduce_sum
+from .distributed import any_rank, average_buffers, default_device, join_process_group
 
 __all__ = ["train", "evaluate", "TrainingDiverged"]
 
@@ -148,10 +150,9 @@ def train(
         Any other error in the middle of an epoch also leaves the last finished
         epoch's checkpoint on disk before it propagates.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
-    if save_every is not None and (isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1):
-        raise ValueError(f"save_every must be an int >= 1; got {save_every!r}")
+    epochs = positive_int("epochs", epochs)
+    if save_every is not None:
+        positive_int("save_every", save_every)
     if save_every is not None and out_dir is None:
         raise ValueError("save_every needs out_dir (where the checkpoints go)")
     rank, world = join_process_group()

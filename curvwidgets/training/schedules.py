@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
+from .._validate import non_negative_int, positive_int
+
 __all__ = ["Schedule", "create", "names"]
 
 
@@ -50,9 +52,7 @@ class Schedule:
     options: Dict[str, object]
 
     def __call__(self, epoch: int) -> float:
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0; got {epoch!r}")
-        return _FACTORS[self.name](epoch, self.epochs, **self.options)
+        return _FACTORS[self.name](non_negative_int("epoch", epoch), self.epochs, **self.options)
 
 
 def _constant(epoch: int, epochs: int) -> float:
@@ -108,8 +108,7 @@ def create(name: str, epochs: int, **options) -> Schedule:
     key = name.lower() if isinstance(name, str) else name
     if key not in _FACTORS:
         raise ValueError(f"schedule must be one of {names()}; got {name!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1; got {epochs!r}")
+    epochs = positive_int("epochs", epochs)
     unknown = set(options) - set(_OPTIONS[key])
     if unknown:
         raise ValueError(f"schedule {key!r} takes options {_OPTIONS[key]}; got unknown {sorted(unknown)}")

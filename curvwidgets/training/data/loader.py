@@ -12,23 +12,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..._validate import non_negative_int, positive_int
+
 __all__ = ["Augmentation", "EpochPlan", "TensorLoader", "crop_flip"]
 
 DeviceLike = str | torch.device | None
 ArrayLike = torch.Tensor | np.ndarray
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return int(value)
-
-
-def _nonnegative_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0; got {value!r}")
-    return int(value)
-
 
 
 @dataclass(frozen=True)
@@ -49,7 +38,7 @@ class Augmentation:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        _nonnegative_int(self.padding, "padding")
+        non_negative_int("padding", self.padding)
         if not isinstance(self.flip, bool):
             raise ValueError(f"flip must be a bool; got {self.flip!r}")
 
@@ -179,9 +168,9 @@ class TensorLoader:
         world_size: int = 1,
         drop_last: bool = False,
     ) -> None:
-        self.batch_size = _positive_int(batch_size, "batch_size")
-        self.world_size = _positive_int(world_size, "world_size")
-        self.rank = _nonnegative_int(rank, "rank")
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.world_size = positive_int("world_size", world_size)
+        self.rank = non_negative_int("rank", rank)
         if self.rank >= self.world_size:
             raise ValueError(f"rank must be < world_size = {self.world_size}; got {rank}")
         if self.batch_size % self.world_size:
@@ -189,7 +178,7 @@ class TensorLoader:
                 f"batch_size ({self.batch_size}) must be divisible by world_size ({self.world_size}): "
                 "every process gets an equal share of each batch"
             )
-        self.seed = _nonnegative_int(seed, "seed")
+        self.seed = non_negative_int("seed", seed)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         if isinstance(augment, Augmentation):
@@ -262,7 +251,7 @@ class TensorLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration uses."""
-        self.epoch = _nonnegative_int(epoch, "epoch")
+        self.epoch = non_negative_int("epoch", epoch)
 
     def plan(self, epoch: int | None = None) -> EpochPlan:
         """The random draws of an epoch (default: the current one), for all N samples.
@@ -272,7 +261,7 @@ class TensorLoader:
         ``(seed, epoch)``; the draws do not depend on ``rank``, ``world_size``
         or the device.
         """
-        epoch = self.epoch if epoch is None else _nonnegative_int(epoch, "epoch")
+        epoch = self.epoch if epoch is None else non_negative_int("epoch", epoch)
         n = self.dataset_size
         generator = _epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)

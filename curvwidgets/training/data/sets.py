@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .loader import Augmentation, DeviceLike, TensorLoader, _nonnegative_int, _positive_int
+from ..._validate import non_negative_int, positive_int
+from .loader import Augmentation, DeviceLike, TensorLoader
 
 __all__ = ["DataSet", "default_root", "load", "names", "DATA_ENV"]
 
@@ -176,10 +177,10 @@ def _load_digits() -> _Splits:
 def _load_synthetic(
     num_samples: int = 10000, num_test: int = 2000, num_classes: int = 10, data_seed: int = 0
 ) -> _Splits:
-    num_samples = _positive_int(num_samples, "num_samples")
-    num_test = _positive_int(num_test, "num_test")
-    num_classes = _positive_int(num_classes, "num_classes")
-    generator = torch.Generator().manual_seed(_nonnegative_int(data_seed, "data_seed"))
+    num_samples = positive_int("num_samples", num_samples)
+    num_test = positive_int("num_test", num_test)
+    num_classes = positive_int("num_classes", num_classes)
+    generator = torch.Generator().manual_seed(non_negative_int("data_seed", data_seed))
     coarse = torch.rand(num_classes, 3, 4, 4, generator=generator)
     templates = F.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
     total = num_samples + num_test
@@ -285,9 +286,9 @@ def load(
     canonical = _canonical_name(name)
     if not isinstance(download, (bool, np.bool_)):
         raise ValueError(f"download must be a bool; got {download!r}")
-    batch_size = _positive_int(batch_size, "batch_size")
-    test_batch_size = batch_size if test_batch_size is None else _positive_int(test_batch_size, "test_batch_size")
-    world_size = _positive_int(world_size, "world_size")
+    batch_size = positive_int("batch_size", batch_size)
+    test_batch_size = batch_size if test_batch_size is None else positive_int("test_batch_size", test_batch_size)
+    world_size = positive_int("world_size", world_size)
     for value, label in ((batch_size, "batch_size"), (test_batch_size, "test_batch_size")):
         if value % world_size:
             raise ValueError(f"{label} ({value}) must be divisible by world_size ({world_size})")

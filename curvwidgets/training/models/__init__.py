@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from ._common import positive_int
+from ..._validate import positive_int
 from .allcnn import AllCNN
 from .preresnet import PreResNet
 from .small import MLP, SmallCNN
@@ -98,8 +98,8 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
     canonical = _BY_LOWER.get(name.lower()) if isinstance(name, str) else None
     if canonical is None:
         raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(_MODELS)}")
-    num_classes = positive_int(num_classes, "num_classes")
-    in_channels = positive_int(in_channels, "in_channels")
+    num_classes = positive_int("num_classes", num_classes)
+    in_channels = positive_int("in_channels", in_channels)
     entry = _MODELS[canonical]
     clash = sorted(set(kwargs) & set(entry.fixed))
     if clash:

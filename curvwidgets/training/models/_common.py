@@ -1,4 +1,4 @@
-"""Argument checks and weight initialisers shared by the model families."""
+"""Weight initialisers and the residual-network body shared by the model families."""
 
 from __future__ import annotations
 
@@ -6,20 +6,6 @@ import math
 
 import torch
 from torch import nn
-
-
-def positive_int(value: object, name: str) -> int:
-    """Return ``value`` as an ``int`` if it is an integer >= 1, else raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
-
-
-def probability(value: object, name: str) -> float:
-    """Return ``value`` as a ``float`` if it lies in ``[0, 1)``, else raise ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1); got {value!r}")
-    return float(value)
 
 
 @torch.no_grad()

@@ -34,7 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import positive_int, probability, unit_batch_norm_
+from ..._validate import positive_int, unit_interval
+from ._common import unit_batch_norm_
 
 __all__ = ["AllCNN"]
 
@@ -86,10 +87,10 @@ class AllCNN(nn.Module):
         relu_logits: bool = False,
     ) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
-        in_channels = positive_int(in_channels, "in_channels")
-        dropout = probability(dropout, "dropout")
-        input_dropout = probability(input_dropout, "input_dropout")
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        dropout = unit_interval("dropout", dropout)
+        input_dropout = unit_interval("input_dropout", input_dropout)
         self.batch_norm = bool(batch_norm)
         layers: list[nn.Module] = [nn.Dropout(input_dropout)]
         channels = in_channels

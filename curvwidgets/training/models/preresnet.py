@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import PreActivationResNet, positive_int
+from ..._validate import positive_int
+from ._common import PreActivationResNet
 
 __all__ = ["PreActBasicBlock", "PreActBottleneck", "PreResNet", "preresnet_layout"]
 
@@ -134,8 +135,8 @@ class PreResNet(PreActivationResNet):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, depth: int = 110) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
-        in_channels = positive_int(in_channels, "in_channels")
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
         block, n = preresnet_layout(depth)
         self.depth = depth
         self.conv1 = _conv3x3(in_channels, 16)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import positive_int
+from ..._validate import positive_int
 
 __all__ = ["MLP", "SmallCNN"]
 
@@ -53,13 +53,13 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (512, 256),
     ) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
+        num_classes = positive_int("num_classes", num_classes)
         if input_shape is None:
-            input_shape = (positive_int(in_channels, "in_channels"), 32, 32)
-        input_shape = tuple(positive_int(size, "input_shape entry") for size in input_shape)
+            input_shape = (positive_int("in_channels", in_channels), 32, 32)
+        input_shape = tuple(positive_int("input_shape entry", size) for size in input_shape)
         if not input_shape:
             raise ValueError("input_shape must have at least one entry")
-        hidden = tuple(positive_int(width, "hidden width") for width in hidden)
+        hidden = tuple(positive_int("hidden width", width) for width in hidden)
         self.input_shape = input_shape
         widths = (math.prod(input_shape), *hidden)
         layers: list[nn.Module] = [nn.Flatten(1)]
@@ -107,9 +107,9 @@ class SmallCNN(nn.Module):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
-        previous = positive_int(in_channels, "in_channels")
-        channels = tuple(positive_int(width, "channels entry") for width in channels)
+        num_classes = positive_int("num_classes", num_classes)
+        previous = positive_int("in_channels", in_channels)
+        channels = tuple(positive_int("channels entry", width) for width in channels)
         if not channels:
             raise ValueError("channels must have at least one entry")
         layers: list[nn.Module] = []

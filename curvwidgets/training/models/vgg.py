@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import he_normal_fan_out_, positive_int, probability
+from ..._validate import positive_int, unit_interval
+from ._common import he_normal_fan_out_
 
 __all__ = ["VGG", "VGG_CONFIGS"]
 
@@ -82,11 +83,11 @@ class VGG(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
-        in_channels = positive_int(in_channels, "in_channels")
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
         if depth not in VGG_CONFIGS:
             raise ValueError(f"VGG depth must be one of {sorted(VGG_CONFIGS)}; got {depth!r}")
-        dropout = probability(dropout, "dropout")
+        dropout = unit_interval("dropout", dropout)
         self.depth = depth
         self.batch_norm = bool(batch_norm)
         self.features = _features(VGG_CONFIGS[depth], in_channels, self.batch_norm)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import PreActivationResNet, positive_int, probability
+from ..._validate import positive_int, unit_interval
+from ._common import PreActivationResNet
 
 __all__ = ["WideBasicBlock", "WideResNet"]
 
@@ -88,10 +89,10 @@ class WideResNet(PreActivationResNet):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        num_classes = positive_int(num_classes, "num_classes")
-        in_channels = positive_int(in_channels, "in_channels")
-        widen_factor = positive_int(widen_factor, "widen_factor")
-        dropout = probability(dropout, "dropout")
+        num_classes = positive_int("num_classes", num_classes)
+        in_channels = positive_int("in_channels", in_channels)
+        widen_factor = positive_int("widen_factor", widen_factor)
+        dropout = unit_interval("dropout", dropout)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6 n + 4 with n >= 1 (10, 16, 22, 28, ...); got {depth!r}")
         n = (depth - 4) // 6

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...curvature.data import all_reduce_sum, world
-from . import _validate as check
+from ... import _validate as check
 from .base import closure_loss, momentum_step
 
 __all__ = ["KFAC"]

@@ -24,7 +24,7 @@ from ...curvature.data import world
 from ...curvature.operators import GGN, CurvatureOperator, Hessian
 from ...curvature.params import ParamsLike, select_parameters
 from ...linalg.lanczos import lanczos
-from . import _validate as check
+from ... import _validate as check
 from .base import CurvatureOptimizer, closure_loss, momentum_step
 
 __all__ = ["LanczosGGN", "LanczosSFN"]

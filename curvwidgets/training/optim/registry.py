@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from . import _validate as check
+from ... import _validate as check
 from .kfac import KFAC
 from .lanczos_newton import LanczosGGN, LanczosSFN
 from .swats import SWATS

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple
 
 import torch
 
-from . import _validate as check
+from ... import _validate as check
 from .base import closure_loss
 
 __all__ = ["SWATS"]

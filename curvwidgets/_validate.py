@@ -1,8 +1,9 @@
-"""Checks of optimiser arguments: each raises ``ValueError`` naming the argument."""
+"""Checks of arguments shared by every layer: each returns the value or raises ``ValueError`` naming the argument."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence, Tuple
 
 
@@ -41,10 +42,17 @@ def betas(name: str, value: Any) -> Tuple[float, float]:
 
 
 def positive_int(name: str, value: Any) -> int:
-    """``value`` unless it is not an int >= 1 (``ValueError``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= 1 (Python or numpy; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer >= 0 (Python or numpy; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+    return int(value)
 
 
 def boolean(name: str, value: Any) -> bool:
