@@ -247,6 +247,12 @@ def test_named_model_needs_a_named_data_set():
         cw.train("SmallCNN", loaders(), epochs=1)
 
 
+def test_data_sharded_for_another_group_is_refused():
+    sharded = cw.data.load("digits", batch_size=64, rank=1, world_size=2)
+    with pytest.raises(ValueError, match=r"data: a loader is sharded for rank 1 of 2 but this is rank 0 of 1"):
+        cw.train("SmallCNN", sharded, epochs=1)
+
+
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="PreResNet20.*SmallCNN"):
         cw.train("ResNet9000", "digits", epochs=1)
