@@ -156,12 +156,7 @@ def train(
     if save_every is not None and out_dir is None:
         raise ValueError("save_every needs out_dir (where the checkpoints go)")
     rank, world = join_process_group()
-    if device is not None:
-        device = torch.device(device)
-    elif isinstance(model, nn.Module):
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    else:
-        device = default_device()
+    device = _device_of(model, device)
     dataset = datasets.load(data, device=device, seed=seed, rank=rank, world_size=world) if isinstance(data, str) else data
     train_batches, test_batches = _loaders(dataset, rank, world)
     torch.manual_seed(seed)
@@ -176,16 +171,7 @@ def train(
     if channels_last if channels_last is not None else cuda:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-    optimizer_kwargs = dict(optimizer_kwargs or {})
-    if isinstance(optimizer, str):
-        if optimizer.lower() == "sgd":
-            optimizer_kwargs = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, **optimizer_kwargs}
-        optimizer_name, optimizer = optimizer, optim.create(optimizer, model, loss_fn=loss_fn, **optimizer_kwargs)
-    elif isinstance(optimizer, torch.optim.Optimizer):
-        optimizer_name = type(optimizer).__name__
-    else:
-        raise TypeError(f"optimizer must be a name of {optim.names()} or a torch.optim.Optimizer; "
-                        f"got {type(optimizer).__name__}")
+    optimizer_name, optimizer, optimizer_kwargs = _optimizer(optimizer, optimizer_kwargs, model, loss_fn)
     initial_rates = [group["lr"] for group in optimizer.param_groups]
     swa = _SWA(model, swa_start, swa_lr, epochs) if swa_start is not None else None
     schedule_kwargs = dict(schedule_kwargs or {})
@@ -339,6 +325,28 @@ class _Run:
         self.history.checkpoints[:] = [path for path in saved.checkpoints if path != source] + [source]
         if self.out_dir is not None:  # a cancel before the next checkpoint re-writes this one into out_dir
             self.last_good = {key: value for key, value in checkpoint.items() if key not in ("path", "format", "version")}
+
+
+def _device_of(model: Union[str, nn.Module], device) -> torch.device:
+    """``device``, else the module's device, else (a named model) this process's default device."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(model, nn.Module):
+        return next((p.device for p in model.parameters()), torch.device("cpu"))
+    return default_device()
+
+
+def _optimizer(optimizer, options: Optional[Dict[str, Any]], model: nn.Module, loss_fn):
+    """``(name, optimiser, options)``: an optimiser built by name (SGD defaults to the paper's VGG settings) or given."""
+    options = dict(options or {})
+    if isinstance(optimizer, str):
+        if optimizer.lower() == "sgd":
+            options = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, **options}
+        return optimizer, optim.create(optimizer, model, loss_fn=loss_fn, **options), options
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return type(optimizer).__name__, optimizer, options
+    raise TypeError(f"optimizer must be a name of {optim.names()} or a torch.optim.Optimizer; "
+                    f"got {type(optimizer).__name__}")
 
 
 def model_is_channels_last(model: nn.Module) -> bool:
