@@ -168,7 +168,8 @@ def train(
     model = model.to(device)
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
-    if channels_last if channels_last is not None else cuda:
+    channels_last = cuda if channels_last is None else channels_last
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     optimizer_name, optimizer, optimizer_kwargs = _optimizer(optimizer, optimizer_kwargs, model, loss_fn)
@@ -199,7 +200,7 @@ def train(
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             began = time.perf_counter()
-            sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, model_is_channels_last(model),
+            sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, channels_last,
                                 cancel if world == 1 else None)
             totals = all_reduce_sum(torch.stack(sums))
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
@@ -212,7 +213,7 @@ def train(
             if swa is not None and epoch >= swa.start:
                 swa.average(model)
             average_buffers(model)
-            test = evaluate(network, loss_fn, test_batches, device, amp)
+            test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[2]),
@@ -226,7 +227,10 @@ def train(
         if swa is not None and not run.history.final:
             if hasattr(train_batches, "set_epoch"):  # the same batches for the BatchNorm update after a resume
                 train_batches.set_epoch(epochs - 1)
-            run.history.final.update(swa.finish(model, network, loss_fn, train_batches, test_batches, device, amp))
+            swa.finish(model, train_batches, device)
+            test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
+            run.history.final.update({"swa_test_loss": test["loss"], "swa_test_top1": test["top1"],
+                                      "swa_test_top5": test["top5"], "swa_epochs_averaged": float(swa.averaged.n_averaged)})
             run.save()
             report(progress, cancel if world == 1 else None, "swa", 1, 1, partial=lambda: run.history)
     except Cancelled:
@@ -349,12 +353,6 @@ def _optimizer(optimizer, options: Optional[Dict[str, Any]], model: nn.Module, l
                     f"got {type(optimizer).__name__}")
 
 
-def model_is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's 4-d weights are in channels-last layout (inputs are then converted too)."""
-    return any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-               for p in model.parameters())
-
-
 def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
     """The train and test loaders of ``dataset``, checked against this process's place in the group."""
     train_batches, test_batches = (dataset.train, dataset.test) if isinstance(dataset, datasets.DataSet) else dataset
@@ -400,12 +398,15 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device, amp: bool = False) -> Dict[str, float]:
-    """Mean loss, top-1 and top-5 accuracy of ``model`` (eval mode) over ``batches``, summed over ranks."""
+def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device, amp: bool = False,
+             channels_last: bool = False) -> Dict[str, float]:
+    """Mean loss, top-1 and top-5 accuracy of ``model`` (eval mode) over ``batches``, summed over ranks.
+
+    ``amp``: bf16 autocast; ``channels_last``: inputs converted to that layout (for a channels-last model).
+    """
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1, top-5, n
-    channels_last = model_is_channels_last(model.module if isinstance(model, DistributedDataParallel) else model)
     for inputs, targets in batches:
         inputs, targets = _to(inputs, targets, device, channels_last)
         with _autocast(device, amp):
@@ -443,14 +444,11 @@ class _SWA:
             raise ValueError("resume: the checkpoint holds no SWA weights")
         self.averaged.load_state_dict(state["model"])
 
-    def finish(self, model, network, loss_fn, train_batches, test_batches, device, amp) -> Dict[str, float]:
-        """BatchNorm statistics for the averaged weights (averaged over ranks), copied into ``model``; test figures."""
+    def finish(self, model: nn.Module, train_batches: Iterable, device: torch.device) -> None:
+        """BatchNorm statistics for the averaged weights (averaged over ranks), then copy them into ``model``."""
         torch.optim.swa_utils.update_bn(train_batches, self.averaged.module, device=device)  # takes batch[0]
         average_buffers(self.averaged.module)
         model.load_state_dict(self.averaged.module.state_dict())
-        test = evaluate(network, loss_fn, test_batches, device, amp)
-        return {"swa_test_loss": test["loss"], "swa_test_top1": test["top1"], "swa_test_top5": test["top5"],
-                "swa_epochs_averaged": float(self.averaged.n_averaged)}
 
 
 def _to(inputs: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool):
