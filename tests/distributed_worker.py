@@ -4,6 +4,7 @@ Every rank builds the same model and data; the curvature code shards the
 batches over ranks and sums with ``all_reduce``. Rank 0 writes the results.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -36,8 +37,13 @@ def main(rank: int, world: int, store: str, out: str) -> None:
     if rank == 0:
         np.savez(out, **results)
     if world > 1:
+        dist.barrier()  # no rank tears the group down while another still uses it
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    # Leave without interpreter teardown: gloo's threads sometimes abort the process in C++ static
+    # destructors ("terminate called without an active exception") after all work and files are done.
+    sys.stdout.flush()
+    os._exit(0)

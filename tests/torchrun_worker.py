@@ -22,9 +22,14 @@ def main(prefix: str) -> None:
     rows = np.array([[row["train_loss"], row["train_top1"], row["test_loss"], row["test_top1"],
                       row["images_per_second"] * row["seconds"]] for row in history.rows])
     np.savez(f"{prefix}{rank}.npz", rows=rows, world=np.array(world), **state)
+    torch.distributed.barrier()  # no rank tears the group down while another still uses it
     torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
     assert "WORLD_SIZE" in os.environ
     main(sys.argv[1])
+    # Leave without interpreter teardown: gloo's threads sometimes abort the process in C++ static
+    # destructors ("terminate called without an active exception") after all work and files are done.
+    sys.stdout.flush()
+    os._exit(0)

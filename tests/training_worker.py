@@ -5,6 +5,7 @@ DistributedDataParallel and each rank takes its slice of every global batch.
 Rank 0 writes the final weights.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -30,8 +31,13 @@ def main(rank: int, world: int, store: str, out: str) -> None:
     if rank == 0:
         np.savez(out, **{name.replace(".", "_"): p.detach().numpy() for name, p in model.named_parameters()})
     if world > 1:
+        dist.barrier()  # no rank tears the group down while another still uses it
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    # Leave without interpreter teardown: gloo's threads sometimes abort the process in C++ static
+    # destructors ("terminate called without an active exception") after all work and files are done.
+    sys.stdout.flush()
+    os._exit(0)
