@@ -1,0 +1,14 @@
+"""Jupyter front ends (ipywidgets 8 + bqplot) over the package's computations and result objects.
+
+Import from here (``from curvwidgets.widgets import SyntheticSpectrumWidget``);
+``import curvwidgets`` never imports ipywidgets or bqplot. Every widget runs its
+computation through a :class:`TaskRunner` (worker thread, Run/Cancel, progress,
+errors) and keeps its typed result in ``.result``; ``widget.run(block=True)``
+computes in the calling thread, for papermill and nbval.
+"""
+
+from .dispatch import UIDispatcher
+from .runner import TaskRunner
+from .synthetic import SyntheticSpectrumWidget
+
+__all__ = ["SyntheticSpectrumWidget", "TaskRunner", "UIDispatcher"]
