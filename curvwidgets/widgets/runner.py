@@ -183,8 +183,11 @@ class TaskRunner(widgets.VBox):
             ``on_progress(event)``, called on the UI thread with the latest
             event at most every ``min_interval`` seconds, and with the last one.
         on_done : callable, optional
-            ``on_done(result)``, called on the UI thread when the task returns
-            or is cancelled (with the partial result); not when it fails.
+            ``on_done(result)``, called on the UI thread at the end of every
+            run with what :attr:`result` then holds: the task's result, the
+            partial result of a cancelled run, or, after a failure, the result
+            kept from before (None if there is none), so that the owner's
+            figures always show :attr:`result`.
         block : bool, default: False
             Run in the calling thread and return when done (papermill, nbval,
             scripts). A failure is shown in the widget and then re-raised.
@@ -310,8 +313,8 @@ class TaskRunner(widgets.VBox):
         """Show the outcome, keep the result, hand it to the owner, and accept the next run."""
         if outcome != "failed":
             self.result = result
-            if job.on_done is not None:
-                self._guarded(job, lambda: job.on_done(result))
+        if job.on_done is not None:
+            self._guarded(job, lambda: job.on_done(self.result))
         if job.error is not None:
             outcome = "failed"
         seconds = time.perf_counter() - job.started

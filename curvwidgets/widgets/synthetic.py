@@ -64,7 +64,9 @@ class SyntheticSpectrumWidget(widgets.VBox):
     result : LanczosResult or None
         The Lanczos run of the last run (partial after a cancel).
     last_run : SyntheticRun or None
-        Everything drawn: the Lanczos run, the diagonal, the exact eigenvalues.
+        Everything computed: the Lanczos run, the diagonal, the exact eigenvalues.
+        While a run goes, the figure shows its snapshots; at its end (a failed
+        run included) it shows :attr:`last_run`.
     runner : TaskRunner
         Run/Cancel button, progress bar, error area.
     step_slider : ipywidgets.IntSlider
@@ -105,7 +107,7 @@ class SyntheticSpectrumWidget(widgets.VBox):
                                              layout=widgets.Layout(width="390px"))
         self.bins = bins
         self.runner = TaskRunner(on_run=self.run)
-        self.last_run: Optional[SyntheticRun] = None
+        self._drawn: Optional[SyntheticRun] = None
         self._quiet_slider = False
         self._build_figure()
 
@@ -133,8 +135,8 @@ class SyntheticSpectrumWidget(widgets.VBox):
         self.stem_heads = bq.Scatter(x=[], y=[], scales={"x": x, "y": weight}, colors=[LANCZOS_COLOR],
                                      default_size=18, labels=["Lanczos"], display_legend=True)
         axes = [bq.Axis(scale=x, label="eigenvalue"),
-                bq.Axis(scale=density, orientation="vertical", label="density"),
-                bq.Axis(scale=weight, orientation="vertical", side="right", label="Gauss weight",
+                bq.Axis(scale=density, side="left", label="density"),
+                bq.Axis(scale=weight, side="right", label="Gauss weight",
                         label_color=LANCZOS_COLOR)]
         self.figure = bq.Figure(marks=[self.eigen_bars, self.diagonal_bars, self.limit_line, self.stem_lines,
                                        self.stem_heads], axes=axes, legend_location="top-left",
@@ -144,8 +146,13 @@ class SyntheticSpectrumWidget(widgets.VBox):
     # -- public -----------------------------------------------------------------------------------------------------
 
     @property
+    def last_run(self) -> Optional[SyntheticRun]:
+        """Everything computed by the last run that finished or was cancelled, or None."""
+        return self.runner.result
+
+    @property
     def result(self) -> Optional[LanczosResult]:
-        """The Lanczos run of the last run (partial after a cancel), or None."""
+        """The Lanczos run of the last run that finished or was cancelled (then partial), or None."""
         return None if self.last_run is None else self.last_run.lanczos
 
     @property
@@ -166,27 +173,26 @@ class SyntheticSpectrumWidget(widgets.VBox):
 
     # -- drawing (always on the UI thread, through the runner's dispatcher) -----------------------------------------
 
-    def _show(self, run: SyntheticRun) -> None:
-        """Draw a run (or a snapshot of one); the slider follows the number of steps done."""
-        previous, self.last_run = self.last_run, run
-        static_changed = (previous is None or previous.diagonal is not run.diagonal
-                          or previous.eigenvalues is not run.eigenvalues)
-        marks = [self.eigen_bars, self.diagonal_bars, self.limit_line, self.figure]
-        with hold_sync(*marks):
-            if static_changed:
-                self.eigen_bars.x, self.eigen_bars.y = _histogram(run.eigenvalues, self.bins)
-                self.diagonal_bars.x, self.diagonal_bars.y = _histogram(run.diagonal, self.bins)
-                self.limit_line.x, self.limit_line.y = run.limiting_density or (np.zeros(0), np.zeros(0))
-            self.figure.title = run.caption
-        steps = 1 if run.lanczos is None else run.lanczos.steps
+    def _show(self, run: Optional[SyntheticRun]) -> None:
+        """Draw a run (or a snapshot of one; None clears); the slider follows the number of steps done."""
+        previous, self._drawn = self._drawn, run
+        if previous is None or run is None or previous.diagonal is not run.diagonal \
+                or previous.eigenvalues is not run.eigenvalues:
+            with hold_sync(self.eigen_bars, self.diagonal_bars, self.limit_line):
+                self.eigen_bars.x, self.eigen_bars.y = _histogram(None if run is None else run.eigenvalues, self.bins)
+                self.diagonal_bars.x, self.diagonal_bars.y = _histogram(None if run is None else run.diagonal,
+                                                                        self.bins)
+                self.limit_line.x, self.limit_line.y = (run and run.limiting_density) or (np.zeros(0), np.zeros(0))
+        self.figure.title = "" if run is None else run.caption
+        steps = 1 if run is None or run.lanczos is None else run.lanczos.steps
         with self._slider_quiet(), self.step_slider.hold_sync():
             self.step_slider.max = steps
             self.step_slider.value = steps
         self._draw_stems()
 
     def _draw_stems(self) -> None:
-        """Stems of the first ``k`` steps (``k`` from the slider)."""
-        result = self.result
+        """Stems of the first ``k`` steps (``k`` from the slider) of the run drawn."""
+        result = None if self._drawn is None else self._drawn.lanczos
         if result is None:
             nodes, weights = np.zeros(0), np.zeros(0)
         else:
