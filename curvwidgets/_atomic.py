@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import Iterator, Union
 
 
+def _read_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back, once, at import)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``path``.
@@ -16,7 +26,9 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     A crash or exception inside the block leaves ``path`` untouched (the
     temporary file is removed), so readers never see a half-written file.
     The temporary name keeps the target's suffix, so writers that choose a
-    format by suffix (matplotlib, numpy) still do the right thing.
+    format by suffix (matplotlib, numpy) still do the right thing. The file
+    gets the mode a plain ``open()`` would give it (``0o666`` less the umask),
+    not the private ``0o600`` of a temporary file.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +37,7 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

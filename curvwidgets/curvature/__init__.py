@@ -8,10 +8,12 @@ from . import diagonal
 from .diagonal import exact_diagonal, hutchinson_diagonal, mc_ggn_diagonal
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParameterLayout, select_parameters
+from .spectrum import MATRICES, spectrum
 from .stats import STATISTICS, loss_stats
 
 __all__ = [
     "CurvatureOperator",
+    "MATRICES",
     "GGN",
     "Hessian",
     "ParameterLayout",
@@ -22,4 +24,5 @@ __all__ = [
     "loss_stats",
     "mc_ggn_diagonal",
     "select_parameters",
+    "spectrum",
 ]

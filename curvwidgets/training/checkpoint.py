@@ -26,7 +26,7 @@ from torch import nn
 
 from .._atomic import atomic_path
 
-__all__ = ["checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model_state",
+__all__ = ["CheckpointError", "checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model_state",
            "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "curvwidgets.checkpoint", 1
@@ -57,19 +57,28 @@ def latest_checkpoint(folder: Union[str, os.PathLike]) -> Path:
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> Dict[str, Any]:
     """Read a checkpoint file, or the latest one in a folder, with ``weights_only=True``."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         path = latest_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, empty, random bytes, a pickle of other objects: one clear error
+        raise CheckpointError(f"{os.fspath(path)!r} is not a readable curvwidgets checkpoint (empty, truncated, or "
+                              f"not written by curvwidgets): {type(error).__name__}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a curvwidgets checkpoint")
-    if state["version"] > CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint version {state['version']} is newer than this curvwidgets reads "
-                         f"({CHECKPOINT_VERSION})")
+        raise CheckpointError(f"{os.fspath(path)!r} is not a curvwidgets checkpoint (a torch file without its "
+                              "'format' entry)")
+    if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{os.fspath(path)!r} has checkpoint version {state.get('version')!r}, newer than this "
+                              f"curvwidgets reads ({CHECKPOINT_VERSION}); update curvwidgets")
     state["path"] = os.fspath(path)
     return state
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable curvwidgets checkpoint (or of a newer format version)."""
 
 
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: Optional[str] = None) -> None:

@@ -160,10 +160,13 @@ def train(
     dataset = datasets.load(data, device=device, seed=seed, rank=rank, world_size=world) if isinstance(data, str) else data
     train_batches, test_batches = _loaders(dataset, rank, world)
     torch.manual_seed(seed)
+    architecture = None  # how to rebuild a named model from its checkpoint (cw.load_trained)
     if isinstance(model, str):
         if not isinstance(dataset, datasets.DataSet):
             raise ValueError(f"data must be a name or a DataSet when model is a name ({model!r}), so that its classes "
                              "and channels are known; or pass a module from cw.models.create")
+        architecture = {"name": models.canonical_name(model), "num_classes": dataset.num_classes,
+                        "in_channels": dataset.input_shape[0]}
         model = models.create(model, num_classes=dataset.num_classes, in_channels=dataset.input_shape[0])
     model = model.to(device)
     cuda = device.type == "cuda"
@@ -182,7 +185,8 @@ def train(
                              f"{schedule!r} schedule decays to it")
         schedule_kwargs.setdefault("final_ratio", swa.lr / initial_rates[0])
     rates = schedules.create(schedule, swa.start if swa is not None else epochs, **schedule_kwargs)
-    config = {"model": type(model).__name__, "data": getattr(dataset, "name", "custom"), "epochs": epochs,
+    config = {"model": type(model).__name__, "architecture": architecture, "data": getattr(dataset, "name", "custom"),
+              "validation": getattr(dataset, "validation", False), "epochs": epochs,
               "optimizer": optimizer_name, "optimizer_kwargs": _plain(optimizer_kwargs), "schedule": rates.name,
               "schedule_kwargs": _plain(rates.options), "seed": seed, "swa_start": swa_start, "swa_lr": swa_lr,
               "world_size": world, "device": str(device), "amp": amp}

@@ -63,6 +63,27 @@ class DataSet:
     classes: tuple
     validation: bool = False
 
+    def evaluation_loader(self, split: str = "train", batch_size: int | None = None) -> TensorLoader:
+        """One split in a fixed order, without augmentation, unsharded.
+
+        What the curvature, the loss statistics and the landscapes of a
+        trained model are computed on (``train`` itself hands out random
+        crops and a new order every epoch). The images are shared with the
+        split's loader, not copied.
+
+        Parameters
+        ----------
+        split : {"train", "test"}, default: "train"
+        batch_size : int, optional
+            Default: the split's loader's batch size.
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+        source = self.train if split == "train" else self.test
+        size = source.batch_size if batch_size is None else positive_int("batch_size", batch_size)
+        return TensorLoader(source.images, source.targets, size, shuffle=False, augment=False, mean=self.mean,
+                            std=self.std, device=source.device)
+
 
 class _Splits(NamedTuple):
     train_images: torch.Tensor

@@ -34,7 +34,7 @@ from .small import MLP, SmallCNN
 from .vgg import VGG
 from .wide_resnet import WideResNet
 
-__all__ = ["MLP", "VGG", "AllCNN", "PreResNet", "SmallCNN", "WideResNet", "create", "names"]
+__all__ = ["MLP", "VGG", "AllCNN", "PreResNet", "SmallCNN", "WideResNet", "canonical_name", "create", "names"]
 
 
 class _Entry(NamedTuple):
@@ -63,6 +63,14 @@ _BY_LOWER = {name.lower(): name for name in _MODELS}
 def names() -> tuple[str, ...]:
     """The model names :func:`create` accepts, in their canonical spelling."""
     return tuple(_MODELS)
+
+
+def canonical_name(name: str) -> str:
+    """The spelling of ``name`` in :func:`names` (matched case-insensitively), or ``ValueError`` listing them."""
+    canonical = _BY_LOWER.get(name.lower()) if isinstance(name, str) else None
+    if canonical is None:
+        raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(_MODELS)}")
+    return canonical
 
 
 def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:
@@ -95,9 +103,7 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
         ``num_classes`` or ``in_channels`` that is not a positive int, or a
         keyword the name already fixes.
     """
-    canonical = _BY_LOWER.get(name.lower()) if isinstance(name, str) else None
-    if canonical is None:
-        raise ValueError(f"unknown model {name!r}; valid names are: {', '.join(_MODELS)}")
+    canonical = canonical_name(name)
     num_classes = positive_int("num_classes", num_classes)
     in_channels = positive_int("in_channels", in_channels)
     entry = _MODELS[canonical]

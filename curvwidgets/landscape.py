@@ -1,0 +1,434 @@
+"""Loss and accuracy of a model along directions in weight space: eigenvectors, random or any vector.
+
+The paper's local loss landscape (section 6.1, Figures 8 to 11): the train
+and test loss and accuracy at ``w + t v`` for ``t`` in ``[-dist, dist]``, for
+unit eigenvectors ``v`` of the Hessian or GGN picked by their Ritz values (the
+largest, the most negative, those nearest zero), for comparison along random
+Gaussian directions or the filter-normalised ones of Li et al. (2018), and
+over a plane ``w + a v_0 + b v_1`` of two directions.
+
+The model itself is never written to: every point is evaluated with
+``torch.func.functional_call`` on detached copies, several points per pass
+over the data where that is faster (``torch.func.vmap`` over stacked
+parameter sets), and the ``training`` flags and any module attribute touched
+are put back even after an error or a cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ._validate import choice, positive, positive_int
+from .curvature.output_hessian import reduction_of
+from .curvature.params import ParameterLayout, ParamsLike, select_parameters
+from .progress import CancelToken, ProgressCallback, report
+from .results import Landscape, Spectrum
+
+__all__ = ["Direction", "eigen_directions", "random_directions", "landscape", "BN_OPTIONS"]
+
+#: How BatchNorm is treated at every point: running statistics as trained, or recomputed for the new weights.
+BN_OPTIONS = ("keep", "recompute")
+_CANDIDATE_POINTS = 8  # points per pass that "auto" tries against one point at a time
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction ``v`` in weight space.
+
+    Attributes
+    ----------
+    vector : Tensor, shape (P,)
+        Flat over the selected parameters, in the order of ``model.named_parameters()``.
+    label : str
+        How the direction is named in results and plots.
+    curvature : float
+        The Ritz value ``theta`` of an eigenvector direction (the quadratic
+        model is ``L(0) + t g.v + theta t^2 / 2``), NaN for other directions.
+    """
+
+    vector: torch.Tensor
+    label: str
+    curvature: float = math.nan
+
+
+def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, nearest_zero: int = 0,
+                     run: int = 0) -> List[Direction]:
+    """Unit Ritz vectors of ``spectrum`` picked by their Ritz values, as the paper's Figures 8 to 11 do.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+        Computed with its Ritz vectors (``save_vectors=True``, the paper's ``save_eigvec=True``).
+    largest, smallest, nearest_zero : int
+        How many of the largest, the smallest (most negative) and the
+        smallest-magnitude Ritz values; a value picked twice appears once.
+    run : int, default: 0
+        Which start vector's Ritz pairs.
+
+    Returns
+    -------
+    list of Direction
+        Largest first, then smallest, then nearest zero; labels like
+        ``"largest 1 (theta = 6.88)"``.
+    """
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
+    if spectrum.ritz_vectors is None:
+        raise ValueError("spectrum has no Ritz vectors: compute it with save_vectors=True (save_eigvec=True in "
+                         "compute_eigenspectrum) to walk along its eigenvectors")
+    if isinstance(run, bool) or not isinstance(run, int) or not 0 <= run < spectrum.num_vectors:
+        raise ValueError(f"run must be an int in [0, {spectrum.num_vectors}); got {run!r}")
+    counts = {"largest": largest, "smallest": smallest, "nearest_zero": nearest_zero}
+    for name, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{name} must be an int >= 0; got {count!r}")
+    if not any(counts.values()):
+        raise ValueError("pick at least one direction: largest, smallest or nearest_zero must be > 0")
+    values = spectrum.lanczos.nodes(run)  # ascending; the first num_steps rows of ritz_vectors
+    orders = {"largest": np.argsort(-values, kind="stable"), "smallest": np.argsort(values, kind="stable"),
+              "nearest_zero": np.argsort(np.abs(values), kind="stable")}
+    picked: List[Direction] = []
+    seen = set()
+    for name, count in counts.items():
+        for rank, index in enumerate(orders[name][:count], start=1):
+            if index in seen:
+                continue
+            seen.add(index)
+            theta = float(values[index])
+            vector = torch.from_numpy(np.array(spectrum.ritz_vectors[run, index]))
+            picked.append(Direction(vector, f"{name.replace('_', ' ')} {rank} (theta = {theta:.4g})", theta))
+    return picked
+
+
+def random_directions(model: nn.Module, count: int = 2, seed: int = 0, params: ParamsLike = None,
+                      filter_normalized: bool = False) -> List[Direction]:
+    """Random Gaussian directions, unit length, or filter-normalised ones (Li et al., 2018).
+
+    Filter normalisation scales each filter of ``v`` (each slice along the
+    first axis of a weight with two or more axes) to the norm of the same
+    filter of the weights, and sets ``v`` to zero on biases and BatchNorm
+    parameters (one-axis parameters), so that ``dist = 1`` is a perturbation
+    as large as the weights themselves, whatever their scale.
+
+    Returns
+    -------
+    list of Direction
+        Labelled ``"random 1"``... or ``"filter-normalised 1"``...; drawn on
+        the CPU from ``seed``, so the same seed gives the same directions on
+        any device.
+    """
+    count = positive_int("count", count)
+    layout = select_parameters(model, params)
+    weights = dict(model.named_parameters())
+    generator = torch.Generator().manual_seed(int(seed))
+    directions = []
+    for number in range(1, count + 1):
+        pieces = []
+        for name, shape in zip(layout.names, layout.shapes):
+            weight = weights[name].detach().cpu().to(torch.float64)
+            piece = torch.randn(shape, generator=generator, dtype=torch.float64)
+            if filter_normalized:
+                if piece.ndim <= 1:
+                    piece = torch.zeros_like(piece)
+                else:
+                    filters = piece.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    piece = piece * (weight.flatten(1).norm(dim=1) / filters).view(-1, *[1] * (piece.ndim - 1))
+            pieces.append(piece.reshape(-1))
+        vector = torch.cat(pieces)
+        if not filter_normalized:
+            vector = vector / vector.norm()
+        label = "filter-normalised" if filter_normalized else "random"
+        directions.append(Direction(vector.to(weights[layout.names[0]].dtype), f"{label} {number}"))
+    return directions
+
+
+def landscape(
+    model: nn.Module,
+    data: Any,
+    directions: Sequence[Union[Direction, torch.Tensor, np.ndarray]],
+    dist: float = 0.25,
+    n_points: int = 21,
+    *,
+    plane: bool = False,
+    loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    params: ParamsLike = None,
+    bn: str = "keep",
+    points_per_pass: Optional[int] = None,
+    device: Union[str, torch.device, None] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Landscape:
+    """Loss and accuracy at ``w + t v`` along each direction (or over the plane of two).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Evaluated in eval mode; never modified.
+    data : DataSet, (train, test) pair, or re-iterable of (inputs, targets)
+        A :class:`~curvwidgets.training.data.DataSet` gives train (without
+        augmentation) and test metrics; a pair gives both; a single iterable
+        gives the train metrics only.
+    directions : sequence of Direction, or of flat vectors of length P
+        From :func:`eigen_directions`, :func:`random_directions`, or any
+        vector over the selected parameters (labelled ``"vector 1"``...).
+    dist : float, default: 0.25
+        ``t`` runs over ``n_points`` evenly spaced values in ``[-dist, dist]``.
+    n_points : int, default: 21
+        Points per line (per axis of a plane); at least 2.
+    plane : bool, default: False
+        Two directions spanning an ``n_points x n_points`` grid, instead of a line each.
+    loss_fn : callable, optional
+        Default ``nn.CrossEntropyLoss()`` (mean over a batch, or the sum when
+        its ``reduction`` is ``"sum"``; either way the metric is the mean over
+        all samples).
+    params : optional
+        Which parameters the directions move (as for :class:`~curvwidgets.Hessian`).
+    bn : {"keep", "recompute"}, default: "keep"
+        ``"keep"``: BatchNorm uses the running statistics as trained.
+        ``"recompute"``: at every point the running statistics are first
+        recomputed with one pass over the training data (cumulative average,
+        as ``torch.optim.swa_utils.update_bn``), then the point is evaluated;
+        one point at a time.
+    points_per_pass : int, optional
+        Points evaluated together in one pass over the data (``vmap`` over
+        stacked parameter sets; memory grows with it). Default: at the first
+        batch, time 8 points together against one at a time and keep the
+        faster (one at a time where the model does not vmap); always 1 with
+        ``bn="recompute"``.
+    device : optional
+        Default: the model's device.
+    meta : mapping, optional
+        Extra metadata to record (model name, checkpoint, spectrum file...).
+    progress, cancel
+        The progress protocol: an event after every pass (``stage="landscape"``,
+        ``step`` = points done, the partial :class:`~curvwidgets.results.Landscape`
+        with NaN at the points not done); a cancel raises
+        :class:`~curvwidgets.Cancelled` carrying it.
+
+    Returns
+    -------
+    Landscape
+        ``kind="line"`` with metrics of shape ``(len(directions), n_points)``,
+        or ``kind="plane"`` with ``(n_points, n_points)``.
+    """
+    dist = positive("dist", dist)
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+        raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
+    choice("bn", bn, BN_OPTIONS)
+    if points_per_pass is not None:
+        points_per_pass = positive_int("points_per_pass", points_per_pass)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    layout = select_parameters(model, params)
+    reference = dict(model.named_parameters())[layout.names[0]]
+    device = torch.device(device) if device is not None else reference.device
+    resolved = _directions(directions, layout.dim, reference.dtype, device)
+    if plane and len(resolved) != 2:
+        raise ValueError(f"plane=True needs exactly two directions; got {len(resolved)}")
+    splits = _splits(data)
+    offsets = np.linspace(-dist, dist, n_points)
+    grid = torch.as_tensor(offsets, dtype=reference.dtype, device=device)
+    if plane:
+        shape = (n_points, n_points)
+        coefficients = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), dim=-1).reshape(-1, 2)
+    else:
+        shape = (len(resolved), n_points)
+        eye = torch.eye(len(resolved), dtype=reference.dtype, device=device)
+        coefficients = (eye[:, None, :] * grid[None, :, None]).reshape(-1, len(resolved))
+    basis = torch.stack([direction.vector for direction in resolved])  # (n_directions, P)
+    values = {f"{split}_{metric}": np.full(shape, np.nan) for split in splits for metric in ("loss", "accuracy")}
+    evaluator = _Evaluator(model, layout, loss_fn if loss_fn is not None else nn.CrossEntropyLoss(), device, bn,
+                           splits.get("train"))
+    record = {**dict(meta or {}), "dist": dist, "n_points": n_points, "bn": bn,
+              "directions": [direction.label for direction in resolved]}
+
+    def result() -> Landscape:
+        return Landscape(offsets.copy(), tuple(d.label for d in resolved),
+                         np.array([d.curvature for d in resolved], dtype=float), "plane" if plane else "line",
+                         {name: array.copy() for name, array in values.items()}, dict(record))
+
+    total, done = coefficients.shape[0], 0
+    began = time.perf_counter()
+    with evaluator.restoring():
+        chunk = 1 if bn == "recompute" else points_per_pass or evaluator.choose_points_per_pass(
+            coefficients[:_CANDIDATE_POINTS] @ basis, splits)
+        record["points_per_pass"] = chunk
+        while done < total:
+            points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
+            for split, batches in splits.items():
+                loss, accuracy = evaluator.evaluate(points, batches)
+                for name, column in (("loss", loss), ("accuracy", accuracy)):
+                    values[f"{split}_{name}"].reshape(-1)[done : done + len(points)] = column
+            done += len(points)
+            record["seconds"] = time.perf_counter() - began
+            record["points_per_second"] = done / record["seconds"]
+            report(progress, cancel, "landscape", done, total, partial=result)
+    return result()
+
+
+def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.device) -> List[Direction]:
+    """Directions as :class:`Direction` objects with vectors of length ``dim`` on ``device``."""
+    if isinstance(directions, (Direction, torch.Tensor, np.ndarray)):
+        directions = [directions]
+    if not isinstance(directions, (list, tuple)) or not directions:
+        raise ValueError("directions must be a non-empty list of Direction objects or flat vectors")
+    resolved = []
+    for number, direction in enumerate(directions, start=1):
+        if not isinstance(direction, Direction):
+            if not isinstance(direction, (torch.Tensor, np.ndarray)):
+                raise TypeError(f"directions[{number - 1}] must be a Direction or a flat vector; got "
+                                f"{type(direction).__name__}")
+            direction = Direction(torch.as_tensor(direction), f"vector {number}")
+        vector = direction.vector.reshape(-1)
+        if vector.numel() != dim:
+            raise ValueError(f"direction {direction.label!r} has {vector.numel()} entries but the model's selected "
+                             f"parameters have {dim}: a vector of another model or parameter selection?")
+        if not torch.isfinite(vector).all():
+            raise ValueError(f"direction {direction.label!r} contains NaN or inf")
+        resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, float(direction.curvature)))
+    return resolved
+
+
+def _splits(data: Any) -> Dict[str, Iterable]:
+    """``{"train": batches, "test": batches}`` (test only when given)."""
+    from .training.data import DataSet
+
+    if isinstance(data, DataSet):
+        return {"train": data.evaluation_loader("train"), "test": data.evaluation_loader("test")}
+    if isinstance(data, tuple) and len(data) == 2 and all(hasattr(part, "__iter__") for part in data) \
+            and not isinstance(data[0], torch.Tensor):
+        return {"train": data[0], "test": data[1]}
+    if isinstance(data, torch.Tensor) or not hasattr(data, "__iter__") or iter(data) is data:
+        raise TypeError(f"data must be a DataSet, a (train, test) pair or a re-iterable of (inputs, targets) batches; "
+                        f"got {type(data).__name__}")
+    return {"train": data}
+
+
+class _Evaluator:
+    """Mean loss and accuracy of ``model`` at ``w + d`` for displacements ``d``, several at once when faster."""
+
+    def __init__(self, model: nn.Module, layout: ParameterLayout, loss_fn, device: torch.device, bn: str,
+                 train_batches: Optional[Iterable]):
+        self.model, self.layout, self.loss_fn, self.device, self.bn = model, layout, loss_fn, device, bn
+        self.train_batches = train_batches
+        named = dict(model.named_parameters())
+        self.dtype = named[layout.names[0]].dtype
+        self.base = [named[name].detach().to(device) for name in layout.names]
+        selected = set(layout.names)
+        self.constants = {name: p.detach().to(device) for name, p in named.items() if name not in selected}
+        self.buffers = {name: b.detach().to(device) for name, b in model.named_buffers()}
+        self.sum_reduced = reduction_of(loss_fn) == "sum"
+        self.batched = torch.func.vmap(self._outputs, in_dims=(0, None))
+
+    @contextlib.contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Eval mode during the sweep; every module's ``training`` flag and BatchNorm momentum put back after."""
+        flags = [(module, module.training, getattr(module, "momentum", None)) for module in self.model.modules()]
+        try:
+            self.model.eval()
+            yield
+        finally:
+            for module, flag, momentum in flags:
+                module.training = flag
+                if isinstance(module, _BatchNorm):
+                    module.momentum = momentum
+
+    def _outputs(self, values: Tuple[torch.Tensor, ...], inputs: torch.Tensor,
+                 buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        state = {**self.constants, **(self.buffers if buffers is None else buffers), **dict(zip(self.layout.names, values))}
+        return torch.func.functional_call(self.model, state, (inputs,))
+
+    def _weights(self, points: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Per parameter, ``w + d`` for each displacement: shape ``(k, *parameter.shape)``."""
+        return tuple(base + delta for base, delta in zip(self.base, self.layout.unflatten(points.T)))
+
+    @torch.no_grad()
+    def evaluate(self, points: torch.Tensor, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
+        """Mean loss and accuracy over ``batches`` at each of the ``k`` points, two arrays of shape ``(k,)``."""
+        weights = self._weights(points)
+        if self.bn == "recompute":
+            buffers = self._recomputed_buffers(tuple(w[0] for w in weights))
+            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
+                                 batches, 1)
+        if len(points) == 1:
+            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs)[None], batches, 1)
+        return self._sums_of(lambda inputs: self.batched(weights, inputs), batches, len(points))
+
+    def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+                 k: int) -> Tuple[np.ndarray, np.ndarray]:
+        sums = torch.zeros(3, k, dtype=torch.float64, device=self.device)  # loss * n, correct, n
+        for inputs, targets in batches:
+            inputs = inputs.to(self.device, non_blocking=True)
+            inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
+            targets = targets.to(self.device, non_blocking=True)
+            outputs = outputs_of(inputs)  # (k, b, classes)
+            losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
+            count = len(targets)
+            sums[0] += losses if self.sum_reduced else losses * count
+            sums[1] += (outputs.argmax(dim=-1) == targets).sum(dim=-1).double()
+            sums[2] += count
+        if not bool(sums[2, 0] > 0):
+            raise ValueError("landscape: the data yielded no samples")
+        loss, correct = (sums[:2] / sums[2]).cpu().numpy()
+        return loss, correct
+
+    def _recomputed_buffers(self, values: Tuple[torch.Tensor, ...]) -> Dict[str, torch.Tensor]:
+        """BatchNorm running statistics for the weights ``values``, from one pass over the training data."""
+        if self.train_batches is None:
+            raise ValueError("bn='recompute' needs training data")
+        buffers = {name: buffer.clone() for name, buffer in self.buffers.items()}
+        norms = [(name, module) for name, module in self.model.named_modules() if isinstance(module, _BatchNorm)]
+        for prefix, module in norms:
+            stem = f"{prefix}." if prefix else ""
+            if module.track_running_stats:
+                buffers[f"{stem}running_mean"].zero_()
+                buffers[f"{stem}running_var"].fill_(1)
+                buffers[f"{stem}num_batches_tracked"].zero_()
+            module.momentum = None  # a cumulative average over the pass
+            module.train()
+        for inputs, _ in self.train_batches:
+            inputs = inputs.to(self.device, non_blocking=True)
+            self._outputs(values, inputs.to(self.dtype) if inputs.is_floating_point() else inputs, buffers)
+        for _, module in norms:
+            module.eval()
+        return buffers
+
+    def choose_points_per_pass(self, candidates: torch.Tensor, splits: Mapping[str, Iterable]) -> int:
+        """Time ``len(candidates)`` points together against one at a time on the first batch; the faster count."""
+        if len(candidates) < 2:
+            return 1
+        inputs, _ = next(iter(next(iter(splits.values()))))
+        inputs = inputs.to(self.device)
+        inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
+        weights = self._weights(candidates)
+        try:
+            together = _best_time(lambda: self.batched(weights, inputs), self.device)
+        except (RuntimeError, NotImplementedError):  # a model that does not vmap, or out of memory
+            return 1
+        alone = _best_time(lambda: [self._outputs(tuple(w[i] for w in weights), inputs)
+                                    for i in range(len(candidates))], self.device)
+        return len(candidates) if together < alone else 1
+
+
+@torch.no_grad()
+def _best_time(work: Callable[[], Any], device: torch.device, rounds: int = 2) -> float:
+    best = math.inf
+    for _ in range(rounds):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        began = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - began)
+    return best
