@@ -9,6 +9,7 @@ computes in the calling thread, for papermill and nbval.
 
 from .dispatch import UIDispatcher
 from .runner import TaskRunner
+from .spectrum import SpectrumWidget
 from .synthetic import SyntheticSpectrumWidget
 
-__all__ = ["SyntheticSpectrumWidget", "TaskRunner", "UIDispatcher"]
+__all__ = ["SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "UIDispatcher"]

@@ -1,7 +1,7 @@
 """What :class:`~curvwidgets.widgets.SyntheticSpectrumWidget` computes: a synthetic matrix, Lanczos, and references.
 
 The task only calls the package's core (``cw.synthetic``, ``cw.lanczos``, the
-exact eigenvalues of :func:`curvwidgets.demo.exact_eigenvalues`); every progress
+exact eigenvalues of :func:`curvwidgets.synthetic_demo.exact_eigenvalues`); every progress
 event carries a :class:`SyntheticRun` snapshot, so a view draws any event the
 same way, and a cancelled run's ``Cancelled.result`` is a valid snapshot too.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import synthetic
 from .._validate import choice, positive
-from ..demo import exact_eigenvalues
+from ..synthetic_demo import exact_eigenvalues
 from ..linalg import LanczosResult, lanczos
 from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, report
 

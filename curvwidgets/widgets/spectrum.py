@@ -1,0 +1,375 @@
+"""The Lanczos spectrum of a network's Hessian or GGN, live: stems, smoothed density, convergence, summary."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+from torch import nn
+
+from ..linalg import LanczosResult
+from ..linalg.densities import default_sigma
+from ..progress import ProgressEvent
+from ..results import Spectrum
+from ._spectrum_task import SpectrumSettings, run_spectrum
+from ._view import hold_sync, log_floor, stem_segments
+from .runner import TaskRunner
+
+__all__ = ["SpectrumWidget", "convergence_points"]
+
+LANCZOS_COLOR, DENSITY_COLOR, PENDING_COLOR = "#d62728", "#1f77b4", "#9e9e9e"
+SUMMARY_ROWS = (("lambda_max", "λ<sub>max</sub>", "{:.6g}"), ("lambda_min", "λ<sub>min</sub>", "{:.6g}"),
+                ("negative_mass", "negative mass", "{:.2%}"), ("trace_estimate", "trace estimate", "{:.6g}"),
+                ("converged", "converged Ritz pairs", "{:d}"), ("dim", "parameters P", "{:,d}"))
+
+
+def convergence_points(spectrum: Spectrum, run: int = 0,
+                       tolerance: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ritz values of one start vector against the step, and which have converged.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    run : int, default: 0
+        Which start vector.
+    tolerance : float, optional
+        Residual-estimate threshold of :meth:`Spectrum.converged` (default: its own).
+
+    Returns
+    -------
+    steps : ndarray of int, shape (n,)
+        ``k`` for every Ritz value of ``spectrum.truncate(k)``, ``k = 1 .. steps``.
+    values : ndarray, shape (n,)
+        Those Ritz values (eigenvalue units), ascending within each ``k``.
+    converged : ndarray of bool, shape (n,)
+        ``spectrum.truncate(k).converged(tolerance)`` for each of them.
+    """
+    steps, values, converged = [], [], []
+    for k in range(1, spectrum.steps + 1):
+        shown = spectrum if k == spectrum.steps else spectrum.truncate(k)
+        count = int(shown.lanczos.num_steps[run])
+        steps.append(np.full(count, k))
+        values.append(shown.ritz_values[run, :count])
+        converged.append(shown.converged(tolerance)[run, :count])
+    return np.concatenate(steps), np.concatenate(values), np.concatenate(converged)
+
+
+class SpectrumWidget(widgets.VBox):
+    """Lanczos spectrum of a model's Hessian or GGN, computed with :func:`curvwidgets.spectrum`.
+
+    The stems of eq. 8 (Ritz values on x, Gauss weights on y) grow as each
+    Lanczos step lands; the Gaussian-smoothed density is drawn on the same
+    eigenvalue axis; a second figure shows the Ritz values of one start vector
+    against the step ``k`` (from ``truncate(k)``), the converged ones (residual
+    estimate below the tolerance of :meth:`Spectrum.converged`) filled and red,
+    the others hollow and grey. The widget computes nothing itself: every number
+    it draws comes from the :class:`~curvwidgets.Spectrum`.
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+    data : DataSet or re-iterable of (inputs, targets), optional
+        What :func:`curvwidgets.spectrum` takes. Either both, or a checkpoint path.
+    checkpoint : str, default: ""
+        A checkpoint file or run folder, loaded with :func:`curvwidgets.load_trained`
+        (on ``device``) when the run starts; it takes precedence over ``model``.
+    loss_fn : callable, optional
+        Default cross-entropy.
+    matrix : {"hessian", "ggn"}, default: "hessian"
+    steps : int, default: 30
+    num_vectors : int, default: 1
+    params : str, default: ""
+        Comma-separated glob patterns over parameter names (e.g. ``"fc2.*"``); empty for all.
+    num_samples : int, default: 0
+        A seeded subset of this many samples; 0 for all.
+    seed : int, default: 0
+    bn_mode : {"eval", "train"}, default: "eval"
+    device : str, optional
+        Where a checkpoint's model goes (default: CUDA when available).
+    tolerance : float, optional
+        Residual threshold of the convergence plot (default: :meth:`Spectrum.converged`'s).
+    save_path : str, default: "spectrum.npz"
+    backend : str, default: "auto"
+        How curvature products are differentiated (see :class:`curvwidgets.Hessian`).
+
+    Attributes
+    ----------
+    result : Spectrum or None
+        The spectrum of the last run that finished or was cancelled (then partial).
+    runner : TaskRunner
+    step_slider : ipywidgets.IntSlider
+        ``k``: stems, density and summary of ``result.truncate(k)``.
+    weight_scale : ipywidgets.ToggleButtons
+        ``"linear"`` or ``"log"`` Gauss-weight axis.
+    sigma_slider : ipywidgets.FloatLogSlider
+        Gaussian width of the density in eigenvalue units; reset to
+        ``default_sigma`` when a run ends.
+    run_picker : ipywidgets.Dropdown
+        Start vector shown in the convergence plot.
+    stem_lines : bqplot.Lines
+        One segment per stem, ``x``/``y`` of shape ``(n, 2)``; bottoms at 0
+        (linear) or at :func:`log_floor` of the weights (log).
+    stem_heads : bqplot.Scatter
+        ``x, y = result.truncate(k).stem()``.
+    density_line : bqplot.Lines
+        ``x, y = result.truncate(k).smooth(sigma=sigma_slider.value)``.
+    converged_marks, pending_marks : bqplot.Scatter
+        ``convergence_points`` split by the converged flag.
+    step_marker : bqplot.Lines
+        Vertical line at ``k`` in the convergence plot.
+    summary : ipywidgets.HTML
+        ``result.truncate(k).summary()`` as a table (also in :attr:`summary_values`).
+    """
+
+    def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, checkpoint: str = "",
+                 loss_fn: Optional[Callable] = None, matrix: str = "hessian", steps: int = 30, num_vectors: int = 1,
+                 params: str = "", num_samples: int = 0, seed: int = 0, bn_mode: str = "eval",
+                 device: Optional[str] = None, tolerance: Optional[float] = None, save_path: str = "spectrum.npz",
+                 backend: str = "auto"):
+        self.model, self.data, self.loss_fn, self.device, self.tolerance = model, data, loss_fn, device, tolerance
+        self.backend = backend
+        small = widgets.Layout(width="180px")
+        self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
+                                       layout=widgets.Layout(width="420px"))
+        self.matrix = widgets.ToggleButtons(options=[("Hessian", "hessian"), ("GGN", "ggn")], value=matrix,
+                                            style={"button_width": "80px"})
+        self.bn_mode = widgets.Dropdown(options=["eval", "train"], value=bn_mode, description="BatchNorm",
+                                        layout=small)
+        self.steps = widgets.IntText(value=steps, description="steps m", layout=small)
+        self.num_vectors = widgets.IntText(value=num_vectors, description="vectors", layout=small)
+        self.num_samples = widgets.IntText(value=num_samples, description="samples", layout=small,
+                                           tooltip="0: every sample")
+        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
+        self.params = widgets.Text(value=params, description="parameters", placeholder="all (or e.g. fc2.*, *.bias)",
+                                   layout=widgets.Layout(width="360px"))
+        self.step_slider = widgets.IntSlider(value=1, min=1, max=1, description="steps k",
+                                             layout=widgets.Layout(width="360px"))
+        self.weight_scale = widgets.ToggleButtons(options=["linear", "log"], value="linear",
+                                                  style={"button_width": "60px"}, tooltip="Gauss-weight axis")
+        self.sigma_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.05, description="σ",
+                                                   readout_format=".3g", layout=widgets.Layout(width="360px"))
+        self.run_picker = widgets.Dropdown(options=[("vector 1", 0)], value=0, description="convergence of",
+                                           layout=widgets.Layout(width="220px"), style={"description_width": "initial"})
+        self.summary = widgets.HTML()
+        self.summary_values: Dict[str, Any] = {}
+        self.save_path = widgets.Text(value=save_path, description="save to", layout=widgets.Layout(width="420px"))
+        self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
+        self.save_status = widgets.HTML()
+        self.runner = TaskRunner(on_run=self.run)
+        self._drawn: Optional[Spectrum] = None
+        self._convergence_of: Optional[Tuple[Spectrum, int]] = None
+        self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
+        self._quiet = False
+        self._build_figures()
+
+        self.step_slider.observe(self._redraw_on_change, "value")
+        self.sigma_slider.observe(self._redraw_on_change, "value")
+        self.weight_scale.observe(self._redraw_on_change, "value")
+        self.run_picker.observe(self._pick_run, "value")
+        self.save_button.on_click(lambda _button: self.save())
+        super().__init__([
+            widgets.HBox([self.checkpoint, self.matrix, self.bn_mode]),
+            widgets.HBox([self.steps, self.num_vectors, self.num_samples, self.seed]),
+            self.params,
+            self.runner,
+            widgets.HBox([self.figure, self.convergence_figure]),
+            widgets.HBox([self.step_slider, self.weight_scale, self.sigma_slider]),
+            widgets.HBox([self.summary, self.run_picker]),
+            widgets.HBox([self.save_path, self.save_button, self.save_status]),
+        ])
+
+    def _build_figures(self) -> None:
+        eigenvalue, density = bq.LinearScale(), bq.LinearScale(min=0.0)
+        self._linear, self._log = bq.LinearScale(min=0.0), bq.LogScale()
+        weight = {"x": eigenvalue, "y": self._linear}
+        self.stem_lines = bq.Lines(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], stroke_width=1.5)
+        self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18,
+                                     labels=["Lanczos stems"], display_legend=True)
+        self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR],
+                                     labels=["smoothed density"], display_legend=True)
+        self.weight_axis = bq.Axis(scale=self._linear, side="left", label="Gauss weight", label_color=LANCZOS_COLOR)
+        self.figure = bq.Figure(
+            marks=[self.density_line, self.stem_lines, self.stem_heads],
+            axes=[bq.Axis(scale=eigenvalue, label="eigenvalue"), self.weight_axis,
+                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR)],
+            legend_location="top-left", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 60},
+            layout=widgets.Layout(width="58%", height="380px"))
+
+        step, value = bq.LinearScale(), bq.LinearScale()
+        scales = {"x": step, "y": value}
+        self.converged_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[LANCZOS_COLOR], default_size=14,
+                                          labels=["converged"], display_legend=True)
+        self.pending_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[PENDING_COLOR], fill=False,
+                                        default_size=14, labels=["not converged"], display_legend=True)
+        self.step_marker = bq.Lines(x=[], y=[], scales=scales, colors=["black"], line_style="dashed")
+        self.convergence_figure = bq.Figure(
+            marks=[self.pending_marks, self.converged_marks, self.step_marker],
+            axes=[bq.Axis(scale=step, label="Lanczos step k"), bq.Axis(scale=value, side="left", label="Ritz value")],
+            legend_location="top-left", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
+            layout=widgets.Layout(width="40%", height="380px"))
+
+    # -- public -----------------------------------------------------------------------------------------------------
+
+    @property
+    def result(self) -> Optional[Spectrum]:
+        """The spectrum of the last run that finished or was cancelled (then partial), or None."""
+        return self.runner.result
+
+    @property
+    def settings(self) -> SpectrumSettings:
+        """The computation the controls describe now."""
+        return SpectrumSettings(checkpoint=self.checkpoint.value, matrix=self.matrix.value, steps=self.steps.value,
+                                num_vectors=self.num_vectors.value, params=self.params.value,
+                                num_samples=self.num_samples.value, seed=self.seed.value, bn_mode=self.bn_mode.value,
+                                backend=self.backend)
+
+    def run(self, block: bool = False) -> bool:
+        """Compute the spectrum of the current controls (see :meth:`TaskRunner.start`).
+
+        Returns False, starting nothing, while a run is going.
+        """
+        settings = self.settings
+
+        def task(progress, cancel):
+            return run_spectrum(settings, self.model, self.data, self.loss_fn, self._load, progress, cancel)
+
+        return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block)
+
+    def save(self) -> Optional[str]:
+        """Write :attr:`result` to the path in the text box (``Spectrum.save``); returns the path written.
+
+        A failure (no result, a folder that does not exist, ...) is shown beside the button and returns None.
+        """
+        try:
+            if self.result is None:
+                raise ValueError("nothing to save yet: run first")
+            path = os.fspath(self.result.save(self.save_path.value))
+        except (OSError, ValueError) as error:
+            self.save_status.value = f'<span style="color:#b00020">{html.escape(f"{type(error).__name__}: {error}")}</span>'
+            return None
+        self.save_status.value = f"saved {html.escape(path)}"
+        return path
+
+    # -- drawing (UI thread only: through the runner's dispatcher) --------------------------------------------------
+
+    def _load(self, path: str) -> Tuple[nn.Module, Any, Dict[str, Any]]:
+        """A checkpoint's model, data and metadata; the last one loaded is kept for the next run."""
+        if self._loaded is None or self._loaded[0] != path:
+            from ..training import load_trained
+
+            trained = load_trained(path, device=self.device)
+            self._loaded = (path, (trained.model, trained.data, trained.metadata()))
+        return self._loaded[1]
+
+    def _show_progress(self, event: ProgressEvent) -> None:
+        if isinstance(event.partial, LanczosResult):
+            self._show(Spectrum.from_lanczos(event.partial), final=False)
+
+    def _show_final(self, spectrum: Optional[Spectrum]) -> None:
+        self._show(spectrum, final=True)
+
+    def _show(self, spectrum: Optional[Spectrum], final: bool) -> None:
+        """Draw a (partial) spectrum at its last step; at the end of a run also the convergence plot."""
+        self._drawn = spectrum
+        steps = 1 if spectrum is None else spectrum.steps
+        with self._quietly(), hold_sync(self.step_slider, self.sigma_slider, self.run_picker, self.save_button):
+            self.step_slider.max = steps
+            self.step_slider.value = steps
+            self.sigma_slider.disabled = not final
+            self.save_button.disabled = self.result is None
+            if spectrum is not None:
+                sigma = default_sigma(spectrum.stem()[0], spectrum.steps)
+                _set_range(self.sigma_slider, np.log10(sigma) - 2, np.log10(sigma) + 2)
+                self.sigma_slider.value = sigma
+                if final:
+                    self.run_picker.options = [(f"vector {run + 1}", run) for run in range(spectrum.num_vectors)]
+                    self.run_picker.value = 0
+        self._draw()
+        self._draw_convergence(spectrum if final else None)
+
+    def _draw(self) -> None:
+        """Stems, density and summary of the first ``k`` steps, and the step marker."""
+        spectrum = self._drawn
+        if spectrum is None:
+            nodes = weights = grid = density = np.zeros(0)
+            self.summary_values = {}
+        else:
+            k = min(self.step_slider.value, spectrum.steps)
+            shown = spectrum if k == spectrum.steps else spectrum.truncate(k)
+            nodes, weights = shown.stem()
+            grid, density = shown.smooth(sigma=self.sigma_slider.value)
+            self.summary_values = shown.summary()
+        log = self.weight_scale.value == "log"
+        scale = self._log if log else self._linear
+        with hold_sync(self.stem_lines, self.stem_heads, self.density_line, self.weight_axis, self.step_marker,
+                       self.summary):
+            if self.stem_lines.scales["y"] is not scale:
+                self.stem_lines.scales = self.stem_heads.scales = {"x": self.stem_lines.scales["x"], "y": scale}
+                self.weight_axis.scale = scale
+            self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights, log_floor(weights) if log else 0.0)
+            self.stem_heads.x, self.stem_heads.y = nodes, weights
+            self.density_line.x, self.density_line.y = grid, density
+            self.summary.value = _summary_table(self.summary_values)
+            self._draw_step_marker()
+
+    def _draw_step_marker(self) -> None:
+        values = np.concatenate([self.converged_marks.y, self.pending_marks.y])
+        if values.size:
+            k = float(self.step_slider.value)
+            self.step_marker.x, self.step_marker.y = [k, k], [float(values.min()), float(values.max())]
+        else:
+            self.step_marker.x = self.step_marker.y = np.zeros(0)
+
+    def _draw_convergence(self, spectrum: Optional[Spectrum]) -> None:
+        """Ritz values against the step for the chosen start vector (once per spectrum and vector); None clears."""
+        run = self.run_picker.value
+        if self._convergence_of == (spectrum, run):
+            return
+        self._convergence_of = (spectrum, run)
+        if spectrum is None:
+            steps = values = np.zeros(0)
+            converged = np.zeros(0, dtype=bool)
+        else:
+            steps, values, converged = convergence_points(spectrum, run, self.tolerance)
+        with hold_sync(self.converged_marks, self.pending_marks, self.step_marker):
+            self.converged_marks.x, self.converged_marks.y = steps[converged], values[converged]
+            self.pending_marks.x, self.pending_marks.y = steps[~converged], values[~converged]
+            self._draw_step_marker()
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._quiet = False
+
+    def _redraw_on_change(self, _change: dict) -> None:
+        if not self._quiet:
+            self.runner.dispatch(self._draw)
+
+    def _pick_run(self, _change: dict) -> None:
+        if not self._quiet:
+            self.runner.dispatch(lambda: self._draw_convergence(self.result))
+
+
+def _set_range(slider: widgets.FloatLogSlider, low: float, high: float) -> None:
+    """Set a log slider's exponent range in an order its ``min <= max`` check accepts."""
+    if low > slider.max:
+        slider.max, slider.min = high, low
+    else:
+        slider.min, slider.max = low, high
+
+
+def _summary_table(values: Dict[str, Any]) -> str:
+    """The summary numbers as a small HTML table (empty before the first result)."""
+    if not values:
+        return ""
+    rows = "".join(f"<tr><td style='padding-right:12px'>{label}</td><td><b>{form.format(values[key])}</b></td></tr>"
+                   for key, label, form in SUMMARY_ROWS if key in values)
+    return f"<table>{rows}</table>"

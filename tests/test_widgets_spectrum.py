@@ -1,0 +1,218 @@
+"""SpectrumWidget: marks hold exactly what the Spectrum says; sliders, log toggle, live growth, cancel, errors, save."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import curvwidgets as cw
+from curvwidgets.linalg.densities import default_sigma
+from curvwidgets.training import trained as trained_module
+from curvwidgets.widgets import SpectrumWidget
+
+STEPS, VECTORS = 16, 2
+OPTIONS = dict(steps=STEPS, num_vectors=VECTORS, seed=1, backend="double-backward")
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    generator = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 5, generator=generator), torch.randint(0, 3, (16,), generator=generator))
+            for _ in range(2)]
+    return tiny_model(), data
+
+
+@pytest.fixture(scope="module")
+def reference(model_and_data):
+    model, data = model_and_data
+    return cw.spectrum(model, data, **OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def widget(model_and_data):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    assert widget.run(block=True)
+    return widget
+
+
+def expected_convergence(spectrum, run):
+    """Ritz values of ``spectrum.truncate(k)`` for k = 1..m, and their converged flags, written out."""
+    steps, values, flags = [], [], []
+    for k in range(1, spectrum.steps + 1):
+        shown = cw.Spectrum(spectrum.lanczos.truncate(k))
+        steps += [k] * k
+        values += list(shown.ritz_values[run, :k])
+        flags += list(shown.converged()[run, :k])
+    return np.array(steps), np.array(values), np.array(flags)
+
+
+def assert_shows(widget, shown, sigma):
+    nodes, weights = shown.stem()
+    np.testing.assert_array_equal(widget.stem_heads.x, nodes)
+    np.testing.assert_array_equal(widget.stem_heads.y, weights)
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.x).reshape(-1, 2), np.stack([nodes, nodes], 1))
+    grid, density = shown.smooth(sigma=sigma)
+    np.testing.assert_allclose(widget.density_line.x, grid, rtol=1e-12)
+    np.testing.assert_allclose(widget.density_line.y, density, rtol=1e-12)
+    assert widget.summary_values == shown.summary()
+
+
+def test_marks_hold_the_spectrum(widget, reference):
+    np.testing.assert_allclose(widget.result.ritz_values, reference.ritz_values, rtol=1e-10, atol=1e-12)
+    result = widget.result
+    sigma = default_sigma(result.stem()[0], STEPS)
+    assert widget.sigma_slider.value == pytest.approx(sigma, rel=1e-12)
+    assert_shows(widget, result, sigma)
+    summary = result.summary()
+    assert f"{summary['lambda_max']:.6g}" in widget.summary.value
+    assert f"{summary['negative_mass']:.2%}" in widget.summary.value
+    steps, values, flags = expected_convergence(result, 0)
+    np.testing.assert_array_equal(widget.converged_marks.x, steps[flags])
+    np.testing.assert_allclose(widget.converged_marks.y, values[flags], rtol=1e-12)
+    np.testing.assert_array_equal(widget.pending_marks.x, steps[~flags])
+    np.testing.assert_allclose(widget.pending_marks.y, values[~flags], rtol=1e-12)
+    assert flags.any() and not flags.all()  # the plot has both kinds to tell apart
+    assert (widget.step_slider.max, widget.step_slider.value) == (STEPS, STEPS)
+
+
+def test_step_slider_log_toggle_and_sigma_redraw_from_the_result(widget):
+    result = widget.result
+    widget.step_slider.value = 3
+    assert_shows(widget, result.truncate(3), widget.sigma_slider.value)
+    np.testing.assert_array_equal(widget.step_marker.x, [3, 3])
+
+    widget.weight_scale.value = "log"
+    nodes, weights = result.truncate(3).stem()
+    assert isinstance(widget.stem_lines.scales["y"], type(widget._log)) and widget.weight_axis.scale is widget._log
+    assert widget.stem_heads.scales["y"] is widget._log
+    floor = max(weights[weights > 0].min() / 2, 1e-12)
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 0], np.full(nodes.size, floor))
+    np.testing.assert_array_equal(widget.stem_heads.y, weights)
+
+    widget.weight_scale.value = "linear"
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 0], np.zeros(nodes.size))
+    assert widget.stem_lines.scales["y"] is widget._linear and widget.weight_axis.scale is widget._linear
+
+    widget.sigma_slider.value = 2.5 * widget.sigma_slider.value
+    assert_shows(widget, result.truncate(3), widget.sigma_slider.value)
+    widget.step_slider.value = STEPS
+
+
+def test_convergence_of_another_start_vector(widget):
+    widget.run_picker.value = 1
+    steps, values, flags = expected_convergence(widget.result, 1)
+    np.testing.assert_allclose(np.sort(np.concatenate([widget.converged_marks.y, widget.pending_marks.y])),
+                               np.sort(values), rtol=1e-12)
+    np.testing.assert_array_equal(widget.converged_marks.x, steps[flags])
+    widget.run_picker.value = 0
+
+
+def test_stems_grow_as_each_step_lands(model_and_data):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    sizes = []
+    widget.stem_heads.observe(lambda change: sizes.append(len(change["new"])), "x")
+    widget.run(block=True)
+    assert sizes == [VECTORS * k for k in range(1, STEPS + 1)]
+
+
+def test_cancel_after_three_steps_keeps_a_partial_spectrum_and_a_second_run_works(model_and_data):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    widget.step_slider.observe(lambda change: change["new"] == 3 and widget.runner.cancel(), "max")
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "cancelled" and isinstance(widget.result, cw.Spectrum)
+    assert widget.result.steps == 3
+    three = cw.spectrum(model, data, **{**OPTIONS, "steps": 3})
+    np.testing.assert_allclose(widget.result.ritz_values, three.ritz_values, rtol=1e-10, atol=1e-12)
+    assert_shows(widget, widget.result, widget.sigma_slider.value)
+
+    widget.steps.value = 2
+    assert widget.run(block=True)
+    assert widget.runner.outcome == "done" and widget.result.steps == 2
+
+
+@pytest.mark.parametrize("params, message", [("nomatch.*", "nomatch"), ("", "give a checkpoint path")])
+def test_errors_appear_in_the_error_area(model_and_data, params, message):
+    model, data = model_and_data
+    widget = SpectrumWidget(model if params else None, data, params=params, **OPTIONS)
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
+    assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
+    assert widget.result is None and widget.stem_heads.x.size == 0
+
+
+class Gate(nn.Module):
+    """Identity whose forward waits for the test to open the gate (and fails, never hangs, if it stays shut)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def forward(self, inputs):
+        if not self.gate.wait(timeout=30):
+            raise RuntimeError("the main thread was blocked")
+        return inputs
+
+
+def test_the_kernel_stays_free_while_a_spectrum_runs_and_a_second_run_is_refused(model_and_data):
+    _, data = model_and_data
+    gate = Gate()
+    model = nn.Sequential(gate, tiny_model())
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    assert widget.run()  # returns at once: the worker waits at the gate
+    assert widget.runner.running and widget.runner.button.description == "Cancel"
+    assert not widget.run()
+    print("a cell that prints returns at once")
+    gate.gate.set()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "done" and widget.result.steps == STEPS
+
+
+def test_save_writes_the_spectrum(widget, tmp_path):
+    widget.save_path.value = str(tmp_path / "spectrum")
+    written = widget.save()
+    assert written.endswith(".npz") and "saved" in widget.save_status.value
+    loaded = cw.Spectrum.load(written)
+    np.testing.assert_array_equal(loaded.ritz_values, widget.result.ritz_values)
+
+    (tmp_path / "a_file").write_text("not a folder")
+    widget.save_path.value = str(tmp_path / "a_file" / "spectrum.npz")
+    assert widget.save() is None
+    assert "Error" in widget.save_status.value and "a_file" in widget.save_status.value
+
+
+def test_save_before_a_run_is_an_error_shown_beside_the_button():
+    widget = SpectrumWidget()
+    assert widget.save() is None and "run first" in widget.save_status.value and widget.save_button.disabled
+
+
+def test_a_checkpoint_is_loaded_once_and_recorded(model_and_data, monkeypatch):
+    model, data = model_and_data
+    loads = []
+
+    def fake_load_trained(path, device=None):
+        loads.append((path, device))
+        return cw.Trained(model, data, path, 7, {"model": "tiny", "data": "toy", "seed": 0}, cw.TrainingHistory())
+
+    monkeypatch.setattr(trained_module, "load_trained", fake_load_trained)
+    monkeypatch.setattr(cw.training, "load_trained", fake_load_trained)
+    widget = SpectrumWidget(checkpoint="runs/tiny", device="cpu", **OPTIONS)
+    widget.run(block=True)
+    widget.run(block=True)
+    assert loads == [("runs/tiny", "cpu")]
+    assert widget.result.meta["checkpoint"] == "runs/tiny" and widget.result.meta["epoch"] == 7
+    reference = cw.spectrum(model, data, **OPTIONS)
+    np.testing.assert_allclose(widget.result.ritz_values, reference.ritz_values, rtol=1e-10, atol=1e-12)
