@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 import curvwidgets as cw
-from curvwidgets.demo import exact_eigenvalues
+from curvwidgets.synthetic_demo import exact_eigenvalues
 from curvwidgets.widgets import SpectrumWidget, SyntheticSpectrumWidget, TaskRunner
 
 

@@ -9,7 +9,7 @@ same way, and a cancelled run's ``Cancelled.result`` is a valid snapshot too.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 

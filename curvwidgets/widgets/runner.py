@@ -28,7 +28,6 @@ from .dispatch import UIDispatcher
 __all__ = ["TaskRunner", "Task", "status_text"]
 
 Task = Callable[[ProgressCallback, CancelToken], Any]
-OUTCOMES = ("idle", "running", "done", "cancelled", "failed")
 BAR_STYLES = {"running": "info", "done": "success", "cancelled": "warning", "failed": "danger"}
 
 
