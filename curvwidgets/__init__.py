@@ -2,70 +2,54 @@
 
 The numerical core is importable on a headless machine with only torch, numpy
 and scipy; plots and widgets are imported lazily from their own modules.
+Every name below is imported when first used (PEP 562), so ``import
+curvwidgets`` and ``curvwidgets --help`` do not pay for torch until a
+computation needs it.
 """
 
-from . import curvature, linalg, results, synthetic
-from .curvature import GGN, Hessian, loss_stats, spectrum
-from .landscape import Direction, eigen_directions, landscape, random_directions
-from .linalg import (
-    BoundsTable,
-    LanczosResult,
-    LinearOperator,
-    PowerIterationResult,
-    as_operator,
-    bounds_table,
-    lanczos,
-    power_iteration,
-    smooth_density,
-    spectral_moments,
-    stem_density,
-    trace_estimate,
-    wasserstein1,
-)
-from .progress import Cancelled, ProgressEvent, TqdmProgress
-from .results import Landscape, Spectrum, TrainingHistory
-from .training import Trained, TrainingDiverged, data, load_trained, models, optim, schedules, train
+from __future__ import annotations
+
+import importlib
+from typing import Any, List
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BoundsTable",
-    "Cancelled",
-    "Direction",
-    "GGN",
-    "Hessian",
-    "Landscape",
-    "LanczosResult",
-    "LinearOperator",
-    "PowerIterationResult",
-    "ProgressEvent",
-    "TqdmProgress",
-    "as_operator",
-    "bounds_table",
-    "curvature",
-    "data",
-    "eigen_directions",
-    "lanczos",
-    "landscape",
-    "linalg",
-    "load_trained",
-    "loss_stats",
-    "models",
-    "optim",
-    "power_iteration",
-    "random_directions",
-    "results",
-    "schedules",
-    "smooth_density",
-    "Spectrum",
-    "spectrum",
-    "spectral_moments",
-    "stem_density",
-    "synthetic",
-    "trace_estimate",
-    "train",
-    "Trained",
-    "TrainingDiverged",
-    "TrainingHistory",
-    "wasserstein1",
-]
+#: Public name -> the module (relative to this package) that defines it.
+_EXPORTS = {
+    # linear algebra on any symmetric operator
+    "BoundsTable": ".linalg", "LanczosResult": ".linalg", "LinearOperator": ".linalg",
+    "PowerIterationResult": ".linalg", "as_operator": ".linalg", "bounds_table": ".linalg", "lanczos": ".linalg",
+    "power_iteration": ".linalg", "smooth_density": ".linalg", "spectral_moments": ".linalg",
+    "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
+    # curvature of a model
+    "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
+    # landscapes
+    "Direction": ".landscape", "eigen_directions": ".landscape", "loss_landscape": ".landscape",
+    "random_directions": ".landscape",
+    # progress protocol and results
+    "Cancelled": ".progress", "ProgressEvent": ".progress", "TqdmProgress": ".progress",
+    "Diagonal": ".results", "Landscape": ".results", "Spectrum": ".results", "TrainingHistory": ".results",
+    # training
+    "Trained": ".training", "TrainingDiverged": ".training", "data": ".training", "load_trained": ".training",
+    "models": ".training", "optim": ".training", "schedules": ".training", "train": ".training",
+    # the paper's functions
+    "train_network": ".api", "compute_eigenspectrum": ".api", "compute_loss_stats": ".api",
+    "build_loss_landscape": ".api", "plot_training": ".api", "plot_spectrum": ".api", "plot_loss_landscape": ".api",
+}
+_SUBMODULES = ("api", "curvature", "landscape", "linalg", "results", "synthetic", "training")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'curvwidgets' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), *__all__})

@@ -1,16 +1,29 @@
-"""The ``curvwidgets`` command line."""
+"""The ``curvwidgets`` command line: one verb per step of the paper's workflow.
+
+Arguments are parsed before anything heavy is imported, so ``--help`` is
+instant; every long verb draws a tqdm bar from its first step and writes its
+results as the files of :mod:`curvwidgets.api`. A bad value ends in one line
+naming the option and exit status 2 (``--debug`` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
-def _demo(arguments: argparse.Namespace) -> int:
-    from .demo import format_summary, run_synthetic_demo
+def _bar(desc: str, total: int):
+    from .progress import TqdmProgress
+
+    return TqdmProgress(desc=desc, total=total)
+
+
+def _synthetic(arguments: argparse.Namespace) -> int:
+    from .synthetic_demo import format_summary, run_synthetic_demo
 
     summaries = run_synthetic_demo(Path(arguments.out), size=arguments.size, steps=arguments.steps, seed=arguments.seed)
     print()
@@ -19,68 +32,269 @@ def _demo(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _train(arguments: argparse.Namespace) -> int:
-    from .training import data, train
-    from .training.distributed import default_device, join_process_group
+def _demo(arguments: argparse.Namespace) -> int:
+    from .demo import DemoSettings, format_demo_summary, run_demo
 
-    def show(event) -> None:
-        if event.stage == "train" and rank == 0:
-            row = event.partial.rows[-1]
-            print(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
-                  f"top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} top-1 {row['test_top1']:.3f} "
-                  f"top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s", flush=True)
-
-    rank, world = join_process_group()  # under torchrun: this process's share of every batch
-    device = arguments.device or default_device()
-    dataset = data.load(arguments.data, root=arguments.root, download=arguments.download,
-                        batch_size=arguments.batch_size, validation=arguments.validation, device=device,
-                        seed=arguments.seed, rank=rank, world_size=world)
-    options = {"lr": arguments.lr} if arguments.lr is not None else {}
-    history = train(arguments.model, dataset, arguments.epochs, optimizer=arguments.optimizer, optimizer_kwargs=options,
-                    schedule=arguments.schedule, out_dir=arguments.out, save_every=arguments.save_every,
-                    resume=arguments.resume, device=device, seed=arguments.seed, progress=show)
-    if history.final:
-        print("SWA: " + ", ".join(f"{key} {value:.4f}" for key, value in history.final.items()))
-    if arguments.out:
-        print(f"history and checkpoints in {arguments.out}/")
+    settings = DemoSettings(model=arguments.model, epochs=arguments.epochs, steps=arguments.steps, seed=arguments.seed,
+                            device=arguments.device or "cpu")
+    summary = run_demo(Path(arguments.out), settings, bar=_bar)
+    print()
+    print(format_demo_summary(summary))
+    print(f"results and figures in {arguments.out}/")
     return 0
 
 
+def _train(arguments: argparse.Namespace) -> int:
+    from . import api
+
+    options = {key: value for key, value in (("lr", arguments.lr), ("momentum", arguments.momentum),
+                                             ("weight_decay", arguments.weight_decay)) if value is not None}
+    schedule_options = {"final_ratio": arguments.final_ratio} if arguments.final_ratio is not None else None
+    with _bar("train", arguments.epochs) as bar:
+        history = api.train_network(
+            arguments.out, dataset=arguments.data, data_path=arguments.root, model=arguments.model,
+            epochs=arguments.epochs, optimizer=arguments.optimizer, optimizer_kwargs=options,
+            schedule=arguments.schedule, schedule_kwargs=schedule_options, batch_size=arguments.batch_size,
+            save_freq=arguments.save_every, swa_start=arguments.swa_start, swa_lr=arguments.swa_lr,
+            resume=arguments.resume, seed=arguments.seed, device=arguments.device, download=arguments.download,
+            progress=_epoch_lines(bar))
+    if history.final:
+        print("SWA: " + ", ".join(f"{key} {value:.4f}" for key, value in history.final.items()))
+    print(f"history and checkpoints in {arguments.out}/")
+    return 0
+
+
+def _epoch_lines(bar) -> Callable:
+    """A progress callback that moves ``bar`` and prints one line per epoch (rank 0 only)."""
+    from tqdm.auto import tqdm
+
+    from .curvature.data import world
+
+    def show(event) -> None:
+        bar(event)
+        if event.stage == "train" and world()[0] == 0:
+            row = event.partial.rows[-1]
+            tqdm.write(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss "
+                            f"{row['train_loss']:.4f} top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} "
+                            f"top-1 {row['test_top1']:.3f} top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s")
+
+    return show
+
+
+def _spectrum(arguments: argparse.Namespace) -> int:
+    from . import api
+
+    lanczos = arguments.matrix.endswith("_lanczos")
+    with _bar(arguments.matrix, arguments.steps if lanczos else 1) as bar:
+        result = api.compute_eigenspectrum(
+            dataset=arguments.data, data_path=arguments.root, checkpoint_path=arguments.checkpoint,
+            save_spectrum_path=arguments.out, save_eigvec=arguments.save_eigvec, lanczos_iters=arguments.steps,
+            curvature_matrix=arguments.matrix, num_vectors=arguments.vectors, bn_mode=arguments.bn_mode,
+            params=arguments.params, num_samples=arguments.samples, seed=arguments.seed, swa=arguments.swa,
+            device=arguments.device, progress=bar if lanczos else None)
+    if lanczos:
+        print(", ".join(f"{key} {value:.6g}" for key, value in result.summary().items()))
+    print(f"saved to {arguments.out}")
+    return 0
+
+
+def _stats(arguments: argparse.Namespace) -> int:
+    from . import api
+
+    with _bar("loss statistics", 1 + len(arguments.curvature)) as bar:
+        statistics = api.compute_loss_stats(
+            dataset=arguments.data, data_path=arguments.root, checkpoint_path=arguments.checkpoint,
+            save_path=arguments.out, curvature=arguments.curvature, num_probes=arguments.probes,
+            batch_size=arguments.batch_size, seed=arguments.seed, device=arguments.device, progress=bar)
+    for key, value in statistics.items():
+        print(f"{key:<28} {value:.6g}")
+    if arguments.out:
+        print(f"saved to {arguments.out}")
+    return 0
+
+
+def _landscape(arguments: argparse.Namespace) -> int:
+    from . import api
+
+    directions = arguments.largest + arguments.smallest + arguments.nearest_zero
+    total = arguments.points ** 2 if arguments.plane else max(directions, 1) * arguments.points
+    with _bar("landscape", total) as bar:
+        result = api.build_loss_landscape(
+            dataset=arguments.data, data_path=arguments.root, dist=arguments.dist, n_points=arguments.points,
+            spectrum_path=arguments.spectrum, checkpoint_path=arguments.checkpoint, save_path=arguments.out,
+            largest=arguments.largest, smallest=arguments.smallest, nearest_zero=arguments.nearest_zero,
+            directions=arguments.directions, plane=arguments.plane, bn=arguments.bn, seed=arguments.seed,
+            device=arguments.device, progress=bar)
+    print(f"{len(result.labels)} direction(s), {result.offsets.size} points each; saved to {arguments.out}")
+    return 0
+
+
+def _plot(arguments: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import api
+    from .results import Landscape, load_result
+
+    inputs = arguments.inputs
+    if len(inputs) == 1 and Path(inputs[0]).is_dir() or inputs[0].endswith(".json"):
+        api.plot_training(inputs[0], save_path=arguments.out)
+    elif len(inputs) == 1 and isinstance(load_result(inputs[0]), Landscape):
+        api.plot_loss_landscape(inputs[0], save_path=arguments.out, metric=arguments.metric)
+    else:
+        api.plot_spectrum(inputs, save_path=arguments.out)
+    print(f"figure written to {arguments.out}")
+    return 0
+
+
+def _reproduce(arguments: argparse.Namespace) -> int:
+    from .reproduce import format_runs, run_notebooks
+
+    runs = run_notebooks(Path(arguments.out), preset=arguments.preset, names=arguments.notebooks or None)
+    print(format_runs(runs))
+    return 0 if all(run.error is None for run in runs) else 1
+
+
+def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run folder (its latest)")
+    parser.add_argument("--data", default=None, help="data set to use instead of the checkpoint's")
+    parser.add_argument("--root", default=None, help="where CIFAR lives (default: $CURVWIDGETS_DATA or ~/.cache)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one sub-command per verb."""
-    parser = argparse.ArgumentParser(prog="curvwidgets", description=__doc__)
+    """The argument parser, one sub-command per verb; defaults equal those of :mod:`curvwidgets.api`."""
+    parser = argparse.ArgumentParser(prog="curvwidgets", description="Curvature of neural-network loss surfaces: the "
+                                     "workflow of the paper MLRG Deep Curvature.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    demo = verbs.add_parser("demo", help="reproduce the synthetic figures of the paper as PNG files")
-    demo.add_argument("--out", default="results", help="folder for the figures (default: results)")
-    demo.add_argument("--size", choices=["paper", "small"], default="paper",
-                      help="matrix sizes: the paper's (P up to 10000) or small (P up to 1000)")
-    demo.add_argument("--steps", type=int, default=30, help="Lanczos steps m (default: 30)")
+
+    demo = verbs.add_parser("demo", help="train, spectra, landscapes and figures on the embedded digits (minutes, CPU)")
+    demo.add_argument("--out", default="results", help="folder for results and figures (default: results)")
+    demo.add_argument("--model", default="MLP", help="a model name (default: MLP)")
+    demo.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
+    demo.add_argument("--steps", type=int, default=20, help="Lanczos steps (default: 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     demo.set_defaults(run=_demo)
-    fit = verbs.add_parser("train", help="train a named model on a named data set (cw.train)")
-    fit.add_argument("--model", default="SmallCNN", help="a name of curvwidgets.models.names() (default: SmallCNN)")
-    fit.add_argument("--data", default="digits", help="digits (embedded, default), CIFAR10, CIFAR100 or synthetic")
-    fit.add_argument("--epochs", type=int, default=8, help="epochs (default: 8)")
+
+    synthetic = verbs.add_parser("synthetic", help="reproduce the synthetic figures 1-5 and Table 1 as PNG files")
+    synthetic.add_argument("--out", default="results", help="folder for the figures (default: results)")
+    synthetic.add_argument("--size", choices=["paper", "small"], default="paper",
+                           help="matrix sizes: the paper's (P up to 10000) or small (P up to 1000)")
+    synthetic.add_argument("--steps", type=int, default=30, help="Lanczos steps m (default: 30)")
+    synthetic.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synthetic.set_defaults(run=_synthetic)
+
+    fit = verbs.add_parser("train", help="train a named model on a named data set (train_network)")
+    fit.add_argument("--out", required=True, help="folder for history.json and the checkpoints (the paper's dir)")
+    fit.add_argument("--model", default="VGG16", help="a name of curvwidgets.models.names() (default: VGG16)")
+    fit.add_argument("--data", default="CIFAR100", help="CIFAR100 (default), CIFAR10, digits (embedded) or synthetic")
+    fit.add_argument("--epochs", type=int, default=300, help="epochs (default: 300)")
     fit.add_argument("--optimizer", default="SGD", help="a name of curvwidgets.optim.names() (default: SGD)")
-    fit.add_argument("--lr", type=float, default=None, help="initial learning rate (default: the optimiser's)")
-    fit.add_argument("--schedule", default="linear", help="linear (the paper's eq. 19), constant, cosine or step")
+    fit.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.05 for SGD, else the "
+                     "optimiser's default in curvwidgets.optim)")
+    fit.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9)")
+    fit.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 5e-4 for SGD)")
+    fit.add_argument("--schedule", default="linear", help="linear (the paper's eq. 19, default), constant, cosine, step")
+    fit.add_argument("--final-ratio", type=float, default=None, help="r of the linear schedule (default: 0.01)")
     fit.add_argument("--batch-size", type=int, default=128, help="global batch size (default: 128)")
-    fit.add_argument("--validation", action="store_true", help="test on a held-out part of the training set")
-    fit.add_argument("--out", default=None, help="folder for history.json and checkpoints")
-    fit.add_argument("--save-every", type=int, default=None, help="a checkpoint every this many epochs")
+    fit.add_argument("--save-every", type=int, default=25, help="a checkpoint every this many epochs (default: 25)")
+    fit.add_argument("--swa-start", type=int, default=None, help="average the weights from this epoch on (SWA)")
+    fit.add_argument("--swa-lr", type=float, default=None, help="learning rate during SWA")
     fit.add_argument("--resume", default=None, help="a checkpoint file or a folder of them to continue from")
-    fit.add_argument("--root", default=None, help="where CIFAR lives (default: $CURVWIDGETS_DATA or ~/.cache)")
+    fit.add_argument("--root", default=None, help="where CIFAR lives (the paper's data_path)")
     fit.add_argument("--download", action="store_true", help="let torchvision fetch CIFAR when it is missing")
     fit.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.set_defaults(run=_train)
+
+    spectrum = verbs.add_parser("spectrum", help="Lanczos spectrum (or diagonal) of a checkpoint (compute_eigenspectrum)")
+    _checkpoint_options(spectrum)
+    spectrum.add_argument("--out", required=True, help="the spectrum file (npz; the paper's save_spectrum_path)")
+    spectrum.add_argument("--matrix", default="hessian_lanczos",
+                          choices=["hessian_lanczos", "ggn_lanczos", "ggn_diag", "hessian_diag"],
+                          help="curvature matrix (default: hessian_lanczos)")
+    spectrum.add_argument("--steps", type=int, default=100, help="Lanczos iterations (default: 100)")
+    spectrum.add_argument("--vectors", type=int, default=1, help="random start vectors (default: 1)")
+    spectrum.add_argument("--save-eigvec", action="store_true", help="keep the Ritz vectors (for landscapes)")
+    spectrum.add_argument("--bn-mode", choices=["train", "eval"], default=None,
+                          help="BatchNorm statistics: train (batch, the paper's; default) or eval (running)")
+    spectrum.add_argument("--params", default=None, help="glob of the parameters to include (default: all)")
+    spectrum.add_argument("--samples", type=int, default=None, help="a random subset of this many samples")
+    spectrum.add_argument("--swa", action="store_true", help="use the checkpoint's SWA average")
+    spectrum.set_defaults(run=_spectrum)
+
+    stats = verbs.add_parser("stats", help="loss, gradient and curvature statistics of a checkpoint (compute_loss_stats)")
+    _checkpoint_options(stats)
+    stats.add_argument("--out", default=None, help="JSON file for the statistics")
+    stats.add_argument("--curvature", nargs="*", default=["hessian", "ggn"], choices=["hessian", "ggn"],
+                       help="curvature matrices to describe (default: hessian ggn)")
+    stats.add_argument("--probes", type=int, default=10, help="Hutchinson probes (default: 10)")
+    stats.add_argument("--batch-size", type=int, default=128, help="mini-batch size of the variances (default: 128)")
+    stats.set_defaults(run=_stats)
+
+    walk = verbs.add_parser("landscape", help="loss and accuracy along eigenvectors (build_loss_landscape)")
+    _checkpoint_options(walk)
+    walk.add_argument("--spectrum", default=None, help="a spectrum saved with --save-eigvec")
+    walk.add_argument("--out", required=True, help="the landscape file (npz; the paper's save_path)")
+    walk.add_argument("--dist", type=float, default=0.25, help="largest step along a direction (default: 0.25)")
+    walk.add_argument("--points", type=int, default=21, help="points per direction (default: 21)")
+    walk.add_argument("--largest", type=int, default=3, help="eigenvectors of the largest Ritz values (default: 3)")
+    walk.add_argument("--smallest", type=int, default=3, help="... of the most negative (default: 3)")
+    walk.add_argument("--nearest-zero", type=int, default=0, help="... of those nearest zero (default: 0)")
+    walk.add_argument("--directions", default="eigenvectors", choices=["eigenvectors", "random", "filter-normalised"],
+                      help="eigenvectors of --spectrum (default), or random / filter-normalised directions")
+    walk.add_argument("--plane", action="store_true", help="the plane of the first two directions")
+    walk.add_argument("--bn", default="keep", choices=["keep", "recompute"],
+                      help="BatchNorm statistics at each point (default: keep)")
+    walk.set_defaults(run=_landscape)
+
+    plot = verbs.add_parser("plot", help="a figure from results files (plot_training / plot_spectrum / "
+                                         "plot_loss_landscape)")
+    plot.add_argument("inputs", nargs="+", help="a run folder or history.json; a landscape file; or spectrum files "
+                                                "(and one diagonal file)")
+    plot.add_argument("--out", required=True, help="the image file (png, pdf, svg)")
+    plot.add_argument("--metric", default="loss", choices=["loss", "accuracy"], help="landscape metric (default: loss)")
+    plot.set_defaults(run=_plot)
+
+    reproduce = verbs.add_parser("reproduce", help="run every notebook through papermill with a preset")
+    reproduce.add_argument("--preset", choices=["small", "paper"], default="small",
+                           help="small: embedded data, CPU minutes (default); paper: the paper's sizes (GPU)")
+    reproduce.add_argument("--out", required=True, help="folder for the executed notebooks")
+    reproduce.add_argument("notebooks", nargs="*", help="notebook names to run (default: all)")
+    reproduce.set_defaults(run=_reproduce)
     return parser
+
+
+def _positive_ints(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    """Reject counts < 1 at parse time, naming the option."""
+    for name in ("epochs", "steps", "vectors", "points", "batch_size", "probes", "samples", "save_every"):
+        value = getattr(arguments, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1; got {value}")
+    for name in ("dist", "lr"):
+        value = getattr(arguments, name, None)
+        if value is not None and not value > 0:
+            parser.error(f"--{name} must be > 0; got {value}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``curvwidgets`` command."""
-    arguments = build_parser().parse_args(argv)
-    return arguments.run(arguments)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    _positive_ints(parser, arguments)
+    try:
+        return arguments.run(arguments)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        if arguments.debug:
+            raise
+        print(f"curvwidgets {arguments.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"curvwidgets {arguments.verb}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
 from .results import Landscape, Spectrum
 
-__all__ = ["Direction", "eigen_directions", "random_directions", "landscape", "BN_OPTIONS"]
+__all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS"]
 
 #: How BatchNorm is treated at every point: running statistics as trained, or recomputed for the new weights.
 BN_OPTIONS = ("keep", "recompute")
@@ -151,7 +151,7 @@ def random_directions(model: nn.Module, count: int = 2, seed: int = 0, params: P
     return directions
 
 
-def landscape(
+def loss_landscape(
     model: nn.Module,
     data: Any,
     directions: Sequence[Union[Direction, torch.Tensor, np.ndarray]],

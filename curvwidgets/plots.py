@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 
 from .linalg.bounds import BoundsTable
 from .linalg.densities import DensityLike, smooth_density, stem_density
+from .results import Diagonal, Landscape, Spectrum, TrainingHistory
 
 __all__ = [
     "stem_plot",
@@ -21,6 +22,10 @@ __all__ = [
     "spectrum_comparison",
     "convergence_plot",
     "bounds_table_plot",
+    "training_curves",
+    "network_spectrum",
+    "landscape_lines",
+    "landscape_plane",
 ]
 
 TRUE_COLOR, LANCZOS_COLOR, DIAGONAL_COLOR = "tab:blue", "tab:red", "gold"
@@ -165,4 +170,70 @@ def bounds_table_plot(table: BoundsTable, ax: Optional[Axes] = None) -> Axes:
     drawn.set_fontsize(7)
     drawn.scale(1.0, 2.6)
     ax.set_title("Table 1: Lanczos bound term L / power bound term R")
+    return ax
+
+
+def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = None) -> Sequence[Axes]:
+    """Loss (left) and top-1 accuracy (right) per epoch, train and test, as ``plot_training`` draws them."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")[1]
+    epochs = history["epoch"]
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1 accuracy")):
+        ax.plot(epochs, history[f"train_{metric}"], marker=".", label="train")
+        ax.plot(epochs, history[f"test_{metric}"], marker=".", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    return axes
+
+
+def network_spectrum(
+    spectra: Sequence[Spectrum],
+    diagonal: Optional[Diagonal] = None,
+    ax: Optional[Axes] = None,
+    log: bool = True,
+    bins: int = 80,
+) -> Axes:
+    """Figure 6: Lanczos stems of each spectrum (labelled by its matrix) against the diagonal's histogram.
+
+    Stems are Gauss weights and the histogram fractions of the diagonal
+    entries per bin, so both are fractions of one unit of spectral mass.
+    """
+    ax = _axes(ax)
+    colors = {"hessian": LANCZOS_COLOR, "ggn": "tab:green"}
+    names = {"hessian": "Lanc-Hess", "ggn": "Lanc-GGN"}
+    if diagonal is not None:
+        fractions, edges = diagonal.histogram(bins)
+        ax.bar(edges[:-1], fractions, width=np.diff(edges), align="edge", color=DIAGONAL_COLOR, alpha=0.7,
+               label="Diag-GGN" if diagonal.meta.get("matrix") == "ggn_diag" else "diagonal")
+    for spectrum in spectra:
+        matrix = spectrum.meta.get("matrix", "")
+        stem_plot(spectrum.stem(), ax=ax, color=colors.get(matrix, "tab:purple"), label=names.get(matrix, matrix))
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("fraction of spectral mass")
+    ax.legend(loc="upper right", fontsize="small")
+    return ax
+
+
+def landscape_lines(landscape: Landscape, metric: str = "train_loss", ax: Optional[Axes] = None) -> Axes:
+    """Figures 8 to 11: ``metric`` along each direction, one curve per direction labelled by it."""
+    ax = _axes(ax)
+    for label, values in zip(landscape.labels, landscape[metric]):
+        ax.plot(landscape.offsets, values, marker=".", label=label)
+    ax.set_xlabel("t (distance along the direction)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def landscape_plane(landscape: Landscape, metric: str = "train_loss", ax: Optional[Axes] = None) -> Axes:
+    """A plane landscape as filled contours of ``metric`` over the two directions' steps."""
+    ax = _axes(ax)
+    grid = ax.contourf(landscape.offsets, landscape.offsets, landscape[metric].T, levels=20, cmap="viridis")
+    ax.figure.colorbar(grid, ax=ax, label=metric.replace("_", " "))
+    ax.set_xlabel(landscape.labels[0])
+    ax.set_ylabel(landscape.labels[1])
     return ax

@@ -110,6 +110,9 @@ def report(
 class TqdmProgress:
     """A ``progress=`` callback that drives a tqdm bar.
 
+    With ``total`` the bar appears at once (0 of ``total``); otherwise at the
+    first event. A new stage (e.g. ``"swa"`` after ``"train"``) starts a new bar.
+
     Examples
     --------
     >>> with TqdmProgress(desc="lanczos", disable=True) as bar:
@@ -119,7 +122,7 @@ class TqdmProgress:
     3
     """
 
-    def __init__(self, desc: Optional[str] = None, **tqdm_kwargs: Any):
+    def __init__(self, desc: Optional[str] = None, total: Optional[int] = None, **tqdm_kwargs: Any):
         from tqdm.auto import tqdm
 
         self._tqdm = tqdm
@@ -127,10 +130,15 @@ class TqdmProgress:
         self._kwargs = tqdm_kwargs
         self._bar = None
         self.last_step = 0
+        if total is not None:  # draw the bar now, before the first (possibly long) unit of work
+            self._bar = tqdm(total=total, desc=desc, **tqdm_kwargs)
 
     def __call__(self, event: ProgressEvent) -> None:
+        if self._bar is not None and (event.total != self._bar.total or event.step < self.last_step):
+            self.close()
         if self._bar is None:
             self._bar = self._tqdm(total=event.total, desc=self._desc or event.stage, **self._kwargs)
+            self.last_step = 0
         self._bar.update(event.step - self.last_step)
         self.last_step = event.step
 

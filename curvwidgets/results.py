@@ -22,8 +22,8 @@ from ._atomic import atomic_path
 from .linalg.densities import smooth_density, stem_density, trace_estimate
 from .linalg.lanczos import LanczosResult
 
-__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Landscape", "LANDSCAPE_METRICS", "ResultFileError",
-           "npz_path"]
+__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
+           "ResultFileError", "load_result", "npz_path"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -353,6 +353,59 @@ class Spectrum:
         run = LanczosResult(alpha=arrays["alpha"], beta=arrays["beta"], residual_norm=arrays["residual_norm"],
                             num_steps=arrays["num_steps"].astype(np.int64), dim=dim, orthogonality=orthogonality)
         return cls(run, arrays.get("ritz_vectors"), meta)
+
+
+DIAGONAL_FORMAT, DIAGONAL_VERSION = "curvwidgets.Diagonal", 1
+
+
+@dataclass(frozen=True, eq=False)
+class Diagonal:
+    """An estimate of the diagonal of a curvature matrix: the baseline the paper compares Lanczos with.
+
+    Attributes
+    ----------
+    values : ndarray, shape (P,)
+        The diagonal entries (float32 on disk).
+    meta : dict
+        ``matrix`` (``"ggn_diag"``: Monte Carlo Diag-GGN, ``"hessian_diag"``:
+        Hutchinson), model, checkpoint, data, seed, ...
+    """
+
+    values: np.ndarray
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def histogram(self, bins: Union[int, np.ndarray] = 100) -> Tuple[np.ndarray, np.ndarray]:
+        """``(fractions, edges)``: the fraction of the entries in each bin (summing to 1), as the stems are."""
+        counts, edges = np.histogram(self.values, bins=bins)
+        return counts / self.values.size, edges
+
+    def save(self, path: PathLike) -> Path:
+        """Write an npz file atomically (``.npz`` added when missing); returns its path."""
+        return _write_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION, {"values": self.values}, self.meta)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Diagonal":
+        """Read a file written by :meth:`save`."""
+        arrays, meta = _read_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION)
+        _require(arrays, ("values",), DIAGONAL_FORMAT, path)
+        return cls(arrays["values"], meta)
+
+
+def load_result(path: PathLike) -> Union["Spectrum", Diagonal, "Landscape"]:
+    """Whichever result a curvwidgets npz file holds (by the format named in it)."""
+    kinds = {SPECTRUM_FORMAT: Spectrum, DIAGONAL_FORMAT: Diagonal, LANDSCAPE_FORMAT: Landscape}
+    given = Path(path).expanduser()
+    target = given if given.is_file() else npz_path(given)
+    try:
+        with np.load(target, allow_pickle=False) as content:
+            kind = json.loads(str(content[_META_ENTRY])).get("format")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"result file {os.fspath(given)!r} does not exist") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, AttributeError):
+        raise ResultFileError(f"{os.fspath(target)!r} is not a readable curvwidgets result file") from None
+    if kind not in kinds:
+        raise ResultFileError(f"{os.fspath(target)!r} holds a {kind!r} result, not one of {sorted(kinds)}")
+    return kinds[kind].load(target)
 
 
 LANDSCAPE_FORMAT, LANDSCAPE_VERSION = "curvwidgets.Landscape", 1

@@ -1,6 +1,6 @@
 """The synthetic experiments of the paper as one job: figures as PNG files and a summary.
 
-``curvwidgets demo`` (and ``make demo``) runs :func:`run_synthetic_demo`. For
+``curvwidgets synthetic`` runs :func:`run_synthetic_demo`. For
 each figure it builds the matrix, takes its exact eigenvalues, runs Lanczos
 from one random vector and scores the stem density against the eigenvalues
 with the Wasserstein-1 distance (and the diagonal baseline likewise).

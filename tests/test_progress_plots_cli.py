@@ -78,7 +78,7 @@ def test_demo_command_writes_the_figures_and_a_summary(tmp_path, capsys):
 
 
 def test_demo_rejects_an_unknown_size(tmp_path):
-    from curvwidgets.demo import run_synthetic_demo
+    from curvwidgets.synthetic_demo import run_synthetic_demo
 
     with pytest.raises(ValueError, match="size must be one of"):
         run_synthetic_demo(tmp_path, size="huge")

@@ -1,0 +1,413 @@
+"""The paper's own functions (section 6 and appendix A), working from files.
+
+``train_network`` writes checkpoints; ``compute_eigenspectrum``,
+``compute_loss_stats`` and ``build_loss_landscape`` read a checkpoint, rebuild
+its model and data (:func:`~curvwidgets.load_trained`) and write their
+results (:class:`~curvwidgets.Spectrum`, :class:`~curvwidgets.Diagonal`,
+JSON statistics, :class:`~curvwidgets.Landscape`); the ``plot_*`` functions
+draw those files. The argument names are the paper's; each is a thin layer
+over the core (:func:`~curvwidgets.train`, :func:`~curvwidgets.spectrum`,
+:func:`~curvwidgets.loss_stats`, :func:`~curvwidgets.landscape`).
+
+The paper's choices are the defaults, and each is an argument: curvature,
+statistics and landscapes use the training set in a fixed order without
+augmentation; Lanczos uses one random start vector and BatchNorm with each
+batch's statistics (``bn_mode="train"``; the Monte Carlo Diag-GGN needs
+``"eval"``); landscapes keep the trained BatchNorm statistics. Every result
+records the choices it was made with.
+
+Examples
+--------
+>>> from curvwidgets import *                                        # doctest: +SKIP
+>>> train_network(dir="result/digits/", dataset="digits", model="MLP", epochs=5,
+...               optimizer_kwargs={"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+from ._atomic import atomic_path
+from ._validate import choice
+from .progress import CancelToken, ProgressCallback
+from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result
+
+__all__ = ["train_network", "compute_eigenspectrum", "compute_loss_stats", "build_loss_landscape", "plot_training",
+           "plot_spectrum", "plot_loss_landscape", "CURVATURE_MATRICES"]
+
+PathLike = Union[str, os.PathLike]
+
+#: ``curvature_matrix`` names: the paper's two Lanczos matrices and the diagonal baselines.
+CURVATURE_MATRICES = {
+    "hessian_lanczos": "Lanczos on Hessian-vector products",
+    "ggn_lanczos": "Lanczos on generalised Gauss-Newton-vector products",
+    "ggn_diag": "Monte Carlo estimate of the GGN diagonal (the paper's Diag-GGN)",
+    "hessian_diag": "Hutchinson estimate of the Hessian diagonal",
+}
+
+
+def train_network(
+    dir: PathLike,
+    dataset: str = "CIFAR100",
+    data_path: Optional[PathLike] = None,
+    model: str = "VGG16",
+    epochs: int = 300,
+    optimizer: str = "SGD",
+    optimizer_kwargs: Optional[Dict[str, Any]] = None,
+    schedule: str = "linear",
+    *,
+    schedule_kwargs: Optional[Dict[str, Any]] = None,
+    batch_size: int = 128,
+    save_freq: Optional[int] = 25,
+    swa_start: Optional[int] = None,
+    swa_lr: Optional[float] = None,
+    resume: Optional[PathLike] = None,
+    seed: int = 0,
+    device: Optional[str] = None,
+    download: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> TrainingHistory:
+    """Train ``model`` on ``dataset`` and write ``dir/checkpoint-XXXXX.pt`` and ``dir/history.json``.
+
+    Parameters
+    ----------
+    dir : path
+        Folder for the checkpoints and the history.
+    dataset : str, default: "CIFAR100"
+        A name of :func:`curvwidgets.data.names` (``"digits"`` is embedded).
+    data_path : path, optional
+        Where CIFAR lives (default ``$CURVWIDGETS_DATA`` or ``~/.cache/curvwidgets/data``).
+    model : str, default: "VGG16"
+        A name of :func:`curvwidgets.models.names`.
+    epochs, optimizer, optimizer_kwargs, schedule, schedule_kwargs
+        As for :func:`curvwidgets.train` (SGD defaults to ``lr=0.05,
+        momentum=0.9, weight_decay=5e-4``; ``"linear"`` is eq. 19).
+    batch_size : int, default: 128
+    save_freq : int, optional, default: 25
+        A checkpoint every this many epochs (and always after the last).
+    swa_start, swa_lr, resume, seed, device, progress, cancel
+        As for :func:`curvwidgets.train`.
+    download : bool, default: False
+        Let torchvision fetch CIFAR into ``data_path`` when it is missing.
+
+    Returns
+    -------
+    TrainingHistory
+    """
+    from .training import data as datasets
+    from .training import train
+    from .training.distributed import default_device, join_process_group
+
+    rank, world = join_process_group()
+    device = device or default_device()
+    loaded = datasets.load(dataset, root=data_path, download=download, batch_size=batch_size, device=device,
+                           seed=seed, rank=rank, world_size=world)
+    every = None if save_freq is None or save_freq >= epochs else save_freq
+    return train(model, loaded, epochs, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, schedule=schedule,
+                 schedule_kwargs=schedule_kwargs, out_dir=dir, save_every=every, resume=resume, device=device, seed=seed, swa_start=swa_start,
+                 swa_lr=swa_lr, progress=progress, cancel=cancel)
+
+
+def compute_eigenspectrum(
+    dataset: Optional[str] = None,
+    data_path: Optional[PathLike] = None,
+    model: Optional[str] = None,
+    checkpoint_path: Optional[PathLike] = None,
+    save_spectrum_path: Optional[PathLike] = None,
+    save_eigvec: bool = False,
+    lanczos_iters: int = 100,
+    curvature_matrix: str = "hessian_lanczos",
+    *,
+    num_vectors: int = 1,
+    bn_mode: Optional[str] = None,
+    params: Any = None,
+    num_samples: Optional[int] = None,
+    num_mc: int = 1,
+    batch_size: int = 256,
+    seed: int = 0,
+    backend: str = "auto",
+    basis_device: Optional[str] = None,
+    swa: bool = False,
+    device: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Union[Spectrum, Diagonal]:
+    """The spectrum (or a diagonal baseline) of a checkpoint's curvature, saved to ``save_spectrum_path``.
+
+    Parameters
+    ----------
+    dataset, model : str, optional
+        Checked against the checkpoint's run when given (the checkpoint knows
+        both); ``dataset`` may name another data set with the same inputs.
+    data_path : path, optional
+        Where CIFAR lives.
+    checkpoint_path : path
+        A checkpoint file, or a run's folder (its latest checkpoint).
+    save_spectrum_path : path, optional
+        Where the result goes (npz; ``.npz`` is added when missing).
+    save_eigvec : bool, default: False
+        Keep the Ritz vectors (float32, ``lanczos_iters * P`` numbers), which
+        :func:`build_loss_landscape` walks along.
+    lanczos_iters : int, default: 100
+        Lanczos steps.
+    curvature_matrix : str, default: "hessian_lanczos"
+        One of :data:`CURVATURE_MATRICES`.
+    num_vectors : int, default: 1
+        Random start vectors (the paper uses one).
+    bn_mode : {"train", "eval"}, optional
+        BatchNorm during the products; default ``"train"`` (the paper's: each
+        batch's statistics), ``"eval"`` for ``"ggn_diag"`` (which needs it).
+    params, num_samples, seed, backend, basis_device
+        As for :func:`curvwidgets.spectrum`.
+    num_mc : int, default: 1
+        Monte Carlo draws per sample for ``"ggn_diag"``; ``"hessian_diag"``
+        uses ``10 * num_mc`` Hutchinson probes.
+    batch_size : int, default: 256
+        Batch size of the passes over the data (the result does not depend on it).
+    swa : bool, default: False
+        Use the checkpoint's SWA average.
+    device, progress, cancel
+        Device (default: CUDA when available) and the progress protocol.
+
+    Returns
+    -------
+    Spectrum or Diagonal
+    """
+    choice("curvature_matrix", curvature_matrix, tuple(CURVATURE_MATRICES))
+    if checkpoint_path is None:
+        raise ValueError("checkpoint_path is required: the checkpoint whose curvature is wanted")
+    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+    matrix = curvature_matrix.split("_")[0]
+    bn_mode = bn_mode or ("eval" if curvature_matrix == "ggn_diag" else "train")
+    meta = {**trained.metadata(), "data": trained.data.name, "curvature_matrix": curvature_matrix, "bn_mode": bn_mode}
+    if curvature_matrix.endswith("_lanczos"):
+        from .curvature import spectrum
+
+        result: Union[Spectrum, Diagonal] = spectrum(
+            trained.model, trained.data, matrix, lanczos_iters, num_vectors, params=params, bn_mode=bn_mode,
+            num_samples=num_samples, seed=seed, backend=backend, save_vectors=save_eigvec, basis_device=basis_device,
+            meta=meta, progress=progress, cancel=cancel)
+    else:
+        result = _diagonal(trained, matrix, meta, params, bn_mode, num_samples, num_mc, seed, backend)
+    if save_spectrum_path is not None:
+        result.save(save_spectrum_path)
+    return result
+
+
+def _diagonal(trained, matrix: str, meta: Dict[str, Any], params, bn_mode: str, num_samples, num_mc: int, seed: int,
+              backend: str) -> Diagonal:
+    """The Monte Carlo GGN diagonal or the Hutchinson Hessian diagonal of a trained model."""
+    from .curvature.diagonal import hutchinson_diagonal, mc_ggn_diagonal
+    from .curvature.spectrum import curvature_operator
+
+    op = curvature_operator(trained.model, trained.data, matrix, params=params, bn_mode=bn_mode,
+                            num_samples=num_samples, seed=seed, backend=backend)
+    values = mc_ggn_diagonal(op, num_mc=num_mc, seed=seed) if matrix == "ggn" else \
+        hutchinson_diagonal(op, num_samples=10 * num_mc, seed=seed)
+    return Diagonal(values.detach().cpu().numpy().astype("float32"), {**meta, "matrix": f"{matrix}_diag",
+                                                                       "num_mc": num_mc, "seed": seed})
+
+
+def compute_loss_stats(
+    dataset: Optional[str] = None,
+    data_path: Optional[PathLike] = None,
+    model: Optional[str] = None,
+    checkpoint_path: Optional[PathLike] = None,
+    save_path: Optional[PathLike] = None,
+    *,
+    curvature: Sequence[str] = ("hessian", "ggn"),
+    num_probes: int = 10,
+    bn_mode: str = "eval",
+    params: Any = None,
+    num_samples: Optional[int] = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    swa: bool = False,
+    device: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Dict[str, float]:
+    """The paper's loss statistics of a checkpoint (:func:`curvwidgets.loss_stats`), saved as JSON.
+
+    The mini-batch variances depend on ``batch_size`` (the batches of the
+    statistics); the means do not. ``save_path`` gets ``{"format", "version",
+    "meta", "statistics"}`` written atomically.
+    """
+    from torch import nn
+
+    from .curvature import loss_stats
+
+    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+    statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
+                            params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes, seed=seed,
+                            num_samples=num_samples, progress=progress, cancel=cancel)
+    if save_path is not None:
+        meta = {**trained.metadata(), "data": trained.data.name, "bn_mode": bn_mode, "batch_size": batch_size,
+                "num_probes": num_probes, "seed": seed}
+        with atomic_path(save_path) as temporary:
+            temporary.write_text(json.dumps({"format": "curvwidgets.LossStatistics", "version": 1, "meta": meta,
+                                             "statistics": statistics}, indent=1))
+    return statistics
+
+
+def build_loss_landscape(
+    dataset: Optional[str] = None,
+    data_path: Optional[PathLike] = None,
+    model: Optional[str] = None,
+    dist: float = 0.25,
+    n_points: int = 21,
+    spectrum_path: Optional[PathLike] = None,
+    checkpoint_path: Optional[PathLike] = None,
+    save_path: Optional[PathLike] = None,
+    *,
+    largest: int = 3,
+    smallest: int = 3,
+    nearest_zero: int = 0,
+    directions: str = "eigenvectors",
+    num_random: int = 2,
+    plane: bool = False,
+    bn: str = "keep",
+    batch_size: int = 256,
+    seed: int = 0,
+    swa: bool = False,
+    device: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Landscape:
+    """Loss and accuracy of a checkpoint along eigenvectors of a saved spectrum (Figures 8 to 11).
+
+    Parameters
+    ----------
+    dataset, data_path, model, checkpoint_path, swa, device
+        As for :func:`compute_eigenspectrum`.
+    dist : float, default: 0.25
+        Steps ``t`` in ``[-dist, dist]`` along unit directions.
+    n_points : int, default: 21
+    spectrum_path : path
+        A spectrum saved with ``save_eigvec=True`` (needed for ``directions="eigenvectors"``).
+    save_path : path, optional
+        Where the :class:`~curvwidgets.Landscape` goes (npz).
+    largest, smallest, nearest_zero : int, default: 3, 3, 0
+        Which eigenvectors, by rank of their Ritz values (the paper shows the
+        three largest and three most negative).
+    directions : {"eigenvectors", "random", "filter-normalised"}, default: "eigenvectors"
+        ``"random"``/``"filter-normalised"``: ``num_random`` random directions
+        (Li et al., 2018) instead, for comparison.
+    plane : bool, default: False
+        The plane of the first two directions on an ``n_points x n_points`` grid.
+    bn : {"keep", "recompute"}, default: "keep"
+        BatchNorm statistics at each point (see :func:`curvwidgets.landscape`).
+    """
+    from .landscape import eigen_directions, loss_landscape, random_directions
+
+    choice("directions", directions, ("eigenvectors", "random", "filter-normalised"))
+    spectrum = None
+    if directions == "eigenvectors":
+        if spectrum_path is None:
+            raise ValueError("spectrum_path is required for directions='eigenvectors' (a spectrum saved with "
+                             "save_eigvec=True)")
+        spectrum = Spectrum.load(spectrum_path)
+        if spectrum.ritz_vectors is None:
+            raise ValueError(f"spectrum_path {os.fspath(spectrum_path)!r} was saved without eigenvectors; compute it "
+                             "with save_eigvec=True")
+    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+    if spectrum is not None:
+        chosen = eigen_directions(spectrum, largest=largest, smallest=smallest, nearest_zero=nearest_zero)
+    else:
+        chosen = random_directions(trained.model, num_random, seed=seed,
+                                   filter_normalized=directions == "filter-normalised")
+    if plane:
+        chosen = chosen[:2]
+    meta = {**trained.metadata(), "data": trained.data.name, "spectrum": os.fspath(spectrum_path) if spectrum else None,
+            "matrix": spectrum.meta.get("matrix") if spectrum else None, "direction_kind": directions}
+    result = loss_landscape(trained.model, trained.data, chosen, dist=dist, n_points=n_points, plane=plane, bn=bn,
+                       meta=meta, progress=progress, cancel=cancel)
+    if save_path is not None:
+        result.save(save_path)
+    return result
+
+
+def plot_training(dir: Union[PathLike, TrainingHistory], save_path: Optional[PathLike] = None):
+    """Loss and accuracy curves of a run (its folder, ``history.json`` or a TrainingHistory); returns the figure."""
+    from . import plots
+
+    history = dir if isinstance(dir, TrainingHistory) else TrainingHistory.load(
+        Path(dir) / "history.json" if Path(dir).is_dir() else dir)
+    axes = plots.training_curves(history)
+    axes[0].figure.suptitle(f"{history.config.get('model', '')} on {history.config.get('data', '')}")
+    return _finish(axes[0].figure, save_path)
+
+
+def plot_spectrum(spectrum_path: Union[PathLike, Spectrum, Sequence[Union[PathLike, Spectrum, Diagonal]]],
+                  save_path: Optional[PathLike] = None, log: bool = True):
+    """Figure 6: the Lanczos stems of one or more spectra against a Diag-GGN histogram; returns the figure.
+
+    ``spectrum_path`` is one result (file or object) or a list of them; a
+    :class:`~curvwidgets.Diagonal` among them is drawn as the histogram.
+    """
+    from . import plots
+
+    items = spectrum_path if isinstance(spectrum_path, (list, tuple)) else [spectrum_path]
+    results = [item if isinstance(item, (Spectrum, Diagonal, Landscape)) else load_result(item) for item in items]
+    spectra = [result for result in results if isinstance(result, Spectrum)]
+    diagonals = [result for result in results if isinstance(result, Diagonal)]
+    if not spectra or len(diagonals) > 1 or len(spectra) + len(diagonals) != len(results):
+        raise ValueError("spectrum_path must name at least one Spectrum and at most one Diagonal")
+    ax = plots.network_spectrum(spectra, diagonals[0] if diagonals else None, log=log)
+    first = spectra[0].meta
+    ax.set_title(f"{first.get('model', '')} epoch {first.get('epoch', '')}, m = {spectra[0].steps}")
+    return _finish(ax.figure, save_path)
+
+
+def plot_loss_landscape(path: Union[PathLike, Landscape], save_path: Optional[PathLike] = None,
+                        metric: str = "loss"):
+    """Figures 8 to 11: train and test ``metric`` (``"loss"`` or ``"accuracy"``) along each direction.
+
+    A plane landscape is drawn as contours. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    choice("metric", metric, ("loss", "accuracy"))
+    result = path if isinstance(path, Landscape) else Landscape.load(path)
+    splits = [split for split in ("train", "test") if f"{split}_{metric}" in result.values]
+    figure, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), layout="constrained", squeeze=False)
+    draw = plots.landscape_lines if result.kind == "line" else plots.landscape_plane
+    for ax, split in zip(axes[0], splits):
+        draw(result, f"{split}_{metric}", ax=ax)
+        ax.set_title(f"{split} {metric}")
+    return _finish(figure, save_path)
+
+
+def _finish(figure, save_path: Optional[PathLike]):
+    if save_path is not None:
+        with atomic_path(save_path) as temporary:
+            figure.savefig(temporary, dpi=110)
+    return figure
+
+
+def _load(checkpoint_path, dataset, data_path, model, device, swa: bool, batch_size: int):
+    """The checkpoint's model and data (``dataset`` replacing the data it names), checked against ``model``."""
+    from .training import data as datasets
+    from .training import load_trained, models
+
+    if checkpoint_path is None:
+        raise ValueError("checkpoint_path is required: a checkpoint file or a run's folder")
+    trained = load_trained(checkpoint_path, device, swa=swa, root=data_path, batch_size=batch_size,
+                           data=dataset is None)
+    if model is not None and models.canonical_name(model) != trained.name:
+        raise ValueError(f"model={model!r}, but {trained.checkpoint!r} is a checkpoint of {trained.name!r}")
+    if dataset is not None:
+        trained.data = datasets.load(dataset, root=data_path, augment=False, batch_size=batch_size,
+                                     validation=trained.config.get("validation", False),
+                                     device=next(trained.model.parameters()).device)
+        if trained.data.num_classes != trained.config.get("architecture", {}).get("num_classes",
+                                                                                 trained.data.num_classes):
+            raise ValueError(f"dataset={dataset!r} has {trained.data.num_classes} classes but the model of "
+                             f"{trained.checkpoint!r} has {trained.config['architecture']['num_classes']} outputs")
+    return trained
