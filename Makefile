@@ -1,12 +1,13 @@
 # Two targets do all the set-up on a fresh machine (Python >= 3.10 with venv):
 #   make demo   reproduce the paper's synthetic figures into results/
 #   make test   install the test tools and run every test, notebooks included
+#               (the browser test needs Debian's chromium: apt-get install chromium)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= results
 
-.PHONY: demo test test-fast clean
+.PHONY: demo test test-fast test-browser clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +26,9 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -x
 
+# JupyterLab in headless chromium on notebooks/10_dashboard.ipynb; screenshots in test-artefacts/
+test-browser: $(VENV)/.installed
+	$(BIN)/python -m pytest -p no:cacheprovider -v tests/test_browser.py
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis test-artefacts
