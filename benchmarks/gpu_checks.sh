@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the curvature and training issues in one run (about 7 minutes on an H100).
+# The GPU checks of the curvature, training and landscape issues in one run (about 9 minutes on an H100).
 # Run from the repository root on the device machine (torch only, no ipywidgets or bqplot):
 #     bash benchmarks/gpu_checks.sh "$OUT"
 # Writes JSON and text logs into the folder given (default benchmarks/results/gpu).
@@ -18,3 +18,6 @@ python benchmarks/bench_vgg16_lanczos.py --device cuda --samples 50000 --batch 5
 # product ratios to a gradient against the peers (those that are installed)
 python benchmarks/bench_curvature.py --device cuda --repeats 5 --skip-eigen \
     --json "$out/curvature.json" 2>&1 | tee "$out/curvature.txt"
+# landscape points per second against a plain perturb-and-evaluate loop, VGG-16 on CIFAR-100-shaped data
+python benchmarks/bench_landscape.py --device cuda --model VGG16 --data synthetic --classes 100 --samples 50000 \
+    --test-samples 10000 --points 8 --json "$out/landscape_vgg16.json" 2>&1 | tee "$out/landscape_vgg16.txt"
