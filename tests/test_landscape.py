@@ -1,0 +1,475 @@
+"""cw.landscape: the loss along eigenvectors against the Taylor expansion, batched points, BatchNorm, exact restore.
+
+References: the loss computed by copying the model and writing ``w + t v``
+into it, dense autograd Hessians and third derivatives (``torch.func``),
+``torch.optim.swa_utils.update_bn``, and closed forms on a quadratic loss.
+"""
+
+import copy
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import curvwidgets as cw
+from curvwidgets.landscape import Direction, eigen_directions, loss_landscape, random_directions
+
+EPS32 = 2.0 ** -24  # unit roundoff of float32
+
+
+# ---- models, data and references --------------------------------------------------------------------------
+
+def tiny_mlp(dtype=torch.float64, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return cw.models.MLP(num_classes=3, input_shape=(5,), hidden=(4,)).to(dtype)
+
+
+def smooth_mlp(seed: int = 0) -> nn.Module:
+    """tanh instead of ReLU: the Taylor remainder bound needs a loss with a third derivative everywhere."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+
+
+def bn_mlp(seed: int = 0, dropout: bool = True) -> nn.Module:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(5, 6), nn.BatchNorm1d(6, momentum=0.3), nn.ReLU()]
+    layers += [nn.Dropout(0.2)] if dropout else []
+    model = nn.Sequential(*layers, nn.Linear(6, 3)).double()
+    with torch.no_grad():  # running statistics far from those of any weights nearby
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.3, 2.0)
+        model[1].num_batches_tracked.fill_(17)
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.3, 0.3)
+    return model
+
+
+def batches(dtype=torch.float64, sizes=(16, 16, 11), seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for size in sizes:
+        inputs = torch.randn(size, 5, generator=generator, dtype=torch.float64).to(dtype)
+        out.append((inputs, torch.randint(0, 3, (size,), generator=generator)))
+    return out
+
+
+def concatenated(data):
+    return torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
+
+
+def flat_parameters(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def loss_and_accuracy_at(model, data, vector, t, loss_fn=None):
+    """The plain loop: a copy of the model holding ``w + t v``, in eval mode, mean loss and accuracy over ``data``."""
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    moved = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat_parameters(model) + t * vector.to(flat_parameters(model).dtype),
+                                            moved.parameters())
+        total, correct, count = 0.0, 0, 0
+        for inputs, targets in data:
+            outputs = moved(inputs)
+            total += float(loss_fn(outputs, targets)) * len(targets)
+            correct += int((outputs.argmax(-1) == targets).sum())
+            count += len(targets)
+    return total / count, correct / count
+
+
+def functional_loss(model, data):
+    """``f(flat parameters)``: the mean cross-entropy over all of ``data`` (what the Hessian and the landscape see)."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    inputs, targets = concatenated(data)
+
+    def f(flat):
+        pieces = torch.split(flat, [s.numel() for s in shapes])
+        state = {name: piece.view(shape) for name, piece, shape in zip(names, pieces, shapes)}
+        return F.cross_entropy(torch.func.functional_call(model, state, (inputs,)), targets)
+
+    return f
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {"state": {name: tensor.detach().clone() for name, tensor in model.state_dict().items()},
+            "flags": [module.training for module in model.modules()],
+            "momenta": [getattr(module, "momentum", None) for module in model.modules()],
+            "requires_grad": [p.requires_grad for p in model.parameters()],
+            "ids": [id(p) for p in model.parameters()]}
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["flags"] == before["flags"]
+    assert after["momenta"] == before["momenta"]
+    assert after["requires_grad"] == before["requires_grad"] and after["ids"] == before["ids"]
+    assert sorted(after["state"]) == sorted(before["state"])
+    for name, tensor in before["state"].items():
+        assert after["state"][name].dtype == tensor.dtype
+        assert torch.equal(after["state"][name], tensor), name
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---- the Taylor expansion along eigenvectors -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smooth_problem():
+    model, data = smooth_mlp(), batches()
+    dim = sum(p.numel() for p in model.parameters())
+    spectrum = cw.spectrum(model, data, "hessian", steps=dim, save_vectors=True, bn_mode="eval",
+                           backend="double-backward")
+    return model, data, spectrum
+
+
+def test_spectrum_of_the_tiny_model_is_the_dense_hessian(smooth_problem):
+    model, data, spectrum = smooth_problem
+    f = functional_loss(model, data)
+    hessian = torch.func.hessian(f)(flat_parameters(model))
+    eigenvalues = torch.linalg.eigvalsh(hessian).numpy()
+    assert spectrum.lanczos.num_steps[0] >= 10
+    extremes = spectrum.extremes()[0]
+    assert extremes[0] == pytest.approx(eigenvalues[-1], rel=1e-8)
+    assert extremes[1] == pytest.approx(eigenvalues[0], abs=1e-8 * abs(eigenvalues[-1]))
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+def test_loss_along_an_eigenvector_matches_the_taylor_expansion(smooth_problem, which):
+    model, data, spectrum = smooth_problem
+    direction = eigen_directions(spectrum, largest=int(which == "largest"), smallest=int(which == "smallest"))[0]
+    theta = direction.curvature
+    index = int(np.nanargmin(np.abs(spectrum.ritz_values[0] - theta)))
+    residual = float(spectrum.residual_estimates[0, index])
+    assert residual < 1e-6 * np.nanmax(np.abs(spectrum.ritz_values))  # a converged Ritz pair
+
+    dist, n_points = 0.06, 7
+    landscape = loss_landscape(model, data, [direction], dist=dist, n_points=n_points, points_per_pass=1)
+    t = landscape.offsets
+    assert t[landscape.centre] == 0.0 and landscape.curvatures[0] == theta
+
+    v = direction.vector.to(torch.float64)  # the stored float32 vector, as the landscape walks it
+    f = functional_loss(model, data)
+    w = flat_parameters(model)
+    slope = float(torch.func.grad(f)(w) @ v)
+    loss_0 = float(f(w))
+    expected = loss_0 + t * slope + 0.5 * theta * t ** 2
+
+    # tolerance: the Lagrange remainder |t|^3 / 6 max|phi'''| on [-dist, dist] (phi(s) = f(w + s v), third
+    # derivative by autograd on a fine grid, with a margin for the points between), plus t^2 / 2 times what
+    # separates v^T H v from theta: the residual estimate and the float32 rounding of v, plus evaluation rounding
+    phi = lambda s: f(w + s * v)  # noqa: E731
+    third = torch.func.grad(torch.func.grad(torch.func.grad(phi)))
+    grid = torch.linspace(-dist, dist, 25, dtype=torch.float64)
+    max_third = max(abs(float(third(s))) for s in grid)
+    norm_h = float(np.nanmax(np.abs(spectrum.ritz_values)))
+    curvature_error = residual * (1 + 4 * EPS32) + 4 * EPS32 * abs(theta) + 2 * EPS32 ** 2 * norm_h
+    tolerance = np.abs(t) ** 3 / 6 * max_third * 1.5 + t ** 2 / 2 * curvature_error + 1e-13
+    measured = landscape["train_loss"][0]
+    assert np.all(np.abs(measured - expected) <= tolerance), (measured - expected, tolerance)
+    # the check has teeth: the curvature term is far above the tolerance at the ends
+    assert 0.5 * abs(theta) * dist ** 2 > 20 * tolerance[-1]
+    # and a curvature off by 10% would not pass
+    wrong = loss_0 + t * slope + 0.5 * 1.1 * theta * t ** 2
+    assert not np.all(np.abs(measured - wrong) <= tolerance)
+    # the second difference at t = 0 tends to theta
+    h = t[1] - t[0]
+    assert landscape.curvature_at_zero()[0] == pytest.approx(theta, abs=h ** 2 / 12 * 1.5 * 4 * max(max_third, 1)
+                                                              + curvature_error + 1e-8)
+
+
+def test_landscape_values_equal_the_plain_loop():
+    model, train, test = tiny_mlp(), batches(), batches(sizes=(9, 8), seed=5)
+    directions = random_directions(model, 2, seed=3)
+    landscape = loss_landscape(model, (train, test), directions, dist=0.8, n_points=5, points_per_pass=3)
+    assert landscape.kind == "line" and landscape["train_loss"].shape == (2, 5)
+    assert sorted(landscape.values) == ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
+    for d, direction in enumerate(directions):
+        for i, t in enumerate(landscape.offsets):
+            for split, data in (("train", train), ("test", test)):
+                loss, accuracy = loss_and_accuracy_at(model, data, direction.vector, t)
+                assert landscape[f"{split}_loss"][d, i] == pytest.approx(loss, rel=1e-12)
+                assert landscape[f"{split}_accuracy"][d, i] == accuracy
+    assert landscape.labels == ("random 1", "random 2") and np.isnan(landscape.curvatures).all()
+    np.testing.assert_array_equal(landscape.offsets, np.linspace(-0.8, 0.8, 5))
+    assert landscape.meta["dist"] == 0.8 and landscape.meta["n_points"] == 5 and landscape.meta["bn"] == "keep"
+
+
+def test_a_sum_reduced_loss_gives_the_same_mean():
+    model, data = tiny_mlp(), batches()
+    directions = random_directions(model, 1, seed=1)
+    mean = loss_landscape(model, data, directions, dist=0.5, n_points=3, points_per_pass=1)
+    summed = loss_landscape(model, data, directions, dist=0.5, n_points=3, points_per_pass=1,
+                            loss_fn=nn.CrossEntropyLoss(reduction="sum"))
+    np.testing.assert_allclose(summed["train_loss"], mean["train_loss"], rtol=1e-13)
+
+
+def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
+    model, data = tiny_mlp(torch.float32, seed=4), batches(torch.float32)
+    directions = random_directions(model, 2, seed=2)
+    assert directions[0].vector.dtype == torch.float32
+    together = loss_landscape(model, data, directions, dist=1.0, n_points=7, points_per_pass=4)
+    alone = loss_landscape(model, data, directions, dist=1.0, n_points=7, points_per_pass=1)
+    assert together.meta["points_per_pass"] == 4 and alone.meta["points_per_pass"] == 1
+    assert together.done.all() and alone.done.all()  # 14 points: three passes of 4 and one of 2
+    # float32 logits, float64 sums: a few units of float32 roundoff
+    np.testing.assert_allclose(together["train_loss"], alone["train_loss"], rtol=16 * EPS32 * 2, atol=0)
+    np.testing.assert_array_equal(together["train_accuracy"], alone["train_accuracy"])
+    # and the automatic choice gives the same numbers whichever it picks
+    auto = loss_landscape(model, data, directions, dist=1.0, n_points=7)
+    assert auto.meta["points_per_pass"] in (1, 8)
+    np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=32 * EPS32, atol=0)
+
+
+def test_a_plane_has_the_right_shape_and_its_axes_are_the_lines():
+    model, data = tiny_mlp(), batches()
+    directions = random_directions(model, 2, seed=6)
+    line = loss_landscape(model, data, directions, dist=0.6, n_points=5, points_per_pass=4)
+    plane = loss_landscape(model, data, directions, dist=0.6, n_points=5, plane=True, points_per_pass=4)
+    assert plane.kind == "plane" and plane["train_loss"].shape == (5, 5) and plane.done.all()
+    c = plane.centre
+    np.testing.assert_allclose(plane["train_loss"][:, c], line["train_loss"][0], rtol=1e-13)
+    np.testing.assert_allclose(plane["train_loss"][c, :], line["train_loss"][1], rtol=1e-13)
+    np.testing.assert_array_equal(plane["train_accuracy"][:, c], line["train_accuracy"][0])
+    # an off-axis point against the plain loop
+    vector = 0.3 * directions[0].vector - 0.6 * directions[1].vector  # offsets[3] v0 + offsets[0] v1
+    loss, _ = loss_and_accuracy_at(model, data, vector, 1.0)
+    assert plane["train_loss"][3, 0] == pytest.approx(loss, rel=1e-12)
+    with pytest.raises(ValueError, match="exactly two directions"):
+        loss_landscape(model, data, directions[:1], dist=0.6, n_points=3, plane=True)
+
+
+def test_curvature_at_zero_is_the_second_derivative_of_a_quadratic_loss():
+    torch.manual_seed(3)
+    model = nn.Linear(5, 3).double()
+    data = batches()
+
+    def squared(outputs, targets):  # a quadratic function of the weights of a linear model
+        return ((outputs - F.one_hot(targets, 3).to(outputs.dtype)) ** 2).mean()
+
+    direction = random_directions(model, 1, seed=9)[0]
+    landscape = loss_landscape(model, data, [direction], dist=1.0, n_points=5, loss_fn=squared, points_per_pass=1)
+    weight, bias = direction.vector[:15].view(3, 5), direction.vector[15:]
+    inputs, _ = concatenated(data)
+    change = inputs @ weight.T + bias  # d outputs / dt
+    exact = 2 * float((change ** 2).sum()) / change.numel()
+    np.testing.assert_allclose(landscape.curvature_at_zero(), [exact], rtol=1e-9)
+
+
+# ---- the model is left exactly as found -----------------------------------------------------------------
+
+@pytest.fixture
+def mixed_mode_model():
+    model = bn_mlp()
+    model.train()
+    model[3].eval()  # a mix of flags, to be put back one by one
+    return model, snapshot(model)
+
+
+@pytest.mark.parametrize("bn", ["keep", "recompute"])
+def test_a_sweep_leaves_the_model_bit_identical(mixed_mode_model, bn):
+    model, before = mixed_mode_model
+    data = batches()
+    result = loss_landscape(model, (data, batches(seed=2)), random_directions(model, 2, seed=0), dist=0.5,
+                            n_points=3, bn=bn)
+    assert result.done.all()
+    assert_unchanged(model, before)
+    assert model.training and not model[3].training
+
+
+def test_a_cancelled_sweep_leaves_the_model_bit_identical_and_keeps_the_points_done(mixed_mode_model):
+    model, before = mixed_mode_model
+    data, directions = batches(), random_directions(model, 2, seed=0)
+    full = loss_landscape(model, data, directions, dist=0.5, n_points=5, points_per_pass=1)
+    assert_unchanged(model, before)
+    cancel, events = threading.Event(), []
+
+    def progress(event):
+        events.append(event)
+        if event.step == 3:
+            cancel.set()
+
+    with pytest.raises(cw.Cancelled) as raised:
+        loss_landscape(model, data, directions, dist=0.5, n_points=5, points_per_pass=1, progress=progress,
+                       cancel=cancel)
+    assert_unchanged(model, before)
+    partial = raised.value.result
+    assert isinstance(partial, cw.Landscape) and raised.value.step == 3 and raised.value.stage == "landscape"
+    assert [event.step for event in events] == [1, 2, 3] and {event.total for event in events} == {10}
+    done = partial.done.reshape(-1)
+    assert done[:3].all() and not done[3:].any()
+    for name in ("train_loss", "train_accuracy"):
+        flat = partial[name].reshape(-1)
+        np.testing.assert_array_equal(flat[:3], full[name].reshape(-1)[:3])
+        assert np.isnan(flat[3:]).all()
+    # the partial results sent with the events grow one point at a time
+    assert [int(event.partial.done.sum()) for event in events] == [1, 2, 3]
+
+
+def test_a_sweep_that_raised_leaves_the_model_bit_identical(mixed_mode_model):
+    model, before = mixed_mode_model
+    calls = []
+
+    def failing_loss(outputs, targets):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("loss exploded")
+        return F.cross_entropy(outputs, targets)
+
+    for bn in ("keep", "recompute"):
+        calls.clear()
+        with pytest.raises(RuntimeError, match="loss exploded"):
+            loss_landscape(model, batches(), random_directions(model, 1), dist=0.5, n_points=3, bn=bn,
+                           loss_fn=failing_loss, points_per_pass=1)
+        assert len(calls) == 3
+        assert_unchanged(model, before)
+
+
+def test_recomputed_batchnorm_equals_update_bn_at_that_point():
+    model = bn_mlp(dropout=False).eval()
+    train, test = batches(), batches(sizes=(10, 7), seed=4)
+    direction = random_directions(model, 1, seed=5)[0]
+    recomputed = loss_landscape(model, (train, test), [direction], dist=0.5, n_points=3, bn="recompute")
+    kept = loss_landscape(model, (train, test), [direction], dist=0.5, n_points=3, bn="keep")
+    assert recomputed.meta["points_per_pass"] == 1 and recomputed.meta["bn"] == "recompute"
+    for index in (0, 2):
+        t = recomputed.offsets[index]
+        reference = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat_parameters(model) + t * direction.vector, reference.parameters())
+        torch.optim.swa_utils.update_bn(train, reference)
+        reference.eval()
+        for split, data in (("train", train), ("test", test)):
+            loss, accuracy = loss_and_accuracy_at(reference, data, torch.zeros_like(direction.vector), 0.0)
+            assert recomputed[f"{split}_loss"][0, index] == pytest.approx(loss, rel=1e-12)
+            assert recomputed[f"{split}_accuracy"][0, index] == accuracy
+        # the running statistics matter here: keeping the trained ones gives another loss
+        assert abs(kept["train_loss"][0, index] - recomputed["train_loss"][0, index]) > 1e-3
+        # and "keep" is the plain loop with the trained statistics
+        loss, _ = loss_and_accuracy_at(model, train, direction.vector, t)
+        assert kept["train_loss"][0, index] == pytest.approx(loss, rel=1e-12)
+
+
+def test_recompute_with_empty_training_data_is_a_clear_error():
+    model = bn_mlp(dropout=False)
+    with pytest.raises(ValueError, match="the data yielded no samples"):
+        loss_landscape(model, ([], batches()), random_directions(model, 1), dist=0.5, n_points=3, bn="recompute")
+
+
+# ---- directions ------------------------------------------------------------------------------------------
+
+def conv_model() -> nn.Module:
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 4)).double()
+
+
+def test_filter_normalised_directions_have_the_weights_filter_norms():
+    model = conv_model()
+    with torch.no_grad():
+        model[0].weight[1] *= 7.0  # filters of very different scales
+    directions = random_directions(model, 2, seed=4, filter_normalized=True)
+    assert [d.label for d in directions] == ["filter-normalised 1", "filter-normalised 2"]
+    for direction in directions:
+        assert direction.vector.dtype == torch.float64 and math.isnan(direction.curvature)
+        start = 0
+        for name, parameter in model.named_parameters():
+            piece = direction.vector[start : start + parameter.numel()].view_as(parameter)
+            start += parameter.numel()
+            if parameter.ndim == 1:  # biases and BatchNorm scales and shifts
+                assert torch.count_nonzero(piece) == 0, name
+            else:
+                np.testing.assert_allclose(piece.flatten(1).norm(dim=1).numpy(),
+                                           parameter.detach().flatten(1).norm(dim=1).numpy(), rtol=1e-12)
+        assert start == direction.vector.numel()
+    assert not torch.equal(directions[0].vector, directions[1].vector)
+
+
+def test_random_directions_are_unit_and_seeded():
+    model = conv_model()
+    first = random_directions(model, 3, seed=11)
+    again = random_directions(model, 3, seed=11)
+    other = random_directions(model, 3, seed=12)
+    for a, b, c in zip(first, again, other):
+        assert a.vector.norm().item() == pytest.approx(1.0, abs=1e-12)
+        assert torch.equal(a.vector, b.vector) and not torch.equal(a.vector, c.vector)
+    assert first[0].vector.numel() == sum(p.numel() for p in model.parameters())
+    assert random_directions(tiny_mlp(torch.float32), 1)[0].vector.dtype == torch.float32
+
+
+def test_eigen_directions_pick_ritz_vectors_by_rank():
+    rng = np.random.default_rng(0)
+    eigenvalues = np.array([-3.0, -1.0, -0.01, 0.02, 0.5, 1.5, 4.0, 9.0])
+    basis, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    matrix = (basis * eigenvalues) @ basis.T
+    spectrum = cw.Spectrum.from_lanczos(cw.lanczos(matrix, 8, store_vectors=True), save_vectors=True)
+    picked = eigen_directions(spectrum, largest=2, smallest=2, nearest_zero=2)
+    assert [d.curvature for d in picked] == pytest.approx([9.0, 4.0, -3.0, -1.0, -0.01, 0.02], abs=1e-10)
+    assert [d.label.split(" (")[0] for d in picked] == ["largest 1", "largest 2", "smallest 1", "smallest 2",
+                                                         "nearest zero 1", "nearest zero 2"]
+    assert picked[0].label == "largest 1 (theta = 9)"
+    for direction in picked:
+        v = direction.vector.numpy().astype(np.float64)
+        assert direction.vector.dtype == torch.float32
+        np.testing.assert_allclose(matrix @ v, direction.curvature * v, atol=1e-5)
+    # a Ritz value picked twice appears once
+    overlapping = eigen_directions(spectrum, largest=8, smallest=2)
+    assert len(overlapping) == 8
+    with pytest.raises(ValueError, match="at least one direction"):
+        eigen_directions(spectrum, largest=0, smallest=0)
+    with pytest.raises(ValueError, match="largest must be an int >= 0"):
+        eigen_directions(spectrum, largest=-1)
+    with pytest.raises(ValueError, match=r"run must be an int in \[0, 1\)"):
+        eigen_directions(spectrum, run=1)
+    with pytest.raises(ValueError, match="save_vectors=True"):
+        eigen_directions(spectrum.truncate(5))
+    with pytest.raises(TypeError, match="spectrum must be a curvwidgets Spectrum"):
+        eigen_directions(spectrum.lanczos)
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dist", [0, -0.25, float("nan"), float("inf")])
+def test_dist_must_be_positive(dist):
+    model = tiny_mlp()
+    with pytest.raises(ValueError, match="dist must be a finite number > 0"):
+        loss_landscape(model, batches(), random_directions(model, 1), dist=dist)
+
+
+@pytest.mark.parametrize("n_points", [1, 0, 2.5, True])
+def test_n_points_must_be_at_least_two(n_points):
+    model = tiny_mlp()
+    with pytest.raises(ValueError, match="n_points must be an int >= 2"):
+        loss_landscape(model, batches(), random_directions(model, 1), n_points=n_points)
+
+
+def test_a_vector_of_another_model_is_refused():
+    model, other = tiny_mlp(), conv_model()
+    wrong = random_directions(other, 1)[0]
+    with pytest.raises(ValueError, match=r"has 115 entries but the model's selected parameters have 39"):
+        loss_landscape(model, batches(), [wrong], dist=0.5, n_points=3)
+    with pytest.raises(ValueError, match="contains NaN"):
+        loss_landscape(model, batches(), [torch.full((39,), float("nan"))], dist=0.5, n_points=3)
+    with pytest.raises(ValueError, match="non-empty list"):
+        loss_landscape(model, batches(), [], dist=0.5, n_points=3)
+    with pytest.raises(TypeError, match=r"directions\[0\] must be a Direction"):
+        loss_landscape(model, batches(), [[0.0] * 39], dist=0.5, n_points=3)
+
+
+def test_plain_vectors_are_labelled_and_other_options_checked():
+    model = tiny_mlp()
+    vector = np.ones(39) / math.sqrt(39)
+    result = loss_landscape(model, batches(), [vector], dist=0.5, n_points=3, points_per_pass=1)
+    assert result.labels == ("vector 1",)
+    loss, _ = loss_and_accuracy_at(model, batches(), torch.from_numpy(vector), 0.5)
+    assert result["train_loss"][0, 2] == pytest.approx(loss, rel=1e-12)
+    with pytest.raises(ValueError, match="bn must be one of"):
+        loss_landscape(model, batches(), [vector], bn="frozen")
+    with pytest.raises(ValueError, match="points_per_pass"):
+        loss_landscape(model, batches(), [vector], points_per_pass=0)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        loss_landscape(lambda x: x, batches(), [vector])
+    with pytest.raises(TypeError, match="data must be"):
+        loss_landscape(model, iter(batches()), [vector])
