@@ -60,13 +60,15 @@ class UpdateClock:
         dispatcher._apply = timed_apply
 
 
-def run_widget(widget) -> Dict[str, float]:
+def run_widget(widget, expected: Callable[[], np.ndarray]) -> Dict[str, float]:
+    """Run ``widget`` in its worker thread and join; check it computed the Ritz values ``expected()`` did."""
     clock = UpdateClock(widget.runner)
     began = time.perf_counter()
     assert widget.run()
     assert widget.runner.join()
     seconds = time.perf_counter() - began
     assert widget.runner.outcome == "done", widget.runner.error
+    np.testing.assert_allclose(widget.result.ritz_values, expected(), rtol=1e-6, atol=1e-9)
     return {"seconds": seconds, "update_seconds": clock.seconds, "updates": clock.updates}
 
 
@@ -83,13 +85,16 @@ def side_by_side(direct: Callable[[], None], widget: Callable[[], Dict[str, floa
 
 
 def synthetic_section(P: int, steps: int, rounds: int) -> Dict:
+    last = {}
+
     def direct() -> None:
         matrix = cw.synthetic.wigner(P, seed=0)
         cw.synthetic.diagonal_approximation(matrix)
-        cw.lanczos(matrix, steps=steps, seed=0)
+        last["ritz"] = cw.lanczos(matrix, steps=steps, seed=0).ritz_values
         exact_eigenvalues(matrix)
 
-    return side_by_side(direct, lambda: run_widget(SyntheticSpectrumWidget(P=P, steps=steps)), rounds)
+    return side_by_side(direct, lambda: run_widget(SyntheticSpectrumWidget(P=P, steps=steps), lambda: last["ritz"]),
+                        rounds)
 
 
 def mlp_and_data(samples: int = 512):
@@ -103,8 +108,13 @@ def network_section(steps: int, rounds: int) -> Dict:
     model, data = mlp_and_data()
     options = dict(steps=steps, backend="double-backward")
     cw.spectrum(model, data, steps=2, backend="double-backward")  # warm-up
-    return side_by_side(lambda: cw.spectrum(model, data, **options),
-                        lambda: run_widget(SpectrumWidget(model, data, **options)), rounds)
+    last = {}
+
+    def direct() -> None:
+        last["ritz"] = cw.spectrum(model, data, **options).ritz_values
+
+    return side_by_side(direct, lambda: run_widget(SpectrumWidget(model, data, **options), lambda: last["ritz"]),
+                        rounds)
 
 
 def time_moves(move: Callable[[int], None], values: List, repeats: int = 3) -> Dict[str, float]:
@@ -152,16 +162,16 @@ def main() -> None:
         results["synthetic"] = row = synthetic_section(args.P, 30, args.rounds)
         print(f"synthetic P = {args.P}: direct {min(row['direct_s']):.2f} s, widget / direct = {row['ratio']:.4f}, "
               f"widget updates = {100 * row['update_share']:.3f}% of the computation "
-              f"({row['widget'][0]['updates']} updates), load {row['load']}")
+              f"({row['widget'][0]['updates']} updates), load {row['load']}", flush=True)
     if "network" in args.sections:
         results["network"] = row = network_section(30, max(args.rounds, 3))
         print(f"network MLP P = 2410: direct {min(row['direct_s']):.3f} s, widget / direct = {row['ratio']:.4f}, "
-              f"widget updates = {100 * row['update_share']:.2f}% of the computation, load {row['load']}")
+              f"widget updates = {100 * row['update_share']:.2f}% of the computation, load {row['load']}", flush=True)
     if "redraw" in args.sections:
         results["redraw"] = rows = redraw_section(100, 10)
         for name, row in rows.items():
             print(f"redraw, 100 steps x 10 vectors, {name}: median {row['median_ms']:.1f} ms, "
-                  f"max {row['max_ms']:.1f} ms over {row['moves']} moves")
+                  f"max {row['max_ms']:.1f} ms over {row['moves']} moves", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1, default=str)

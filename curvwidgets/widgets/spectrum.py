@@ -67,8 +67,9 @@ class SpectrumWidget(widgets.VBox):
     eigenvalue axis; a second figure shows the Ritz values of one start vector
     against the step ``k`` (from ``truncate(k)``), the converged ones (residual
     estimate below the tolerance of :meth:`Spectrum.converged`) filled and red,
-    the others hollow and grey. The widget computes nothing itself: every number
-    it draws comes from the :class:`~curvwidgets.Spectrum`.
+    the others hollow and grey; it is drawn when a run ends (it takes ``m``
+    truncations) and kept per start vector. The widget computes nothing itself:
+    every number it draws comes from the :class:`~curvwidgets.Spectrum`.
 
     Parameters
     ----------
@@ -163,6 +164,7 @@ class SpectrumWidget(widgets.VBox):
         self.runner = TaskRunner(on_run=self.run)
         self._drawn: Optional[Spectrum] = None
         self._convergence_of: Optional[Tuple[Spectrum, int]] = None
+        self._shown: Optional[Tuple[Spectrum, int, Spectrum]] = None
         self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
         self._quiet = False
         self._build_figures()
@@ -299,8 +301,7 @@ class SpectrumWidget(widgets.VBox):
             nodes = weights = grid = density = np.zeros(0)
             self.summary_values = {}
         else:
-            k = min(self.step_slider.value, spectrum.steps)
-            shown = spectrum if k == spectrum.steps else spectrum.truncate(k)
+            shown = self._truncated(spectrum, min(self.step_slider.value, spectrum.steps))
             nodes, weights = shown.stem()
             grid, density = shown.smooth(sigma=self.sigma_slider.value)
             self.summary_values = shown.summary()
@@ -316,6 +317,12 @@ class SpectrumWidget(widgets.VBox):
             self.density_line.x, self.density_line.y = grid, density
             self.summary.value = _summary_table(self.summary_values)
             self._draw_step_marker()
+
+    def _truncated(self, spectrum: Spectrum, k: int) -> Spectrum:
+        """``spectrum.truncate(k)``, kept for the next draw: a smoothing or scale change reuses it."""
+        if self._shown is None or self._shown[:2] != (spectrum, k):
+            self._shown = (spectrum, k, spectrum if k == spectrum.steps else spectrum.truncate(k))
+        return self._shown[2]
 
     def _draw_step_marker(self) -> None:
         values = np.concatenate([self.converged_marks.y, self.pending_marks.y])
