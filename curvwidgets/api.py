@@ -16,11 +16,8 @@ batch's statistics (``bn_mode="train"``; the Monte Carlo Diag-GGN needs
 ``"eval"``); landscapes keep the trained BatchNorm statistics. Every result
 records the choices it was made with.
 
-Examples
---------
->>> from curvwidgets import *                                        # doctest: +SKIP
->>> train_network(dir="result/digits/", dataset="digits", model="MLP", epochs=5,
-...               optimizer_kwargs={"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4})  # doctest: +SKIP
+The README's section "The paper's workflow" shows the calls in order;
+``tests/test_api.py`` runs the paper's own snippets on the embedded data.
 """
 
 from __future__ import annotations

@@ -67,8 +67,8 @@ def test_atomic_path_leaves_no_partial_file(tmp_path):
     assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
 
 
-def test_demo_command_writes_the_figures_and_a_summary(tmp_path, capsys):
-    assert main(["demo", "--size", "small", "--out", str(tmp_path), "--steps", "20"]) == 0
+def test_synthetic_command_writes_the_figures_and_a_summary(tmp_path, capsys):
+    assert main(["synthetic", "--size", "small", "--out", str(tmp_path), "--steps", "20"]) == 0
     names = sorted(path.name for path in tmp_path.iterdir())
     assert len(names) == 9 and all(name.endswith(".png") for name in names)
     summary = capsys.readouterr().out
