@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import curvwidgets as cw
-from curvwidgets.landscape import Direction, eigen_directions, loss_landscape, random_directions
+from curvwidgets.landscape import eigen_directions, loss_landscape, random_directions
 
 EPS32 = 2.0 ** -24  # unit roundoff of float32
 
