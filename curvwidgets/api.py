@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 from ._atomic import atomic_path
-from ._validate import choice
-from .progress import CancelToken, ProgressCallback
+from ._validate import choice, positive
+from .progress import CancelToken, ProgressCallback, report
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result
 
 __all__ = ["train_network", "compute_eigenspectrum", "compute_loss_stats", "build_loss_landscape", "plot_training",
@@ -104,6 +104,7 @@ def train_network(
     loaded = datasets.load(dataset, root=data_path, download=download, batch_size=batch_size, device=device,
                            seed=seed, rank=rank, world_size=world)
     every = None if save_freq is None or save_freq >= epochs else save_freq
+    report(progress, cancel, "train", 0, epochs, partial=lambda: None)  # data loaded; the first epoch next
     return train(model, loaded, epochs, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, schedule=schedule,
                  schedule_kwargs=schedule_kwargs, out_dir=dir, save_every=every, resume=resume, device=device, seed=seed, swa_start=swa_start,
                  swa_lr=swa_lr, progress=progress, cancel=cancel)
@@ -239,6 +240,7 @@ def compute_loss_stats(
     from .curvature import loss_stats
 
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+    report(progress, cancel, "loss_stats", 0, 1 + len(curvature), partial=lambda: None)
     statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
                             params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes, seed=seed,
                             num_samples=num_samples, progress=progress, cancel=cancel)
@@ -302,6 +304,9 @@ def build_loss_landscape(
     from .landscape import eigen_directions, loss_landscape, random_directions
 
     choice("directions", directions, ("eigenvectors", "random", "filter-normalised"))
+    positive("dist", dist)
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+        raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
     spectrum = None
     if directions == "eigenvectors":
         if spectrum_path is None:
@@ -313,6 +318,11 @@ def build_loss_landscape(
                              "with save_eigvec=True")
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     if spectrum is not None:
+        size = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
+        if spectrum.ritz_vectors.shape[-1] != size:
+            raise ValueError(f"spectrum_path {os.fspath(spectrum_path)!r} holds eigenvectors of "
+                             f"{spectrum.ritz_vectors.shape[-1]} parameters, but the model of {trained.checkpoint!r} "
+                             f"has {size}: a spectrum of another model or of a parameter subset")
         chosen = eigen_directions(spectrum, largest=largest, smallest=smallest, nearest_zero=nearest_zero)
     else:
         chosen = random_directions(trained.model, num_random, seed=seed,

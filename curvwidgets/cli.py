@@ -16,10 +16,11 @@ from typing import Callable, List, Optional
 __all__ = ["main", "build_parser"]
 
 
-def _bar(desc: str, total: int):
+def _bar(desc: str):
+    """A tqdm bar that appears at the computation's first event: ``step=0``, sent once its inputs are checked."""
     from .progress import TqdmProgress
 
-    return TqdmProgress(desc=desc, total=total)
+    return TqdmProgress(desc=desc)
 
 
 def _synthetic(arguments: argparse.Namespace) -> int:
@@ -50,7 +51,7 @@ def _train(arguments: argparse.Namespace) -> int:
     options = {key: value for key, value in (("lr", arguments.lr), ("momentum", arguments.momentum),
                                              ("weight_decay", arguments.weight_decay)) if value is not None}
     schedule_options = {"final_ratio": arguments.final_ratio} if arguments.final_ratio is not None else None
-    with _bar("train", arguments.epochs) as bar:
+    with _bar("train") as bar:
         history = api.train_network(
             arguments.out, dataset=arguments.data, data_path=arguments.root, model=arguments.model,
             epochs=arguments.epochs, optimizer=arguments.optimizer, optimizer_kwargs=options,
@@ -72,7 +73,7 @@ def _epoch_lines(bar) -> Callable:
 
     def show(event) -> None:
         bar(event)
-        if event.stage == "train" and world()[0] == 0:
+        if event.stage == "train" and event.step > 0 and world()[0] == 0:
             row = event.partial.rows[-1]
             tqdm.write(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss "
                             f"{row['train_loss']:.4f} top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} "
@@ -85,7 +86,7 @@ def _spectrum(arguments: argparse.Namespace) -> int:
     from . import api
 
     lanczos = arguments.matrix.endswith("_lanczos")
-    with _bar(arguments.matrix, arguments.steps if lanczos else 1) as bar:
+    with _bar(arguments.matrix) as bar:
         result = api.compute_eigenspectrum(
             dataset=arguments.data, data_path=arguments.root, checkpoint_path=arguments.checkpoint,
             save_spectrum_path=arguments.out, save_eigvec=arguments.save_eigvec, lanczos_iters=arguments.steps,
@@ -101,7 +102,7 @@ def _spectrum(arguments: argparse.Namespace) -> int:
 def _stats(arguments: argparse.Namespace) -> int:
     from . import api
 
-    with _bar("loss statistics", 1 + len(arguments.curvature)) as bar:
+    with _bar("loss statistics") as bar:
         statistics = api.compute_loss_stats(
             dataset=arguments.data, data_path=arguments.root, checkpoint_path=arguments.checkpoint,
             save_path=arguments.out, curvature=arguments.curvature, num_probes=arguments.probes,
@@ -116,9 +117,7 @@ def _stats(arguments: argparse.Namespace) -> int:
 def _landscape(arguments: argparse.Namespace) -> int:
     from . import api
 
-    directions = arguments.largest + arguments.smallest + arguments.nearest_zero
-    total = arguments.points ** 2 if arguments.plane else max(directions, 1) * arguments.points
-    with _bar("landscape", total) as bar:
+    with _bar("landscape") as bar:
         result = api.build_loss_landscape(
             dataset=arguments.data, data_path=arguments.root, dist=arguments.dist, n_points=arguments.points,
             spectrum_path=arguments.spectrum, checkpoint_path=arguments.checkpoint, save_path=arguments.out,

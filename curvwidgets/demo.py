@@ -22,8 +22,8 @@ from .progress import ProgressCallback
 
 __all__ = ["DemoSettings", "DemoSummary", "run_demo", "format_demo_summary"]
 
-#: ``bar(description, total)`` -> a ``progress=`` callback (or None for no progress display).
-BarFactory = Callable[[str, int], Optional[ProgressCallback]]
+#: ``bar(description)`` -> a ``progress=`` callback (or None for no progress display).
+BarFactory = Callable[[str], Optional[ProgressCallback]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class DemoSummary:
     files: Dict[str, Path] = field(default_factory=dict)
 
 
-def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory = lambda desc, total: None,
+def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory = lambda desc: None,
              echo: Callable[[str], None] = print) -> DemoSummary:
     """Train, spectra, landscapes and figures into ``out``; returns the summary.
 
@@ -83,7 +83,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
     began = time.perf_counter()
     history = api.train_network(run, dataset="digits", model=settings.model, epochs=settings.epochs,
                                 optimizer_kwargs={"lr": settings.lr}, save_freq=None, seed=settings.seed,
-                                device=settings.device, progress=bar("train", settings.epochs))
+                                device=settings.device, progress=bar("train"))
     seconds["training"] = time.perf_counter() - began
     checkpoint = Path(history.checkpoints[-1])
     epoch = f"{len(history):05d}"
@@ -98,7 +98,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
         spectra[matrix] = api.compute_eigenspectrum(
             checkpoint_path=checkpoint, save_spectrum_path=files[f"{matrix} spectrum"], save_eigvec=matrix == "hessian",
             lanczos_iters=settings.steps, curvature_matrix=f"{matrix}_lanczos", seed=settings.seed,
-            device=settings.device, progress=bar(f"{matrix} Lanczos", settings.steps))
+            device=settings.device, progress=bar(f"{matrix} Lanczos"))
     files["diagonal"] = out / "spectra" / f"spectrum-{epoch}-ggn_diag.npz"
     api.compute_eigenspectrum(checkpoint_path=checkpoint, save_spectrum_path=files["diagonal"],
                               curvature_matrix="ggn_diag", seed=settings.seed, device=settings.device)
@@ -113,12 +113,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
     line = api.build_loss_landscape(
         dist=settings.dist, n_points=settings.n_points, spectrum_path=files["hessian spectrum"],
         checkpoint_path=checkpoint, save_path=files["landscape"], device=settings.device,
-        progress=bar("landscape", 6 * settings.n_points))
+        progress=bar("landscape"))
     files["plane"] = out / f"losslandscape-plane-{epoch}.npz"
     api.build_loss_landscape(
         dist=settings.dist, n_points=settings.plane_points, spectrum_path=files["hessian spectrum"],
         checkpoint_path=checkpoint, save_path=files["plane"], largest=2, smallest=0, plane=True,
-        device=settings.device, progress=bar("plane", settings.plane_points ** 2))
+        device=settings.device, progress=bar("plane"))
     seconds["landscape"] = time.perf_counter() - began
     for metric in ("loss", "accuracy"):
         files[f"landscape {metric} figure"] = out / f"landscape_{metric}.png"

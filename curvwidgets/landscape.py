@@ -210,7 +210,8 @@ def loss_landscape(
     meta : mapping, optional
         Extra metadata to record (model name, checkpoint, spectrum file...).
     progress, cancel
-        The progress protocol: an event after every pass (``stage="landscape"``,
+        The progress protocol: an event with ``step=0`` before the first pass
+        and one after every pass (``stage="landscape"``,
         ``step`` = points done, the partial :class:`~curvwidgets.results.Landscape`
         with NaN at the points not done); a cancel raises
         :class:`~curvwidgets.Cancelled` carrying it.
@@ -263,6 +264,7 @@ def loss_landscape(
         chunk = 1 if bn == "recompute" else points_per_pass or evaluator.choose_points_per_pass(
             coefficients[:_CANDIDATE_POINTS] @ basis, splits)
         record["points_per_pass"] = chunk
+        report(progress, cancel, "landscape", 0, total, partial=result)
         while done < total:
             points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
             for split, batches in splits.items():

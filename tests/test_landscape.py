@@ -298,7 +298,7 @@ def test_a_cancelled_sweep_leaves_the_model_bit_identical_and_keeps_the_points_d
     assert_unchanged(model, before)
     partial = raised.value.result
     assert isinstance(partial, cw.Landscape) and raised.value.step == 3 and raised.value.stage == "landscape"
-    assert [event.step for event in events] == [1, 2, 3] and {event.total for event in events} == {10}
+    assert [event.step for event in events] == [0, 1, 2, 3] and {event.total for event in events} == {10}  # 0: started
     done = partial.done.reshape(-1)
     assert done[:3].all() and not done[3:].any()
     for name in ("train_loss", "train_accuracy"):
@@ -306,7 +306,7 @@ def test_a_cancelled_sweep_leaves_the_model_bit_identical_and_keeps_the_points_d
         np.testing.assert_array_equal(flat[:3], full[name].reshape(-1)[:3])
         assert np.isnan(flat[3:]).all()
     # the partial results sent with the events grow one point at a time
-    assert [int(event.partial.done.sum()) for event in events] == [1, 2, 3]
+    assert [int(event.partial.done.sum()) for event in events] == [0, 1, 2, 3]
 
 
 def test_a_sweep_that_raised_leaves_the_model_bit_identical(mixed_mode_model):

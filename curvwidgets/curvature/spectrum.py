@@ -10,7 +10,7 @@ from torch import nn
 
 from .._validate import boolean, choice, positive_int
 from ..linalg.lanczos import lanczos
-from ..progress import Cancelled, CancelToken, ProgressCallback
+from ..progress import Cancelled, CancelToken, ProgressCallback, report
 from ..results import Spectrum
 from .operators import GGN, BN_MODES, Hessian
 from .params import ParamsLike
@@ -83,8 +83,9 @@ def spectrum(
     meta : mapping, optional
         Extra metadata (model name, checkpoint, epoch, data, ...) to record.
     progress, cancel
-        The progress protocol: one event per Lanczos step (``stage="lanczos"``,
-        the partial ``LanczosResult``); a cancel raises
+        The progress protocol: an event with ``step=0`` once the inputs are
+        checked, then one per Lanczos step (``stage="lanczos"``, the partial
+        ``LanczosResult``); a cancel raises
         :class:`~curvwidgets.Cancelled` carrying the partial :class:`Spectrum`.
 
     Returns
@@ -102,6 +103,7 @@ def spectrum(
     boolean("save_vectors", save_vectors)
     op = curvature_operator(model, data, matrix, loss_fn=loss_fn, params=params, bn_mode=bn_mode,
                             num_samples=num_samples, seed=seed, backend=backend)
+    report(progress, cancel, "lanczos", 0, steps, partial=lambda: None)  # inputs checked, the first product next
     began = time.perf_counter()
 
     def wrap(result: Any, steps_done: int) -> Spectrum:

@@ -186,7 +186,8 @@ def train(
         schedule_kwargs.setdefault("final_ratio", swa.lr / initial_rates[0])
     rates = schedules.create(schedule, swa.start if swa is not None else epochs, **schedule_kwargs)
     config = {"model": type(model).__name__, "architecture": architecture, "data": getattr(dataset, "name", "custom"),
-              "validation": getattr(dataset, "validation", False), "epochs": epochs,
+              "validation": getattr(dataset, "validation", False),
+              "data_options": dict(getattr(dataset, "options", {})), "epochs": epochs,
               "optimizer": optimizer_name, "optimizer_kwargs": _plain(optimizer_kwargs), "schedule": rates.name,
               "schedule_kwargs": _plain(rates.options), "seed": seed, "swa_start": swa_start, "swa_lr": swa_lr,
               "world_size": world, "device": str(device), "amp": amp}

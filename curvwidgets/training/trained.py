@@ -123,7 +123,8 @@ def load_trained(
             raise ValueError(f"{source!r} was trained on data {name!r}, which cannot be loaded by name; pass data=False "
                              "and use your own batches")
         dataset = datasets.load(name, root=root, download=download, augment=False,
-                                validation=config.get("validation", False), batch_size=batch_size, device=device)
+                                validation=config.get("validation", False), batch_size=batch_size, device=device,
+                                **config.get("data_options", {}))
     if swa and any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules()):
         if dataset is None:
             raise ValueError("swa=True for a model with BatchNorm needs data=True: its statistics are recomputed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,6 +51,8 @@ class DataSet:
         Class names, index = label.
     validation : bool
         Whether ``test`` is a validation split held out from training.
+    options : dict
+        The ``synthetic`` options it was loaded with (so that a checkpoint can load it again).
     """
 
     name: str
@@ -62,6 +64,7 @@ class DataSet:
     std: tuple
     classes: tuple
     validation: bool = False
+    options: dict = field(default_factory=dict)
 
     def evaluation_loader(self, split: str = "train", batch_size: int | None = None) -> TensorLoader:
         """One split in a fixed order, without augmentation, unsharded.
@@ -360,6 +363,7 @@ def load(
         std=splits.std,
         classes=splits.classes,
         validation=bool(held_out),
+        options=dict(options),
     )
 
 
