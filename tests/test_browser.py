@@ -157,6 +157,8 @@ def lab(tmp_path_factory, sync_playwright):
                      JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
                      IPYTHONDIR=str(private / "ipython"), MPLBACKEND="agg")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in [*ARTEFACTS.glob("*.png"), *ARTEFACTS.glob("*.html")]:   # screenshots of an earlier run
+        stale.unlink()
     token = secrets.token_hex(16)
     process = None
     log = open(ARTEFACTS / "jupyterlab.log", "w")
