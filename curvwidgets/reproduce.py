@@ -33,7 +33,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, object]]] = {
         "04_marchenko_pastur": {"P_large": 1000},
         "07_vgg16_cifar100_spectrum": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits"},
         "08_vgg16_cifar100_landscape": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits", "n_points": 11},
-        "09_vgg16_cifar10": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits-b", "n_points": 11},
+        "09_vgg16_cifar10": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits-b", "n_points": 11, "seed": 1},
     },
 }
 
