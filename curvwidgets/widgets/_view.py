@@ -8,7 +8,7 @@ from typing import Iterator, Tuple
 import numpy as np
 from ipywidgets import Widget
 
-__all__ = ["hold_sync", "stem_segments", "log_floor"]
+__all__ = ["hold_sync", "set_slider", "stem_segments", "log_floor"]
 
 
 @contextlib.contextmanager
@@ -18,6 +18,27 @@ def hold_sync(*widgets: Widget) -> Iterator[None]:
         for widget in widgets:
             stack.enter_context(widget.hold_sync())
         yield
+
+
+def set_slider(slider: Widget, value: float, low: float, high: float) -> None:
+    """Give ``slider`` the range ``[low, high]`` and ``value``, one message per change, never inside ``hold_sync``.
+
+    Sent together, the browser may apply a new ``value`` before the new
+    ``max``, clamp it to the old range and send the clamped value back (seen
+    in the real-browser test: a slider left at 7 of 8 steps). Here the range
+    first grows to hold both the old and the new one, then the value moves,
+    then the range shrinks to ``[low, high]``, so every message is valid on its
+    own. For a ``FloatLogSlider``, ``low`` and ``high`` are exponents.
+    """
+    if low < slider.min:
+        slider.min = low
+    if high > slider.max:
+        slider.max = high
+    slider.value = value
+    if low > slider.min:
+        slider.min = low
+    if high < slider.max:
+        slider.max = high
 
 
 def stem_segments(nodes: np.ndarray, weights: np.ndarray, base: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
 from ..results import Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import hold_sync, log_floor, stem_segments
+from ._view import hold_sync, log_floor, set_slider, stem_segments
 from .runner import TaskRunner
 
 __all__ = ["SpectrumWidget", "convergence_points"]
@@ -279,15 +279,15 @@ class SpectrumWidget(widgets.VBox):
         """Draw a (partial) spectrum at its last step; at the end of a run also the convergence plot."""
         self._drawn = spectrum
         steps = 1 if spectrum is None else spectrum.steps
-        with self._quietly(), hold_sync(self.step_slider, self.sigma_slider, self.run_picker, self.save_button):
-            self.step_slider.max = steps
-            self.step_slider.value = steps
+        with self._quietly():
+            set_slider(self.step_slider, steps, 1, steps)
+            if spectrum is not None:
+                sigma = default_sigma(spectrum.stem()[0], spectrum.steps)
+                set_slider(self.sigma_slider, sigma, np.log10(sigma) - 2, np.log10(sigma) + 2)
+        with self._quietly(), hold_sync(self.sigma_slider, self.run_picker, self.save_button):
             self.sigma_slider.disabled = not final
             self.save_button.disabled = self.result is None
             if spectrum is not None:
-                sigma = default_sigma(spectrum.stem()[0], spectrum.steps)
-                _set_range(self.sigma_slider, np.log10(sigma) - 2, np.log10(sigma) + 2)
-                self.sigma_slider.value = sigma
                 if final:
                     self.run_picker.options = [(f"vector {run + 1}", run) for run in range(spectrum.num_vectors)]
                     self.run_picker.value = 0
@@ -363,14 +363,6 @@ class SpectrumWidget(widgets.VBox):
     def _pick_run(self, _change: dict) -> None:
         if not self._quiet:
             self.runner.dispatch(lambda: self._draw_convergence(self.result))
-
-
-def _set_range(slider: widgets.FloatLogSlider, low: float, high: float) -> None:
-    """Set a log slider's exponent range in an order its ``min <= max`` check accepts."""
-    if low > slider.max:
-        slider.max, slider.min = high, low
-    else:
-        slider.min, slider.max = low, high
 
 
 def _summary_table(values: Dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..linalg import LanczosResult, stem_density
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, run_synthetic
-from ._view import hold_sync, stem_segments
+from ._view import hold_sync, set_slider, stem_segments
 from .runner import TaskRunner
 
 __all__ = ["SyntheticSpectrumWidget"]
@@ -185,9 +185,8 @@ class SyntheticSpectrumWidget(widgets.VBox):
                 self.limit_line.x, self.limit_line.y = (run and run.limiting_density) or (np.zeros(0), np.zeros(0))
         self.figure.title = "" if run is None else run.caption
         steps = 1 if run is None or run.lanczos is None else run.lanczos.steps
-        with self._slider_quiet(), self.step_slider.hold_sync():
-            self.step_slider.max = steps
-            self.step_slider.value = steps
+        with self._slider_quiet():
+            set_slider(self.step_slider, steps, 1, steps)
         self._draw_stems()
 
     def _draw_stems(self) -> None:
