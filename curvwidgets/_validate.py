@@ -1,4 +1,8 @@
-"""Checks of arguments shared by every layer: each returns the value or raises ``ValueError`` naming the argument."""
+"""Checks of arguments shared by every layer: each returns the value or raises an error naming the argument.
+
+The error is ``ValueError``, except for objects of the progress protocol
+(:func:`check_progress`, :func:`check_cancel`), whose wrong type is a ``TypeError``.
+"""
 
 from __future__ import annotations
 
@@ -72,3 +76,34 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
 def optional_positive(name: str, value: Any) -> Optional[float]:
     """None, or ``value`` as a float > 0."""
     return None if value is None else positive(name, value)
+
+
+_SEED_BOUND = 2**63
+
+
+def seed_value(name: str, value: Any) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer in ``[0, 2**63)`` (not a bool).
+
+    Every seed of the package goes to ``numpy.random.default_rng`` or
+    ``torch.Generator.manual_seed``, which both accept that range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < _SEED_BOUND:
+        raise ValueError(f"{name} must be an int in [0, 2**63); got {value!r}")
+    return int(value)
+
+
+def check_progress(value: Any) -> Any:
+    """``value`` unless it is neither None nor callable (``TypeError`` naming ``progress``)."""
+    if value is not None and not callable(value):
+        raise TypeError(f"progress must be None or a callable taking a ProgressEvent; got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_cancel(value: Any) -> Any:
+    """``value`` unless it is neither None nor has a callable ``is_set()`` (``TypeError`` naming ``cancel``)."""
+    if value is not None and not callable(getattr(value, "is_set", None)):
+        raise TypeError(
+            f"cancel must be None or an object with an is_set() method, e.g. threading.Event(); "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
