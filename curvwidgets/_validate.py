@@ -15,6 +15,13 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def finite(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a finite real (Python or numpy; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return float(value)
+
+
 def positive(name: str, value: Any) -> float:
     """``value`` as a float, or ``ValueError`` unless it is a finite real > 0."""
     if not _is_real(value) or value <= 0:
