@@ -201,10 +201,11 @@ def loss_landscape(
         one point at a time.
     points_per_pass : int, optional
         Points evaluated together in one pass over the data (``vmap`` over
-        stacked parameter sets; memory grows with it). Default: at the first
-        batch, time 8 points together against one at a time and keep the
-        faster (one at a time where the model does not vmap); always 1 with
-        ``bn="recompute"``.
+        stacked parameter sets; memory grows with it). Default: the first 8
+        points one per pass, the next 8 in one pass, the rest at the faster
+        of the two per point (timed on the sweep's own work; one at a time
+        where the model does not vmap); always 1 with ``bn="recompute"``.
+        ``meta["points_per_pass"]`` records the choice.
     device : optional
         Default: the model's device.
     meta : mapping, optional
@@ -260,18 +261,26 @@ def loss_landscape(
 
     total, done = coefficients.shape[0], 0
     began = time.perf_counter()
+    planner = _PassPlanner(1 if bn == "recompute" else points_per_pass, _CANDIDATE_POINTS)
     with evaluator.restoring():
-        chunk = 1 if bn == "recompute" else points_per_pass or evaluator.choose_points_per_pass(
-            coefficients[:_CANDIDATE_POINTS] @ basis, splits)
-        record["points_per_pass"] = chunk
         report(progress, cancel, "landscape", 0, total, partial=result)
         while done < total:
+            chunk = planner.next_size(total - done)
             points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
-            for split, batches in splits.items():
-                loss, accuracy = evaluator.evaluate(points, batches)
+            chunk_began = time.perf_counter()
+            try:
+                columns = {split: evaluator.evaluate(points, batches) for split, batches in splits.items()}
+            except (RuntimeError, NotImplementedError):
+                if not planner.trying_together(chunk):
+                    raise
+                planner.failed_together()  # a model that does not vmap, or out of memory: one at a time
+                continue
+            planner.record(chunk, time.perf_counter() - chunk_began)
+            for split, (loss, accuracy) in columns.items():
                 for name, column in (("loss", loss), ("accuracy", accuracy)):
                     values[f"{split}_{name}"].reshape(-1)[done : done + len(points)] = column
             done += len(points)
+            record["points_per_pass"] = planner.chosen
             record["seconds"] = time.perf_counter() - began
             record["points_per_second"] = done / record["seconds"]
             report(progress, cancel, "landscape", done, total, partial=result)
@@ -405,32 +414,49 @@ class _Evaluator:
             module.eval()
         return buffers
 
-    def choose_points_per_pass(self, candidates: torch.Tensor, splits: Mapping[str, Iterable]) -> int:
-        """Time ``len(candidates)`` points together against one at a time on the first batch; the faster count."""
-        if len(candidates) < 2:
-            return 1
-        inputs, _ = next(iter(next(iter(splits.values()))))
-        inputs = inputs.to(self.device)
-        inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
-        weights = self._weights(candidates)
-        try:
-            together = _best_time(lambda: self.batched(weights, inputs), self.device)
-        except (RuntimeError, NotImplementedError):  # a model that does not vmap, or out of memory
-            return 1
-        alone = _best_time(lambda: [self._outputs(tuple(w[i] for w in weights), inputs)
-                                    for i in range(len(candidates))], self.device)
-        return len(candidates) if together < alone else 1
 
+class _PassPlanner:
+    """How many points each pass over the data evaluates, chosen by timing the sweep's own first passes.
 
-@torch.no_grad()
-def _best_time(work: Callable[[], Any], device: torch.device, rounds: int = 2) -> float:
-    best = math.inf
-    for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        began = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - began)
-    return best
+    With a fixed ``points_per_pass`` every pass takes that many. Otherwise the
+    first ``trial`` points are evaluated one per pass, the next (up to)
+    ``trial`` together in one ``vmap`` pass, and the rest at whichever of the
+    two took less time per point: the choice costs no extra work. A model
+    that does not ``vmap`` (or runs out of memory doing so) stays at one.
+    """
+
+    def __init__(self, fixed: Optional[int], trial: int):
+        self.fixed, self.trial = fixed, trial
+        self.seconds = {1: 0.0, trial: 0.0}  # time spent and points done, per kind of pass
+        self.points = {1: 0, trial: 0}
+        self.together_failed = False
+
+    @property
+    def chosen(self) -> int:
+        """Points per pass of the passes to come (1 until both kinds have been timed)."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.together_failed or not self.points[1] or not self.points[self.trial]:
+            return 1
+        together = self.seconds[self.trial] / self.points[self.trial]
+        return self.trial if together < self.seconds[1] / self.points[1] else 1
+
+    def next_size(self, remaining: int) -> int:
+        """Points of the next pass, given ``remaining`` points left."""
+        if self.fixed is None and self.points[1] >= self.trial and not self.points[self.trial] \
+                and not self.together_failed and remaining >= 2:
+            return min(self.trial, remaining)
+        return self.chosen
+
+    def trying_together(self, size: int) -> bool:
+        """Whether a pass of ``size`` points is the timed trial of several points together."""
+        return self.fixed is None and size > 1 and not self.points[self.trial]
+
+    def failed_together(self) -> None:
+        self.together_failed = True
+
+    def record(self, size: int, seconds: float) -> None:
+        """One pass of ``size`` points took ``seconds`` (both splits)."""
+        key = 1 if size == 1 else self.trial
+        self.seconds[key] += seconds
+        self.points[key] += size

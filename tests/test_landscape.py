@@ -224,6 +224,44 @@ def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
     np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=32 * EPS32, atol=0)
 
 
+def test_the_automatic_choice_times_the_sweeps_own_passes():
+    from curvwidgets.landscape import _PassPlanner
+
+    planner, sizes = _PassPlanner(None, 4), []
+    for seconds_per_point in (1.0, 1.0, 1.0, 1.0):  # four passes of one point
+        sizes.append(planner.next_size(20 - len(sizes)))
+        planner.record(sizes[-1], seconds_per_point)
+    sizes.append(planner.next_size(16))  # then one pass of four, at 0.5 s a point
+    planner.record(sizes[-1], 4 * 0.5)
+    assert sizes == [1, 1, 1, 1, 4] and planner.chosen == 4 and planner.next_size(12) == 4
+    slower = _PassPlanner(None, 4)
+    for _ in range(4):
+        slower.record(1, 1.0)
+    slower.record(4, 4 * 1.5)
+    assert slower.chosen == 1 and slower.next_size(12) == 1
+    assert _PassPlanner(3, 8).next_size(10) == 3 and _PassPlanner(None, 8).next_size(10) == 1
+
+
+class ItemGate(nn.Module):
+    """Python control flow on a tensor's value: ``vmap`` refuses it, a plain call does not."""
+
+    def forward(self, x):
+        return x if float(x.abs().max()) >= 0 else -x
+
+
+def test_a_model_that_does_not_vmap_is_swept_one_point_at_a_time():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 6, dtype=torch.float64), ItemGate(), nn.Linear(6, 3, dtype=torch.float64))
+    data = batches()
+    directions = random_directions(model, 1, seed=1)
+    auto = loss_landscape(model, data, directions, dist=1.0, n_points=12)
+    alone = loss_landscape(model, data, directions, dist=1.0, n_points=12, points_per_pass=1)
+    assert auto.meta["points_per_pass"] == 1 and auto.done.all()
+    np.testing.assert_array_equal(auto["train_loss"], alone["train_loss"])
+    with pytest.raises(RuntimeError):  # a fixed choice is not second-guessed
+        loss_landscape(model, data, directions, dist=1.0, n_points=12, points_per_pass=4)
+
+
 def test_a_plane_has_the_right_shape_and_its_axes_are_the_lines():
     model, data = tiny_mlp(), batches()
     directions = random_directions(model, 2, seed=6)
