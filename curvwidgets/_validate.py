@@ -12,12 +12,13 @@ from typing import Any, Optional, Sequence, Tuple
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number, Python or numpy (``numpy.float32`` included); not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finite(name: str, value: Any) -> float:
     """``value`` as a float, or ``ValueError`` unless it is a finite real (Python or numpy; not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if not _is_real(value):
         raise ValueError(f"{name} must be a finite number; got {value!r}")
     return float(value)
 
