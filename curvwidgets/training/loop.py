@@ -20,6 +20,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .._validate import positive_int
-from ..progress import Cancelled, CancelToken, ProgressCallback, report
+from .._validate import non_negative, positive_int
+from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, report
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
@@ -36,7 +37,10 @@ from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save
 from ..curvature.data import all_reduce_sum
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 
-__all__ = ["train", "evaluate", "TrainingDiverged"]
+__all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged", "SGD_DEFAULTS"]
+
+#: What ``train`` gives a named SGD unless ``optimizer_kwargs`` says otherwise (the paper's VGG settings).
+SGD_DEFAULTS = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
 
 #: The settings a resumed run must share with the checkpoint's run (the argument that carries each).
 RESUME_MUST_MATCH = {"optimizer": "optimizer", "seed": "seed", "schedule": "schedule",
@@ -72,6 +76,7 @@ def train(
     channels_last: Optional[bool] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    batch_interval: Optional[float] = None,
 ) -> TrainingHistory:
     """Train ``model`` on ``data`` for ``epochs`` epochs.
 
@@ -135,6 +140,14 @@ def train(
         at the end of each epoch, agreed over ranks, in several) writes a
         checkpoint of the last finished epoch when ``out_dir`` is set and raises
         :class:`~curvwidgets.Cancelled` carrying the history.
+    batch_interval : float, optional
+        Also send ``"batch"`` events within each epoch (one process only), at
+        most one every ``batch_interval`` seconds of wall time and one after
+        the epoch's last batch: ``step`` batches of ``total`` done (0 when
+        the loader has no length), ``partial`` a :class:`BatchLosses` of every
+        batch of the epoch so far. The losses stay on the device between two
+        events and are read in one synchronisation. Default None: no such
+        events. 0 sends one per batch (a synchronisation each).
 
     Returns
     -------
@@ -151,6 +164,8 @@ def train(
         epoch's checkpoint on disk before it propagates.
     """
     epochs = positive_int("epochs", epochs)
+    if batch_interval is not None:
+        non_negative("batch_interval", batch_interval)
     if save_every is not None:
         positive_int("save_every", save_every)
     if save_every is not None and out_dir is None:
@@ -205,8 +220,10 @@ def train(
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             began = time.perf_counter()
+            batch_losses = (_BatchReporter(progress, batch_interval, epoch + 1, train_batches)
+                            if progress is not None and batch_interval is not None and world == 1 else None)
             sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, channels_last,
-                                cancel if world == 1 else None)
+                                cancel if world == 1 else None, batch_losses)
             totals = all_reduce_sum(torch.stack(sums))
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
             seconds = time.perf_counter() - began
@@ -350,7 +367,7 @@ def _optimizer(optimizer, options: Optional[Dict[str, Any]], model: nn.Module, l
     options = dict(options or {})
     if isinstance(optimizer, str):
         if optimizer.lower() == "sgd":
-            options = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, **options}
+            options = {**SGD_DEFAULTS, **options}
         return optimizer, optim.create(optimizer, model, loss_fn=loss_fn, **options), options
     if isinstance(optimizer, torch.optim.Optimizer):
         return type(optimizer).__name__, optimizer, options
@@ -369,8 +386,11 @@ def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
     return train_batches, test_batches
 
 
-def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel) -> Tuple[torch.Tensor, ...]:
+def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel,
+                 batch_losses: Optional[_BatchReporter] = None) -> Tuple[torch.Tensor, ...]:
     """One pass over ``batches``; returns on-device sums (loss * n, correct, n), synchronised once at the end.
+
+    ``batch_losses``, when given, receives every batch's loss (``"batch"`` events).
 
     An optimiser that needs the mini-batch (its step synchronises anyway) has
     its loss checked before every step: a non-finite one ends the epoch with a
@@ -399,7 +419,63 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
         loss_sum += loss.detach().double() * count
         correct += (outputs.detach().argmax(dim=1) == targets).sum()
         seen += count
+        if batch_losses is not None:
+            batch_losses.add(loss, count)
+    if batch_losses is not None:
+        batch_losses.send()
     return loss_sum, correct, seen
+
+
+@dataclass(frozen=True)
+class BatchLosses:
+    """The partial result of a ``"batch"`` event of :func:`train`: the losses of one epoch's batches so far.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch in progress, 1-based.
+    losses : tuple of float
+        The mean loss of each batch done, in order: the loss the optimiser
+        stepped on (before the step). Their mean weighted by ``sizes`` is,
+        once the epoch ends, its ``train_loss``.
+    sizes : tuple of int
+        Samples in each of those batches.
+    batches : int
+        Batches in the whole epoch; 0 when the loader has no length.
+    """
+
+    epoch: int
+    losses: Tuple[float, ...]
+    sizes: Tuple[int, ...]
+    batches: int
+
+
+class _BatchReporter:
+    """Sends the ``"batch"`` events of one epoch; losses wait on the device until an event reads them."""
+
+    def __init__(self, progress: ProgressCallback, interval: float, epoch: int, batches: Iterable):
+        self.progress, self.interval, self.epoch = progress, interval, epoch
+        self.total = len(batches) if hasattr(batches, "__len__") else 0
+        self.losses: Tuple[float, ...] = ()
+        self.sizes: Tuple[int, ...] = ()
+        self.pending: list[torch.Tensor] = []  # detached 0-d losses not read yet
+        self.last = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, size: int) -> None:
+        """Keep one batch's loss (no synchronisation); send an event when ``interval`` seconds have passed."""
+        self.pending.append(loss.detach())
+        self.sizes += (size,)
+        if time.perf_counter() - self.last >= self.interval:
+            self.send()
+
+    def send(self) -> None:
+        """Read the pending losses in one transfer and send the epoch's losses so far."""
+        if self.pending:
+            self.losses += tuple(torch.stack(self.pending).tolist())
+            self.pending.clear()
+            self.progress(ProgressEvent("batch", len(self.losses), self.total,
+                                        BatchLosses(self.epoch, self.losses, self.sizes, self.total)))
+        self.last = time.perf_counter()
 
 
 @torch.no_grad()
