@@ -23,7 +23,7 @@ Nothing here imports plotting or widget libraries.
 from .base import CurvatureOptimizer
 from .kfac import KFAC
 from .lanczos_newton import LanczosGGN, LanczosSFN
-from .registry import DEFAULT_LR, create, names
+from .registry import DEFAULTS, create, defaults, names
 from .swats import SWATS
 
-__all__ = ["DEFAULT_LR", "KFAC", "CurvatureOptimizer", "LanczosGGN", "LanczosSFN", "SWATS", "create", "names"]
+__all__ = ["DEFAULTS", "KFAC", "CurvatureOptimizer", "LanczosGGN", "LanczosSFN", "SWATS", "create", "defaults", "names"]

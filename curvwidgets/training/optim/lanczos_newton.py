@@ -43,7 +43,7 @@ class _LanczosNewton(CurvatureOptimizer):
         self,
         model: nn.Module,
         loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
-        lr: float = 1.0,
+        lr: float = 0.1,
         lanczos_steps: int = 10,
         damping: float = 0.1,
         momentum: float = 0.0,
@@ -63,8 +63,7 @@ class _LanczosNewton(CurvatureOptimizer):
             raise ValueError(f"{name} needs loss_fn (e.g. torch.nn.CrossEntropyLoss()) to build the mini-batch curvature")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
-        if bn_mode not in ("eval", "train"):
-            raise ValueError(f"bn_mode must be one of ('eval', 'train'); got {bn_mode!r}")
+        check.choice("bn_mode", bn_mode, ("eval", "train"))
         allowed = ("auto", self.operator_class.preferred_backend, "double-backward")
         check.choice("backend", backend, allowed)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -175,8 +174,10 @@ _SHARED_DOC = r"""
     loss_fn : callable
         ``loss_fn(outputs, targets)``, batch mean (or sum when its
         ``reduction`` is ``"sum"``), as for :class:`~curvwidgets.curvature.operators.Hessian`.
-    lr : float, default: 1.0
-        Step size; 1 is the damped Newton step.
+    lr : float, default: 0.1
+        Step size; 1 is the damped Newton step, which on a mini-batch overshoots
+        (an MLP on the embedded digits diverges in its first epoch at 1.0 and
+        reaches 89% (GGN) / 81% (SFN) test accuracy at 0.1).
     lanczos_steps : int, default: 10
         Lanczos steps ``m`` (curvature-vector products on the batch) per step; at most ``P``.
     damping : float, default: 0.1
