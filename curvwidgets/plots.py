@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from .linalg.bounds import BoundsTable
-from .linalg.densities import DensityLike, smooth_density, stem_density
+from .linalg.densities import DensityLike, check_density, smooth_density, stem_density
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory
 
 __all__ = [
@@ -54,9 +54,15 @@ def stem_plot(
     log : bool, default: False
         Weights on a logarithmic axis, which shows the small weights of
         outlying Ritz values (as the paper's VGG figures do).
+
+    Raises
+    ------
+    TypeError, ValueError
+        When ``density`` is not a ``LanczosResult`` or a valid pair (see
+        :func:`~curvwidgets.linalg.densities.check_density`).
     """
+    nodes, weights = stem_density(check_density(density, "density"))
     ax = _axes(ax)
-    nodes, weights = stem_density(density)
     markers, stems, base = ax.stem(nodes, weights, label=label, basefmt=" ")
     markers.set_color(color)
     markers.set_markersize(4)
@@ -74,8 +80,8 @@ def density_curve(
     label: Optional[str] = "smoothed Lanczos",
 ) -> Axes:
     """The Gaussian-smoothed density of :func:`~curvwidgets.linalg.smooth_density` as a line."""
+    grid, values = smooth_density(check_density(density, "density"), sigma=sigma)
     ax = _axes(ax)
-    grid, values = smooth_density(density, sigma=sigma)
     ax.plot(grid, values, color=color, label=label)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
@@ -116,6 +122,7 @@ def spectrum_comparison(
     the histograms the fraction of values per bin, the stems the Gauss weight
     (fraction of mass) at each Ritz value.
     """
+    density = check_density(density, "density")
     ax = _axes(ax)
     values, diagonal = np.ravel(eigenvalues), np.ravel(diagonal)
     edges = np.histogram_bin_edges(np.concatenate([values, diagonal]), bins=bins)

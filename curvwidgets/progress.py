@@ -18,9 +18,11 @@ polls a user interface itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Tuple
 
-__all__ = ["ProgressEvent", "ProgressCallback", "CancelToken", "Cancelled", "TqdmProgress", "report"]
+from ._validate import check_cancel, check_progress
+
+__all__ = ["ProgressEvent", "ProgressCallback", "CancelToken", "Cancelled", "TqdmProgress", "check_protocol", "report"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,20 @@ class Cancelled(Exception):
         self.stage = stage
 
 
+def check_protocol(
+    progress: Optional[ProgressCallback], cancel: Optional[CancelToken]
+) -> Tuple[Optional[ProgressCallback], Optional[CancelToken]]:
+    """``(progress, cancel)`` unchanged, checked at a long function's entry, before any work.
+
+    Raises
+    ------
+    TypeError
+        When ``progress`` is neither None nor callable, or ``cancel`` is
+        neither None nor has an ``is_set()`` method.
+    """
+    return check_progress(progress), check_cancel(cancel)
+
+
 def report(
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
@@ -100,7 +116,10 @@ def report(
     ------
     Cancelled
         When ``cancel.is_set()`` is true.
+    TypeError
+        As :func:`check_protocol`, for functions that did not check at entry.
     """
+    check_protocol(progress, cancel)
     if progress is not None:
         progress(ProgressEvent(stage=stage, step=step, total=total, partial=partial()))
     if cancel is not None and cancel.is_set():

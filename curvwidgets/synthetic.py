@@ -10,7 +10,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ._validate import positive_int
+from ._validate import boolean, positive, positive_int, seed_value
 
 __all__ = [
     "wigner",
@@ -40,8 +40,8 @@ def wigner(P: int, seed: int = 0, normalize: bool = True) -> np.ndarray:
     -------
     ndarray, shape (P, P)
     """
-    P = positive_int("P", P)
-    entries = np.random.default_rng(seed).standard_normal((P, P))
+    P, normalize = positive_int("P", P), boolean("normalize", normalize)
+    entries = np.random.default_rng(seed_value("seed", seed)).standard_normal((P, P))
     matrix = np.triu(entries) + np.triu(entries, 1).T
     return matrix / np.sqrt(P) if normalize else matrix
 
@@ -56,8 +56,8 @@ def marchenko_pastur(P: int, T: int, seed: int = 0, sigma: float = 1.0) -> np.nd
     -------
     ndarray, shape (P, P)
     """
-    P, T = positive_int("P", P), positive_int("T", T)
-    samples = sigma * np.random.default_rng(seed).standard_normal((P, T))
+    P, T, sigma = positive_int("P", P), positive_int("T", T), positive("sigma", sigma)
+    samples = sigma * np.random.default_rng(seed_value("seed", seed)).standard_normal((P, T))
     covariance = samples @ samples.T / T
     return (covariance + covariance.T) / 2
 
@@ -70,7 +70,7 @@ def haar_orthogonal(P: int, seed: int = 0) -> np.ndarray:
     that ``R`` has a positive diagonal. The result is Haar distributed.
     """
     P = positive_int("P", P)
-    gaussian = np.random.default_rng(seed).standard_normal((P, P))
+    gaussian = np.random.default_rng(seed_value("seed", seed)).standard_normal((P, P))
     q, r = np.linalg.qr(gaussian)
     return q * np.sign(np.diag(r))
 
@@ -96,24 +96,24 @@ def section53_eigenvalues(seed: int = 0) -> np.ndarray:
     470 drawn from ``U[0, 15]`` (the bulk), 20 from ``U[0, 60]`` (outliers),
     10 from ``U[-10, 0]`` (negative outliers), and 500 zeros; in that order.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_value("seed", seed))
     return np.concatenate([rng.uniform(0, 15, 470), rng.uniform(0, 60, 20), rng.uniform(-10, 0, 10), np.zeros(500)])
 
 
 def section53_matrix(seed: int = 0) -> np.ndarray:
     """``U D U^T`` for :func:`section53_eigenvalues` (Figure 5); shape ``(1000, 1000)``."""
-    return with_spectrum(section53_eigenvalues(seed), seed=seed + 1)
+    return with_spectrum(section53_eigenvalues(seed), seed=seed_value("seed", seed) + 1)
 
 
 def semicircle_pdf(x: ArrayLike, radius: float = 2.0) -> np.ndarray:
     """Wigner's semicircle density ``2 / (pi R^2) sqrt(R^2 - x^2)`` on ``[-R, R]`` (eq. 15 for ``R = 2``)."""
-    x = np.asarray(x, dtype=float)
+    x, radius = np.asarray(x, dtype=float), positive("radius", radius)
     return 2.0 / (np.pi * radius**2) * np.sqrt(np.clip(radius**2 - x**2, 0.0, None))
 
 
 def _mp_edges(q: float, sigma: float) -> tuple[float, float]:
-    if not q > 0:
-        raise ValueError(f"q must be > 0; got {q!r}")
+    """``(lambda_-, lambda_+)`` of the Marchenko-Pastur law, checking ``q`` and ``sigma`` finite and > 0."""
+    q, sigma = positive("q", q), positive("sigma", sigma)
     return sigma**2 * (1 - np.sqrt(q)) ** 2, sigma**2 * (1 + np.sqrt(q)) ** 2
 
 
@@ -126,7 +126,7 @@ def marchenko_pastur_pdf(x: ArrayLike, q: float, sigma: float = 1.0) -> np.ndarr
     :func:`marchenko_pastur_atom`, is a point mass at 0.
     """
     lower, upper = _mp_edges(q, sigma)
-    x = np.asarray(x, dtype=float)
+    q, sigma, x = float(q), float(sigma), np.asarray(x, dtype=float)
     inside = (x > lower) & (x < upper) & (x > 0)
     safe = np.where(inside, x, 1.0)
     values = np.sqrt(np.clip((upper - safe) * (safe - lower), 0.0, None)) / (2 * np.pi * sigma**2 * q * safe)

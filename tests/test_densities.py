@@ -66,7 +66,7 @@ def test_smooth_density_is_the_stated_gaussian_mixture():
     expected = 0.25 * scipy.stats.norm.pdf([0.0, 1.0], 0.0, 0.5) + 0.75 * scipy.stats.norm.pdf([0.0, 1.0], 2.0, 0.5)
     np.testing.assert_allclose(density, expected)
     assert default_sigma(np.array([-1.0, 3.0]), steps=8) == 0.5
-    with pytest.raises(ValueError, match="sigma must be > 0"):
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
         cw.smooth_density(([0.0], [1.0]), sigma=0.0)
     with pytest.raises(ValueError, match="same length"):
         cw.stem_density(([0.0, 1.0], [1.0]))

@@ -37,6 +37,8 @@ def test_callable_default_matmat_loops_over_columns():
         return 2 * vector
 
     op = cw.as_operator(double, dim=4, dtype=torch.float32)
+    assert calls == [(4,), (4,)]  # the symmetry probe: two products
+    calls.clear()
     block = torch.arange(8.0).reshape(4, 2)
     torch.testing.assert_close(op.matmat(block), 2 * block)
     assert calls == [(4,), (4,)]
@@ -52,7 +54,7 @@ def test_scipy_sparse_and_linear_operators():
 
 
 def test_bad_operators():
-    with pytest.raises(ValueError, match="dim must be a positive int"):
+    with pytest.raises(ValueError, match=r"dim must be given \(an int >= 1\)"):
         cw.as_operator(lambda v: v)
     with pytest.raises(TypeError, match="operator must be a numpy array"):
         cw.as_operator("matrix")

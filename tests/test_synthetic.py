@@ -91,7 +91,7 @@ def test_diagonal_approximation_and_bad_sizes():
         synthetic.wigner(0)
     with pytest.raises(ValueError, match="T must be an int >= 1"):
         synthetic.marchenko_pastur(3, 1.5)
-    with pytest.raises(ValueError, match="q must be > 0"):
+    with pytest.raises(ValueError, match="q must be a finite number > 0"):
         synthetic.marchenko_pastur_pdf(1.0, 0.0)
 
 

@@ -1,13 +1,16 @@
-"""Input checks and start vectors shared by the iterative eigensolvers."""
+"""Input checks and start vectors shared by the linear-algebra layer."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+import numpy as np
 import torch
 
-from .._validate import positive_int
-from .operators import LinearOperator
+from .._validate import choice, positive_int, seed_value
+
+if TYPE_CHECKING:  # operators.py imports this module for its products' checks
+    from .operators import LinearOperator
 
 DISTRIBUTIONS = ("gaussian", "rademacher")
 
@@ -15,6 +18,29 @@ DISTRIBUTIONS = ("gaussian", "rademacher")
 def check_steps(steps: Any) -> int:
     """Return ``steps`` as an int, or raise ``ValueError`` unless it is an int >= 1."""
     return positive_int("steps", steps)
+
+
+def finite_vector(name: str, values: Any) -> np.ndarray:
+    """``values`` as a non-empty finite 1-D float array, else ``ValueError`` naming ``name``."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers; got {type(values).__name__}") from error
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers; got shape {array.shape}")
+    return array
+
+
+def check_start(num_vectors: Any, seed: Any, distribution: Any) -> tuple[int, int, str]:
+    """``(num_vectors, seed, distribution)`` checked, before any product is taken.
+
+    Raises
+    ------
+    ValueError
+        Unless ``num_vectors`` is an int >= 1, ``seed`` an int in ``[0, 2**63)``
+        and ``distribution`` one of :data:`DISTRIBUTIONS`.
+    """
+    return positive_int("num_vectors", num_vectors), seed_value("seed", seed), choice("distribution", distribution, DISTRIBUTIONS)
 
 
 def start_vectors(
@@ -27,32 +53,39 @@ def start_vectors(
     """Unit start vectors of shape ``(num_vectors, dim)`` on ``op``'s device and dtype.
 
     ``start`` (shape ``(dim,)`` or ``(n, dim)``) is used as given when not
-    None. Otherwise the vectors are drawn on the CPU in float64 from a
+    None. Otherwise (after :func:`check_start`) the vectors are drawn on the CPU in float64 from a
     ``torch.Generator`` seeded with ``seed`` (so the same seed gives the same
     vectors on every device), with i.i.d. standard Gaussian or Rademacher
     (+-1) entries.
     """
     if start is not None:
-        vectors = torch.as_tensor(start).detach()
-        if vectors.ndim == 1:
-            vectors = vectors[None]
+        given = _real_tensor(start)
+        vectors = given[None] if given.ndim == 1 else given
         if vectors.ndim != 2 or vectors.shape[1] != op.dim:
-            raise ValueError(f"start must have shape ({op.dim},) or (num_vectors, {op.dim}); got {tuple(torch.as_tensor(start).shape)}")
+            raise ValueError(f"start must have shape ({op.dim},) or (num_vectors, {op.dim}); got {tuple(given.shape)}")
         if num_vectors not in (1, vectors.shape[0]):
             raise ValueError(f"num_vectors={num_vectors} disagrees with the {vectors.shape[0]} start vector(s) given")
         vectors = vectors.to(dtype=torch.float64, device="cpu")
     else:
-        positive_int("num_vectors", num_vectors)
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}; got {distribution!r}")
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed)
         vectors = torch.randn(num_vectors, op.dim, generator=generator, dtype=torch.float64)
         if distribution == "rademacher":
             vectors = torch.sign(vectors)
     norms = torch.linalg.vector_norm(vectors, dim=1, keepdim=True)
     if not torch.all(torch.isfinite(norms) & (norms > 0)):
-        raise ValueError("start vectors must be finite and nonzero")
+        raise ValueError("start must hold finite, nonzero vectors")
     return (vectors / norms).to(device=op.device, dtype=op.dtype)
+
+
+def _real_tensor(start: Any) -> torch.Tensor:
+    """``start`` as a detached real tensor, or ``TypeError`` naming ``start``."""
+    try:
+        tensor = torch.as_tensor(start).detach()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"start must be a real array or tensor; got {type(start).__name__}") from error
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"start must be a real array or tensor; got dtype {tensor.dtype}")
+    return tensor
 
 
 def apply_operator(

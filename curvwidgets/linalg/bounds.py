@@ -25,6 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .._validate import finite, non_negative_int, positive_int
+from ._checks import finite_vector
+
 __all__ = [
     "chebyshev",
     "lanczos_bound_term",
@@ -38,8 +41,7 @@ __all__ = [
 
 def chebyshev(degree: int, x: float) -> float:
     """Chebyshev polynomial of the first kind ``c_degree(x)``, for any real ``x``."""
-    if degree < 0:
-        raise ValueError(f"degree must be >= 0; got {degree}")
+    degree, x = non_negative_int("degree", degree), finite("x", x)
     if abs(x) <= 1:
         return float(np.cos(degree * np.arccos(x)))
     value = np.cosh(degree * np.arccosh(abs(x)))
@@ -47,6 +49,8 @@ def chebyshev(degree: int, x: float) -> float:
 
 
 def _gap(lambda_1: float, lambda_2: float, lambda_p: float) -> float:
+    """``rho = (lambda_1 - lambda_2) / (lambda_2 - lambda_P)``, checking ``lambda_1 > lambda_2 > lambda_P`` (all finite)."""
+    lambda_1, lambda_2, lambda_p = finite("lambda_1", lambda_1), finite("lambda_2", lambda_2), finite("lambda_p", lambda_p)
     if not lambda_1 > lambda_2 > lambda_p:
         raise ValueError(
             f"the bounds need lambda_1 > lambda_2 > lambda_P; got {lambda_1}, {lambda_2}, {lambda_p}"
@@ -56,20 +60,31 @@ def _gap(lambda_1: float, lambda_2: float, lambda_p: float) -> float:
 
 def lanczos_bound_term(lambda_1: float, lambda_2: float, lambda_p: float, steps: int) -> float:
     """``L_{m-1} = 1 / c_{m-1}(1 + 2 rho)^2`` of Theorem 1 for ``m = steps``."""
+    steps = positive_int("steps", steps)
     return 1.0 / chebyshev(steps - 1, 1.0 + 2.0 * _gap(lambda_1, lambda_2, lambda_p)) ** 2
 
 
 def power_bound_term(lambda_1: float, lambda_2: float, steps: int) -> float:
     """``R_{m-1} = (lambda_2 / lambda_1)^{2(m-1)}`` of Theorem 2 for ``m = steps``."""
+    lambda_1, lambda_2, steps = finite("lambda_1", lambda_1), finite("lambda_2", lambda_2), positive_int("steps", steps)
     if not lambda_1 > lambda_2 >= 0:
         raise ValueError(f"the power bound needs lambda_1 > lambda_2 >= 0; got {lambda_1}, {lambda_2}")
     return (lambda_2 / lambda_1) ** (2 * (steps - 1))
 
 
 def _tan_squared(cos_angle: float) -> float:
-    if not 0 < cos_angle <= 1:
+    """``tan^2 phi`` from ``cos phi``, checking ``cos_angle`` in ``(0, 1]``."""
+    if not 0 < finite("cos_angle", cos_angle) <= 1:
         raise ValueError(f"cos_angle must be in (0, 1]; got {cos_angle}")
     return (1.0 - cos_angle**2) / cos_angle**2
+
+
+def _descending(eigenvalues: Sequence[float]) -> np.ndarray:
+    """All eigenvalues, largest first; ``ValueError`` unless at least 2 and all finite."""
+    values = finite_vector("eigenvalues", eigenvalues)
+    if values.size < 2:
+        raise ValueError(f"eigenvalues must hold all eigenvalues of A (at least 2); got {values.size}")
+    return np.sort(values)[::-1]
 
 
 def lanczos_lower_bound(eigenvalues: Sequence[float], cos_angle: float, steps: int) -> float:
@@ -84,14 +99,14 @@ def lanczos_lower_bound(eigenvalues: Sequence[float], cos_angle: float, steps: i
     steps : int
         Number ``m`` of Lanczos steps.
     """
-    values = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    values = _descending(eigenvalues)
     term = lanczos_bound_term(values[0], values[1], values[-1], steps)
     return float(values[0] - (values[0] - values[-1]) * _tan_squared(cos_angle) * term)
 
 
 def power_lower_bound(eigenvalues: Sequence[float], cos_angle: float, steps: int) -> float:
     """Theorem 2's lower bound on the power-iteration estimate after ``steps`` products (PSD ``A``)."""
-    values = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    values = _descending(eigenvalues)
     term = power_bound_term(values[0], values[1], steps)
     return float(values[0] - (values[0] - values[-1]) * _tan_squared(cos_angle) * term)
 
@@ -141,8 +156,10 @@ def bounds_table(gaps: Sequence[float] = (1.5, 1.1, 1.01), steps: Sequence[int] 
     >>> f"{table.lanczos[0, 0]:.1e} {table.power[0, 0]:.1e}"
     '1.1e-04 3.9e-02'
     """
-    gaps = np.asarray(gaps, dtype=float)
-    steps = np.asarray(steps, dtype=int)
+    gaps = finite_vector("gaps", gaps)
+    if not np.all(gaps > 1):
+        raise ValueError(f"gaps must be ratios lambda_1 / lambda_2 > 1; got {gaps.tolist()}")
+    steps = np.array([positive_int(f"steps[{index}]", m) for index, m in enumerate(steps)], dtype=int)
     lanczos = np.array([[lanczos_bound_term(gap, 1.0, 0.0, int(m)) for m in steps] for gap in gaps])
     power = np.array([[power_bound_term(gap, 1.0, int(m)) for m in steps] for gap in gaps])
     return BoundsTable(gaps, steps, lanczos, power)

@@ -9,17 +9,56 @@ normalisation of ``v``). Averaging over ``n_v`` runs gives eq. 8.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.stats
 
+from .._validate import non_negative_int, optional_positive, positive_int
+from ._checks import finite_vector
 from .lanczos import LanczosResult
 
-__all__ = ["stem_density", "smooth_density", "spectral_moments", "trace_estimate", "wasserstein1"]
+__all__ = ["check_density", "stem_density", "smooth_density", "spectral_moments", "trace_estimate", "wasserstein1"]
 
 Stem = Tuple[np.ndarray, np.ndarray]
 DensityLike = Union[LanczosResult, Stem]
+
+
+def check_density(value: Any, argument: str = "result") -> DensityLike:
+    """``value`` if it is a :class:`LanczosResult`, else ``(nodes, weights)`` as float arrays, checked.
+
+    Parameters
+    ----------
+    value : LanczosResult or (nodes, weights)
+        ``nodes`` and ``weights`` of shape ``(n,)``, ``n >= 1``: finite, the
+        weights >= 0 with a positive sum.
+    argument : str
+        The name given in error messages.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is neither a ``LanczosResult`` nor a pair.
+    ValueError
+        When the pair's arrays are not 1-D, of one length and finite, or the
+        weights are negative or all 0.
+    """
+    if isinstance(value, LanczosResult):
+        return value
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        size = f" of length {len(value)}" if isinstance(value, (tuple, list)) else ""
+        raise TypeError(
+            f"{argument} must be a LanczosResult or a pair (nodes, weights) of 1-D arrays; "
+            f"got {type(value).__name__}{size}"
+        )
+    nodes, weights = finite_vector(f"{argument} nodes", value[0]), finite_vector(f"{argument} weights", value[1])
+    if nodes.shape != weights.shape:
+        raise ValueError(f"{argument} nodes and weights must have the same length; got {nodes.size} and {weights.size}")
+    if np.any(weights < 0) or not weights.sum() > 0:
+        raise ValueError(
+            f"{argument} weights must be >= 0 with a positive sum; got minimum {weights.min():.3g}, sum {weights.sum():.3g}"
+        )
+    return nodes, weights
 
 
 def stem_density(result: DensityLike) -> Stem:
@@ -36,14 +75,18 @@ def stem_density(result: DensityLike) -> Stem:
         Ritz values of all runs, ascending.
     weights : ndarray, shape (n,)
         Their Gauss weights divided by the number of runs; they sum to 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_density`.
     """
+    result = check_density(result)
     if isinstance(result, LanczosResult):
         nodes = np.concatenate([result.nodes(run) for run in range(result.num_vectors)])
         weights = np.concatenate([result.weights(run) for run in range(result.num_vectors)]) / result.num_vectors
     else:
-        nodes, weights = (np.asarray(part, dtype=float).ravel() for part in result)
-        if nodes.shape != weights.shape:
-            raise ValueError(f"nodes and weights must have the same length; got {nodes.size} and {weights.size}")
+        nodes, weights = result
     order = np.argsort(nodes, kind="stable")
     return nodes[order], weights[order]
 
@@ -85,15 +128,14 @@ def smooth_density(
     density : ndarray, shape (n,)
         Integrates to 1 over the real line (each kernel has unit mass).
     """
+    sigma, num_points = optional_positive("sigma", sigma), positive_int("num_points", num_points)
+    grid = None if grid is None else finite_vector("grid", grid)
     nodes, weights = stem_density(result)
     if sigma is None:
         steps = result.steps if isinstance(result, LanczosResult) else nodes.size
         sigma = default_sigma(nodes, steps)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0; got {sigma!r}")
     if grid is None:
         grid = np.linspace(nodes.min() - 3 * sigma, nodes.max() + 3 * sigma, num_points)
-    grid = np.asarray(grid, dtype=float)
     kernels = np.exp(-0.5 * ((grid[:, None] - nodes[None, :]) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
     return grid, kernels @ weights
 
@@ -104,14 +146,24 @@ def spectral_moments(result: DensityLike, orders: Union[int, Sequence[int]] = 4)
     An int ``n`` means orders ``0 .. n``. For unit random start vectors these
     estimate ``tr(A^j) / P``; they are exact (equal to ``v^T A^j v`` averaged
     over the runs) for ``j < 2m``.
+
+    Raises
+    ------
+    ValueError
+        When ``orders`` is not an int >= 0 or a sequence of them.
     """
+    if isinstance(orders, (Sequence, np.ndarray)) and not isinstance(orders, str):
+        orders = [non_negative_int(f"orders[{index}]", order) for index, order in enumerate(orders)]
+    else:
+        orders = range(non_negative_int("orders", orders) + 1)
     nodes, weights = stem_density(result)
-    orders = np.arange(orders + 1) if isinstance(orders, (int, np.integer)) else np.asarray(orders)
-    return np.array([weights @ nodes**int(order) for order in orders])
+    return np.array([weights @ nodes**order for order in orders])
 
 
 def trace_estimate(result: LanczosResult) -> float:
     """Hutchinson-Lanczos estimate of ``tr(A) = P * sum_k w_k theta_k`` (averaged over runs)."""
+    if not isinstance(result, LanczosResult):
+        raise TypeError(f"result must be a LanczosResult (it carries the size P); got {type(result).__name__}")
     return float(result.dim * spectral_moments(result, [1])[0])
 
 
@@ -122,5 +174,6 @@ def wasserstein1(result: DensityLike, eigenvalues: np.ndarray) -> float:
     one measure into the other. Used to score Lanczos (or any approximation
     given as nodes and weights) against exact eigenvalues.
     """
+    reference = finite_vector("eigenvalues", np.ravel(eigenvalues))
     nodes, weights = stem_density(result)
-    return float(scipy.stats.wasserstein_distance(nodes, np.ravel(eigenvalues), u_weights=weights))
+    return float(scipy.stats.wasserstein_distance(nodes, reference, u_weights=weights))

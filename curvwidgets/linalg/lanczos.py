@@ -21,15 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import scipy.linalg
 import torch
 
-from ..progress import CancelToken, ProgressCallback, report
-from ._checks import apply_operator, check_steps, start_vectors
-from .operators import as_operator
+from .._validate import boolean, non_negative
+from ..progress import CancelToken, ProgressCallback, check_protocol, report
+from ._checks import apply_operator, check_start, check_steps, start_vectors
+from .operators import DeviceLike, as_operator, resolve_device
 
 __all__ = ["LanczosResult", "lanczos"]
 
@@ -207,8 +208,9 @@ def lanczos(
     cancel: Optional[CancelToken] = None,
     *,
     distribution: str = "gaussian",
-    basis_device: Union[str, torch.device, None] = None,
+    basis_device: Optional[DeviceLike] = None,
     breakdown_tol: Optional[float] = None,
+    check_symmetric: bool = True,
 ) -> LanczosResult:
     """Run Lanczos with full reorthogonalisation from one or several start vectors.
 
@@ -243,6 +245,10 @@ def lanczos(
         then invariant to working precision, its Ritz values are eigenvalues
         of ``op`` and its Gauss rule is exact, so that run has fewer nodes.
         Default: ``sqrt(eps)`` of the dtype.
+    check_symmetric : bool, default: True
+        Check that ``op`` is symmetric first, as :func:`as_operator` does
+        (two extra products for an opaque operator; skipped for operators
+        that are symmetric by construction, such as the package's Hessian and GGN).
 
     Returns
     -------
@@ -251,9 +257,13 @@ def lanczos(
     Raises
     ------
     ValueError
-        ``steps < 1``; start vectors of the wrong shape, zero or non-finite; an
-        operator product of the wrong shape or with NaN/inf (the message names
-        the step).
+        ``steps``, ``num_vectors``, ``seed``, ``distribution`` or
+        ``breakdown_tol`` out of range; start vectors of the wrong shape, zero
+        or non-finite; an operator that is not symmetric; an operator product
+        of the wrong shape or with NaN/inf (the message names the step).
+    TypeError
+        ``progress`` not callable, ``cancel`` without ``is_set()``, or an
+        operator :func:`as_operator` does not accept.
     Cancelled
         When ``cancel`` is set; ``.result`` is the valid result of the steps done.
 
@@ -273,12 +283,18 @@ def lanczos(
     >>> round(float(result.ritz_weights.sum()), 12)
     1.0
     """
-    op = as_operator(op)
-    steps = min(check_steps(steps), op.dim)
+    progress, cancel = check_protocol(progress, cancel)
+    steps = check_steps(steps)
+    num_vectors, seed, distribution = check_start(num_vectors, seed, distribution)
+    boolean("store_vectors", store_vectors)
+    storage = None if basis_device is None else resolve_device(basis_device, "basis_device")
+    tolerance = None if breakdown_tol is None else non_negative("breakdown_tol", breakdown_tol)
+    op = as_operator(op, check_symmetric=check_symmetric)
+    steps = min(steps, op.dim)
     vectors = start_vectors(op, num_vectors, seed, distribution, start)
     runs = vectors.shape[0]
-    storage = torch.device(basis_device) if basis_device is not None else op.device
-    tolerance = torch.finfo(op.dtype).eps ** 0.5 if breakdown_tol is None else float(breakdown_tol)
+    storage = op.device if storage is None else storage
+    tolerance = torch.finfo(op.dtype).eps ** 0.5 if tolerance is None else tolerance
 
     basis = torch.empty(runs, steps, op.dim, dtype=op.dtype, device=storage)
     basis[:, 0] = vectors.to(storage)

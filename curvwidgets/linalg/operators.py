@@ -4,8 +4,17 @@ Every algorithm in :mod:`curvwidgets.linalg` talks to an operator through
 :class:`LinearOperator`: its size ``dim``, its ``dtype`` and ``device``, and
 products with torch tensors, ``matvec`` for one vector of shape ``(dim,)`` and
 ``matmat`` for a block of shape ``(dim, k)`` (columns are vectors, as in
-scipy). :func:`as_operator` turns dense arrays, scipy operators and plain
-callables into one.
+scipy). :func:`as_operator` turns dense arrays, scipy operators, plain
+callables and any object with ``dim``, ``dtype``, ``device`` and ``matvec``
+into one.
+
+Lanczos on a non-symmetric operator returns meaningless Ritz values, so
+:func:`as_operator` checks symmetry where it is cheap: exactly for dense and
+sparse matrices (``||A - A^T||_F <= sqrt(eps) ||A||_F``), and for an opaque
+operator with a randomised probe costing two products
+(:meth:`LinearOperator.symmetry_defect`).
+Operators that are symmetric by construction (the package's Hessian and GGN)
+say so with ``symmetric = True`` and are trusted.
 """
 
 from __future__ import annotations
@@ -13,15 +22,32 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
+import scipy.sparse
 import scipy.sparse.linalg as sla
 import torch
 
-__all__ = ["LinearOperator", "DenseOperator", "CallableOperator", "ScipyOperator", "as_operator", "resolve_dtype"]
+from .._validate import boolean, positive_int
+from ._checks import apply_operator
+
+__all__ = [
+    "LinearOperator",
+    "DenseOperator",
+    "CallableOperator",
+    "ScipyOperator",
+    "ProtocolOperator",
+    "as_operator",
+    "resolve_dtype",
+    "resolve_device",
+]
 
 _FLOAT_DTYPES = {torch.float32: torch.float32, torch.float64: torch.float64}
 _NAMES = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32, "double": torch.float64}
 
 DTypeLike = Union[torch.dtype, np.dtype, type, str]
+DeviceLike = Union[str, torch.device]
+PROTOCOL = ("dim", "dtype", "device", "matvec")
+PROBE_SEED = 0  # the symmetry probe's vectors are the same on every call, so a check repeats exactly
+BLOCK_ELEMENTS = 1 << 22  # entries of A per block of the dense symmetry check (32 MiB in float64)
 
 
 def resolve_dtype(dtype: DTypeLike, argument: str = "dtype") -> torch.dtype:
@@ -46,6 +72,59 @@ def resolve_dtype(dtype: DTypeLike, argument: str = "dtype") -> torch.dtype:
     return found
 
 
+def resolve_device(device: DeviceLike, argument: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device`.
+
+    Raises
+    ------
+    TypeError
+        When ``device`` is neither a string nor a ``torch.device``.
+    ValueError
+        For a string torch does not read as a device (e.g. ``"gpu"``).
+    """
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"{argument} must be a torch.device or a string such as 'cpu' or 'cuda:0'; got {device!r}")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"{argument} must name a torch device such as 'cpu' or 'cuda:0'; got {device!r}") from error
+
+
+def _dense_defect(matrix: torch.Tensor) -> float:
+    """``||A - A^T||_F / ||A||_F`` (0 for the zero matrix), ``A - A^T`` formed a block of rows at a time."""
+    scale = torch.linalg.matrix_norm(matrix).item()
+    if scale == 0:
+        return 0.0
+    rows = max(1, BLOCK_ELEMENTS // matrix.shape[0])
+    blocks = [matrix[i : i + rows] - matrix[:, i : i + rows].T for i in range(0, matrix.shape[0], rows)]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.matrix_norm(block) for block in blocks])).item() / scale
+
+
+def _sparse_defect(matrix: Any) -> float:
+    """``||A - A^T||_F / ||A||_F`` of a scipy sparse matrix (0 for the zero matrix)."""
+    scale = scipy.sparse.linalg.norm(matrix)
+    return float(scipy.sparse.linalg.norm(matrix - matrix.T) / scale) if scale > 0 else 0.0
+
+
+def _probe_defect(op: LinearOperator) -> float:
+    """``|u^T A v - v^T A u| / max(||A u||, ||A v||)`` for seeded random unit ``u``, ``v``; two products.
+
+    The denominator bounds both ``|u^T A v|`` and ``|v^T A u|`` (Cauchy-Schwarz),
+    so the defect is relative to the scale of the products; it is 0 for the
+    zero operator and for a symmetric one up to rounding.
+    """
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    probes = torch.randn(2, op.dim, generator=generator, dtype=torch.float64)
+    probes = (probes / torch.linalg.vector_norm(probes, dim=1, keepdim=True)).to(device=op.device, dtype=op.dtype)
+    products = torch.cat([apply_operator(op, probes[k : k + 1], k + 1, "symmetry probe") for k in range(2)]).to(torch.float64)
+    probes = probes.to(torch.float64)
+    scale = torch.linalg.vector_norm(products, dim=1).max().item()
+    difference = (torch.dot(probes[0], products[1]) - torch.dot(probes[1], products[0])).abs().item()
+    return difference / scale if scale > 0 else 0.0
+
+
 class LinearOperator:
     """A symmetric linear operator acting on torch vectors.
 
@@ -61,11 +140,16 @@ class LinearOperator:
         ``torch.float32`` or ``torch.float64``; vectors passed in have it.
     device : torch.device
         Where products are computed; vectors passed in live there.
+    symmetric : bool
+        True when the operator is known to be symmetric (by construction, or
+        checked once by :func:`as_operator`), so that its check is skipped.
+        Default False: a user's operator is checked with a probe.
     """
 
     dim: int
     dtype: torch.dtype
     device: torch.device
+    symmetric: bool = False
 
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
         """Return ``A @ vector`` for ``vector`` of shape ``(dim,)``."""
@@ -104,6 +188,16 @@ class LinearOperator:
             rmatvec=self.__matmul__, rmatmat=self.__matmul__,
         )
 
+    def symmetry_defect(self) -> float:
+        """How far the operator is from symmetric, relative to its scale (about ``eps`` or less when symmetric).
+
+        A randomised probe costing two products:
+        ``|u^T A v - v^T A u| / max(||A u||, ||A v||)`` for seeded random unit
+        vectors ``u`` and ``v`` (the same on every call). Subclasses holding a
+        matrix override it with the exact ``||A - A^T||_F / ||A||_F``.
+        """
+        return _probe_defect(self)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device})"
 
@@ -122,6 +216,10 @@ class DenseOperator(LinearOperator):
 
     def matmat(self, block: torch.Tensor) -> torch.Tensor:
         return self.matrix @ block
+
+    def symmetry_defect(self) -> float:
+        """Exactly ``||A - A^T||_F / ||A||_F`` (0 for the zero matrix)."""
+        return _dense_defect(self.matrix)
 
 
 class CallableOperator(LinearOperator):
@@ -142,9 +240,9 @@ class CallableOperator(LinearOperator):
 
 
 class ScipyOperator(LinearOperator):
-    """A :class:`scipy.sparse.linalg.LinearOperator` (or sparse matrix) evaluated on the CPU."""
+    """A :class:`scipy.sparse.linalg.LinearOperator` or a scipy sparse matrix, evaluated on the CPU."""
 
-    def __init__(self, operator: sla.LinearOperator, dtype: torch.dtype):
+    def __init__(self, operator: Any, dtype: torch.dtype):
         self.operator = operator
         self.dim = operator.shape[0]
         self.dtype = dtype
@@ -161,30 +259,106 @@ class ScipyOperator(LinearOperator):
     def matmat(self, block: torch.Tensor) -> torch.Tensor:
         return self._apply(block)
 
+    def symmetry_defect(self) -> float:
+        """Exactly ``||A - A^T||_F / ||A||_F`` for a sparse matrix; the probe for a scipy ``LinearOperator``."""
+        return _sparse_defect(self.operator) if scipy.sparse.issparse(self.operator) else _probe_defect(self)
 
-def _symmetry_defect(matrix: torch.Tensor) -> float:
-    """``||A - A^T||_F / ||A||_F`` (0 for the zero matrix)."""
-    scale = torch.linalg.matrix_norm(matrix).item()
-    return torch.linalg.matrix_norm(matrix - matrix.T).item() / scale if scale > 0 else 0.0
+
+class ProtocolOperator(LinearOperator):
+    """Any object with ``dim``, ``dtype``, ``device`` and ``matvec`` (duck typing), adapted.
+
+    ``matmat`` is the object's own when it has one, else one ``matvec`` per
+    column. Products may be tensors or anything :func:`torch.as_tensor`
+    accepts. An object with ``symmetric = True`` is trusted to be symmetric.
+    """
+
+    def __init__(self, operator: Any):
+        self.operator = operator
+        self.dim = positive_int("operator.dim", operator.dim)
+        self.dtype = resolve_dtype(operator.dtype, "operator.dtype")
+        self.device = resolve_device(operator.device, "operator.device")
+        self.symmetric = getattr(operator, "symmetric", False) is True
+
+    def _tensor(self, product: Any) -> torch.Tensor:
+        return torch.as_tensor(product).to(device=self.device, dtype=self.dtype)
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        return self._tensor(self.operator.matvec(vector))
+
+    def matmat(self, block: torch.Tensor) -> torch.Tensor:
+        own = getattr(self.operator, "matmat", None)
+        return self._tensor(own(block)) if callable(own) else super().matmat(block)
+
+
+def _require_symmetric(op: LinearOperator) -> None:
+    """Raise ``ValueError`` when ``op.symmetry_defect()`` exceeds ``sqrt(eps)`` of ``op.dtype``."""
+    defect, tolerance = op.symmetry_defect(), torch.finfo(op.dtype).eps ** 0.5
+    if defect > tolerance:
+        raise ValueError(
+            f"operator must be symmetric; its relative symmetry defect is {defect:.3g}, above "
+            f"sqrt(eps) = {tolerance:.3g} of {op.dtype}. Symmetrise it, e.g. with (A + A.T) / 2, "
+            "or pass check_symmetric=False."
+        )
+
+
+def _wrap(operator: Any, dim: Optional[int], dtype: Optional[DTypeLike], device: Optional[DeviceLike]) -> LinearOperator:
+    """``operator`` as a :class:`LinearOperator`, without checking symmetry (see :func:`as_operator`)."""
+    if isinstance(operator, LinearOperator):
+        return operator
+    if isinstance(operator, (np.ndarray, torch.Tensor)):
+        return _dense(operator, dtype, device)
+    if isinstance(operator, sla.LinearOperator) or scipy.sparse.issparse(operator):
+        if len(operator.shape) != 2 or operator.shape[0] != operator.shape[1]:
+            raise ValueError(f"operator must be square; got shape {operator.shape}")
+        target = dtype if dtype is not None else operator.dtype
+        return ScipyOperator(operator, resolve_dtype(target, "dtype" if dtype is not None else "operator dtype"))
+    if hasattr(operator, "matvec"):
+        missing = [name for name in PROTOCOL if not hasattr(operator, name)]
+        if missing:
+            raise TypeError(
+                f"operator has matvec but lacks {', '.join(missing)}; an operator needs {', '.join(PROTOCOL)}"
+            )
+        return ProtocolOperator(operator)
+    if callable(operator):
+        if dim is None:
+            raise ValueError("dim must be given (an int >= 1) when operator is a callable")
+        target = resolve_dtype(dtype if dtype is not None else torch.float64)
+        return CallableOperator(operator, positive_int("dim", dim), target, resolve_device(device or "cpu"))
+    raise TypeError(
+        "operator must be a numpy array, torch tensor, scipy LinearOperator or sparse matrix, "
+        "an object with dim, dtype, device and matvec, or a callable with dim=; "
+        f"got {type(operator).__name__}"
+    )
+
+
+def _dense(operator: Union[np.ndarray, torch.Tensor], dtype: Optional[DTypeLike], device: Optional[DeviceLike]) -> DenseOperator:
+    """A dense ``(P, P)`` array or tensor, cast to ``dtype`` and moved to ``device`` when given."""
+    matrix = torch.as_tensor(operator)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"operator must be a square 2-D matrix; got shape {tuple(matrix.shape)}")
+    target = resolve_dtype(dtype if dtype is not None else matrix.dtype, "operator dtype" if dtype is None else "dtype")
+    return DenseOperator(matrix.to(device=resolve_device(device) if device is not None else matrix.device, dtype=target))
 
 
 def as_operator(
     operator: Any,
     dim: Optional[int] = None,
     dtype: Optional[DTypeLike] = None,
-    device: Union[str, torch.device, None] = None,
+    device: Optional[DeviceLike] = None,
     check_symmetric: bool = True,
 ) -> LinearOperator:
-    """Wrap ``operator`` into a :class:`LinearOperator`.
+    """Wrap ``operator`` into a :class:`LinearOperator`, checking that it is symmetric.
 
     Parameters
     ----------
-    operator : LinearOperator, ndarray, torch.Tensor, scipy LinearOperator, sparse matrix or callable
-        A dense ``(P, P)`` symmetric matrix, a scipy operator, an existing
-        curvwidgets operator (returned as it is), or a function computing
-        ``A @ v`` for a torch vector ``v`` of shape ``(P,)``.
+    operator : LinearOperator, ndarray, torch.Tensor, scipy LinearOperator, sparse matrix, protocol object or callable
+        A dense ``(P, P)`` symmetric matrix, a scipy operator or sparse
+        matrix, an existing curvwidgets operator (returned as it is), any
+        object with ``dim``, ``dtype``, ``device`` and ``matvec`` (and
+        optionally ``matmat``), or a function computing ``A @ v`` for a torch
+        vector ``v`` of shape ``(P,)``.
     dim : int, optional
-        ``P``; required for a callable, ignored otherwise.
+        ``P``; required for a callable, checked against the operator's size otherwise.
     dtype : float32 or float64, optional
         For a callable or scipy operator: the dtype of the vectors it takes
         (default: float64 for a callable, the operator's own for scipy). For a
@@ -193,7 +367,11 @@ def as_operator(
         For a callable: where its vectors live (default CPU). For a dense
         matrix: move it there (default: keep it where it is).
     check_symmetric : bool, default: True
-        For a dense matrix, reject it when ``||A - A^T||_F > sqrt(eps) ||A||_F``.
+        Reject the operator when :meth:`LinearOperator.symmetry_defect`
+        exceeds ``sqrt(eps)`` of its dtype: exactly for dense and sparse
+        matrices, with a probe of two products otherwise. Skipped for
+        operators with ``symmetric = True`` (the package's Hessian and GGN);
+        a wrapper made here is marked symmetric once it passes.
 
     Returns
     -------
@@ -202,10 +380,12 @@ def as_operator(
     Raises
     ------
     ValueError
-        A dense matrix that is not 2-D and square, or clearly not symmetric; a
-        callable without a positive ``dim``.
+        A matrix that is not 2-D and square, or an operator that is not
+        symmetric; a callable without ``dim``; ``dim`` not an int >= 1 or
+        not the operator's size.
     TypeError
-        An unsupported dtype or object.
+        An unsupported dtype, device or object; an object with ``matvec`` that
+        lacks ``dim``, ``dtype`` or ``device``.
 
     Examples
     --------
@@ -216,33 +396,12 @@ def as_operator(
     >>> op @ np.ones(3)
     array([1., 2., 3.])
     """
-    if isinstance(operator, LinearOperator):
-        return operator
-    if isinstance(operator, (np.ndarray, torch.Tensor)):
-        matrix = torch.as_tensor(operator)
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise ValueError(f"operator must be a square 2-D matrix; got shape {tuple(matrix.shape)}")
-        target = resolve_dtype(dtype if dtype is not None else matrix.dtype, "operator dtype" if dtype is None else "dtype")
-        matrix = matrix.to(device=device if device is not None else matrix.device, dtype=target)
-        if check_symmetric:
-            defect = _symmetry_defect(matrix)
-            if defect > torch.finfo(target).eps ** 0.5:
-                raise ValueError(
-                    f"operator must be symmetric; ||A - A^T||_F / ||A||_F = {defect:.3g}. "
-                    "Symmetrise it with (A + A.T) / 2, or pass check_symmetric=False."
-                )
-        return DenseOperator(matrix)
-    if isinstance(operator, sla.LinearOperator) or hasattr(operator, "tocsr"):
-        if len(operator.shape) != 2 or operator.shape[0] != operator.shape[1]:
-            raise ValueError(f"operator must be square; got shape {operator.shape}")
-        return ScipyOperator(sla.aslinearoperator(operator), resolve_dtype(dtype if dtype is not None else operator.dtype))
-    if callable(operator):
-        if dim is None or int(dim) < 1:
-            raise ValueError(f"dim must be a positive int when operator is a callable; got {dim!r}")
-        return CallableOperator(
-            operator, int(dim), resolve_dtype(dtype if dtype is not None else torch.float64), torch.device(device or "cpu")
-        )
-    raise TypeError(
-        "operator must be a numpy array, torch tensor, scipy LinearOperator or sparse matrix, "
-        f"a curvwidgets LinearOperator, or a callable with dim=; got {type(operator).__name__}"
-    )
+    boolean("check_symmetric", check_symmetric)
+    op = _wrap(operator, dim, dtype, device)
+    if dim is not None and positive_int("dim", dim) != op.dim:
+        raise ValueError(f"dim must be the operator's size {op.dim}; got {dim!r}")
+    if check_symmetric and not op.symmetric:
+        _require_symmetric(op)
+        if op is not operator:
+            op.symmetric = True
+    return op

@@ -8,8 +8,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..progress import CancelToken, ProgressCallback, report
-from ._checks import apply_operator, check_steps, start_vectors
+from ..progress import CancelToken, ProgressCallback, check_protocol, report
+from ._checks import apply_operator, check_start, check_steps, start_vectors
 from .operators import as_operator
 
 __all__ = ["PowerIterationResult", "power_iteration"]
@@ -47,6 +47,7 @@ def power_iteration(
     cancel: Optional[CancelToken] = None,
     *,
     distribution: str = "gaussian",
+    check_symmetric: bool = True,
 ) -> PowerIterationResult:
     """Power iteration: ``u <- A u / ||A u||``, recording the Rayleigh quotient each step.
 
@@ -60,6 +61,8 @@ def power_iteration(
         The start vector, as in :func:`~curvwidgets.linalg.lanczos`.
     progress, cancel
         The progress protocol of :mod:`curvwidgets.progress`.
+    check_symmetric : bool, default: True
+        Check that ``op`` is symmetric first, as :func:`as_operator` does.
 
     Returns
     -------
@@ -70,8 +73,12 @@ def power_iteration(
     Raises
     ------
     ValueError
-        ``steps < 1``, a bad start vector, or an operator product of the wrong
-        shape or with NaN/inf (the message names the step).
+        ``steps``, ``seed`` or ``distribution`` out of range, a bad start
+        vector, an operator that is not symmetric, or an operator product of
+        the wrong shape or with NaN/inf (the message names the step).
+    TypeError
+        ``progress`` not callable, ``cancel`` without ``is_set()``, or an
+        operator :func:`as_operator` does not accept.
     Cancelled
         When ``cancel`` is set; ``.result`` holds the estimates so far.
 
@@ -82,8 +89,10 @@ def power_iteration(
     >>> round(result.eigenvalue, 8)
     10.0
     """
-    op = as_operator(op)
+    progress, cancel = check_protocol(progress, cancel)
     steps = check_steps(steps)
+    _, seed, distribution = check_start(1, seed, distribution)
+    op = as_operator(op, check_symmetric=check_symmetric)
     vector = start_vectors(op, 1, seed, distribution, start)
     history = np.empty(steps)
 

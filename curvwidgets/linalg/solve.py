@@ -15,10 +15,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..progress import CancelToken, ProgressCallback, report
-from ._checks import apply_operator
+from .._validate import finite, positive, positive_int
+from ..progress import CancelToken, ProgressCallback, check_protocol, report
+from ._checks import apply_operator, check_steps
 from .lanczos import lanczos
-from .operators import as_operator
+from .operators import LinearOperator, as_operator
 
 __all__ = ["SolveResult", "conjugate_gradient", "lanczos_solve"]
 
@@ -46,10 +47,13 @@ class SolveResult:
     iterations: int
 
 
-def _rhs(op, rhs: Any) -> torch.Tensor:
+def _rhs(op: LinearOperator, rhs: Any) -> torch.Tensor:
+    """``rhs`` as a finite vector of shape ``(op.dim,)`` on ``op``'s device and dtype, else ``ValueError``."""
     vector = torch.as_tensor(rhs).to(device=op.device, dtype=op.dtype)
     if vector.shape != (op.dim,):
         raise ValueError(f"rhs must have shape ({op.dim},); got {tuple(vector.shape)}")
+    if not bool(torch.isfinite(vector).all()):
+        raise ValueError("rhs must be finite; it contains NaN or inf")
     return vector
 
 
@@ -61,6 +65,8 @@ def conjugate_gradient(
     maxiter: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    *,
+    check_symmetric: bool = True,
 ) -> SolveResult:
     """Solve ``(A + damping I) x = b`` by conjugate gradients from ``x_0 = 0``.
 
@@ -80,6 +86,8 @@ def conjugate_gradient(
     maxiter : int, optional
     progress, cancel
         The progress protocol; one event per iteration.
+    check_symmetric : bool, default: True
+        Check that ``op`` is symmetric first, as :func:`as_operator` does.
 
     Examples
     --------
@@ -88,9 +96,12 @@ def conjugate_gradient(
     >>> result.solution.numpy().round(6).tolist(), result.converged
     ([0.5, 0.333333, 0.2], True)
     """
-    op = as_operator(op)
+    progress, cancel = check_protocol(progress, cancel)
+    damping, tol = finite("damping", damping), positive("tol", tol)
+    maxiter = None if maxiter is None else positive_int("maxiter", maxiter)
+    op = as_operator(op, check_symmetric=check_symmetric)
     b = _rhs(op, rhs)
-    limit = op.dim if maxiter is None else int(maxiter)
+    limit = op.dim if maxiter is None else maxiter
     solution = torch.zeros_like(b)
     residual = b.clone()
     direction = residual.clone()
@@ -119,7 +130,9 @@ def conjugate_gradient(
     return result()
 
 
-def lanczos_solve(op: Any, rhs: Any, steps: int, damping: float = 0.0, tol: float = 1e-6) -> SolveResult:
+def lanczos_solve(
+    op: Any, rhs: Any, steps: int, damping: float = 0.0, tol: float = 1e-6, *, check_symmetric: bool = True
+) -> SolveResult:
     """``(A + damping I)^{-1} b`` from a Lanczos run started at ``b``.
 
     With ``V`` the Lanczos basis of ``K_m(A, b)`` and ``T = V^T A V``,
@@ -127,11 +140,12 @@ def lanczos_solve(op: Any, rhs: Any, steps: int, damping: float = 0.0, tol: floa
     Krylov space; equal to conjugate gradients in exact arithmetic when
     ``A + damping I`` is positive definite). Needs the basis (``m P``
     numbers); the residual is checked against ``tol * ||b||`` with one more
-    product.
+    product. ``check_symmetric`` is as in :func:`as_operator`.
     """
-    op = as_operator(op)
+    steps, damping, tol = check_steps(steps), finite("damping", damping), positive("tol", tol)
+    op = as_operator(op, check_symmetric=check_symmetric)
     b = _rhs(op, rhs)
-    run = lanczos(op, steps=steps, start=b, store_vectors=True)
+    run = lanczos(op, steps=steps, start=b, store_vectors=True, check_symmetric=False)
     count = int(run.num_steps[0])
     tridiagonal = np.diag(run.alpha[0, :count] + damping)
     tridiagonal += np.diag(run.beta[0, : count - 1], 1) + np.diag(run.beta[0, : count - 1], -1)
