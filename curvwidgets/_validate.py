@@ -115,3 +115,25 @@ def check_cancel(value: Any) -> Any:
             f"got {type(value).__name__} {value!r}"
         )
     return value
+
+
+def device_value(name: str, value: Any):
+    """``value`` as a ``torch.device`` that exists on this machine (None passes through).
+
+    A malformed name (``"gpu"``), CUDA where there is none, or a CUDA index
+    beyond the cards present is a ``ValueError`` naming ``name``.
+    """
+    if value is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must name a device such as 'cpu', 'cuda' or 'cuda:1'; got {value!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {value!r}: CUDA is not available on this machine; use 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device

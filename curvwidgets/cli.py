@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from ._validate import device_value
+
 __all__ = ["main", "build_parser"]
 
 
@@ -154,11 +156,21 @@ def _reproduce(arguments: argparse.Namespace) -> int:
     return 0 if all(run.error is None for run in runs) else 1
 
 
+def _device_option(text: str) -> str:
+    """``--device``'s type: the name as given, once it names a device this machine has."""
+    try:
+        device_value("device", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint file, or a run folder (its latest)")
     parser.add_argument("--data", default=None, help="data set to use instead of the checkpoint's")
     parser.add_argument("--root", default=None, help="where CIFAR lives (default: $CURVWIDGETS_DATA or ~/.cache)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--device", default=None, type=_device_option,
+                        help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
@@ -175,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
     demo.add_argument("--steps", type=int, default=20, help="Lanczos steps (default: 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    demo.add_argument("--device", default=None, type=_device_option, help="cpu, cuda, ... (default: cpu)")
     demo.set_defaults(run=_demo)
 
     synthetic = verbs.add_parser("synthetic", help="reproduce the synthetic figures 1-5 and Table 1 as PNG files")
@@ -205,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", default=None, help="a checkpoint file or a folder of them to continue from")
     fit.add_argument("--root", default=None, help="where CIFAR lives (the paper's data_path)")
     fit.add_argument("--download", action="store_true", help="let torchvision fetch CIFAR when it is missing")
-    fit.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    fit.add_argument("--device", default=None, type=_device_option,
+                     help="cpu, cuda, ... (default: cuda when available)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.set_defaults(run=_train)
 
@@ -286,11 +299,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     _positive_ints(parser, arguments)
     try:
         return arguments.run(arguments)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except (ValueError, TypeError, KeyError, OSError) as error:  # a bad value, file or folder
         if arguments.debug:
             raise
         print(f"curvwidgets {arguments.verb}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # anything else still ends in one line; --debug shows where it came from
+        if arguments.debug:
+            raise
+        print(f"curvwidgets {arguments.verb}: error: {type(error).__name__}: {error} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"curvwidgets {arguments.verb}: interrupted", file=sys.stderr)
         return 130

@@ -86,8 +86,10 @@ class TrainingHistory:
 
     @classmethod
     def from_dict(cls, content: Dict[str, Any]) -> "TrainingHistory":
-        if content.get("format") != HISTORY_FORMAT:
-            raise ValueError(f"not a training history: format is {content.get('format')!r}")
+        """The history of :meth:`to_dict`'s output; ``ValueError`` for another format or a newer version."""
+        if not isinstance(content, dict) or content.get("format") != HISTORY_FORMAT:
+            found = content.get("format") if isinstance(content, dict) else type(content).__name__
+            raise ValueError(f"not a training history: format is {found!r}")
         if content.get("version", 0) > HISTORY_VERSION:
             raise ValueError(f"training history version {content['version']} is newer than this curvwidgets reads "
                              f"({HISTORY_VERSION})")
@@ -102,9 +104,24 @@ class TrainingHistory:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "TrainingHistory":
-        """Read a history written by :meth:`save`."""
-        content = json.loads(Path(path).read_text())
-        return cls.from_dict(_none_to_nan(content))
+        """Read a history written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ResultFileError
+            The file is not a history written by curvwidgets (a checkpoint, truncated JSON, another JSON
+            document) or is of a newer format version; the message names it.
+        """
+        source = Path(path).expanduser()
+        if not source.is_file():
+            raise FileNotFoundError(f"training history {os.fspath(source)!r} does not exist")
+        try:
+            return cls.from_dict(_none_to_nan(json.loads(source.read_text(encoding="utf-8"))))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # undecodable text and bad JSON included
+            raise ResultFileError(f"{os.fspath(source)!r} is not a readable training history (the history.json "
+                                  f"that curvwidgets writes): {type(error).__name__}: {error}") from None
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -160,8 +177,10 @@ def _read_npz(path: PathLike, kind: str, version: int) -> Tuple[Dict[str, np.nda
         with np.load(target, allow_pickle=False) as content:
             arrays = {name: content[name] for name in content.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        reason = "it holds pickled objects, which curvwidgets never loads" if "pickle" in str(error) \
+            else f"{type(error).__name__}: {error}"
         raise ResultFileError(f"{where!r} is not a readable {kind} file (truncated, or not an npz written by "
-                              f"curvwidgets): {type(error).__name__}: {error}") from None
+                              f"curvwidgets): {reason}") from None
     if _META_ENTRY not in arrays:
         raise ResultFileError(f"{where!r} is an npz file but not a {kind} file of curvwidgets (no {_META_ENTRY} entry)")
     try:

@@ -240,6 +240,34 @@ def test_landscape_of_a_spectrum_without_vectors_exits_2(chain, tmp_path, capsys
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("device, names", [("gpu", ["--device", "'gpu'", "'cpu'"]),
+                                             ("cuda:99", ["--device", "'cuda:99'"])])
+def test_a_device_this_machine_lacks_exits_2_before_any_work(tmp_path, capsys, device, names):
+    assert run(["train", "--out", tmp_path / "run", "--data", "digits", "--model", "MLP", "--epochs", "1",
+                "--device", device]) == 2
+    assert_one_error_line(capsys.readouterr().err, *names)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_folder_under_a_file_exits_2_with_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert run(["train", "--out", blocker / "run", "--data", "digits", "--model", "MLP", "--epochs", "1",
+                "--device", "cpu"]) == 2
+    assert_one_error_line(capsys.readouterr().err, str(blocker / "run"))
+
+
+def test_an_unexpected_error_still_ends_in_one_line(monkeypatch, tmp_path, capsys):
+    import curvwidgets.api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something deep broke")
+
+    monkeypatch.setattr(curvwidgets.api, "train_network", broken)
+    assert run(["train", "--out", tmp_path / "run", "--data", "digits", "--model", "MLP", "--epochs", "1"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "RuntimeError", "something deep broke", "--debug")
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError):
         main(["--debug", "spectrum", "--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "s")])

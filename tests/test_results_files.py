@@ -273,6 +273,15 @@ def test_random_bytes_are_a_clear_error(tmp_path):
             reader(target)
 
 
+def test_an_npz_of_pickled_objects_is_refused_without_advice_to_unpickle_it(tmp_path):
+    target = tmp_path / "objects.npz"
+    np.savez(target, **{"meta.json": np.array([{"format": "curvwidgets.Spectrum"}], dtype=object)})
+    for reader in (cw.Spectrum.load, cw.Landscape.load):
+        with pytest.raises(ResultFileError, match="objects.npz") as raised:
+            reader(target)
+        assert "pickled objects" in str(raised.value) and "allow_pickle" not in str(raised.value)
+
+
 def write_npz_by_hand(path, header, **arrays):
     with open(path, "wb") as handle:
         np.savez(handle, **{"meta.json": np.array(json.dumps(header))}, **arrays)
