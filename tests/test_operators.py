@@ -1,11 +1,15 @@
-"""The operator protocol and its adapters."""
+"""The operator protocol, its adapters and the symmetry check."""
+
+import re
 
 import numpy as np
 import pytest
 import scipy.sparse
+import scipy.sparse.linalg
 import torch
 
 import curvwidgets as cw
+from curvwidgets.linalg import operators
 from curvwidgets.linalg.operators import resolve_dtype
 
 
@@ -63,3 +67,163 @@ def test_bad_operators():
     nearly = np.eye(3) + 1e-12 * np.triu(np.ones((3, 3)), 1)
     assert cw.as_operator(nearly).dim == 3  # rounding-level asymmetry is accepted
     assert cw.as_operator(np.triu(np.ones((3, 3))), check_symmetric=False).dim == 3
+
+
+def _probe_vectors(dim: int) -> np.ndarray:
+    """The probe's two unit vectors, shape ``(2, dim)``, drawn as documented (seeded CPU float64 Gaussians)."""
+    generator = torch.Generator().manual_seed(operators.PROBE_SEED)
+    vectors = torch.randn(2, dim, generator=generator, dtype=torch.float64).numpy()
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _mildly_non_symmetric(dim: int, asymmetry: float) -> tuple:
+    """``A = S + asymmetry * K`` with ``S`` symmetric, ``K`` skew, ``||K||_F = ||S||_F``; returns ``(A, K)``."""
+    symmetric = cw.synthetic.wigner(dim, seed=0)
+    gaussian = np.random.default_rng(1).standard_normal((dim, dim))
+    skew = gaussian - gaussian.T
+    skew *= np.linalg.norm(symmetric) / np.linalg.norm(skew)
+    return symmetric + asymmetry * skew, asymmetry * skew
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_probe_defect_is_the_stated_closed_form_and_rejects_a_mildly_non_symmetric_operator(dtype):
+    matrix = _mildly_non_symmetric(60, 0.01)[0].astype(dtype)
+    exact, (u, v) = matrix.astype(np.float64), _probe_vectors(60)
+    # u^T A v - v^T A u = u^T (A - A^T) v, in float64 for the matrix as stored
+    expected = abs(u @ (exact - exact.T) @ v) / max(np.linalg.norm(exact @ u), np.linalg.norm(exact @ v))
+    callable_op = cw.as_operator(lambda x: torch.from_numpy(matrix) @ x, dim=60, dtype=dtype, check_symmetric=False)
+    scipy_op = cw.as_operator(scipy.sparse.linalg.aslinearoperator(matrix), check_symmetric=False)
+    eps = float(np.finfo(dtype).eps)
+    for op in (callable_op, scipy_op):
+        assert op.symmetry_defect() == pytest.approx(expected, rel=1e-3 if dtype == np.float32 else 1e-12)
+        assert op.symmetry_defect() > 5 * np.sqrt(eps)  # 1% asymmetry: past the tolerance sqrt(eps) in both dtypes
+    with pytest.raises(ValueError, match=r"operator must be symmetric; its relative symmetry defect is .*check_symmetric=False"):
+        cw.as_operator(lambda x: torch.from_numpy(matrix) @ x, dim=60, dtype=dtype)
+    with pytest.raises(ValueError, match="operator must be symmetric"):
+        cw.lanczos(scipy.sparse.linalg.aslinearoperator(matrix), steps=5)
+    with pytest.raises(ValueError, match="operator must be symmetric"):
+        cw.power_iteration(callable_op, steps=5)
+
+
+@pytest.mark.parametrize("dim", [10, 500, 3000])
+def test_probe_accepts_float32_symmetric_operators(dim):
+    tensor = torch.from_numpy(cw.synthetic.wigner(dim, seed=2).astype(np.float32))
+    callable_op = cw.as_operator(lambda x: tensor @ x, dim=dim, dtype=torch.float32)
+    scipy_op = cw.as_operator(scipy.sparse.linalg.aslinearoperator(tensor.numpy()))
+    for op in (callable_op, scipy_op):
+        assert op.dtype == torch.float32 and op.symmetric  # passed, and marked so that it is not probed again
+        assert op.symmetry_defect() < 10 * np.finfo(np.float32).eps  # far below sqrt(eps) = 3.5e-4
+
+
+def test_sparse_check_is_exact():
+    matrix, skew = _mildly_non_symmetric(40, 1e-3)
+    sparse = scipy.sparse.csr_matrix(matrix)
+    op = cw.as_operator(sparse, check_symmetric=False)
+    exact = np.linalg.norm(matrix - matrix.T) / np.linalg.norm(matrix)
+    assert op.symmetry_defect() == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError, match="operator must be symmetric"):
+        cw.as_operator(sparse)
+    assert cw.as_operator(scipy.sparse.csr_matrix(matrix - skew / 2 + skew.T / 2)).symmetric
+
+
+def test_blocked_dense_check_equals_the_unblocked_norm(monkeypatch):
+    matrix = torch.from_numpy(_mildly_non_symmetric(50, 1e-3)[0])
+    exact = (torch.linalg.matrix_norm(matrix - matrix.T) / torch.linalg.matrix_norm(matrix)).item()
+    for block_elements in (1 << 22, 7 * 50, 1):  # one block, blocks of 7 rows, single rows
+        monkeypatch.setattr(operators, "BLOCK_ELEMENTS", block_elements)
+        assert operators.DenseOperator(matrix).symmetry_defect() == pytest.approx(exact, rel=1e-13)
+    assert operators.DenseOperator(torch.zeros(3, 3)).symmetry_defect() == 0.0
+
+
+class CountingOperator(cw.LinearOperator):
+    """``diag(1..dim)`` counting its products; ``symmetric`` as given."""
+
+    def __init__(self, dim: int, symmetric: bool):
+        self.dim, self.dtype, self.device, self.symmetric = dim, torch.float64, torch.device("cpu"), symmetric
+        self.products = 0
+
+    def matvec(self, vector):
+        self.products += 1
+        return torch.arange(1.0, self.dim + 1, dtype=torch.float64) * vector
+
+
+def test_operators_symmetric_by_construction_skip_the_probe():
+    from curvwidgets.curvature.operators import GGN, CurvatureOperator, Hessian
+
+    assert CurvatureOperator.symmetric and Hessian.symmetric and GGN.symmetric
+    trusted, user = CountingOperator(8, symmetric=True), CountingOperator(8, symmetric=False)
+    for op in (trusted, user):
+        result = cw.lanczos(op, steps=3)
+        assert cw.as_operator(op) is op
+    assert trusted.products == 3  # three Lanczos steps, no probe
+    assert user.products == 3 + 2 + 2  # each of lanczos and as_operator probed the user's operator
+    assert not user.symmetric  # a user's object is never marked
+    np.testing.assert_array_less(result.nodes(0), 8 + 1e-12)
+
+
+def test_a_wrapper_is_probed_once():
+    calls = []
+
+    def diagonal(vector):
+        calls.append(1)
+        return torch.arange(1.0, 7.0, dtype=torch.float64) * vector
+
+    op = cw.as_operator(diagonal, dim=6)
+    assert len(calls) == 2 and op.symmetric
+    cw.lanczos(op, steps=4)
+    assert len(calls) == 2 + 4
+    unchecked = cw.as_operator(diagonal, dim=6, check_symmetric=False)
+    assert len(calls) == 6 and not unchecked.symmetric
+    cw.lanczos(unchecked, steps=4, check_symmetric=False)
+    assert len(calls) == 6 + 4
+
+
+class Duck:
+    """An operator by its attributes only (no curvwidgets base class); ``matmat`` optional."""
+
+    def __init__(self, matrix: torch.Tensor, with_matmat: bool):
+        self.matrix, self.dim, self.dtype, self.device = matrix, matrix.shape[0], matrix.dtype, "cpu"
+        self.block_calls = 0
+        if with_matmat:
+            self.matmat = self._matmat
+
+    def matvec(self, vector):
+        return self.matrix @ vector
+
+    def _matmat(self, block):
+        self.block_calls += 1
+        return self.matrix @ block
+
+
+@pytest.mark.parametrize("with_matmat", [False, True])
+def test_an_object_with_dim_dtype_device_and_matvec_is_an_operator(with_matmat):
+    matrix = cw.synthetic.wigner(30, seed=4)
+    duck = Duck(torch.from_numpy(matrix), with_matmat)
+    op = cw.as_operator(duck)
+    assert isinstance(op, operators.ProtocolOperator) and (op.dim, op.dtype, op.device.type) == (30, torch.float64, "cpu")
+    block = torch.from_numpy(np.random.default_rng(0).standard_normal((30, 3)))
+    torch.testing.assert_close(op.matmat(block), torch.from_numpy(matrix) @ block)
+    assert duck.block_calls == int(with_matmat)
+    result = cw.lanczos(duck, steps=30, num_vectors=2)
+    np.testing.assert_allclose(result.nodes(0), np.linalg.eigvalsh(matrix), atol=1e-10)
+
+
+def test_a_trusted_duck_is_not_probed():
+    duck = Duck(torch.from_numpy(np.triu(np.ones((4, 4)))), with_matmat=False)
+    with pytest.raises(ValueError, match="operator must be symmetric"):
+        cw.as_operator(duck)
+    duck.symmetric = True  # the owner's word: trusted, as the package's curvature operators are
+    assert cw.as_operator(duck).symmetric
+
+
+@pytest.mark.parametrize("dim", [2.7, "10", True, 0, np.float64(3.0)])
+def test_dim_must_be_an_int(dim):
+    with pytest.raises(ValueError, match=rf"dim must be an int >= 1; got {re.escape(repr(dim))}"):
+        cw.as_operator(lambda v: v, dim=dim)
+
+
+def test_dim_is_checked_against_a_matrix_and_numpy_ints_are_accepted():
+    assert cw.as_operator(lambda v: v, dim=np.int64(3)).dim == 3
+    assert cw.as_operator(np.eye(3), dim=3).dim == 3
+    with pytest.raises(ValueError, match=r"dim must be the operator's size 3; got 4"):
+        cw.as_operator(np.eye(3), dim=4)
