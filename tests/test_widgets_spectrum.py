@@ -216,3 +216,32 @@ def test_a_checkpoint_is_loaded_once_and_recorded(model_and_data, monkeypatch):
     assert widget.result.meta["checkpoint"] == "runs/tiny" and widget.result.meta["epoch"] == 7
     reference = cw.spectrum(model, data, **OPTIONS)
     np.testing.assert_allclose(widget.result.ritz_values, reference.ritz_values, rtol=1e-10, atol=1e-12)
+
+
+def test_keep_eigenvectors_stores_the_ritz_vectors_of_the_direct_computation(model_and_data):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    assert widget.run(block=True) and widget.result.ritz_vectors is None
+    widget.save_vectors.value = True
+    assert widget.run(block=True)
+    direct = cw.spectrum(model, data, save_vectors=True, **OPTIONS)
+    np.testing.assert_allclose(widget.result.ritz_vectors, direct.ritz_vectors, rtol=1e-10, atol=1e-12)
+
+
+def test_show_draws_a_given_spectrum_and_results_are_announced_once_per_run(model_and_data, reference):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    announced = []
+    widget.on_result(announced.append)
+    widget.show(reference)
+    assert widget.result is reference and announced == []
+    assert_shows(widget, reference, widget.sigma_slider.value)
+    assert widget.step_slider.max == STEPS and not widget.save_button.disabled
+    assert widget.run(block=True)
+    assert announced == [widget.result] and widget.result is not reference
+    widget.params.value = "nomatch.*"  # a failed run announces nothing (the previous result stays)
+    with pytest.raises(ValueError):
+        widget.run(block=True)
+    assert announced == [widget.result]
+    with pytest.raises(TypeError, match="Spectrum"):
+        widget.show(reference.lanczos)

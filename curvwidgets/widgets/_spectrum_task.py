@@ -40,6 +40,8 @@ class SpectrumSettings:
     bn_mode : {"eval", "train"}
     backend : str
         How products are differentiated (see :class:`curvwidgets.Hessian`).
+    save_vectors : bool
+        Keep the Ritz vectors (``P`` floats each), which landscapes along eigenvectors need.
     """
 
     checkpoint: str = ""
@@ -51,12 +53,14 @@ class SpectrumSettings:
     seed: int = 0
     bn_mode: str = "eval"
     backend: str = "auto"
+    save_vectors: bool = False
 
     def options(self) -> Dict[str, Any]:
         """Keyword arguments of :func:`curvwidgets.spectrum` (all but model, data, progress and cancel)."""
         samples = non_negative_int("num_samples", self.num_samples)
         return dict(matrix=self.matrix, steps=self.steps, num_vectors=self.num_vectors, params=parse_params(self.params),
-                    bn_mode=self.bn_mode, num_samples=samples or None, seed=self.seed, backend=self.backend)
+                    bn_mode=self.bn_mode, num_samples=samples or None, seed=self.seed, backend=self.backend,
+                    save_vectors=self.save_vectors)
 
 
 Source = Callable[[str], Tuple[nn.Module, Any, Dict[str, Any]]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -97,6 +97,8 @@ class SpectrumWidget(widgets.VBox):
     save_path : str, default: "spectrum.npz"
     backend : str, default: "auto"
         How curvature products are differentiated (see :class:`curvwidgets.Hessian`).
+    save_vectors : bool, default: False
+        Keep the Ritz vectors in the result (a landscape along eigenvectors needs them).
 
     Attributes
     ----------
@@ -131,7 +133,7 @@ class SpectrumWidget(widgets.VBox):
                  loss_fn: Optional[Callable] = None, matrix: str = "hessian", steps: int = 30, num_vectors: int = 1,
                  params: str = "", num_samples: int = 0, seed: int = 0, bn_mode: str = "eval",
                  device: Optional[str] = None, tolerance: Optional[float] = None, save_path: str = "spectrum.npz",
-                 backend: str = "auto"):
+                 backend: str = "auto", save_vectors: bool = False):
         self.model, self.data, self.loss_fn, self.device, self.tolerance = model, data, loss_fn, device, tolerance
         self.backend = backend
         small = widgets.Layout(width="180px")
@@ -148,6 +150,8 @@ class SpectrumWidget(widgets.VBox):
         self.seed = widgets.IntText(value=seed, description="seed", layout=small)
         self.params = widgets.Text(value=params, description="parameters", placeholder="all (or e.g. fc2.*, *.bias)",
                                    layout=widgets.Layout(width="360px"))
+        self.save_vectors = widgets.Checkbox(value=save_vectors, description="keep eigenvectors", indent=False,
+                                             tooltip="store the Ritz vectors (for landscapes along them)")
         self.step_slider = widgets.IntSlider(value=1, min=1, max=1, description="steps k",
                                              layout=widgets.Layout(width="360px"))
         self.weight_scale = widgets.ToggleButtons(options=["linear", "log"], value="linear",
@@ -167,6 +171,8 @@ class SpectrumWidget(widgets.VBox):
         self._shown: Optional[Tuple[Spectrum, int, Spectrum]] = None
         self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
         self._quiet = False
+        self._result_callbacks: List[Callable[[Spectrum], None]] = []
+        self._announced: Optional[Spectrum] = None
         self._build_figures()
 
         self.step_slider.observe(self._redraw_on_change, "value")
@@ -177,7 +183,7 @@ class SpectrumWidget(widgets.VBox):
         super().__init__([
             widgets.HBox([self.checkpoint, self.matrix, self.bn_mode]),
             widgets.HBox([self.steps, self.num_vectors, self.num_samples, self.seed]),
-            self.params,
+            widgets.HBox([self.params, self.save_vectors]),
             self.runner,
             widgets.HBox([self.figure, self.convergence_figure]),
             widgets.HBox([self.step_slider, self.weight_scale, self.sigma_slider]),
@@ -228,7 +234,7 @@ class SpectrumWidget(widgets.VBox):
         return SpectrumSettings(checkpoint=self.checkpoint.value, matrix=self.matrix.value, steps=self.steps.value,
                                 num_vectors=self.num_vectors.value, params=self.params.value,
                                 num_samples=self.num_samples.value, seed=self.seed.value, bn_mode=self.bn_mode.value,
-                                backend=self.backend)
+                                backend=self.backend, save_vectors=self.save_vectors.value)
 
     def run(self, block: bool = False) -> bool:
         """Compute the spectrum of the current controls (see :meth:`TaskRunner.start`).
@@ -241,6 +247,30 @@ class SpectrumWidget(widgets.VBox):
             return run_spectrum(settings, self.model, self.data, self.loss_fn, self._load, progress, cancel)
 
         return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block)
+
+    def show(self, spectrum: Spectrum) -> None:
+        """Display ``spectrum`` (computed earlier, e.g. a cached one) as if a run had just produced it.
+
+        Nothing is computed; :attr:`result` becomes ``spectrum`` and the
+        :meth:`on_result` callbacks are not called.
+
+        Raises
+        ------
+        TypeError
+            ``spectrum`` is not a :class:`~curvwidgets.Spectrum`.
+        RuntimeError
+            A run is going (cancel it first).
+        """
+        if not isinstance(spectrum, Spectrum):
+            raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
+        if self.runner.running:
+            raise RuntimeError("a spectrum is being computed: cancel it before showing another")
+        self.runner.result = self._announced = spectrum
+        self._show(spectrum, final=True)
+
+    def on_result(self, callback: Callable[[Spectrum], None]) -> None:
+        """Call ``callback(spectrum)`` (in the UI thread) whenever a run ends with a result, partial or whole."""
+        self._result_callbacks.append(callback)
 
     def save(self) -> Optional[str]:
         """Write :attr:`result` to the path in the text box (``Spectrum.save``); returns the path written.
@@ -274,6 +304,10 @@ class SpectrumWidget(widgets.VBox):
 
     def _show_final(self, spectrum: Optional[Spectrum]) -> None:
         self._show(spectrum, final=True)
+        if spectrum is not None and spectrum is not self._announced:  # a failed run keeps the previous result
+            self._announced = spectrum
+            for callback in self._result_callbacks:
+                callback(spectrum)
 
     def _show(self, spectrum: Optional[Spectrum], final: bool) -> None:
         """Draw a (partial) spectrum at its last step; at the end of a run also the convergence plot."""
