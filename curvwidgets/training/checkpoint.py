@@ -26,10 +26,12 @@ from torch import nn
 
 from .._atomic import atomic_path
 
-__all__ = ["CheckpointError", "checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_model_state",
-           "CHECKPOINT_FORMAT"]
+__all__ = ["CheckpointError", "checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+           "load_model_state", "CHECKPOINT_ENTRIES", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "curvwidgets.checkpoint", 1
+#: The entries every checkpoint holds besides ``format`` and ``version`` (see the module docstring).
+CHECKPOINT_ENTRIES = ("epoch", "model", "optimizer", "schedule", "rng", "swa", "history", "config")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
 
 
@@ -56,23 +58,42 @@ def latest_checkpoint(folder: Union[str, os.PathLike]) -> Path:
 
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device, None] = "cpu") -> Dict[str, Any]:
-    """Read a checkpoint file, or the latest one in a folder, with ``weights_only=True``."""
+    """Read a checkpoint file, or the latest one in a folder, with ``weights_only=True``.
+
+    Returns
+    -------
+    dict
+        The entries of the module docstring, and ``"path"``: the file read.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or a folder without checkpoints.
+    CheckpointError
+        The file is not a readable curvwidgets checkpoint: empty, truncated,
+        random bytes, a torch file of something else (a bare ``state_dict``,
+        pickled objects), one without an entry that checkpoints have, or one
+        of a newer format version. The message names the file.
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         path = latest_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist")
+    unreadable = f"{os.fspath(path)!r} is not a readable curvwidgets checkpoint"
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, empty, random bytes, a pickle of other objects: one clear error
-        raise CheckpointError(f"{os.fspath(path)!r} is not a readable curvwidgets checkpoint (empty, truncated, or "
-                              f"not written by curvwidgets): {type(error).__name__}") from None
+        raise CheckpointError(f"{unreadable} (empty, truncated, or not written by curvwidgets; torch.load with "
+                              f"weights_only=True failed: {type(error).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{os.fspath(path)!r} is not a curvwidgets checkpoint (a torch file without its "
-                              "'format' entry)")
+        raise CheckpointError(f"{unreadable}: a torch file without the 'format' entry {CHECKPOINT_FORMAT!r}")
     if not isinstance(state.get("version"), int) or state["version"] > CHECKPOINT_VERSION:
         raise CheckpointError(f"{os.fspath(path)!r} has checkpoint version {state.get('version')!r}, newer than this "
                               f"curvwidgets reads ({CHECKPOINT_VERSION}); update curvwidgets")
+    missing = [key for key in CHECKPOINT_ENTRIES if key not in state]
+    if missing:
+        raise CheckpointError(f"{unreadable}: it lacks the entries {missing} (damaged, or written by other code)")
     state["path"] = os.fspath(path)
     return state
 

@@ -19,9 +19,11 @@ from torch import nn
 from .._validate import positive
 from ..curvature.data import all_reduce_sum, world
 
-__all__ = ["JOIN_TIMEOUT", "JOIN_TIMEOUT_VARIABLE", "join_process_group", "default_device", "any_rank", "average_buffers"]
+__all__ = ["JOIN_TIMEOUT", "JOIN_TIMEOUT_VARIABLE", "join_process_group", "default_device", "any_rank",
+           "average_buffers"]
 
-#: Seconds a process waits for the others of its group to join, unless ``$CURVWIDGETS_JOIN_TIMEOUT`` says otherwise.
+#: Seconds a process waits for the others of its group to join, unless ``$CURVWIDGETS_JOIN_TIMEOUT`` says
+#: otherwise.
 JOIN_TIMEOUT = 120.0
 JOIN_TIMEOUT_VARIABLE = "CURVWIDGETS_JOIN_TIMEOUT"
 _GROUP_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -74,14 +76,15 @@ def _join_timeout(timeout: Optional[float]) -> float:
 
 
 def _rendezvous(seconds: float) -> Tuple[torch.distributed.Store, int, int]:
-    """The ``env://`` rendezvous of ``torch.distributed`` with a deadline, or a ``TimeoutError`` naming the variables."""
+    """The ``env://`` rendezvous within ``seconds``, else a ``TimeoutError`` naming the variables."""
     try:
         return next(torch.distributed.rendezvous("env://", timeout=timedelta(seconds=seconds)))
-    except (RuntimeError, ValueError) as error:  # DistStoreError (a RuntimeError), or a variable missing or not a number
+    except (RuntimeError, ValueError) as error:  # DistStoreError (a RuntimeError); a variable unset or not a number
         variables = ", ".join(f"{name}={os.environ.get(name, '(unset)')}" for name in _GROUP_VARIABLES)
+        cause = str(error).rstrip(".")
         raise TimeoutError(
             f"could not join the process group described by the environment ({variables}) within {seconds:g} s: "
-            f"{str(error).rstrip('.')}. Start every process of the group (e.g. torchrun --nproc_per_node=N), or, for a single "
+            f"{cause}. Start every process of the group (e.g. torchrun --nproc_per_node=N), or, for a single "
             f"process, unset WORLD_SIZE, RANK and MASTER_ADDR; ${JOIN_TIMEOUT_VARIABLE} sets the wait in seconds"
         ) from None
 

@@ -19,17 +19,19 @@ import contextlib
 import os
 import resource
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .._validate import non_negative, positive_int
-from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, report
+from .._validate import boolean, non_negative, positive, positive_int, seed_value
+from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, check_protocol, report
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
@@ -37,10 +39,7 @@ from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save
 from ..curvature.data import all_reduce_sum
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 
-__all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged", "SGD_DEFAULTS"]
-
-#: What ``train`` gives a named SGD unless ``optimizer_kwargs`` says otherwise (the paper's VGG settings).
-SGD_DEFAULTS = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+__all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged"]
 
 #: The settings a resumed run must share with the checkpoint's run (the argument that carries each).
 RESUME_MUST_MATCH = {"optimizer": "optimizer", "seed": "seed", "schedule": "schedule",
@@ -95,23 +94,31 @@ def train(
     epochs : int
         Total epochs, counting those of a resumed run.
     optimizer : str or torch.optim.Optimizer
-        A name of :func:`curvwidgets.optim.names`, built with ``optimizer_kwargs``
-        (default ``lr=0.05, momentum=0.9, weight_decay=5e-4`` for SGD), or an
-        optimiser over ``model``'s parameters.
+        A name of :func:`curvwidgets.optim.names`, built with ``optimizer_kwargs``,
+        or an optimiser over ``model``'s parameters.
+    optimizer_kwargs : dict, optional
+        Options of a named optimiser; :data:`curvwidgets.optim.DEFAULTS` fills
+        in the rest (SGD: ``lr=0.05, momentum=0.9, weight_decay=5e-4``; the
+        optimiser's class defaults beyond those). ``history.config["optimizer_kwargs"]``
+        records the options used (for a given optimiser, its ``defaults``).
     schedule : str
         A name of :func:`curvwidgets.training.schedules.names`; the rate of
         every parameter group is ``initial rate * schedule(epoch)``. ``"linear"``
         is the paper's eq. 19.
     out_dir : path, optional
-        Where ``history.json`` (rewritten after every epoch) and checkpoints go.
+        Where ``history.json`` (rewritten after every epoch) and checkpoints go;
+        created when the first file is written. That files can be created
+        there is checked before any work.
     save_every : int, optional
         A checkpoint every this many epochs, and always after the last (default:
         only the last). Needs ``out_dir``.
     resume : path, optional
         A checkpoint file or a folder (its latest checkpoint): continue from
-        there. The optimiser, seed, schedule and SWA settings must be those of
-        the checkpoint's run; ``epochs`` may grow, which stretches the
-        schedule (it is laid over ``epochs``).
+        there. The optimiser and its options (``optimizer_kwargs`` after the
+        defaults are filled in, the learning rate included), seed, schedule
+        and SWA settings must be those of the checkpoint's run, else a
+        ``ValueError`` names each that differs; ``epochs`` may grow, which
+        stretches the schedule (it is laid over ``epochs``).
     device : optional
         Default: the module's device, or for a named model this process's GPU
         (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU.
@@ -123,6 +130,7 @@ def train(
     loss_fn : callable, optional
         Default ``nn.CrossEntropyLoss()``.
     swa_start, swa_lr : optional
+        Both or neither: an int in ``[1, epochs)`` and a rate > 0.
         Stochastic weight averaging (Izmailov et al. 2018, ``torch.optim.swa_utils``):
         the schedule runs over the first ``swa_start`` epochs and ends at
         ``swa_lr`` (``"linear"``: ``final_ratio = swa_lr / lr``), then the rate
@@ -157,6 +165,15 @@ def train(
 
     Raises
     ------
+    ValueError, TypeError
+        A bad argument, named in the message; empty training or test data; an
+        ``out_dir`` that cannot be written; a ``resume`` whose settings
+        differ. All are raised before the first epoch, with nothing written.
+    FileNotFoundError, CheckpointError
+        ``resume`` does not exist, or is not a readable curvwidgets checkpoint.
+    TimeoutError
+        ``WORLD_SIZE`` > 1 in the environment but the process group cannot be
+        joined (see :func:`~curvwidgets.training.distributed.join_process_group`).
     TrainingDiverged
         When an epoch's training loss is NaN or infinite; the last good
         checkpoint is on disk (when ``out_dir`` is set) and named in the error.
@@ -164,16 +181,29 @@ def train(
         epoch's checkpoint on disk before it propagates.
     """
     epochs = positive_int("epochs", epochs)
+    seed = seed_value("seed", seed)
+    progress, cancel = check_protocol(progress, cancel)
     if batch_interval is not None:
         non_negative("batch_interval", batch_interval)
     if save_every is not None:
         positive_int("save_every", save_every)
     if save_every is not None and out_dir is None:
         raise ValueError("save_every needs out_dir (where the checkpoints go)")
+    swa_start, swa_lr = _swa_settings(swa_start, swa_lr, epochs)
+    optimizer_kwargs = _optimizer_options(optimizer, optimizer_kwargs)
+    schedule_kwargs = _options("schedule_kwargs", schedule_kwargs)
+    for name, value in (("amp", amp), ("channels_last", channels_last)):
+        if value is not None:
+            boolean(name, value)
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+    out_dir = _writable_folder(out_dir)
     rank, world = join_process_group()
     device = _device_of(model, device)
+    checkpoint = load_checkpoint(resume, map_location=device) if resume is not None else None
     dataset = datasets.load(data, device=device, seed=seed, rank=rank, world_size=world) if isinstance(data, str) else data
     train_batches, test_batches = _loaders(dataset, rank, world)
+    _require_batches(train_batches, test_batches, world, device)
     torch.manual_seed(seed)
     architecture = None  # how to rebuild a named model from its checkpoint (cw.load_trained)
     if isinstance(model, str):
@@ -192,8 +222,7 @@ def train(
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     optimizer_name, optimizer, optimizer_kwargs = _optimizer(optimizer, optimizer_kwargs, model, loss_fn)
     initial_rates = [group["lr"] for group in optimizer.param_groups]
-    swa = _SWA(model, swa_start, swa_lr, epochs) if swa_start is not None else None
-    schedule_kwargs = dict(schedule_kwargs or {})
+    swa = _SWA(model, swa_start, swa_lr) if swa_start is not None else None
     if swa is not None and isinstance(schedule, str) and schedule.lower() in ("linear", "cosine"):
         if swa.lr > initial_rates[0]:
             raise ValueError(f"swa_lr ({swa.lr}) must not exceed the initial learning rate ({initial_rates[0]}): the "
@@ -208,8 +237,8 @@ def train(
               "world_size": world, "device": str(device), "amp": amp}
     run = _Run(model, optimizer, rates, initial_rates, swa, TrainingHistory(config=config, model=model),
                out_dir if rank == 0 else None)
-    if resume is not None:
-        run.restore(load_checkpoint(resume, map_location=device), epochs)
+    if checkpoint is not None:
+        run.restore(checkpoint, epochs)
     network = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
     try:
         for epoch in range(len(run.history), epochs):
@@ -227,6 +256,8 @@ def train(
             totals = all_reduce_sum(torch.stack(sums))
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
             seconds = time.perf_counter() - began
+            if totals[2] == 0:
+                raise ValueError("data: the training batches hold no samples (each batch is empty)")
             if not finite:
                 checkpoint = run.keep_last_good()
                 raise TrainingDiverged(f"training loss became {totals[0].item()} in epoch {epoch + 1}; last good "
@@ -333,6 +364,12 @@ class _Run:
             if _plain(saved) != _plain(given):
                 raise ValueError(f"resume: {argument}={given!r} differs from the checkpoint's run ({saved!r}, in "
                                  f"{source!r}); resume with the same {argument}")
+        saved, given = _plain(checkpoint["config"].get("optimizer_kwargs") or {}), self.history.config["optimizer_kwargs"]
+        if saved != given:
+            differing = ", ".join(f"{key} ({given.get(key, 'unset')!r} given, {saved.get(key, 'unset')!r} in the checkpoint)"
+                                  for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key))
+            raise ValueError(f"resume: optimizer_kwargs differ from the checkpoint's run ({source!r}) in {differing}; a "
+                             f"resumed run keeps its optimiser settings: resume with optimizer_kwargs={saved!r}")
         finished = int(checkpoint["epoch"])
         if finished > epochs:
             raise ValueError(f"resume: the checkpoint has {finished} epochs finished, more than epochs={epochs}")
@@ -362,21 +399,93 @@ def _device_of(model: Union[str, nn.Module], device) -> torch.device:
     return default_device()
 
 
-def _optimizer(optimizer, options: Optional[Dict[str, Any]], model: nn.Module, loss_fn):
-    """``(name, optimiser, options)``: an optimiser built by name (SGD defaults to the paper's VGG settings) or given."""
-    options = dict(options or {})
+def _options(name: str, options: Any) -> Dict[str, Any]:
+    """``options`` as a new dict (None: empty), or ``TypeError`` naming the argument unless it maps str keys."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(key, str) for key in options):
+        raise TypeError(f"{name} must be a dict of keyword arguments (str keys); got {options!r}")
+    return dict(options)
+
+
+def _optimizer_options(optimizer: Any, options: Any) -> Dict[str, Any]:
+    """The checked options a named optimiser is built with (``optim.DEFAULTS`` filled in); ``{}`` for a given one."""
+    options = _options("optimizer_kwargs", options)
     if isinstance(optimizer, str):
-        if optimizer.lower() == "sgd":
-            options = {**SGD_DEFAULTS, **options}
-        return optimizer, optim.create(optimizer, model, loss_fn=loss_fn, **options), options
+        optim.canonical_name(optimizer)  # an unknown name is an error about optimizer, not its options
+        try:
+            return optim.resolve_options(optimizer, **options)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"optimizer_kwargs: {error}") from None
     if isinstance(optimizer, torch.optim.Optimizer):
-        return type(optimizer).__name__, optimizer, options
+        if options:
+            raise ValueError(f"optimizer_kwargs {sorted(options)} apply to an optimiser given by name; set them on "
+                             f"the {type(optimizer).__name__} itself")
+        return {}
     raise TypeError(f"optimizer must be a name of {optim.names()} or a torch.optim.Optimizer; "
                     f"got {type(optimizer).__name__}")
 
 
+def _optimizer(optimizer, options: Dict[str, Any], model: nn.Module, loss_fn):
+    """``(name, optimiser, settings)``: a named optimiser built with ``options``, or the given one and its settings.
+
+    A given optimiser's settings are the plain values of its ``defaults`` (its
+    constructor's hyperparameters), so that a resume can compare them.
+    """
+    if isinstance(optimizer, str):
+        return optim.canonical_name(optimizer), optim.create(optimizer, model, loss_fn=loss_fn, **options), options
+    own = {id(p) for p in model.parameters()}
+    if not all(id(p) in own for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(f"optimizer: the {type(optimizer).__name__} holds parameters that are not the model's; "
+                         "build it over model.parameters() (or pass its name)")
+    plain = (bool, int, float, str, tuple, list, type(None))
+    return type(optimizer).__name__, optimizer, {key: _plain(value) for key, value in optimizer.defaults.items()
+                                                  if isinstance(value, plain)}
+
+
+def _swa_settings(start: Any, lr: Any, epochs: int) -> Tuple[Optional[int], Optional[float]]:
+    """``(swa_start, swa_lr)`` checked together: both None, or an epoch in ``[1, epochs)`` and a rate > 0."""
+    if start is None:
+        if lr is not None:
+            raise ValueError(f"swa_lr={lr!r} needs swa_start (the epoch from which the weights are averaged); set "
+                             "both or neither")
+        return None, None
+    start = positive_int("swa_start", start)
+    if start >= epochs:
+        raise ValueError(f"swa_start must be an int in [1, epochs); got {start} with epochs={epochs}")
+    if lr is None:
+        raise ValueError("swa_lr must be a number > 0 when swa_start is set (the rate while averaging); got None")
+    return start, positive("swa_lr", lr)
+
+
+def _writable_folder(out_dir: Any) -> Optional[Path]:
+    """``out_dir`` as a Path, once a file could be created there (nothing is left behind), or None.
+
+    The check creates an unnamed temporary file in ``out_dir``, or in its
+    nearest existing parent when it does not exist yet.
+    """
+    if out_dir is None:
+        return None
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path (str or os.PathLike); got {type(out_dir).__name__}")
+    folder = Path(out_dir).expanduser()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise ValueError(f"out_dir {os.fspath(folder)!r} cannot be a folder: {os.fspath(existing)!r} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(f"out_dir {os.fspath(folder)!r} cannot be written: creating a file in "
+                         f"{os.fspath(existing)!r} fails ({error.strerror})") from None
+    return folder
+
+
 def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
     """The train and test loaders of ``dataset``, checked against this process's place in the group."""
+    if not isinstance(dataset, datasets.DataSet) and not (isinstance(dataset, (tuple, list)) and len(dataset) == 2):
+        raise TypeError(f"data must be a name of {datasets.names()}, a DataSet, or a pair (training batches, test "
+                        f"batches); got {type(dataset).__name__}")
     train_batches, test_batches = (dataset.train, dataset.test) if isinstance(dataset, datasets.DataSet) else dataset
     for loader in (train_batches, test_batches):
         if isinstance(loader, datasets.TensorLoader) and (loader.rank, loader.world_size) != (rank, world):
@@ -384,6 +493,29 @@ def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
                              f"rank {rank} of {world}; load it with cw.data.load(..., rank={rank}, "
                              f"world_size={world}) or pass the data set's name")
     return train_batches, test_batches
+
+
+def _require_batches(train_batches: Iterable, test_batches: Iterable, world: int, device: torch.device) -> None:
+    """Refuse, before the first epoch, one-shot iterators and splits without a batch (on any process)."""
+    for split, batches in (("training", train_batches), ("test", test_batches)):
+        if isinstance(batches, Iterator):
+            raise TypeError(f"data: the {split} batches are a one-shot iterator ({type(batches).__name__}), empty "
+                            "after the first epoch; pass a re-iterable such as a list or a DataLoader")
+        empty = _is_empty(batches)
+        if world > 1:
+            empty = any_rank(empty, device)
+        if empty:
+            where = " on at least one process" if world > 1 else ""
+            raise ValueError(f"data: the {split} batches are empty{where}; training needs at least one training "
+                             "and one test sample")
+
+
+def _is_empty(batches: Iterable) -> bool:
+    """Whether ``batches`` yields no batch: by its length, or, without one, by asking for the first batch."""
+    try:
+        return len(batches) == 0
+    except TypeError:
+        return next(iter(batches), None) is None
 
 
 def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel,
@@ -499,19 +631,16 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
                              torch.tensor(len(targets), device=device)]).double()
     model.train(was_training)
     sums = all_reduce_sum(sums)
-    count = sums[3].clamp(min=1)
-    return {"loss": float(sums[0] / count), "top1": float(sums[1] / count), "top5": float(sums[2] / count)}
+    if sums[3] == 0:
+        raise ValueError("evaluate: the batches hold no samples, so there is no loss or accuracy to report")
+    return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[3]), "top5": float(sums[2] / sums[3])}
 
 
 class _SWA:
     """Stochastic weight averaging over the epochs from ``start`` on, with ``torch.optim.swa_utils``."""
 
-    def __init__(self, model: nn.Module, start: int, lr: Optional[float], epochs: int):
-        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start < epochs:
-            raise ValueError(f"swa_start must be an int in [1, epochs); got {start!r} with epochs={epochs}")
-        if lr is None or not lr > 0:
-            raise ValueError(f"swa_lr must be a positive float when swa_start is set; got {lr!r}")
-        self.start, self.lr = start, float(lr)
+    def __init__(self, model: nn.Module, start: int, lr: float):
+        self.start, self.lr = start, lr
         self.averaged = torch.optim.swa_utils.AveragedModel(model)
 
     def average(self, model: nn.Module) -> None:

@@ -23,7 +23,8 @@ Nothing here imports plotting or widget libraries.
 from .base import CurvatureOptimizer
 from .kfac import KFAC
 from .lanczos_newton import LanczosGGN, LanczosSFN
-from .registry import DEFAULTS, create, defaults, names
+from .registry import DEFAULTS, canonical_name, create, names, resolve_options
 from .swats import SWATS
 
-__all__ = ["DEFAULTS", "KFAC", "CurvatureOptimizer", "LanczosGGN", "LanczosSFN", "SWATS", "create", "defaults", "names"]
+__all__ = ["DEFAULTS", "KFAC", "CurvatureOptimizer", "LanczosGGN", "LanczosSFN", "SWATS", "canonical_name", "create",
+           "names", "resolve_options"]

@@ -13,7 +13,7 @@ from .kfac import KFAC
 from .lanczos_newton import LanczosGGN, LanczosSFN
 from .swats import SWATS
 
-__all__ = ["DEFAULTS", "create", "defaults", "names"]
+__all__ = ["DEFAULTS", "canonical_name", "create", "names", "resolve_options"]
 
 Validator = Callable[[str, Any], Any]
 
@@ -80,23 +80,13 @@ DEFAULTS: Dict[str, Mapping[str, Any]] = {
 }
 
 
-def defaults(name: str) -> Dict[str, Any]:
-    """The options :func:`create` fills in for the optimiser ``name`` (any letter case), a fresh dict.
-
-    Examples
-    --------
-    >>> defaults("sgd")
-    {'lr': 0.05, 'momentum': 0.9, 'weight_decay': 0.0005}
-    """
-    return dict(DEFAULTS[_canonical(name)])
-
-
 def names() -> Tuple[str, ...]:
     """The optimiser names :func:`create` accepts (in any letter case)."""
     return tuple(_SPECS)
 
 
-def _canonical(name: Any) -> str:
+def canonical_name(name: Any) -> str:
+    """The registered spelling of the optimiser ``name`` (any letter case, spaces around ignored)."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, one of {names()}; got {type(name).__name__}")
     for known in _SPECS:
@@ -169,20 +159,43 @@ def create(
     ...
     ValueError: unknown optimiser 'adagrad'; valid names are SGD, Adam, AdamW, SWATS, KFAC, LanczosSFN, LanczosGGN (any letter case)
     """
-    canonical = _canonical(name)
-    spec = _SPECS[canonical]
+    options = resolve_options(name, lr, **kwargs)
+    canonical = canonical_name(name)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    spec = _SPECS[canonical]
+    if spec.needs_loss_fn and loss_fn is None:
+        raise ValueError(f"{canonical} needs loss_fn (e.g. torch.nn.CrossEntropyLoss()): its curvature is that of the loss")
+    return spec.build(model, loss_fn, **options)
+
+
+def resolve_options(name: str, lr: Optional[float] = None, **kwargs: Any) -> Dict[str, Any]:
+    """The options :func:`create` builds ``name`` with: :data:`DEFAULTS` filled in, each key known, values checked.
+
+    Values the registry has no check for are checked by the optimiser's
+    class when it is built. A training loop records this dict as the run's
+    optimiser settings.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`create`, for everything but the model and ``loss_fn``.
+
+    Examples
+    --------
+    >>> resolve_options("SGD", lr=0.1)
+    {'lr': 0.1, 'momentum': 0.9, 'weight_decay': 0.0005}
+    """
+    canonical = canonical_name(name)
+    spec = _SPECS[canonical]
     unknown = sorted(set(kwargs) - set(spec.kwargs))
     if unknown:
         raise TypeError(f"{canonical} takes no keyword argument(s) {unknown}; it takes lr and {sorted(spec.kwargs)}")
-    if spec.needs_loss_fn and loss_fn is None:
-        raise ValueError(f"{canonical} needs loss_fn (e.g. torch.nn.CrossEntropyLoss()): its curvature is that of the loss")
     options = {**DEFAULTS[canonical], **kwargs, **({} if lr is None else {"lr": check.positive("lr", lr)})}
     checked = {key: _checked(spec, key, value) for key, value in options.items()}
     if canonical == "SGD" and checked.get("nesterov") and (checked.get("momentum", 0) <= 0 or checked.get("dampening", 0) != 0):
         raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
-    return spec.build(model, loss_fn, **checked)
+    return checked
 
 
 def _checked(spec: _Spec, key: str, value: Any) -> Any:
