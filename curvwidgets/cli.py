@@ -204,10 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", default="CIFAR100", help="CIFAR100 (default), CIFAR10, digits (embedded) or synthetic")
     fit.add_argument("--epochs", type=int, default=300, help="epochs (default: 300)")
     fit.add_argument("--optimizer", default="SGD", help="a name of curvwidgets.optim.names() (default: SGD)")
-    fit.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.05 for SGD, else the "
-                     "optimiser's default in curvwidgets.optim)")
-    fit.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9)")
-    fit.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: 5e-4 for SGD)")
+    fit.add_argument("--lr", type=float, default=None, help="initial learning rate (default, curvwidgets.optim.DEFAULTS: "
+                     "SGD 0.05, Adam 0.001, AdamW 0.001, SWATS 0.001, KFAC 0.01, LanczosSFN 0.1, LanczosGGN 0.1)")
+    fit.add_argument("--momentum", type=float, default=None, help="momentum (default: SGD 0.9, KFAC 0.9, "
+                     "LanczosSFN/LanczosGGN 0)")
+    fit.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: SGD 5e-4, else 0)")
     fit.add_argument("--schedule", default="linear", help="linear (the paper's eq. 19, default), constant, cosine, step")
     fit.add_argument("--final-ratio", type=float, default=None, help="r of the linear schedule (default: 0.01)")
     fit.add_argument("--batch-size", type=int, default=128, help="global batch size (default: 128)")

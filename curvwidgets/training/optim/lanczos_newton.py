@@ -66,8 +66,6 @@ class _LanczosNewton(CurvatureOptimizer):
         check.choice("bn_mode", bn_mode, ("eval", "train"))
         allowed = ("auto", self.operator_class.preferred_backend, "double-backward")
         check.choice("backend", backend, allowed)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int; got {seed!r}")
         self.layout = select_parameters(model, params)
         named = dict(model.named_parameters())
         tensors = [named[parameter] for parameter in self.layout.names]
@@ -79,7 +77,7 @@ class _LanczosNewton(CurvatureOptimizer):
             weight_decay=check.non_negative("weight_decay", weight_decay),
             start=check.choice("start", start, STARTS),
             residual=check.choice("residual", residual, RESIDUALS),
-            seed=seed,
+            seed=check.seed_value("seed", seed),
             backend=backend,  # kept in the group, so a checkpoint carries the backend "auto" chose
         )
         super().__init__(tensors, defaults)
