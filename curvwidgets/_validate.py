@@ -108,8 +108,11 @@ def check_progress(value: Any) -> Any:
 
 
 def check_cancel(value: Any) -> Any:
-    """``value`` unless it is neither None nor has a callable ``is_set()`` (``TypeError`` naming ``cancel``)."""
-    if value is not None and not callable(getattr(value, "is_set", None)):
+    """``value`` unless it is neither None nor an object with a callable ``is_set()`` (``TypeError`` naming ``cancel``).
+
+    A class (``threading.Event`` instead of ``threading.Event()``) is refused.
+    """
+    if value is not None and (isinstance(value, type) or not callable(getattr(value, "is_set", None))):
         raise TypeError(
             f"cancel must be None or an object with an is_set() method, e.g. threading.Event(); "
             f"got {type(value).__name__} {value!r}"
