@@ -1,21 +1,30 @@
 """The data loop of curvature operators: batches moved to the device, shards per rank, seeded subsets.
 
-A full-data curvature operator is the mean over every sample of ``data``,
-weighted by batch size, exactly as if the whole set were one batch. Under
-``torch.distributed`` rank ``r`` of ``W`` takes the batches whose index is
-``r`` modulo ``W``; the operators sum over ranks with ``all_reduce``.
+A full-data curvature operator is the mean over every sample of ``data``, as
+if the whole set were one batch (the operators weight each batch by what its
+loss counts, see :func:`~curvwidgets.curvature.output_hessian.counted_weight`).
+Under ``torch.distributed`` rank ``r`` of ``W`` takes the batches whose index
+is ``r`` modulo ``W``; the operators sum over ranks with ``all_reduce``.
+
+Every pass over ``data`` must see the same samples, or the operator is not one
+matrix: each pass takes a fingerprint of its batches and compares it with the
+first pass's, in order when the order matters (a subset, or BatchNorm using
+batch statistics), as a multiset otherwise.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
+from .._validate import positive_int
+
 __all__ = ["DataSource", "world", "all_reduce_sum"]
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
+FINGERPRINT_RTOL = 1e-9  # fingerprints are sums of non-negative float64 terms: rounding stays far below this
 
 
 def world() -> Tuple[int, int]:
@@ -42,6 +51,36 @@ def _split(batch: Any) -> Batch:
     return inputs, targets
 
 
+def _sample_signatures(tensor: torch.Tensor) -> torch.Tensor:
+    """One float64 number per sample: its entries dotted with a ramp (so a flipped image differs), shape (b,)."""
+    flat = tensor.detach().reshape(len(tensor), -1).to(torch.float64)
+    return flat @ torch.linspace(1.0, 2.0, flat.shape[1], dtype=torch.float64, device=flat.device)
+
+
+def fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """A batch's fingerprint ``[b, sum|s_i|, sum s_i^2, sum i |s_i|]`` over its sample signatures ``s_i``.
+
+    The first three entries do not depend on the order of the samples (so the
+    sum over batches describes the multiset of samples), the last one does.
+    All are sums of non-negative terms, so recomputing them from the same
+    samples agrees to rounding (relative ``~1e-13``). Shape ``(4,)``, float64, on the CPU.
+    """
+    signatures = (_sample_signatures(inputs) + _sample_signatures(targets)).abs()
+    positions = torch.arange(1, len(signatures) + 1, dtype=torch.float64, device=signatures.device)
+    count = torch.tensor(float(len(signatures)), dtype=torch.float64, device=signatures.device)
+    return torch.stack([count, signatures.sum(), (signatures * signatures).sum(), (positions * signatures).sum()]).cpu()
+
+
+def _not_iterable_message(data: Any) -> str:
+    from ..training.data import DataSet  # imported only to name the fix for a DataSet
+
+    message = f"data must be a re-iterable of (inputs, targets) batches (a list or DataLoader); got {type(data).__name__}"
+    if isinstance(data, DataSet):
+        message += (": pass dataset.evaluation_loader('train'), its training split in a fixed order without "
+                     "augmentation (dataset.train shuffles and augments)")
+    return message
+
+
 class DataSource:
     """A re-iterable of ``(inputs, targets)`` batches, sharded over ranks, optionally subsampled.
 
@@ -49,34 +88,45 @@ class DataSource:
     ----------
     data : iterable of (Tensor, Tensor)
         Any re-iterable (a list of batches, a ``DataLoader``); the first axis
-        of ``inputs`` and ``targets`` indexes samples.
+        of ``inputs`` and ``targets`` indexes samples. Every pass must yield
+        the same samples (no random augmentation).
     num_samples : int, optional
         Use a subset of this many samples, drawn without replacement with
         ``seed``. The subset is fixed by sample position, so ``data`` must
         iterate in the same order each time (no shuffling).
     seed : int, default: 0
+    fixed_order : bool, default: False
+        Require the same batches in the same order on every pass even without
+        ``num_samples`` (as BatchNorm with batch statistics does).
 
     Raises
     ------
     ValueError
-        Empty data; ``num_samples`` not in ``[1, number of samples]``.
+        Empty data; ``num_samples`` not in ``[1, number of samples]``; and,
+        from :meth:`batches`, a pass whose samples (or, where the order
+        matters, whose batches) differ from the first pass's.
     TypeError
-        ``data`` not iterable, or not yielding pairs of tensors.
+        ``data`` not iterable (a ``DataSet``: use its ``evaluation_loader``),
+        or not yielding pairs of tensors.
     """
 
-    def __init__(self, data: Iterable, num_samples: Optional[int] = None, seed: int = 0):
+    def __init__(self, data: Iterable, num_samples: Optional[int] = None, seed: int = 0, fixed_order: bool = False):
         if isinstance(data, torch.Tensor) or not hasattr(data, "__iter__"):
-            raise TypeError(f"data must be a re-iterable of (inputs, targets) batches; got {type(data).__name__}")
+            raise TypeError(_not_iterable_message(data))
         if iter(data) is data:
             raise TypeError("data must be re-iterable (a list or DataLoader), not a one-shot iterator or generator")
         self.data = data
         first = next(iter(data), None)
         if first is None or len(_split(first)[0]) == 0:
             raise ValueError("data is empty: it yields no batch, or an empty first batch")
+        self.fixed_order = fixed_order or num_samples is not None
         self.selection: Optional[torch.Tensor] = None
+        self._reference: Optional[torch.Tensor] = None  # the first pass's fingerprints, shape (batches, 4)
         if num_samples is not None:
-            total = sum(len(_split(batch)[0]) for batch in data)
-            if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= total:
+            num_samples = positive_int("num_samples", num_samples)
+            self._reference = torch.stack([fingerprint(*_split(batch)) for batch in data])
+            total = int(self._reference[:, 0].sum())
+            if num_samples > total:
                 raise ValueError(f"num_samples must be an int in [1, {total}] (the size of data); got {num_samples!r}")
             generator = torch.Generator().manual_seed(int(seed))
             self.selection = torch.randperm(total, generator=generator)[:num_samples].sort().values
@@ -86,12 +136,15 @@ class DataSource:
 
         ``index`` is the batch's position in ``data`` (the same on every
         rank, so per-batch random draws can be seeded by it); floating
-        inputs and targets are cast to ``dtype`` when given.
+        inputs and targets are cast to ``dtype`` when given. A pass that runs
+        to its end is checked against the first one (see :class:`DataSource`).
         """
         rank, size = world()
         offset = 0
+        prints: List[torch.Tensor] = []
         for index, batch in enumerate(self.data):
             inputs, targets = _split(batch)
+            prints.append(fingerprint(inputs, targets))
             count = len(inputs)
             rows = None
             if self.selection is not None:
@@ -102,10 +155,47 @@ class DataSource:
                 continue
             if rows is not None:
                 inputs, targets = inputs[rows], targets[rows]
-            inputs = inputs.to(device, non_blocking=True)
-            if dtype is not None and inputs.is_floating_point():
-                inputs = inputs.to(dtype)
-            targets = targets.to(device, non_blocking=True)
-            if dtype is not None and targets.is_floating_point():
-                targets = targets.to(dtype)
-            yield index, inputs, targets
+            yield index, _moved(inputs, device, dtype), _moved(targets, device, dtype)
+        self._compare(torch.stack(prints))
+
+    def batch_count(self) -> int:
+        """How many batches :meth:`batches` yields on this rank (a pass over ``data`` if it has no ``len``)."""
+        rank, size = world()
+        if self.selection is not None:
+            ends = torch.cumsum(self._reference[:, 0], 0).long()
+            starts = ends - self._reference[:, 0].long()
+            selected = torch.searchsorted(self.selection, ends) - torch.searchsorted(self.selection, starts)
+            return sum(1 for index, rows in enumerate(selected.tolist()) if index % size == rank and rows > 0)
+        try:
+            total = len(self.data)
+        except TypeError:
+            total = sum(1 for _ in self.data)
+        return len(range(rank, total, size))
+
+    def _compare(self, prints: torch.Tensor) -> None:
+        """Keep the first pass's fingerprints; raise if a later pass's differ."""
+        if self._reference is None:
+            self._reference = prints
+            return
+        reference = self._reference
+        if not self.fixed_order:  # the multiset of samples: order-free entries summed over batches
+            prints, reference = prints[:, :3].sum(0), reference[:, :3].sum(0)
+        if prints.shape == reference.shape and torch.allclose(prints, reference, rtol=FINGERPRINT_RTOL, atol=0.0,
+                                                              equal_nan=True):
+            return
+        if self.fixed_order:
+            raise ValueError(
+                "data must yield the same batches in the same order on every pass when num_samples= or "
+                "bn_mode='train' is used, but this pass differed from the first: a shuffling DataLoader? "
+                "Use shuffle=False (or a DataSet's evaluation_loader('train'))"
+            )
+        raise ValueError(
+            "data must yield the same samples on every pass, but this pass differed from the first: random "
+            "augmentation? A curvature operator needs fixed data (a DataSet's evaluation_loader('train'))"
+        )
+
+
+def _moved(tensor: torch.Tensor, device: torch.device, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """``tensor`` on ``device``; cast to ``dtype`` when given and ``tensor`` is floating."""
+    tensor = tensor.to(device, non_blocking=True)
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .._validate import positive_int
-from ..linalg.operators import LinearOperator, resolve_dtype
+from .._validate import choice, positive_int, seed_value
+from ..linalg.operators import LinearOperator, resolve_device, resolve_dtype
 from .data import DataSource, all_reduce_sum
-from .output_hessian import output_hessian_product, reduction_of
+from .output_hessian import counted_weight, output_hessian_product, reduction_of
 from .params import ParamsLike, select_parameters
 
 __all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES"]
@@ -44,9 +44,15 @@ class CurvatureOperator(LinearOperator):
         ``loss_fn(outputs, targets)`` returning a scalar: the mean over the
         batch (``reduction="mean"``), or the sum when ``loss_fn.reduction ==
         "sum"``. Batches are weighted so that the operator is the curvature of
-        the mean loss over every sample, as if the whole set were one batch.
+        the mean loss over every sample, as if the whole set were one batch:
+        by their size, or for ``nn.CrossEntropyLoss`` and ``nn.NLLLoss`` by
+        what they count (``ignore_index``, class ``weight``; see
+        :func:`~curvwidgets.curvature.output_hessian.counted_weight`).
     data : re-iterable of (inputs, targets)
         A list of batches or a ``DataLoader``; batches are moved to ``device``.
+        Every pass must yield the same samples (and, with ``num_samples`` or
+        ``bn_mode="train"``, the same batches in the same order): a pass that
+        does not raises ``ValueError``.
     params : optional
         Which parameters (see :func:`~curvwidgets.curvature.params.select_parameters`).
     bn_mode : {"eval", "train"}, default: "eval"
@@ -89,6 +95,7 @@ class CurvatureOperator(LinearOperator):
         Why the forward-mode backend was not used, when it was not.
     """
 
+    symmetric = True  # by construction: as_operator skips its symmetry probe
     preferred_backend = "forward-mode"
 
     def __init__(
@@ -106,24 +113,18 @@ class CurvatureOperator(LinearOperator):
         vector_chunk: int = 16,
         backend: str = "auto",
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
-        if bn_mode not in BN_MODES:
-            raise ValueError(f"bn_mode must be one of {BN_MODES}; got {bn_mode!r}")
-        self.model, self.loss_fn, self.bn_mode = model, loss_fn, bn_mode
+        self.model, self.loss_fn, self.bn_mode = model, loss_fn, choice("bn_mode", bn_mode, BN_MODES)
+        seed_value("seed", seed)
+        self.vector_chunk = positive_int("vector_chunk", vector_chunk)
+        self._automatic = choice("backend", backend, ("auto", self.preferred_backend, "double-backward")) == "auto"
         self.layout = select_parameters(model, params)
         reference = next(p for name, p in model.named_parameters() if name == self.layout.names[0])
         self.dim = self.layout.dim
-        self.device = torch.device(device) if device is not None else reference.device
+        self.device = resolve_device(device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
-        self.data = DataSource(data, num_samples, seed)
-        self.vector_chunk = positive_int("vector_chunk", vector_chunk)
-        backends = ("auto", self.preferred_backend, "double-backward")
-        if backend not in backends:
-            raise ValueError(f"backend must be one of {backends}; got {backend!r}")
-        self._automatic = backend == "auto"
+        self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train")
         self.backend: Optional[str] = None if self._automatic else backend
         self.fallback_reason: Optional[str] = None
 
@@ -138,49 +139,62 @@ class CurvatureOperator(LinearOperator):
         """``C @ block`` for ``block`` of shape ``(dim, k)``, in one pass over the data."""
         self._check(block, 2)
         total = torch.zeros(block.shape, dtype=torch.float64, device=self.device)
-        count = torch.zeros((), dtype=torch.float64, device=self.device)
-        for samples, product in self.batch_products(block):
+        weight = torch.zeros((), dtype=torch.float64, device=self.device)
+        for batch_weight, product in self.batch_products(block):
             total += product
-            count += samples
+            weight += batch_weight
         all_reduce_sum(total)
-        all_reduce_sum(count)
-        return (total / count).to(self.dtype)
+        self.check_total_weight(all_reduce_sum(weight))
+        return (total / weight).to(self.dtype)
 
-    def batch_products(self, block: torch.Tensor) -> Iterator[Tuple[int, torch.Tensor]]:
-        """Per batch of this rank: ``(n_b, w_b * C_b @ block)``, ``C_b`` the batch loss's curvature.
+    def batch_products(self, block: torch.Tensor) -> Iterator[Tuple[float, torch.Tensor]]:
+        """Per batch of this rank: ``(W_b, W_b * C_b @ block)``, ``C_b`` the batch's mean-loss curvature.
 
-        ``w_b`` is ``n_b`` for a mean-reduced loss and 1 for a summed one, so
-        the sum over batches divided by the sum of ``n_b`` is ``C @ block``.
-        The products are float64, shape ``(dim, k)``.
+        ``W_b`` is the batch's weight in the loss
+        (:func:`~curvwidgets.curvature.output_hessian.counted_weight`: its size
+        unless the loss ignores or weights targets), so the sum of the
+        products over batches divided by the sum of ``W_b`` is ``C @ block``.
+        A summed loss's product already is ``W_b C_b @ block``. Batches of
+        weight 0 are skipped. The products are float64, shape ``(dim, k)``.
         """
         chunks = [self.layout.unflatten(part) for part in torch.split(block, self.vector_chunk, dim=1)]
-        weight_by_size = reduction_of(self.loss_fn) == "mean"
+        scale_by_weight = reduction_of(self.loss_fn) == "mean"
         with self.evaluation_mode():
-            for _, inputs, targets in self.data.batches(self.device, self.dtype):
+            for weight, inputs, targets in self._weighted_batches():
                 primals, constants = self.functional_state()
                 flat = torch.cat([
                     self.layout.flatten(self._with_backend(primals, constants, inputs, targets, tangents), batched=True)
                     for tangents in chunks
                 ], dim=1).to(torch.float64)
-                yield len(inputs), flat * (len(inputs) if weight_by_size else 1)
+                yield weight, flat * (weight if scale_by_weight else 1.0)
 
-    def batch_gradients(self) -> Iterator[Tuple[int, float, torch.Tensor]]:
-        """Per batch of this rank: ``(n_b, loss_b, gradient_b)`` of the batch's mean loss.
+    def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
+        """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
 
-        ``gradient_b`` is the flat float64 gradient (shape ``(dim,)``) over the
-        selected parameters; a summed loss is divided by ``n_b``.
+        ``n_b`` is the number of samples, ``W_b`` the batch's weight (as in
+        :meth:`batch_products`, whose batches these are); ``gradient_b`` is the
+        flat float64 gradient (shape ``(dim,)``) over the selected parameters.
+        A summed loss and its gradient are divided by ``W_b``.
         """
-        per_sample = reduction_of(self.loss_fn) == "sum"
+        per_weight = reduction_of(self.loss_fn) == "sum"
         with self.evaluation_mode():
-            for _, inputs, targets in self.data.batches(self.device, self.dtype):
+            for weight, inputs, targets in self._weighted_batches():
                 primals, constants = self.functional_state()
                 leaves = _leaves(primals)
                 with torch.enable_grad():
                     loss = self._loss(self.outputs_function(constants, inputs)(*leaves), targets)
                     gradient = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
-                scale = 1.0 / len(inputs) if per_sample else 1.0
+                scale = 1.0 / weight if per_weight else 1.0
                 flat = self.layout.flatten(gradient).to(torch.float64) * scale
-                yield len(inputs), loss.item() * scale, flat
+                yield len(inputs), weight, loss.item() * scale, flat
+
+    def check_total_weight(self, total: torch.Tensor) -> None:
+        """Raise ``ValueError`` when ``total``, the sum of ``W_b`` over every batch and rank, is 0."""
+        if total.item() == 0:
+            raise ValueError(
+                f"loss_fn counts no target of data: every target is its ignore_index "
+                f"({getattr(self.loss_fn, 'ignore_index', None)!r}) or of a class with weight 0"
+            )
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dim={self.dim}, dtype={self.dtype}, device={self.device}, "
@@ -195,6 +209,13 @@ class CurvatureOperator(LinearOperator):
         raise NotImplementedError
 
     # ---- shared machinery ---------------------------------------------------------------------
+
+    def _weighted_batches(self) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
+        """This rank's batches as ``(W_b, inputs, targets)``, leaving out those of weight 0 (their mean is 0/0)."""
+        for _, inputs, targets in self.data.batches(self.device, self.dtype):
+            weight = counted_weight(self.loss_fn, targets)
+            if weight > 0:
+                yield weight, inputs, targets
 
     def _check(self, tensor: torch.Tensor, ndim: int) -> None:
         if not isinstance(tensor, torch.Tensor):

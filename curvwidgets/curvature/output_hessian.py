@@ -1,4 +1,4 @@
-"""Products with the Hessian of the loss with respect to the network outputs, ``H_L u``.
+"""Products with the Hessian of the loss with respect to the network outputs, ``H_L u``, and how a loss reduces a batch.
 
 Closed forms for :class:`torch.nn.CrossEntropyLoss` (class-index targets, no
 class weights or label smoothing) and :class:`torch.nn.MSELoss`; forward-over-
@@ -12,12 +12,40 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["reduction_of", "output_hessian_product", "closed_form_kind"]
+__all__ = ["reduction_of", "counted_weight", "output_hessian_product", "closed_form_kind"]
 
 
 def reduction_of(loss_fn: Callable) -> str:
     """``"sum"`` when ``loss_fn`` sums over samples (its ``reduction`` attribute), else ``"mean"``."""
     return "sum" if getattr(loss_fn, "reduction", "mean") == "sum" else "mean"
+
+
+def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
+    """The total weight ``W_b`` of a batch's samples in ``loss_fn``: what its mean reduction divides by.
+
+    ``len(targets)`` for most losses. For :class:`torch.nn.CrossEntropyLoss`
+    and :class:`torch.nn.NLLLoss` with class-index targets, the sum of the
+    class weights (1 without ``weight=``) of the targets that are not
+    ``ignore_index``, as those losses count them. Weighting the batch means by
+    ``W_b`` makes their average the mean loss of one batch of every sample.
+
+    Parameters
+    ----------
+    targets : Tensor, shape (b, ...)
+
+    Returns
+    -------
+    float
+        ``W_b >= 0``; 0 when every target of the batch is ignored.
+    """
+    if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) or targets.is_floating_point():
+        return float(len(targets))
+    counted = targets != loss_fn.ignore_index
+    if loss_fn.weight is None:
+        return float(counted.sum())
+    weights = loss_fn.weight.to(device=targets.device, dtype=torch.float64)
+    classes = torch.where(counted, targets, 0).clamp(0, len(weights) - 1)  # out-of-range labels: the loss says so
+    return float((weights[classes] * counted).sum())
 
 
 def closed_form_kind(loss_fn: Callable, outputs: torch.Tensor, targets: torch.Tensor) -> str:

@@ -73,15 +73,20 @@ def select_parameters(model: nn.Module, params: ParamsLike = None) -> ParameterL
 
     Raises
     ------
-    ValueError
-        No trainable parameters; a pattern that matches nothing; a module or
-        tensor that is not part of ``model``.
     TypeError
-        ``params`` of another type.
+        ``model`` not a module; ``params`` of another type, or a list mixing
+        names and tensors.
+    ValueError
+        No trainable parameters; an empty selection; a pattern that matches
+        nothing; a module or tensor that is not part of ``model``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     named: Dict[str, torch.Tensor] = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if not named:
         raise ValueError("model has no trainable parameters (none with requires_grad=True)")
+    if isinstance(params, (list, tuple)) and not params:
+        raise ValueError("params is an empty selection: name at least one parameter, or pass None for all of them")
     if params is None:
         chosen = list(named)
     elif isinstance(params, str) or (isinstance(params, (list, tuple)) and params and all(isinstance(p, str) for p in params)):
@@ -104,9 +109,10 @@ def select_parameters(model: nn.Module, params: ParamsLike = None) -> ParameterL
             raise ValueError(f"params tensors at positions {missing} are not trainable parameters of model")
         chosen = [by_id[id(p)] for p in params]
     else:
+        kinds = sorted({type(p).__name__ for p in params}) if isinstance(params, (list, tuple)) else None
         raise TypeError(
             "params must be None, a glob pattern or list of patterns, a submodule, or a list of parameter tensors; "
-            f"got {type(params).__name__}"
+            f"got {type(params).__name__}" + (f" of {', '.join(kinds)}" if kinds else "")
         )
     order = [name for name in named if name in set(chosen)]
     return ParameterLayout(tuple(order), tuple(named[name].shape for name in order))

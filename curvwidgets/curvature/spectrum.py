@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import torch
 from torch import nn
 
-from .._validate import boolean, choice, positive_int
+from .._validate import boolean, check_cancel, check_progress, choice, positive_int
 from ..linalg.lanczos import lanczos
 from ..progress import Cancelled, CancelToken, ProgressCallback, report
 from ..results import Spectrum
@@ -101,6 +101,8 @@ def spectrum(
     choice("bn_mode", bn_mode, BN_MODES)
     steps, num_vectors = positive_int("steps", steps), positive_int("num_vectors", num_vectors)
     boolean("save_vectors", save_vectors)
+    check_progress(progress)
+    check_cancel(cancel)
     op = curvature_operator(model, data, matrix, loss_fn=loss_fn, params=params, bn_mode=bn_mode,
                             num_samples=num_samples, seed=seed, backend=backend)
     report(progress, cancel, "lanczos", 0, steps, partial=lambda: None)  # inputs checked, the first product next

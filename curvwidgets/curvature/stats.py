@@ -1,20 +1,23 @@
 """The paper's "advanced statistics" of a loss surface, as a dict of floats.
 
-All statistics are over the mini-batches of ``data`` (weighted by batch size)
-and the selected parameters; under ``torch.distributed`` they are reduced over
-ranks. With batch means ``x_b`` and sizes ``n_b`` (``N = sum n_b``), the mean
-is ``x = sum n_b x_b / N`` and the variance ``sum n_b ||x_b - x||^2 / N``: for
-vectors, the trace of the covariance of the mini-batch estimate.
+All statistics are over the mini-batches of ``data`` and the selected
+parameters; under ``torch.distributed`` they are reduced over ranks. With
+batch means ``x_b`` and batch weights ``W_b`` (the batch size ``n_b``, or for
+a loss with ``ignore_index`` or class weights the weight of the targets it
+counts; ``W = sum W_b``), the mean is ``x = sum W_b x_b / W``, which is the
+value on one batch of every sample, and the variance ``sum W_b ||x_b - x||^2 /
+W``: for vectors, the trace of the covariance of the mini-batch estimate. A
+NaN or infinite loss, gradient or product makes the statistics built on it NaN.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from .._validate import positive_int
+from .._validate import check_cancel, check_progress, positive_int, seed_value
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
@@ -26,36 +29,40 @@ STATISTICS = {
     "loss_mean": "mean loss over all samples",
     "loss_variance": "variance of the mini-batch mean loss over mini-batches",
     "gradient_norm_sq": "||g||^2 of the full-data mean gradient g",
-    "gradient_variance": "sum_b n_b ||g_b - g||^2 / N: trace of the mini-batch gradient covariance",
+    "gradient_variance": "sum_b W_b ||g_b - g||^2 / W: trace of the mini-batch gradient covariance",
     "{c}_vector_norm_sq": "||C u||^2 for a random unit vector u (C = hessian or ggn)",
-    "{c}_vector_variance": "sum_b n_b ||C_b u - C u||^2 / N over mini-batches",
+    "{c}_vector_variance": "sum_b W_b ||C_b u - C u||^2 / W over mini-batches",
     "{c}_trace": "Hutchinson estimate of tr(C): mean of z^T C z over Rademacher z",
     "{c}_frobenius_sq": "Hutchinson estimate of ||C||_F^2: mean of ||C z||^2 over Rademacher z",
     "weight_l2": "L2 norm of the selected parameters",
     "weight_linf": "largest absolute value of the selected parameters",
-    "num_samples": "number of samples N",
+    "num_samples": "number of samples N (in batches whose loss counts any target)",
 }
 
 
 class _Moments:
-    """Accumulates ``sum n_b``, ``sum n_b x_b`` and ``sum n_b ||x_b||^2`` of float64 tensors."""
+    """Accumulates ``sum W_b``, ``sum W_b x_b`` and ``sum W_b ||x_b||^2`` of float64 tensors."""
 
     def __init__(self, shape: Tuple[int, ...], device: torch.device):
         self.weight = torch.zeros((), dtype=torch.float64, device=device)
         self.first = torch.zeros(shape, dtype=torch.float64, device=device)
         self.second = torch.zeros((), dtype=torch.float64, device=device)
 
-    def add(self, weight: int, value: torch.Tensor) -> None:
+    def add(self, weight: float, value: torch.Tensor) -> None:
         self.weight += weight
         self.first += weight * value
         self.second += weight * torch.sum(value * value)
 
     def reduce(self) -> Tuple[torch.Tensor, float]:
-        """The weighted mean, and the weighted variance ``E||x||^2 - ||E x||^2``, over ranks."""
+        """The weighted mean, and the weighted variance ``E||x||^2 - ||E x||^2``, over ranks.
+
+        The variance is clipped at 0 against rounding; a NaN (from a NaN or
+        infinite ``x_b``) stays NaN.
+        """
         for tensor in (self.weight, self.first, self.second):
             all_reduce_sum(tensor)
         mean = self.first / self.weight
-        return mean, max(0.0, (self.second / self.weight - torch.sum(mean * mean)).item())
+        return mean, (self.second / self.weight - torch.sum(mean * mean)).clamp_min(0.0).item()
 
 
 def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, seed: int) -> Dict[str, float]:
@@ -67,8 +74,8 @@ def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, see
     block = torch.cat([direction, probes], dim=1).to(op.device, op.dtype)
     along = _Moments((op.dim,), op.device)
     probe_sum = torch.zeros(op.dim, num_probes, dtype=torch.float64, device=op.device)
-    for samples, product in op.batch_products(block):
-        along.add(samples, product[:, 0] / samples)
+    for weight, product in op.batch_products(block):
+        along.add(weight, product[:, 0] / weight)
         probe_sum += product[:, 1:]
     mean, variance = along.reduce()
     count = along.weight
@@ -88,7 +95,7 @@ def loss_stats(
     data: Iterable,
     params: ParamsLike = None,
     bn_mode: str = "eval",
-    curvature: Sequence[str] = ("hessian", "ggn"),
+    curvature: Union[str, Sequence[str]] = ("hessian", "ggn"),
     num_probes: int = 10,
     seed: int = 0,
     num_samples: Optional[int] = None,
@@ -103,8 +110,9 @@ def loss_stats(
     ----------
     model, loss_fn, data, params, bn_mode, num_samples, device, dtype
         As for :class:`~curvwidgets.curvature.Hessian`.
-    curvature : sequence of {"hessian", "ggn"}, default: both
-        Which curvature matrices to describe; one pass over the data each.
+    curvature : {"hessian", "ggn"} or a sequence of them, default: both
+        Which curvature matrices to describe; one pass over the data each
+        (an empty sequence: none).
     num_probes : int, default: 10
         Rademacher probes of the Hutchinson estimates.
     seed : int, default: 0
@@ -118,11 +126,22 @@ def loss_stats(
     dict of str to float
         The keys of :data:`STATISTICS`, with ``{c}`` replaced by each entry of
         ``curvature``.
+
+    Raises
+    ------
+    ValueError
+        ``curvature`` naming another matrix; ``num_probes`` or ``seed`` not a
+        valid int; a loss that counts no target of ``data``; and the errors of
+        :class:`~curvwidgets.curvature.Hessian`.
+    TypeError
+        ``curvature`` neither a name nor a sequence of names; ``progress`` or
+        ``cancel`` not following the progress protocol.
     """
-    unknown = set(curvature) - {"hessian", "ggn"}
-    if unknown:
-        raise ValueError(f"curvature must name 'hessian' and/or 'ggn'; got {sorted(unknown)}")
+    curvature = _curvature_names(curvature)
     positive_int("num_probes", num_probes)
+    seed_value("seed", seed)
+    check_progress(progress)
+    check_cancel(cancel)
     arguments = dict(params=params, bn_mode=bn_mode, num_samples=num_samples, seed=seed, device=device, dtype=dtype)
     operators = {"hessian": Hessian, "ggn": GGN}
     first = operators[curvature[0] if curvature else "hessian"](model, loss_fn, data, **arguments)
@@ -130,10 +149,13 @@ def loss_stats(
 
     losses = _Moments((), first.device)
     gradients = _Moments((first.dim,), first.device)
-    for samples, loss, gradient in first.batch_gradients():
-        losses.add(samples, torch.tensor(loss, dtype=torch.float64, device=first.device))
-        gradients.add(samples, gradient)
+    samples = 0
+    for size, weight, loss, gradient in first.batch_gradients():
+        samples += size
+        losses.add(weight, torch.tensor(loss, dtype=torch.float64, device=first.device))
+        gradients.add(weight, gradient)
     loss_mean, loss_variance = losses.reduce()
+    first.check_total_weight(losses.weight)
     gradient_mean, gradient_variance = gradients.reduce()
     weights = torch.cat([p.detach().reshape(-1) for name, p in model.named_parameters() if name in set(first.layout.names)])
     statistics = {
@@ -143,7 +165,7 @@ def loss_stats(
         "gradient_variance": gradient_variance,
         "weight_l2": torch.linalg.vector_norm(weights.double()).item(),
         "weight_linf": weights.abs().max().item(),
-        "num_samples": losses.weight.item(),
+        "num_samples": all_reduce_sum(torch.tensor(float(samples), dtype=torch.float64, device=first.device)).item(),
     }
     report(progress, cancel, "loss_stats", 1, total_passes, partial=lambda: dict(statistics))
     for done, name in enumerate(curvature, start=2):
@@ -151,3 +173,14 @@ def loss_stats(
         statistics.update(_curvature_statistics(op, name, num_probes, seed))
         report(progress, cancel, "loss_stats", done, total_passes, partial=lambda: dict(statistics))
     return statistics
+
+
+def _curvature_names(curvature: Union[str, Sequence[str]]) -> List[str]:
+    """``curvature`` as a list of distinct names from ``("hessian", "ggn")``, in the order given."""
+    names = [curvature] if isinstance(curvature, str) else curvature
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"curvature must be 'hessian', 'ggn' or a list of them; got {curvature!r}")
+    unknown = sorted(set(names) - {"hessian", "ggn"})
+    if unknown:
+        raise ValueError(f"curvature must name 'hessian' and/or 'ggn'; got {unknown}")
+    return list(dict.fromkeys(names))
