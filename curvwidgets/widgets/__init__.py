@@ -11,5 +11,6 @@ from .dispatch import UIDispatcher
 from .runner import TaskRunner
 from .spectrum import SpectrumWidget
 from .synthetic import SyntheticSpectrumWidget
+from .training import TrainingWidget
 
-__all__ = ["SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "UIDispatcher"]
+__all__ = ["SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "TrainingWidget", "UIDispatcher"]

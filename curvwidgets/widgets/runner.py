@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import ipywidgets as widgets
 
@@ -95,7 +95,9 @@ class TaskRunner(widgets.VBox):
         Called with no argument when the Run button is clicked while idle; a
         widget passes the method that builds its task and calls :meth:`start`.
     description : str, default: "Run"
-        Label of the button while idle (it reads "Cancel" while running).
+        Label of the button while idle.
+    cancel_labels : (str, str), default: ("Cancel", "Cancelling")
+        Labels of the button while running, and once cancelling was asked for.
     min_interval : float, default: 0.1
         Seconds between two progress draws (bar, label and the owner's plots):
         at most ``1 / min_interval`` draws a second however fast the task
@@ -124,9 +126,11 @@ class TaskRunner(widgets.VBox):
         The latest progress event received (drawn or not).
     """
 
-    def __init__(self, on_run: Optional[Callable[[], Any]] = None, description: str = "Run", min_interval: float = 0.1):
+    def __init__(self, on_run: Optional[Callable[[], Any]] = None, description: str = "Run", min_interval: float = 0.1,
+                 cancel_labels: Tuple[str, str] = ("Cancel", "Cancelling")):
         self.on_run = on_run
         self.run_label = description
+        self.cancel_labels = cancel_labels
         self.min_interval = float(min_interval)
         self.button = widgets.Button(description=description, icon="play", button_style="primary",
                                      layout=widgets.Layout(width="110px"))
@@ -296,7 +300,8 @@ class TaskRunner(widgets.VBox):
     def _show_started(self, job: _Job) -> None:
         self.outcome = "running"
         with hold_sync(self.button, self.bar, self.status, self.error_message, self.error_traceback):
-            self.button.description, self.button.icon, self.button.button_style = "Cancel", "stop", "warning"
+            self.button.description, self.button.icon = self.cancel_labels[0], "stop"
+            self.button.button_style = "warning"
             self.button.disabled = False
             self.bar.value, self.bar.bar_style = 0, BAR_STYLES["running"]
             self.status.value = "starting"
@@ -305,7 +310,7 @@ class TaskRunner(widgets.VBox):
     def _show_cancelling(self) -> None:
         if self._busy:
             with hold_sync(self.button, self.status):
-                self.button.description, self.button.disabled = "Cancelling", True
+                self.button.description, self.button.disabled = self.cancel_labels[1], True
                 self.status.value = f"{self.status.value} · cancelling"
 
     def _finish(self, job: _Job, outcome: str, result: Any) -> None:

@@ -1,0 +1,271 @@
+"""TrainingWidget and the loop's batch events: marks hold exactly the history and batch losses; Stop, resume."""
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import curvwidgets as cw
+from curvwidgets.training.checkpoint import load_checkpoint
+from curvwidgets.training.loop import BatchLosses
+from curvwidgets.widgets import TrainingWidget
+from curvwidgets.widgets import training as training_module
+from curvwidgets.widgets.training import batch_points
+
+EPOCHS, LR = 3, 0.05
+SIZES = (32, 32, 32, 4)  # 100 training samples in batches of 32
+TIMING = ("seconds", "images_per_second", "peak_memory_bytes")  # the only columns that differ between equal runs
+LINES = (("train_loss_line", "train_loss"), ("test_loss_line", "test_loss"), ("train_accuracy_line", "train_top1"),
+         ("test_accuracy_line", "test_top1"))
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return cw.data.load("synthetic", num_samples=100, num_test=32, num_classes=3, batch_size=32, device="cpu")
+
+
+def make_widget(data, out_dir, **options):
+    widget = TrainingWidget(data, lr=LR, epochs=EPOCHS, out_dir=str(out_dir), device="cpu", **options)
+    widget.runner.min_interval = 0.0  # every event drawn, every batch loss sent
+    return widget
+
+
+def measured(history):
+    """The history's rows without the timing columns."""
+    return [{key: value for key, value in row.items() if key not in TIMING} for row in history.rows]
+
+
+def weighted_mean(losses, sizes):
+    """The epoch's mean loss from its batch means, summed in batch order as the loop sums them."""
+    return sum(loss * size for loss, size in zip(losses, sizes)) / sum(sizes)
+
+
+def checkpoint_files(folder, epochs):
+    return [str(Path(folder) / f"checkpoint-{epoch:05d}.pt") for epoch in epochs]
+
+
+@pytest.fixture(scope="module")
+def finished(dataset, tmp_path_factory):
+    """A widget after a blocking run, with every batch curve and checkpoint list it showed on the way."""
+    widget = make_widget(dataset, tmp_path_factory.mktemp("finished") / "run")
+    batch_draws, lists = [], []
+    widget.batch_loss_line.observe(
+        lambda change: batch_draws.append((np.array(widget.batch_loss_line.x), np.array(change["new"]))), "y")
+    widget.observe(lambda change: lists.append(list(change["new"])), "checkpoints")
+    assert widget.run(block=True)
+    return widget, batch_draws, lists
+
+
+def test_marks_hold_the_history_which_is_what_train_computes(finished, dataset):
+    widget, _, _ = finished
+    history = widget.result
+    assert widget.runner.outcome == "done" and widget.runner.button.description == "Train"
+    reference = cw.train("MLP", dataset, EPOCHS, optimizer_kwargs={"lr": LR}, device="cpu")
+    assert len(history) == EPOCHS and measured(history) == measured(reference)
+    for name, column in LINES:
+        np.testing.assert_array_equal(getattr(widget, name).x, np.arange(1, EPOCHS + 1))
+        np.testing.assert_array_equal(getattr(widget, name).y, history[column])
+    assert widget.model is history.model and widget.dataset is dataset
+    for trained, expected in zip(widget.model.parameters(), reference.model.parameters()):
+        torch.testing.assert_close(trained, expected, rtol=0, atol=0)
+
+
+def test_the_checkpoints_trait_grows_with_the_files_written(finished):
+    widget, _, lists = finished
+    folder = widget.out_dir.value
+    files = checkpoint_files(folder, range(1, EPOCHS + 1))
+    assert lists == [files[:epoch] for epoch in range(1, EPOCHS + 1)]  # one change per epoch, in order
+    assert widget.checkpoints == files == widget.result.checkpoints
+    assert list(widget.checkpoint_list.options) == files
+    assert sorted(str(path) for path in Path(folder).glob("checkpoint-*.pt")) == files
+    assert widget.resume.value  # the folder holds a checkpoint now: the next Train continues it
+
+
+def test_batch_marks_hold_every_batch_loss_at_its_fractional_epoch(finished):
+    widget, batch_draws, _ = finished
+    shown = [(int(np.ceil(x[-1])), y.size) for x, y in batch_draws if y.size]
+    distinct = [point for i, point in enumerate(shown) if i == 0 or point != shown[i - 1]]
+    assert distinct == [(epoch, n) for epoch in range(1, EPOCHS + 1) for n in range(1, len(SIZES) + 1)]
+    for epoch in range(1, EPOCHS + 1):
+        x, losses = next((x, y) for x, y in batch_draws if y.size == len(SIZES) and x[-1] == epoch)
+        np.testing.assert_array_equal(x, epoch - 1 + np.arange(1, 5) / 4)
+        assert weighted_mean(losses, SIZES) == widget.result.rows[epoch - 1]["train_loss"]
+    np.testing.assert_array_equal(widget.batch_loss_line.y, losses)  # the last epoch's batches stay drawn
+
+
+def test_train_sends_each_batch_loss_that_a_hand_written_epoch_computes(dataset):
+    events = []
+    history = cw.train("MLP", dataset, 1, optimizer_kwargs={"lr": LR}, device="cpu", progress=events.append,
+                       batch_interval=0)
+    torch.manual_seed(0)  # what train does before it builds a named model
+    model = cw.models.create("MLP", num_classes=3, in_channels=3)
+    sgd = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=5e-4)
+    dataset.train.set_epoch(0)
+    losses = []
+    for inputs, targets in dataset.train:
+        sgd.zero_grad()
+        loss = nn.functional.cross_entropy(model(inputs), targets)
+        loss.backward()
+        sgd.step()
+        losses.append(loss.item())
+    batches = [event for event in events if event.stage == "batch"]
+    assert [(event.step, event.total) for event in batches] == [(n, 4) for n in range(1, 5)]
+    assert [event.partial for event in batches] == [BatchLosses(1, tuple(losses[:n]), SIZES[:n], 4)
+                                                    for n in range(1, 5)]
+    assert weighted_mean(losses, SIZES) == history.rows[0]["train_loss"]
+    assert [event.stage for event in events] == ["batch"] * 4 + ["train"]
+
+
+def test_batch_events_are_throttled_and_the_epoch_end_sends_the_rest(dataset):
+    events = []
+    cw.train("MLP", dataset, 2, optimizer_kwargs={"lr": LR}, device="cpu", progress=events.append,
+             batch_interval=1e9)
+    batches = [event.partial for event in events if event.stage == "batch"]
+    assert [(batch.epoch, len(batch.losses), batch.sizes) for batch in batches] == [(1, 4, SIZES), (2, 4, SIZES)]
+    with pytest.raises(ValueError, match="batch_interval must be a finite number >= 0"):
+        cw.train("MLP", dataset, 1, device="cpu", batch_interval=-1)
+
+
+def test_batch_points_spread_an_epoch_over_its_batches():
+    x, y = batch_points(BatchLosses(epoch=2, losses=(3.0, 2.0), sizes=(8, 8), batches=4))
+    np.testing.assert_array_equal(x, [1.25, 1.5])
+    np.testing.assert_array_equal(y, [3.0, 2.0])
+    x, _ = batch_points(BatchLosses(epoch=1, losses=(3.0, 2.0), sizes=(8, 8), batches=0))  # loader without length
+    np.testing.assert_array_equal(x, [0.5, 1.0])
+    assert [part.size for part in batch_points(None)] == [0, 0]
+
+
+def test_stop_after_an_epoch_keeps_its_checkpoint_and_train_resumes_exactly(finished, dataset, tmp_path):
+    uninterrupted = finished[0].result
+    widget = make_widget(dataset, tmp_path / "run")
+
+    def stop_after_the_first_epoch(change):
+        if len(change["new"]) == 1:
+            assert widget.stop()
+
+    widget.observe(stop_after_the_first_epoch, "checkpoints")
+    assert widget.run(block=True)
+    widget.unobserve(stop_after_the_first_epoch, "checkpoints")
+    first = checkpoint_files(tmp_path / "run", [1])
+    assert widget.runner.outcome == "cancelled" and widget.runner.button.description == "Train"
+    assert len(widget.result) == 1 and measured(widget.result) == measured(uninterrupted)[:1]
+    assert widget.checkpoints == first and sorted(str(p) for p in (tmp_path / "run").glob("*.pt")) == first
+    assert load_checkpoint(first[0])["epoch"] == 1
+    np.testing.assert_array_equal(widget.train_loss_line.y, uninterrupted["train_loss"][:1])
+
+    assert widget.resume.value  # ticked by the checkpoint on disk
+    assert widget.run(block=True)
+    assert widget.runner.outcome == "done"
+    assert measured(widget.result) == measured(uninterrupted)
+    assert widget.checkpoints == checkpoint_files(tmp_path / "run", range(1, EPOCHS + 1))
+    np.testing.assert_array_equal(widget.test_accuracy_line.y, uninterrupted["test_top1"])
+    for resumed, expected in zip(widget.model.parameters(), uninterrupted.model.parameters()):
+        torch.testing.assert_close(resumed, expected, rtol=0, atol=0)
+
+
+def test_a_bad_learning_rate_appears_in_the_error_area(dataset, tmp_path):
+    widget = make_widget(dataset, tmp_path / "run")
+    widget.lr.value = -1.0
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
+    assert "lr must be a finite number &gt; 0" in widget.runner.error_message.value
+    assert widget.runner.error_box.layout.display == ""
+    assert widget.result is None and widget.train_loss_line.y.size == 0 and widget.checkpoints == []
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("out_dir, resume, message", [
+    ("finished", False, "already holds the checkpoints of a run; tick 'resume'"),
+    ("", True, "resume: set out_dir"),
+])
+def test_a_run_that_would_overwrite_or_cannot_resume_is_refused(finished, dataset, out_dir, resume, message):
+    folder = Path(finished[0].out_dir.value)
+    widget = make_widget(dataset, folder if out_dir else "")
+    assert widget.resume.value == bool(out_dir)  # ticked exactly when out_dir holds a checkpoint
+    widget.resume.value = resume
+    written = {path: path.stat().st_mtime_ns for path in folder.iterdir()}
+    with pytest.raises(ValueError, match=message):
+        widget.run(block=True)
+    assert message.replace("'", "&#x27;") in widget.runner.error_message.value
+    assert {path: path.stat().st_mtime_ns for path in folder.iterdir()} == written
+
+
+class GatedLoader:
+    """A training loader that waits for the test to open the gate (and fails, never hangs, if it stays shut)."""
+
+    def __init__(self, loader, gate: threading.Event):
+        self.loader, self.gate = loader, gate
+
+    def __len__(self):
+        return len(self.loader)
+
+    def set_epoch(self, epoch):
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        if not self.gate.wait(timeout=30):
+            raise RuntimeError("the main thread was blocked")
+        return iter(self.loader)
+
+
+def test_a_second_train_while_running_is_refused_and_the_button_stops(dataset, tmp_path):
+    gate = threading.Event()
+    widget = make_widget(dataclasses.replace(dataset, train=GatedLoader(dataset.train, gate)), tmp_path / "run")
+    assert widget.run()  # returns at once: the worker waits at the gate
+    assert widget.runner.running and widget.runner.button.description == "Stop"
+    assert not widget.run()
+    widget.runner.button.click()
+    assert widget.runner.button.description == "Stopping" and widget.runner.button.disabled
+    gate.set()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "cancelled" and len(widget.result) == 0  # stopped at the first batch
+    assert widget.runner.button.description == "Train" and not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_named_data_set_is_loaded_once_and_a_finished_run_resumes_with_nothing_to_do(dataset, tmp_path,
+                                                                                       monkeypatch):
+    loads = []
+
+    def fake_load(name, device=None, seed=0):
+        loads.append((name, str(device), seed))
+        return dataset
+
+    monkeypatch.setattr(training_module.datasets, "load", fake_load)
+    widget = TrainingWidget(dataset="synthetic", lr=LR, epochs=1, out_dir=str(tmp_path / "run"), seed=0,
+                            device="cpu")
+    assert widget.dataset is None and not widget.resume.value
+    widget.run(block=True)
+    first = widget.result
+    assert widget.resume.value
+    widget.run(block=True)  # resumes from the checkpoint of the last epoch: no epoch left to train
+    assert loads == [("synthetic", "cpu", 0)] and widget.dataset is dataset
+    assert widget.runner.outcome == "done" and measured(widget.result) == measured(first)
+    np.testing.assert_array_equal(widget.train_loss_line.y, first["train_loss"])
+
+
+def test_controls_start_from_the_defaults_and_bad_arguments_are_named(dataset, tmp_path):
+    widget = TrainingWidget(out_dir=str(tmp_path))
+    assert (widget.model_name.value, widget.dataset_name.value, widget.optimizer_name.value) == ("MLP", "digits", "SGD")
+    assert widget.lr.value == cw.optim.DEFAULTS["SGD"]["lr"] and not widget.dataset_name.disabled
+    widget.optimizer_name.value = "Adam"
+    assert widget.lr.value == cw.optim.DEFAULTS["Adam"]["lr"]
+    assert widget.swa_lr.disabled and not widget.resume.value
+    widget.swa_start.value = 2
+    assert not widget.swa_lr.disabled
+    assert widget.settings.options()["swa_start"] == 2 and widget.settings.options()["swa_lr"] == 0.01
+
+    given = TrainingWidget(dataset, lr=0.2, optimizer="Adam", out_dir=str(tmp_path))
+    assert given.dataset_name.options == ("synthetic",) and given.dataset_name.disabled and given.lr.value == 0.2
+    assert given.dataset is dataset and given.model is None and given.result is None
+
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainingWidget(model="ResNet1000")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainingWidget(schedule="exponential")
+    with pytest.raises(TypeError, match="data must be a DataSet"):
+        TrainingWidget([(torch.zeros(2, 3), torch.zeros(2))])
