@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._validate import choice, positive, positive_int
+from ._validate import boolean, check_cancel, check_progress, choice, device_value, positive, positive_int, seed_value
 from .curvature.output_hessian import reduction_of
 from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
@@ -127,9 +127,10 @@ def random_directions(model: nn.Module, count: int = 2, seed: int = 0, params: P
         any device.
     """
     count = positive_int("count", count)
+    boolean("filter_normalized", filter_normalized)
     layout = select_parameters(model, params)
     weights = dict(model.named_parameters())
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed_value("seed", seed))
     directions = []
     for number in range(1, count + 1):
         pieces = []
@@ -227,13 +228,18 @@ def loss_landscape(
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
     choice("bn", bn, BN_OPTIONS)
+    boolean("plane", plane)
     if points_per_pass is not None:
         points_per_pass = positive_int("points_per_pass", points_per_pass)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be None or callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be None or a mapping of metadata; got {type(meta).__name__}")
+    check_progress(progress)
+    check_cancel(cancel)
     layout = select_parameters(model, params)
     reference = dict(model.named_parameters())[layout.names[0]]
-    device = torch.device(device) if device is not None else reference.device
+    device = device_value("device", device) if device is not None else reference.device
     resolved = _directions(directions, layout.dim, reference.dtype, device)
     if plane and len(resolved) != 2:
         raise ValueError(f"plane=True needs exactly two directions; got {len(resolved)}")

@@ -65,8 +65,8 @@ def operator_cases(operator):
         pytest.param(build(seed="abc"), ValueError, r"seed must be an int in \[0, 2\*\*63\); got 'abc'",
                      id=f"{name}-seed-str"),
         pytest.param(build(seed=-1), ValueError, r"seed must be an int", id=f"{name}-seed-negative"),
-        pytest.param(build(device="gpu7"), ValueError, r"device must name a torch device", id=f"{name}-device-name"),
-        pytest.param(build(device=3.5), TypeError, r"device must be a torch.device or a string", id=f"{name}-device-type"),
+        pytest.param(build(device="gpu7"), ValueError, r"device must name a device such as 'cpu'", id=f"{name}-device-name"),
+        pytest.param(build(device=3.5), ValueError, r"device must name a device such as 'cpu'", id=f"{name}-device-type"),
         pytest.param(build(dtype=torch.int64), TypeError, r"dtype must be float32 or float64", id=f"{name}-dtype"),
         pytest.param(build(vector_chunk=0), ValueError, r"vector_chunk must be an int >= 1", id=f"{name}-vector_chunk"),
     ]
@@ -147,7 +147,7 @@ FUNCTION_CASES = [
     pytest.param(landscape(plane="yes"), ValueError, r"plane must be True or False", id="loss_landscape-plane"),
     pytest.param(landscape(loss_fn=3), TypeError, r"loss_fn must be None or callable", id="loss_landscape-loss_fn"),
     pytest.param(landscape(meta=["a"]), TypeError, r"meta must be None or a mapping", id="loss_landscape-meta"),
-    pytest.param(landscape(device="gpu7"), ValueError, r"device must name a torch device", id="loss_landscape-device"),
+    pytest.param(landscape(device="gpu7"), ValueError, r"device must name a device", id="loss_landscape-device"),
     pytest.param(landscape(dist=0), ValueError, r"dist must be a finite number > 0", id="loss_landscape-dist"),
 ]
 

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .._validate import choice, positive_int, seed_value
-from ..linalg.operators import LinearOperator, resolve_device, resolve_dtype
+from .._validate import choice, device_value, positive_int, seed_value
+from ..linalg.operators import LinearOperator, resolve_dtype
 from .data import DataSource, all_reduce_sum
 from .output_hessian import counted_weight, output_hessian_product, reduction_of
 from .params import ParamsLike, select_parameters
@@ -122,7 +122,7 @@ class CurvatureOperator(LinearOperator):
         self.layout = select_parameters(model, params)
         reference = next(p for name, p in model.named_parameters() if name == self.layout.names[0])
         self.dim = self.layout.dim
-        self.device = resolve_device(device) if device is not None else reference.device
+        self.device = device_value("device", device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
         self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train")
         self.backend: Optional[str] = None if self._automatic else backend
