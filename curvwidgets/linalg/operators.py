@@ -26,7 +26,7 @@ import scipy.sparse
 import scipy.sparse.linalg as sla
 import torch
 
-from .._validate import boolean, positive_int
+from .._validate import boolean, device_value, positive_int
 from ._checks import apply_operator
 
 __all__ = [
@@ -73,23 +73,17 @@ def resolve_dtype(dtype: DTypeLike, argument: str = "dtype") -> torch.dtype:
 
 
 def resolve_device(device: DeviceLike, argument: str = "device") -> torch.device:
-    """``device`` as a :class:`torch.device`.
+    """``device`` as a :class:`torch.device` that exists on this machine.
 
     Raises
     ------
-    TypeError
-        When ``device`` is neither a string nor a ``torch.device``.
     ValueError
-        For a string torch does not read as a device (e.g. ``"gpu"``).
+        For None, a name torch does not read as a device (e.g. ``"gpu"``), or
+        CUDA where there is none (see :func:`curvwidgets._validate.device_value`).
     """
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise TypeError(f"{argument} must be a torch.device or a string such as 'cpu' or 'cuda:0'; got {device!r}")
-    try:
-        return torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"{argument} must name a torch device such as 'cpu' or 'cuda:0'; got {device!r}") from error
+    if device is None:
+        raise ValueError(f"{argument} must name a device such as 'cpu' or 'cuda:0'; got None")
+    return device_value(argument, device)
 
 
 def _dense_defect(matrix: torch.Tensor) -> float:
