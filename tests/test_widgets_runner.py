@@ -218,3 +218,37 @@ def test_dispatcher_flush_refuses_other_threads():
     worker.start()
     worker.join()
     assert len(errors) == 1
+
+
+def test_finish_callbacks_hear_every_outcome_once_the_runner_is_idle(matrix):
+    runner = TaskRunner(min_interval=0.0)
+    heard = []
+
+    def listener(outcome, result):
+        heard.append((outcome, result, runner.running))
+
+    runner.on_finish(listener)
+    runner.start(lanczos_task(matrix), block=True)
+    done = runner.result
+    assert heard == [("done", done, False)] and done.alpha.shape[-1] == STEPS
+
+    runner.start(lanczos_task(matrix), on_progress=lambda event: event.step == 3 and runner.cancel(), block=True)
+    assert heard[-1][0] == "cancelled" and heard[-1][1] is runner.result and heard[-1][1].alpha.shape[-1] == 3
+
+    def failing_task(progress, cancel):
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError):
+        runner.start(failing_task, block=True)
+    assert heard[-1] == ("failed", heard[-2][1], False)  # a failure keeps the previous result
+
+    chained = []  # the runner is idle in the callback: it may start the next run
+
+    def chain(outcome, result):
+        if not chained:
+            chained.append("next")
+            chained.append(runner.start(lanczos_task(matrix, 2), block=True))
+
+    runner.on_finish(chain)
+    runner.start(lanczos_task(matrix), block=True)
+    assert chained == ["next", True] and runner.result.alpha.shape[-1] == 2

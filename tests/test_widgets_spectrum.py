@@ -228,20 +228,12 @@ def test_keep_eigenvectors_stores_the_ritz_vectors_of_the_direct_computation(mod
     np.testing.assert_allclose(widget.result.ritz_vectors, direct.ritz_vectors, rtol=1e-10, atol=1e-12)
 
 
-def test_show_draws_a_given_spectrum_and_results_are_announced_once_per_run(model_and_data, reference):
+def test_show_draws_a_given_spectrum_without_computing(model_and_data, reference):
     model, data = model_and_data
     widget = SpectrumWidget(model, data, **OPTIONS)
-    announced = []
-    widget.on_result(announced.append)
     widget.show(reference)
-    assert widget.result is reference and announced == []
+    assert widget.result is reference and widget.runner.outcome == "idle"
     assert_shows(widget, reference, widget.sigma_slider.value)
     assert widget.step_slider.max == STEPS and not widget.save_button.disabled
-    assert widget.run(block=True)
-    assert announced == [widget.result] and widget.result is not reference
-    widget.params.value = "nomatch.*"  # a failed run announces nothing (the previous result stays)
-    with pytest.raises(ValueError):
-        widget.run(block=True)
-    assert announced == [widget.result]
     with pytest.raises(TypeError, match="Spectrum"):
         widget.show(reference.lanczos)

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import ipywidgets as widgets
 
@@ -153,6 +153,7 @@ class TaskRunner(widgets.VBox):
         self._busy = False
         self._job: Optional[_Job] = None
         self._thread: Optional[threading.Thread] = None
+        self._finish_callbacks: List[Callable[[str, Any], None]] = []
 
     # -- public control ---------------------------------------------------------------------------------------------
 
@@ -160,6 +161,16 @@ class TaskRunner(widgets.VBox):
     def running(self) -> bool:
         """Whether a run has started and its outcome has not yet been shown."""
         return self._busy
+
+    def on_finish(self, callback: Callable[[str, Any], None]) -> None:
+        """Call ``callback(outcome, result)`` in the UI thread after every run, once it is over.
+
+        ``outcome`` is ``"done"``, ``"cancelled"`` or ``"failed"``; ``result``
+        is :attr:`result` (the partial one after a cancel, the previous one
+        after a failure). The runner is idle by then, so the callback may
+        start the next run. Another widget (a dashboard) chains runs with it.
+        """
+        self._finish_callbacks.append(callback)
 
     def dispatch(self, update: Callable[[], None]) -> None:
         """Apply a widget update from any thread (see :class:`~curvwidgets.widgets.dispatch.UIDispatcher`).
@@ -336,6 +347,8 @@ class TaskRunner(widgets.VBox):
         self.error, self.outcome = job.error, outcome
         with self._guard:
             self._busy = False
+        for callback in self._finish_callbacks:
+            callback(outcome, self.result)
 
     def _guarded(self, job: _Job, draw: Callable[[], None]) -> None:
         """Run one of the owner's draws; an exception in it fails the run visibly instead of vanishing."""

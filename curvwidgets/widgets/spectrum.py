@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -171,8 +171,6 @@ class SpectrumWidget(widgets.VBox):
         self._shown: Optional[Tuple[Spectrum, int, Spectrum]] = None
         self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
         self._quiet = False
-        self._result_callbacks: List[Callable[[Spectrum], None]] = []
-        self._announced: Optional[Spectrum] = None
         self._build_figures()
 
         self.step_slider.observe(self._redraw_on_change, "value")
@@ -251,8 +249,7 @@ class SpectrumWidget(widgets.VBox):
     def show(self, spectrum: Spectrum) -> None:
         """Display ``spectrum`` (computed earlier, e.g. a cached one) as if a run had just produced it.
 
-        Nothing is computed; :attr:`result` becomes ``spectrum`` and the
-        :meth:`on_result` callbacks are not called.
+        Nothing is computed; :attr:`result` becomes ``spectrum``.
 
         Raises
         ------
@@ -265,12 +262,8 @@ class SpectrumWidget(widgets.VBox):
             raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
         if self.runner.running:
             raise RuntimeError("a spectrum is being computed: cancel it before showing another")
-        self.runner.result = self._announced = spectrum
+        self.runner.result = spectrum
         self._show(spectrum, final=True)
-
-    def on_result(self, callback: Callable[[Spectrum], None]) -> None:
-        """Call ``callback(spectrum)`` (in the UI thread) whenever a run ends with a result, partial or whole."""
-        self._result_callbacks.append(callback)
 
     def save(self) -> Optional[str]:
         """Write :attr:`result` to the path in the text box (``Spectrum.save``); returns the path written.
@@ -304,10 +297,6 @@ class SpectrumWidget(widgets.VBox):
 
     def _show_final(self, spectrum: Optional[Spectrum]) -> None:
         self._show(spectrum, final=True)
-        if spectrum is not None and spectrum is not self._announced:  # a failed run keeps the previous result
-            self._announced = spectrum
-            for callback in self._result_callbacks:
-                callback(spectrum)
 
     def _show(self, spectrum: Optional[Spectrum], final: bool) -> None:
         """Draw a (partial) spectrum at its last step; at the end of a run also the convergence plot."""
