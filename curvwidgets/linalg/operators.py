@@ -92,8 +92,10 @@ def _dense_defect(matrix: torch.Tensor) -> float:
     if scale == 0:
         return 0.0
     rows = max(1, BLOCK_ELEMENTS // matrix.shape[0])
-    blocks = [matrix[i : i + rows] - matrix[:, i : i + rows].T for i in range(0, matrix.shape[0], rows)]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.matrix_norm(block) for block in blocks])).item() / scale
+    block_norms = [
+        torch.linalg.matrix_norm(matrix[i : i + rows] - matrix[:, i : i + rows].T) for i in range(0, matrix.shape[0], rows)
+    ]  # one block of A - A^T alive at a time
+    return torch.linalg.vector_norm(torch.stack(block_norms)).item() / scale
 
 
 def _sparse_defect(matrix: Any) -> float:
@@ -216,6 +218,11 @@ class DenseOperator(LinearOperator):
         return _dense_defect(self.matrix)
 
 
+def _as_product(product: Any, op: LinearOperator) -> torch.Tensor:
+    """A product returned by a user's code (tensor, array, list) as a tensor on ``op``'s device and dtype."""
+    return torch.as_tensor(product).to(device=op.device, dtype=op.dtype)
+
+
 class CallableOperator(LinearOperator):
     """An operator defined by a function ``fn(v) -> A v`` on torch vectors of shape ``(dim,)``.
 
@@ -230,7 +237,7 @@ class CallableOperator(LinearOperator):
         self.device = device
 
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(self.fn(vector)).to(device=self.device, dtype=self.dtype)
+        return _as_product(self.fn(vector), self)
 
 
 class ScipyOperator(LinearOperator):
@@ -273,15 +280,12 @@ class ProtocolOperator(LinearOperator):
         self.device = resolve_device(operator.device, "operator.device")
         self.symmetric = getattr(operator, "symmetric", False) is True
 
-    def _tensor(self, product: Any) -> torch.Tensor:
-        return torch.as_tensor(product).to(device=self.device, dtype=self.dtype)
-
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
-        return self._tensor(self.operator.matvec(vector))
+        return _as_product(self.operator.matvec(vector), self)
 
     def matmat(self, block: torch.Tensor) -> torch.Tensor:
         own = getattr(self.operator, "matmat", None)
-        return self._tensor(own(block)) if callable(own) else super().matmat(block)
+        return _as_product(own(block), self) if callable(own) else super().matmat(block)
 
 
 def _require_symmetric(op: LinearOperator) -> None:
