@@ -1,6 +1,7 @@
 """Optimisers: exact references for K-FAC, SWATS and the Lanczos-Newton steps, training, checkpoints, errors."""
 
 import copy
+import inspect
 import io
 import math
 
@@ -59,7 +60,7 @@ def test_names_and_case_insensitive_create():
     assert type(optim.create(" AdamW ", model, LOSS, weight_decay=0.01)) is torch.optim.AdamW
     assert isinstance(optim.create("lanczosggn", model, LOSS), optim.CurvatureOptimizer)
     assert not isinstance(optim.create("KFAC", model), optim.CurvatureOptimizer)
-    assert optim.create("swats", model).param_groups[0]["lr"] == optim.DEFAULT_LR["SWATS"]
+    assert optim.create("swats", model).param_groups[0]["lr"] == optim.DEFAULTS["SWATS"]["lr"]
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -70,7 +71,7 @@ def test_unknown_name_lists_the_valid_ones():
 @pytest.mark.parametrize("name, kwargs, argument", [
     ("sgd", {"lr": -0.1}, "lr"),
     ("sgd", {"momentum": 1.5}, "momentum"),
-    ("sgd", {"nesterov": True}, "nesterov"),
+    ("sgd", {"nesterov": True, "momentum": 0.0}, "nesterov"),
     ("adam", {"betas": (1.0, 0.9)}, r"betas\[0\]"),
     ("adamw", {"eps": -1.0}, "eps"),
     ("swats", {"switch_tol": -1.0}, "switch_tol"),
@@ -118,6 +119,36 @@ def test_curvature_optimizer_needs_a_batch_per_step():
     opt.set_batch(inputs, targets)
     with pytest.raises(RuntimeError, match="loss.backward"):
         opt.step()
+
+
+@pytest.mark.parametrize("name", optim.names())
+def test_one_set_of_defaults_for_create_train_and_the_command_line(name):
+    """``optim.DEFAULTS`` is what create builds, what cw.train records, and what ``train --help`` states."""
+    from curvwidgets.cli import build_parser
+
+    model = small_net()
+    built = optim.create(name, model, LOSS)
+    for key, value in optim.DEFAULTS[name].items():
+        assert built.param_groups[0][key] == value, key
+    batches = [classification_batch(count=16)]
+    history = cw.train(model, (batches, batches), epochs=1, optimizer=name.lower())
+    assert history.config["optimizer"] == name
+    assert history.config["optimizer_kwargs"] == optim.DEFAULTS[name] == optim.resolve_options(name)
+    assert history.rows[0]["lr"] == optim.DEFAULTS[name]["lr"]  # one epoch of the linear schedule: the initial rate
+    if hasattr(optim, name):  # curvwidgets' own classes: their signature agrees with the registry
+        assert inspect.signature(getattr(optim, name)).parameters["lr"].default == optim.DEFAULTS[name]["lr"]
+    train_verb = build_parser()._subparsers._group_actions[0].choices["train"]
+    lr_help = next(action.help for action in train_verb._actions if "--lr" in action.option_strings)
+    assert f"{name} {optim.DEFAULTS[name]['lr']:g}" in lr_help
+
+
+def test_sgd_defaults_are_the_papers_and_explicit_options_replace_them():
+    sgd = optim.create("SGD", small_net())
+    assert {key: sgd.param_groups[0][key] for key in ("lr", "momentum", "weight_decay")} == \
+        {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+    plain = optim.create("SGD", small_net(), lr=0.1, momentum=0.0, weight_decay=0.0)
+    assert {key: plain.param_groups[0][key] for key in ("lr", "momentum", "weight_decay")} == \
+        {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}
 
 
 # ---- K-FAC against explicit factors ------------------------------------------------------------------
@@ -284,6 +315,89 @@ def test_lanczos_newton_residual_options():
     torch.testing.assert_close(steps["damping"] - steps["drop"], gradient_part / 0.2, rtol=1e-9, atol=1e-12)
     # the residual is orthogonal to the step taken inside the Krylov space (which lies in it)
     assert abs(torch.dot(gradient_part, steps["drop"])) < 1e-9 * gradient_part.norm() * steps["drop"].norm()
+
+
+def kfac_reference_run(model, batches, lr, momentum, weight_decay, damping, stat_decay, inverse_every, kl_clip):
+    """Parameters after each K-FAC step of Martens & Grosse (2015), written densely, and the KL scales ``nu``.
+
+    For every Linear layer (bias appended): running factors ``A`` (inputs)
+    and ``G`` (per-sample output gradients ``N dL/ds``) with weight
+    ``min(1 - 1/k, stat_decay)``; every ``inverse_every`` steps the damped
+    inverses ``(G + sqrt(damping)/pi I)^-1`` and ``(A + pi sqrt(damping) I)^-1``,
+    ``pi^2 = (tr A / dim A) / (tr G / dim G)``; the step ``Delta = G_inv Gbar
+    A_inv``; ``nu = min(1, sqrt(kl_clip / (lr^2 sum <Delta, Gbar>)))``;
+    ``v <- momentum v + nu Delta + weight_decay theta``; ``theta <- theta - lr v``.
+    """
+    model = copy.deepcopy(model)
+    layers = [module for module in model if isinstance(module, nn.Linear)]
+    params = list(model.parameters())
+    factors = [{} for _ in layers]
+    velocity, trajectory, scales = {}, [], []
+    for step, (inputs, targets) in enumerate(batches):
+        count = len(inputs)
+        seen = []
+        hooks = [layer.register_forward_hook(lambda module, args, output: seen.append((args[0], output)))
+                 for layer in layers]
+        loss = LOSS(model(inputs), targets)
+        for hook in hooks:
+            hook.remove()
+        output_gradients = torch.autograd.grad(loss, [output for _, output in seen], retain_graph=True)
+        gradients = dict(zip(params, torch.autograd.grad(loss, params)))
+        directions, inner = [], 0.0
+        for layer, state, (layer_inputs, _), output_gradient in zip(layers, factors, seen, output_gradients):
+            rows = torch.cat([layer_inputs.detach(), torch.ones(count, 1, dtype=torch.float64)], dim=1)
+            per_sample = count * output_gradient
+            batch_a, batch_g = rows.T @ rows / count, per_sample.T @ per_sample / count
+            state["updates"] = state.get("updates", 0) + 1
+            weight = min(1 - 1 / state["updates"], stat_decay)
+            state["A"] = batch_a if "A" not in state else weight * state["A"] + (1 - weight) * batch_a
+            state["G"] = batch_g if "G" not in state else weight * state["G"] + (1 - weight) * batch_g
+            if step % inverse_every == 0:
+                A, G = state["A"], state["G"]
+                pi = math.sqrt((torch.trace(A) / len(A)) / (torch.trace(G) / len(G)))
+                root = math.sqrt(damping)
+                state["G_inv"] = torch.linalg.inv(G + root / pi * torch.eye(len(G), dtype=torch.float64))
+                state["A_inv"] = torch.linalg.inv(A + pi * root * torch.eye(len(A), dtype=torch.float64))
+            layer_gradient = torch.cat([gradients[layer.weight], gradients[layer.bias][:, None]], dim=1)
+            directions.append(state["G_inv"] @ layer_gradient @ state["A_inv"])
+            inner += float((directions[-1] * layer_gradient).sum())
+        nu = min(1.0, math.sqrt(kl_clip / (lr**2 * inner)))
+        scales.append(nu)
+        updates = {}
+        for layer, direction in zip(layers, directions):
+            updates[layer.weight], updates[layer.bias] = nu * direction[:, :-1], nu * direction[:, -1]
+        with torch.no_grad():
+            for param in params:
+                update = updates[param] + weight_decay * param
+                velocity[param] = update if param not in velocity else momentum * velocity[param] + update
+                param -= lr * velocity[param]
+        trajectory.append(flat_params(model).clone())
+    return trajectory, scales
+
+
+def test_kfac_full_update_with_momentum_weight_decay_and_kl_clip_is_the_dense_formula():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    generator = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(12, 5, generator=generator, dtype=torch.float64),
+                torch.randint(0, 3, (12,), generator=generator)) for _ in range(5)]
+    settings = dict(lr=0.3, momentum=0.9, weight_decay=0.01, damping=0.05, stat_decay=0.9, inverse_every=2,
+                    kl_clip=0.015)
+    expected, scales = kfac_reference_run(model, batches, **settings)
+    assert min(scales) < 0.6 and max(scales) == 1.0  # the clip binds at some steps and not at others
+
+    trained = copy.deepcopy(model)
+    opt = optim.KFAC(trained, **settings)
+    steps = []
+    for inputs, targets in batches:
+        train_step(trained, opt, inputs, targets)
+        steps.append(flat_params(trained).clone())
+    for step, (got, want) in enumerate(zip(steps, expected)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13, msg=f"step {step + 1}")
+    # the comparison tells a wrong kl_clip or a wrong weight decay apart by far more than its tolerance
+    for wrong in ({"kl_clip": 0.03}, {"weight_decay": 0.02}, {"momentum": 0.8}):
+        other, _ = kfac_reference_run(model, batches, **{**settings, **wrong})
+        assert (other[-1] - steps[-1]).abs().max() > 1e-4, wrong
 
 
 # ---- SWATS -------------------------------------------------------------------------------------------------
