@@ -8,9 +8,11 @@ computes in the calling thread, for papermill and nbval.
 """
 
 from .dispatch import UIDispatcher
+from .landscape import LandscapeWidget
 from .runner import TaskRunner
 from .spectrum import SpectrumWidget
 from .synthetic import SyntheticSpectrumWidget
 from .training import TrainingWidget
 
-__all__ = ["SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "TrainingWidget", "UIDispatcher"]
+__all__ = ["LandscapeWidget", "SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "TrainingWidget",
+           "UIDispatcher"]

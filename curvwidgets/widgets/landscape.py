@@ -1,0 +1,396 @@
+"""Loss and accuracy along eigenvectors clicked on a spectrum, or random directions: curves fill in live."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import bqplot as bq
+import ipywidgets as widgets
+import numpy as np
+from torch import nn
+
+from .._validate import choice
+from ..landscape import BN_OPTIONS
+from ..progress import ProgressEvent
+from ..results import Landscape, Spectrum
+from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
+from ._view import hold_sync, stem_segments
+from .runner import TaskRunner
+
+__all__ = ["LandscapeWidget", "cell_edges", "quadratic_rows"]
+
+STEM_COLOR, PICKED_COLOR = "#9e9e9e", "#d62728"
+CURVE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                "#17becf")
+SPLITS, METRICS = ("train", "test"), ("loss", "accuracy")
+
+
+def cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Edges of the cells centred on evenly spaced ``centres`` (shape ``(n,)``, ``n >= 2``): shape ``(n + 1,)``.
+
+    Examples
+    --------
+    >>> cell_edges(np.array([-1.0, 0.0, 1.0]))
+    array([-1.5, -0.5,  0.5,  1.5])
+    """
+    half = (centres[1] - centres[0]) / 2
+    return np.append(centres - half, centres[-1] + half)
+
+
+def quadratic_rows(landscape: Landscape, metric: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The lines that have a quadratic model of ``metric``, and the model along them.
+
+    Parameters
+    ----------
+    landscape : Landscape
+        Of kind ``"line"``.
+    metric : str
+        A key of ``landscape.values``.
+
+    Returns
+    -------
+    lines : ndarray of int, shape (k,)
+        The directions with a Ritz value ``theta`` (eigenvectors) when
+        ``metric`` is a loss; none for an accuracy.
+    model : ndarray, shape (k, n_points)
+        ``landscape.quadratic_model(metric)[lines]``, i.e. ``L(0) + theta t^2 / 2``
+        (loss units); NaN while ``L(0)`` is not computed.
+    """
+    if not metric.endswith("_loss"):
+        return np.zeros(0, dtype=int), np.zeros((0, landscape.offsets.size))
+    lines = np.flatnonzero(np.isfinite(landscape.curvatures))
+    return lines, landscape.quadratic_model(metric)[lines]
+
+
+class LandscapeWidget(widgets.VBox):
+    """Loss and accuracy at ``w + t v`` along chosen directions, computed with :func:`curvwidgets.loss_landscape`.
+
+    The directions are eigenvectors picked on a spectrum, or random Gaussian or
+    filter-normalised ones (Li et al., 2018) for comparison (the paper's
+    section 6.1, Figures 8 to 11). The stem picker shows the Ritz values of one
+    start vector (x, eigenvalue units) against their Gauss weights (y), the
+    largest first: a click picks a stem's eigenvector, a ctrl-click (cmd on a
+    Mac) adds or removes one, a click on the background clears the choice.
+    One curve per direction fills in as the points arrive (points not computed
+    yet are NaN, and not drawn); beside each eigenvector's loss curve its
+    quadratic model ``L(0) + theta t^2 / 2`` is drawn dashed, ``theta`` being
+    its Ritz value. A plane landscape (two directions) is drawn as a heatmap.
+    The split and metric toggles redraw from :attr:`result` without computing.
+    Every number drawn comes from the :class:`~curvwidgets.results.Landscape`.
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+    data : DataSet, (train, test) pair, or re-iterable of (inputs, targets), optional
+        What :func:`curvwidgets.loss_landscape` takes. Either both, or a checkpoint path.
+    spectrum : Spectrum or path, optional
+        A spectrum with Ritz vectors (``save_vectors=True``), or the path of
+        its file; also settable later through :attr:`spectrum`.
+    checkpoint : str, default: ""
+        A checkpoint file or run folder, loaded with :func:`curvwidgets.load_trained`
+        (on ``device``) when the run starts; it takes precedence over ``model``.
+    loss_fn : callable, optional
+        Default cross-entropy.
+    directions : {"eigen", "random", "filter"}, default: "eigen"
+        Eigenvectors picked on the spectrum, random unit directions, or filter-normalised ones.
+    count : int, default: 2
+        Random directions.
+    seed : int, default: 0
+        Seed of the random directions.
+    dist : float, default: 1.0
+        ``t`` runs over ``[-dist, dist]`` (units of the unit directions).
+    n_points : int, default: 21
+        Points per line, or per axis of the plane.
+    split : {"train", "test"}, default: "train"
+    metric : {"loss", "accuracy"}, default: "loss"
+        What the figures show.
+    plane : bool, default: False
+        The plane of exactly two directions, ``n_points x n_points``, instead of a line each.
+    bn : {"keep", "recompute"}, default: "keep"
+        BatchNorm statistics at each point (see :func:`curvwidgets.loss_landscape`).
+    device : str, optional
+        Where a checkpoint's model goes (default: CUDA when available).
+    points_per_pass : int, optional
+        Points evaluated together (default: timed by :func:`curvwidgets.loss_landscape`).
+
+    Attributes
+    ----------
+    result : Landscape or None
+        The landscape of the last run that finished or was cancelled (then NaN where not computed).
+    spectrum : Spectrum or None
+    selected : list of int
+        Positions of the picked stems in the picker (0: the largest Ritz value).
+    runner : TaskRunner
+    stem_lines : bqplot.Lines
+        One segment per stem, ``x``/``y`` of shape ``(n, 2)`` (:func:`stem_segments`).
+    stem_picker : bqplot.Scatter
+        ``x`` the Ritz values of the chosen start vector, largest first
+        (:func:`stem_order`), ``y`` their Gauss weights; ``selected`` the positions picked.
+    run_picker : ipywidgets.Dropdown
+        The start vector whose stems are shown.
+    picked_labels : ipywidgets.HTML
+        The directions picked, labelled as in the result.
+    split, metric : ipywidgets.ToggleButtons
+    curves : bqplot.Lines
+        ``x = result.offsets``, ``y = result[f"{split}_{metric}"]``, one line per direction.
+    quadratic_lines : bqplot.Lines
+        Dashed, ``quadratic_rows(result, f"{split}_{metric}")`` in the colours of their curves.
+    heatmap : bqplot.GridHeatMap
+        For a plane: ``color = result[metric].T`` (rows over the second
+        direction, columns over the first, as :func:`curvwidgets.plots.landscape_plane`),
+        ``row`` and ``column`` the :func:`cell_edges` of ``result.offsets``.
+    line_figure, plane_figure : bqplot.Figure
+        The one matching ``result.kind`` is displayed.
+    note : ipywidgets.HTML
+        Says when the result has no metrics of the chosen split.
+    """
+
+    def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, spectrum: Any = None,
+                 checkpoint: str = "", loss_fn: Optional[Callable] = None, directions: str = "eigen", count: int = 2,
+                 seed: int = 0, dist: float = 1.0, n_points: int = 21, split: str = "train", metric: str = "loss",
+                 plane: bool = False, bn: str = "keep", device: Optional[str] = None,
+                 points_per_pass: Optional[int] = None):
+        choice("directions", directions, DIRECTION_KINDS)
+        choice("split", split, SPLITS)
+        choice("metric", metric, METRICS)
+        choice("bn", bn, BN_OPTIONS)
+        self.model, self.data, self.loss_fn, self.device = model, data, loss_fn, device
+        self.points_per_pass = points_per_pass
+        small = widgets.Layout(width="180px")
+        self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
+                                       layout=widgets.Layout(width="420px"))
+        self.directions = widgets.ToggleButtons(
+            options=[("eigenvectors", "eigen"), ("random", "random"), ("filter-normalised", "filter")],
+            value=directions, style={"button_width": "120px"})
+        self.count = widgets.IntText(value=count, description="count", layout=small, tooltip="random directions")
+        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
+        self.dist = widgets.FloatText(value=dist, description="dist", layout=small)
+        self.n_points = widgets.IntText(value=n_points, description="points", layout=small)
+        self.plane = widgets.Checkbox(value=plane, description="plane of two directions", indent=False)
+        self.bn = widgets.Dropdown(options=list(BN_OPTIONS), value=bn, description="BatchNorm", layout=small)
+        self.run_picker = widgets.Dropdown(options=[("vector 1", 0)], value=0, description="stems of",
+                                           layout=widgets.Layout(width="220px"))
+        self.picked_labels = widgets.HTML()
+        self.split = widgets.ToggleButtons(options=list(SPLITS), value=split, style={"button_width": "70px"})
+        self.metric = widgets.ToggleButtons(options=list(METRICS), value=metric, style={"button_width": "80px"})
+        self.note = widgets.HTML()
+        self.runner = TaskRunner(on_run=self.run)
+        self._spectrum: Optional[Spectrum] = None
+        self._picker_of: Optional[Tuple[Optional[Spectrum], int]] = None
+        self._drawn: Optional[Landscape] = None
+        self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
+        self._build_figures()
+
+        self.stem_picker.observe(lambda _change: self.runner.dispatch(self._show_picked), "selected")
+        self.run_picker.observe(lambda _change: self.runner.dispatch(self._draw_picker), "value")
+        self.split.observe(lambda _change: self.runner.dispatch(self._draw), "value")
+        self.metric.observe(lambda _change: self.runner.dispatch(self._draw), "value")
+        super().__init__([
+            self.checkpoint,
+            widgets.HBox([self.directions, self.count, self.seed]),
+            widgets.HBox([self.dist, self.n_points, self.bn, self.plane]),
+            self.runner,
+            widgets.HBox([self.picker_figure, self.line_figure, self.plane_figure]),
+            widgets.HBox([self.run_picker, self.picked_labels]),
+            widgets.HBox([self.split, self.metric, self.note]),
+        ])
+        self.spectrum = spectrum
+
+    def _build_figures(self) -> None:
+        scales = {"x": bq.LinearScale(), "y": bq.LinearScale(min=0.0)}
+        self.stem_lines = bq.Lines(x=[], y=[], scales=scales, colors=[STEM_COLOR], stroke_width=1.5)
+        self.stem_picker = bq.Scatter(
+            x=[], y=[], scales=scales, colors=[STEM_COLOR], default_size=48,
+            interactions={"click": "select", "hover": "tooltip"},
+            tooltip=bq.Tooltip(fields=["x", "y"], labels=["theta", "weight"], formats=[".4g", ".3g"]),
+            selected_style={"fill": PICKED_COLOR, "stroke": PICKED_COLOR}, unselected_style={"opacity": 0.8})
+        self.picker_figure = bq.Figure(
+            marks=[self.stem_lines, self.stem_picker], title="click a stem: its eigenvector (ctrl-click: several)",
+            axes=[bq.Axis(scale=scales["x"], label="Ritz value θ"),
+                  bq.Axis(scale=scales["y"], side="left", label="Gauss weight")],
+            fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
+            layout=widgets.Layout(width="40%", height="380px"))
+
+        line_scales = {"x": bq.LinearScale(), "y": bq.LinearScale()}
+        self.curves = bq.Lines(x=[], y=[], scales=line_scales, colors=list(CURVE_COLORS), display_legend=True,
+                               marker="circle", marker_size=12)
+        self.quadratic_lines = bq.Lines(x=[], y=[], scales=line_scales, colors=list(CURVE_COLORS),
+                                        line_style="dashed")
+        self.value_axis = bq.Axis(scale=line_scales["y"], side="left", label="")
+        self.line_figure = bq.Figure(
+            marks=[self.quadratic_lines, self.curves], title="dashed: quadratic model L(0) + θ t² / 2",
+            axes=[bq.Axis(scale=line_scales["x"], label="t (distance along the direction)"), self.value_axis],
+            legend_location="top", fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
+            layout=widgets.Layout(width="58%", height="380px"))
+
+        column, row = bq.LinearScale(), bq.LinearScale()
+        colour = bq.ColorScale(scheme="viridis")
+        self.heatmap = bq.GridHeatMap(color=np.full((2, 2), np.nan), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
+                                      scales={"row": row, "column": column, "color": colour}, stroke=None)
+        self.plane_x_axis = bq.Axis(scale=column, label="")
+        self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
+        self.color_axis = bq.ColorAxis(scale=colour, side="right", label="")
+        self.plane_figure = bq.Figure(
+            marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
+            fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 80},
+            layout=widgets.Layout(width="58%", height="380px", display="none"))
+
+    # -- public -----------------------------------------------------------------------------------------------------
+
+    @property
+    def result(self) -> Optional[Landscape]:
+        """The landscape of the last run that finished or was cancelled (then partial), or None."""
+        return self.runner.result
+
+    @property
+    def spectrum(self) -> Optional[Spectrum]:
+        """The spectrum whose eigenvectors are picked; set a Spectrum with Ritz vectors, its file's path, or None.
+
+        Setting it redraws the stem picker and picks the largest and the
+        smallest Ritz value's eigenvectors.
+
+        Raises
+        ------
+        TypeError, ValueError, FileNotFoundError
+            Not a spectrum with Ritz vectors, or no readable spectrum file (see :func:`as_spectrum`).
+        """
+        return self._spectrum
+
+    @spectrum.setter
+    def spectrum(self, value: Any) -> None:
+        self._spectrum = as_spectrum(value)
+        self.runner.dispatch(self._draw_picker)
+
+    @property
+    def selected(self) -> List[int]:
+        """Positions of the picked stems, ascending (0 is the largest Ritz value); set it to pick others.
+
+        Raises
+        ------
+        ValueError
+            A position that is not an int in ``[0, number of stems shown)``.
+        """
+        picked = self.stem_picker.selected
+        return [] if picked is None else sorted({int(position) for position in picked})
+
+    @selected.setter
+    def selected(self, positions: Sequence[int]) -> None:
+        count = len(self.stem_picker.x)
+        if not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and 0 <= p < count for p in positions):
+            raise ValueError(f"selected must list stem positions, ints in [0, {count}) for the {count} stems shown; "
+                             f"got {positions!r}")
+        picks = np.array(sorted({int(position) for position in positions}), dtype=int)
+        self.runner.dispatch(lambda: setattr(self.stem_picker, "selected", picks if picks.size else None))
+
+    @property
+    def settings(self) -> LandscapeSettings:
+        """The computation the controls describe now."""
+        return LandscapeSettings(checkpoint=self.checkpoint.value, directions=self.directions.value,
+                                 picked=tuple(self.selected), run=self.run_picker.value, count=self.count.value,
+                                 seed=self.seed.value, dist=self.dist.value, n_points=self.n_points.value,
+                                 plane=self.plane.value, bn=self.bn.value, points_per_pass=self.points_per_pass)
+
+    def run(self, block: bool = False) -> bool:
+        """Compute the landscape of the current controls and spectrum (see :meth:`TaskRunner.start`).
+
+        Returns False, starting nothing, while a run is going.
+        """
+        settings, spectrum = self.settings, self._spectrum
+
+        def task(progress, cancel):
+            return run_landscape(settings, spectrum, self.model, self.data, self.loss_fn, self._load, progress, cancel)
+
+        return self.runner.start(task, on_progress=self._show_progress, on_done=self._show, block=block)
+
+    # -- drawing (UI thread only: through the runner's dispatcher) --------------------------------------------------
+
+    def _load(self, path: str) -> Tuple[nn.Module, Any, Dict[str, Any]]:
+        """A checkpoint's model, data and metadata; the last one loaded is kept for the next run."""
+        if self._loaded is None or self._loaded[0] != path:
+            from ..training import load_trained
+
+            trained = load_trained(path, device=self.device)
+            self._loaded = (path, (trained.model, trained.data, trained.metadata()))
+        return self._loaded[1]
+
+    def _draw_picker(self) -> None:
+        """Stems of the chosen start vector; a new spectrum or start vector picks the largest and smallest stems."""
+        spectrum = self._spectrum
+        runs = [(f"vector {run + 1}", run) for run in range(spectrum.num_vectors if spectrum is not None else 1)]
+        if list(self.run_picker.options) != runs:
+            self.run_picker.options = runs  # may move the value, which draws through this method first
+        run = self.run_picker.value
+        if self._picker_of is not None and self._picker_of[0] is spectrum and self._picker_of[1] == run:
+            return
+        self._picker_of = (spectrum, run)
+        if spectrum is None:
+            nodes = weights = np.zeros(0)
+        else:
+            order = stem_order(spectrum, run)
+            nodes, weights = spectrum.lanczos.nodes(run)[order], spectrum.lanczos.weights(run)[order]
+        picks = np.unique([0, nodes.size - 1]) if nodes.size else None
+        with hold_sync(self.stem_lines, self.stem_picker):
+            self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights)
+            self.stem_picker.x, self.stem_picker.y = nodes, weights
+            self.stem_picker.selected = picks
+        self._show_picked()
+
+    def _show_picked(self) -> None:
+        """Name the picked eigenvectors as the result will label them."""
+        if self._spectrum is None:
+            text = "no spectrum: set <code>widget.spectrum</code> to pick eigenvectors"
+        elif not self.selected:
+            text = "no eigenvector picked: click a stem"
+        else:
+            values = self.stem_picker.x
+            text = "picked: " + "; ".join(stem_label(position, float(values[position])) for position in self.selected)
+        self.picked_labels.value = text
+
+    def _show_progress(self, event: ProgressEvent) -> None:
+        if isinstance(event.partial, Landscape):
+            self._show(event.partial)
+
+    def _show(self, landscape: Optional[Landscape]) -> None:
+        self._drawn = landscape
+        self._draw()
+
+    def _draw(self) -> None:
+        """The drawn landscape's chosen split and metric: curves and quadratic models, or the plane."""
+        landscape, split = self._drawn, self.split.value
+        metric = f"{split}_{self.metric.value}"
+        shown = landscape if landscape is not None and metric in landscape.values else None
+        plane = landscape is not None and landscape.kind == "plane"
+        with hold_sync(self.line_figure.layout, self.plane_figure.layout, self.note):
+            self.line_figure.layout.display = "none" if plane else ""
+            self.plane_figure.layout.display = "" if plane else "none"
+            self.note.value = "" if shown is landscape else f"this landscape has no {split} metrics (no {split} data)"
+        if plane:
+            if shown is not None:
+                self._draw_plane(shown, metric)
+        else:
+            self._draw_lines(shown, metric)
+
+    def _draw_lines(self, landscape: Optional[Landscape], metric: str) -> None:
+        if landscape is None:
+            offsets, values, labels = np.zeros(0), np.zeros(0), []
+            lines, model = np.zeros(0, dtype=int), np.zeros(0)
+        else:
+            offsets, values, labels = landscape.offsets, landscape[metric], list(landscape.labels)
+            lines, model = quadratic_rows(landscape, metric)
+        with hold_sync(self.curves, self.quadratic_lines, self.value_axis):
+            self.curves.x, self.curves.y, self.curves.labels = offsets, values, labels
+            if lines.size:
+                self.quadratic_lines.colors = [CURVE_COLORS[line % len(CURVE_COLORS)] for line in lines]
+                self.quadratic_lines.x, self.quadratic_lines.y = offsets, model
+            else:
+                self.quadratic_lines.x = self.quadratic_lines.y = np.zeros(0)
+            self.value_axis.label = metric.replace("_", " ")
+
+    def _draw_plane(self, landscape: Landscape, metric: str) -> None:
+        edges = cell_edges(landscape.offsets)
+        with hold_sync(self.heatmap, self.plane_x_axis, self.plane_y_axis, self.color_axis):
+            self.heatmap.color = landscape[metric].T  # first: bqplot checks row and column against its shape
+            self.heatmap.row, self.heatmap.column = edges, edges
+            self.plane_x_axis.label, self.plane_y_axis.label = landscape.labels
+            self.color_axis.label = metric.replace("_", " ")

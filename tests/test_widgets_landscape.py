@@ -1,0 +1,361 @@
+"""LandscapeWidget: marks hold exactly what cw.loss_landscape computes; picking, toggles, plane, live fill, cancel."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import curvwidgets as cw
+from curvwidgets.training import trained as trained_module
+from curvwidgets.widgets import LandscapeWidget
+from curvwidgets.widgets._landscape_task import stem_directions
+from curvwidgets.widgets.landscape import CURVE_COLORS, cell_edges
+
+STEPS, DIST, N_POINTS, CHUNK = 8, 0.5, 7, 3
+OPTIONS = dict(dist=DIST, n_points=N_POINTS, points_per_pass=CHUNK)  # same for the widget and cw.loss_landscape
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+
+
+def batches(generator: torch.Generator) -> list:
+    return [(torch.randn(16, 5, generator=generator), torch.randint(0, 3, (16,), generator=generator))
+            for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    generator = torch.Generator().manual_seed(0)
+    train, test = batches(generator), batches(generator)
+    return tiny_model(), (train, test)
+
+
+@pytest.fixture(scope="module")
+def spectrum(model_and_data):
+    model, (train, _) = model_and_data
+    return cw.spectrum(model, train, steps=STEPS, seed=1, backend="double-backward", save_vectors=True)
+
+
+@pytest.fixture(scope="module")
+def eigen(spectrum):
+    """Every eigenvector direction, largest Ritz value first, as the core names them."""
+    return cw.eigen_directions(spectrum, largest=STEPS, smallest=0)
+
+
+@pytest.fixture(scope="module")
+def widget(model_and_data, spectrum):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
+    widget.selected = [0, 2]
+    assert widget.run(block=True)
+    return widget
+
+
+def finite_counts(widget, mark, trait):
+    """Record the number of finite values of ``mark.trait`` at every change."""
+    counts = []
+    getattr(widget, mark).observe(lambda change: counts.append(int(np.isfinite(change["new"]).sum())), trait)
+    return counts
+
+
+def test_marks_hold_the_landscape_along_the_picked_eigenvectors(widget, model_and_data, eigen):
+    model, data = model_and_data
+    reference = cw.loss_landscape(model, data, [eigen[0], eigen[2]], **OPTIONS)
+    result = widget.result
+    assert result.labels == reference.labels == (eigen[0].label, eigen[2].label)
+    np.testing.assert_array_equal(result.curvatures, [eigen[0].curvature, eigen[2].curvature])
+    assert set(result.values) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+    for metric, values in reference.values.items():
+        np.testing.assert_array_equal(result[metric], values)
+    np.testing.assert_array_equal(widget.curves.x, reference.offsets)
+    np.testing.assert_array_equal(widget.curves.y, reference["train_loss"])
+    assert list(widget.curves.labels) == list(reference.labels)
+    assert widget.line_figure.layout.display == "" and widget.plane_figure.layout.display == "none"
+
+
+def test_quadratic_models_are_the_ritz_values_times_half_t_squared(widget, spectrum):
+    thetas = np.sort(spectrum.lanczos.nodes(0))[::-1][[0, 2]]
+    offsets = np.linspace(-DIST, DIST, N_POINTS)
+    at_zero = widget.result["train_loss"][:, N_POINTS // 2]
+    expected = at_zero[:, None] + thetas[:, None] * offsets[None, :] ** 2 / 2
+    np.testing.assert_allclose(widget.quadratic_lines.y, expected, rtol=1e-12)
+    np.testing.assert_array_equal(widget.quadratic_lines.x, offsets)
+    assert list(widget.quadratic_lines.colors) == list(CURVE_COLORS[:2])
+    assert widget.quadratic_lines.line_style == "dashed"
+    assert thetas[0] > 0.3 and abs(thetas[1] - thetas[0]) > 0.1  # two distinct, clearly curved models
+
+
+def test_the_picker_shows_the_ritz_values_largest_first(widget, spectrum):
+    order = np.argsort(-spectrum.lanczos.nodes(0), kind="stable")
+    nodes, weights = spectrum.lanczos.nodes(0)[order], spectrum.lanczos.weights(0)[order]
+    assert np.all(np.diff(nodes) < 0)
+    np.testing.assert_array_equal(widget.stem_picker.x, nodes)
+    np.testing.assert_array_equal(widget.stem_picker.y, weights)
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.x).reshape(-1, 2), np.stack([nodes, nodes], 1))
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 1], weights)
+    assert widget.stem_picker.interactions["click"] == "select"
+
+
+def test_a_new_spectrum_picks_its_largest_and_smallest_stems(spectrum, eigen):
+    widget = LandscapeWidget(spectrum=spectrum)
+    assert widget.selected == [0, STEPS - 1]
+    assert widget.picked_labels.value == f"picked: {eigen[0].label}; {eigen[-1].label}"
+
+
+def test_clicking_stems_changes_the_directions(model_and_data, spectrum, eigen):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
+    widget.stem_picker.selected = np.array([3, 1], dtype=np.uint32)  # what a click then a ctrl-click send
+    assert widget.selected == [1, 3] and eigen[3].label in widget.picked_labels.value
+    widget.run(block=True)
+    assert widget.result.labels == (eigen[1].label, eigen[3].label)
+    np.testing.assert_array_equal(widget.curves.y, cw.loss_landscape(model, data, [eigen[1], eigen[3]],
+                                                                      **OPTIONS)["train_loss"])
+
+    widget.stem_picker.selected = np.array([3], dtype=np.uint32)  # ctrl-click on 1 again: removed
+    widget.run(block=True)
+    assert widget.result.labels == (eigen[3].label,)
+    np.testing.assert_array_equal(widget.curves.y, widget.result["train_loss"][0])  # bqplot squeezes one line
+
+
+def test_selected_is_settable_and_checked(spectrum):
+    widget = LandscapeWidget(spectrum=spectrum)
+    widget.selected = [5, 0, 5]
+    np.testing.assert_array_equal(widget.stem_picker.selected, [0, 5])
+    widget.selected = []
+    assert widget.stem_picker.selected is None and "click a stem" in widget.picked_labels.value
+    for bad in ([STEPS], [-1], [1.0], [True]):
+        with pytest.raises(ValueError, match=r"selected must list stem positions, ints in \[0, 8\)"):
+            widget.selected = bad
+
+
+def test_split_and_metric_toggles_redraw_without_recomputing(widget):
+    result, event = widget.result, widget.runner.last_event
+    widget.split.value = "test"
+    np.testing.assert_array_equal(widget.curves.y, result["test_loss"])
+    np.testing.assert_allclose(widget.quadratic_lines.y, result.quadratic_model("test_loss"), rtol=1e-12)
+    widget.metric.value = "accuracy"
+    np.testing.assert_array_equal(widget.curves.y, result["test_accuracy"])
+    assert np.asarray(widget.quadratic_lines.y).size == 0 and widget.value_axis.label == "test accuracy"
+    widget.split.value = "train"
+    np.testing.assert_array_equal(widget.curves.y, result["train_accuracy"])
+    widget.metric.value = "loss"
+    np.testing.assert_array_equal(widget.curves.y, result["train_loss"])
+    assert widget.result is result and widget.runner.last_event is event  # nothing was computed
+
+
+def test_a_landscape_without_test_data_says_so(model_and_data, spectrum):
+    model, (train, _) = model_and_data
+    widget = LandscapeWidget(model, train, spectrum=spectrum, split="test", **OPTIONS)
+    widget.run(block=True)
+    assert set(widget.result.values) == {"train_loss", "train_accuracy"}
+    assert np.asarray(widget.curves.y).size == 0 and "no test metrics" in widget.note.value
+    widget.split.value = "train"
+    np.testing.assert_array_equal(widget.curves.y, widget.result["train_loss"])
+    assert widget.note.value == ""
+
+
+@pytest.mark.parametrize("kind, filter_normalized, label", [("random", False, "random"),
+                                                           ("filter", True, "filter-normalised")])
+def test_random_and_filter_normalised_directions(model_and_data, kind, filter_normalized, label):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, directions=kind, count=2, seed=3, **OPTIONS)
+    widget.run(block=True)
+    chosen = cw.random_directions(model, 2, seed=3, filter_normalized=filter_normalized)
+    reference = cw.loss_landscape(model, data, chosen, **OPTIONS)
+    assert widget.result.labels == (f"{label} 1", f"{label} 2")
+    np.testing.assert_array_equal(widget.curves.y, reference["train_loss"])
+    assert np.isnan(widget.result.curvatures).all() and np.asarray(widget.quadratic_lines.y).size == 0
+
+
+def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, spectrum=spectrum, plane=True, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    counts = finite_counts(widget, "heatmap", "color")
+    widget.run(block=True)
+    reference = cw.loss_landscape(model, data, [eigen[0], eigen[-1]], plane=True, **OPTIONS)
+    assert widget.result.kind == "plane" and widget.result.labels == reference.labels
+    np.testing.assert_array_equal(widget.heatmap.color, reference["train_loss"].T)
+    offsets, half = reference.offsets, DIST / (N_POINTS - 1)
+    edges = np.concatenate([offsets - half, [DIST + half]])
+    np.testing.assert_allclose(widget.heatmap.row, edges, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(widget.heatmap.column, edges, rtol=1e-12, atol=1e-15)
+    assert (widget.plane_x_axis.label, widget.plane_y_axis.label) == (eigen[0].label, eigen[-1].label)
+    assert widget.plane_figure.layout.display == "" and widget.line_figure.layout.display == "none"
+    assert counts == list(range(0, N_POINTS ** 2, CHUNK)) + [N_POINTS ** 2]  # filled as the points arrived
+
+    widget.metric.value = "accuracy"
+    np.testing.assert_array_equal(widget.heatmap.color, reference["train_accuracy"].T)
+    assert widget.color_axis.label == "train accuracy"
+
+
+def test_cell_edges_are_half_a_spacing_around_each_point():
+    np.testing.assert_allclose(cell_edges(np.linspace(-1.0, 1.0, 5)), [-1.25, -0.75, -0.25, 0.25, 0.75, 1.25])
+
+
+def test_curves_fill_in_as_points_arrive(model_and_data, spectrum):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    drawn = []
+    widget.curves.observe(lambda change: drawn.append(np.array(change["new"])), "y")
+    widget.run(block=True)
+    total = 2 * N_POINTS
+    final = widget.result["train_loss"].reshape(-1)
+    assert [int(np.isfinite(y).sum()) for y in drawn] == list(range(0, total, CHUNK)) + [total]
+    for y in drawn:  # each draw: the points done so far, in order, and NaN (not drawn) after them
+        done = int(np.isfinite(y).sum())
+        np.testing.assert_array_equal(y.reshape(-1)[:done], final[:done])
+        assert np.isnan(y.reshape(-1)[done:]).all()
+
+
+def test_cancel_mid_run_keeps_a_partial_landscape_and_a_second_run_works(model_and_data, spectrum):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
+    widget.runner.min_interval = 0.0
+
+    def cancel_after_two_passes(change):
+        if np.isfinite(change["new"]).sum() == 2 * CHUNK:
+            widget.curves.unobserve(cancel_after_two_passes, "y")
+            widget.runner.cancel()
+
+    widget.curves.observe(cancel_after_two_passes, "y")
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    partial = widget.result
+    assert widget.runner.outcome == "cancelled" and isinstance(partial, cw.Landscape)
+    assert partial.done.sum() == 2 * CHUNK and partial.done.reshape(-1)[: 2 * CHUNK].all()
+    whole = cw.loss_landscape(model, data, stem_directions(spectrum, [0, STEPS - 1]), **OPTIONS)
+    for metric, values in whole.values.items():
+        np.testing.assert_array_equal(partial[metric][partial.done], values[partial.done])
+        assert np.isnan(partial[metric][~partial.done]).all()
+    np.testing.assert_array_equal(widget.curves.y, partial["train_loss"])
+
+    assert widget.run(block=True)
+    assert widget.runner.outcome == "done" and widget.result.done.all()
+    np.testing.assert_array_equal(widget.curves.y, whole["train_loss"])
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(spectrum=None), "eigenvector directions need a Spectrum"),
+    (dict(selected=[]), "click at least one stem"),
+    (dict(selected=[0, 1, 2], plane=True), "exactly two directions"),
+    (dict(model=None), "give a checkpoint path"),
+    (dict(directions="random", count=0), "count must be an int &gt;= 1"),
+    (dict(n_points=1), "n_points must be an int &gt;= 2"),
+])
+def test_errors_appear_in_the_error_area(model_and_data, spectrum, settings, message):
+    model, data = model_and_data
+    settings = {"model": model, "spectrum": spectrum, **settings}
+    selected = settings.pop("selected", None)
+    widget = LandscapeWidget(settings.pop("model"), data, **{**OPTIONS, **settings})
+    if selected is not None:
+        widget.selected = selected
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
+    assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
+    assert widget.result is None and np.asarray(widget.curves.y).size == 0
+
+
+class Gate(nn.Module):
+    """Identity whose forward waits for the test to open the gate (and fails, never hangs, if it stays shut)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def forward(self, inputs):
+        if not self.gate.wait(timeout=30):
+            raise RuntimeError("the main thread was blocked")
+        return inputs
+
+
+def test_the_kernel_stays_free_while_a_landscape_runs_and_a_second_run_is_refused(model_and_data):
+    _, data = model_and_data
+    gate = Gate()
+    widget = LandscapeWidget(nn.Sequential(gate, tiny_model()), data, directions="random", **OPTIONS)
+    assert widget.run()  # returns at once: the worker waits at the gate
+    assert widget.runner.running and widget.runner.button.description == "Cancel"
+    assert not widget.run()
+    gate.gate.set()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "done" and widget.result.done.all()
+
+
+def test_the_spectrum_can_be_set_later_as_an_object_or_a_file(model_and_data, spectrum, tmp_path):
+    widget = LandscapeWidget()
+    assert np.asarray(widget.stem_picker.x).size == 0 and "no spectrum" in widget.picked_labels.value
+    widget.spectrum = spectrum
+    assert widget.spectrum is spectrum and widget.selected == [0, STEPS - 1]
+    np.testing.assert_array_equal(np.sort(widget.stem_picker.x), spectrum.lanczos.nodes(0))
+
+    path = spectrum.save(tmp_path / "spectrum")
+    widget.spectrum = str(path)
+    np.testing.assert_array_equal(widget.spectrum.ritz_vectors, spectrum.ritz_vectors)
+    np.testing.assert_array_equal(np.sort(widget.stem_picker.x), spectrum.lanczos.nodes(0))
+
+    with pytest.raises(ValueError, match="spectrum has no Ritz vectors"):
+        widget.spectrum = spectrum.truncate(3)
+    with pytest.raises(TypeError, match="spectrum must be a curvwidgets Spectrum"):
+        widget.spectrum = 3
+    with pytest.raises(FileNotFoundError):
+        widget.spectrum = str(tmp_path / "missing.npz")
+    widget.spectrum = None
+    assert np.asarray(widget.stem_picker.x).size == 0 and widget.selected == []
+
+
+def test_stems_of_another_start_vector(model_and_data):
+    model, data = model_and_data
+    spectrum = cw.spectrum(model, data[0], steps=5, num_vectors=2, seed=2, backend="double-backward",
+                           save_vectors=True)
+    widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
+    assert [value for _, value in widget.run_picker.options] == [0, 1]
+    widget.run_picker.value = 1
+    nodes = spectrum.lanczos.nodes(1)
+    np.testing.assert_array_equal(widget.stem_picker.x, np.sort(nodes)[::-1])
+    assert widget.selected == [0, 4]
+    widget.run(block=True)
+    np.testing.assert_array_equal(widget.result.curvatures, [nodes.max(), nodes.min()])
+    second = cw.eigen_directions(spectrum, largest=1, smallest=1, run=1)
+    np.testing.assert_array_equal(widget.curves.y, cw.loss_landscape(model, data, second, **OPTIONS)["train_loss"])
+
+
+def test_stem_directions_are_the_core_eigen_directions(spectrum, eigen):
+    picked = stem_directions(spectrum, range(STEPS))
+    for mine, core in zip(picked, eigen):
+        assert (mine.label, mine.curvature) == (core.label, core.curvature)
+        torch.testing.assert_close(mine.vector, core.vector, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"stem positions must be ints in \[0, 8\)"):
+        stem_directions(spectrum, [STEPS])
+
+
+@pytest.mark.parametrize("name, value", [("directions", "eigenvectors"), ("split", "val"), ("metric", "acc"),
+                                         ("bn", "update")])
+def test_bad_choices_are_refused_by_name(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be one of"):
+        LandscapeWidget(**{name: value})
+
+
+def test_a_checkpoint_is_loaded_once_and_recorded(model_and_data, monkeypatch):
+    model, data = model_and_data
+    loads = []
+
+    def fake_load_trained(path, device=None):
+        loads.append((path, device))
+        return cw.Trained(model, data, path, 7, {"model": "tiny", "data": "toy", "seed": 0}, cw.TrainingHistory())
+
+    monkeypatch.setattr(trained_module, "load_trained", fake_load_trained)
+    monkeypatch.setattr(cw.training, "load_trained", fake_load_trained)
+    widget = LandscapeWidget(checkpoint="runs/tiny", device="cpu", directions="random", **OPTIONS)
+    widget.run(block=True)
+    widget.run(block=True)
+    assert loads == [("runs/tiny", "cpu")]
+    assert widget.result.meta["checkpoint"] == "runs/tiny" and widget.result.meta["epoch"] == 7
+    reference = cw.loss_landscape(model, data, cw.random_directions(model, 2), **OPTIONS)
+    np.testing.assert_array_equal(widget.result["train_loss"], reference["train_loss"])
