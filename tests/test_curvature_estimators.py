@@ -1,5 +1,8 @@
 """Diagonals, loss statistics and inverse products against exact references."""
 
+import math
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +10,7 @@ from torch import nn
 
 import curvwidgets as cw
 from curvature_cases import classification_data, cnn, dense_ggn, dense_hessian, mlp
+from test_curvature_operators import counting_case, split_like
 from curvwidgets.curvature import exact_diagonal, hutchinson_diagonal, mc_ggn_diagonal
 from curvwidgets.linalg import conjugate_gradient, lanczos_solve
 
@@ -121,7 +125,10 @@ def test_curvature_statistics_use_the_stated_vector_and_probes(curvature):
     products = matrix @ probes
     assert stats[f"{curvature}_trace"] == pytest.approx((probes * products).sum(0).mean().item(), rel=1e-10)
     assert stats[f"{curvature}_frobenius_sq"] == pytest.approx(products.square().sum(0).mean().item(), rel=1e-10)
-    assert {"hessian", "ggn"} - {curvature} != {name.split("_")[0] for name in stats if name.endswith("_trace")}
+    # Only the named matrix is described (a string names one matrix as a list of one does).
+    described = {name for name in stats if name.startswith(("hessian_", "ggn_"))}
+    assert described == {f"{curvature}_{key}" for key in ("vector_norm_sq", "vector_variance", "trace", "frobenius_sq")}
+    assert cw.loss_stats(model, LOSS, batches, curvature=curvature, num_probes=3, seed=5) == pytest.approx(stats, rel=1e-10)
 
 
 def test_hutchinson_statistics_converge_to_trace_and_frobenius_norm():
@@ -133,6 +140,105 @@ def test_hutchinson_statistics_converge_to_trace_and_frobenius_norm():
     assert stats["ggn_frobenius_sq"] == pytest.approx(ggn.square().sum().item(), rel=0.1)
     with pytest.raises(ValueError, match="curvature must name"):
         cw.loss_stats(model, LOSS, batches, curvature=["fisher"])
+
+
+def test_nan_losses_and_gradients_give_nan_statistics_not_numbers():
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    poisoned = list(batches)
+    inputs, targets = poisoned[2]
+    poisoned[2] = (inputs.clone().index_fill_(0, torch.tensor([0]), math.nan), targets)
+    stats = cw.loss_stats(model, LOSS, poisoned, curvature=["ggn"], num_probes=2)
+    for key in ("loss_mean", "loss_variance", "gradient_norm_sq", "gradient_variance", "ggn_vector_variance", "ggn_trace"):
+        assert math.isnan(stats[key]), key
+
+    def finite_loss_nan_gradient(outputs, labels):  # d sqrt(|0 * o|) / do is inf * 0
+        return LOSS(outputs, labels) + (outputs[:, 0] * 0).abs().sqrt().sum()
+
+    stats = cw.loss_stats(model, finite_loss_nan_gradient, batches, curvature=[])
+    assert math.isfinite(stats["loss_mean"]) and math.isfinite(stats["loss_variance"])
+    assert math.isnan(stats["gradient_norm_sq"]) and math.isnan(stats["gradient_variance"])
+
+
+@pytest.mark.parametrize("case", ["ignore_index", "class_weights", "nll_both"])
+def test_loss_statistics_weight_batches_by_what_the_loss_counts(case):
+    model, loss_class, options, inputs, targets = counting_case(case)
+    loss_fn = loss_class(**options)
+    batches = split_like(inputs, targets)
+    stats = cw.loss_stats(model, loss_fn, batches, curvature=["hessian"], num_probes=2, seed=1)
+    # One batch of every sample: its loss and gradient, and the direction's Hessian product.
+    model.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    gradient = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    model.zero_grad()
+    dim = gradient.numel()
+    direction = torch.randn(dim, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)[:, 0]
+    product = dense_hessian(model, loss_fn, inputs, targets, names(model)) @ (direction / direction.norm())
+    assert stats["loss_mean"] == pytest.approx(loss.item(), rel=1e-12)
+    assert stats["gradient_norm_sq"] == pytest.approx(gradient.square().sum().item(), rel=1e-10)
+    assert stats["hessian_vector_norm_sq"] == pytest.approx(product.square().sum().item(), rel=1e-10)
+    # The variance over batches, weighted by the weight W_b of the targets each counts (batch 1: none).
+    weight = torch.ones(3, dtype=torch.float64) if "weight" not in options else options["weight"]
+    per_batch = [(weight[y[y != -1]].sum().item(), loss_fn(model(x), y).item()) for x, y in batches]
+    counted = [(w, value) for w, value in per_batch if w > 0]
+    total = sum(w for w, _ in counted)
+    variance = sum(w * (value - loss.item()) ** 2 for w, value in counted) / total
+    assert stats["loss_variance"] == pytest.approx(variance, rel=1e-9)
+    assert stats["num_samples"] == sum(len(x) for (x, _), (w, _) in zip(batches, per_batch) if w > 0)
+
+
+def cancel_after(steps):
+    """A progress callback recording its events, and a cancel token it sets once ``steps`` units are done."""
+    events, cancel = [], threading.Event()
+
+    def progress(event):
+        events.append(event)
+        if event.step >= steps:
+            cancel.set()
+
+    return events, progress, cancel
+
+
+def test_exact_diagonal_reports_progress_and_cancels_with_the_entries_done(bn_case):
+    model, batches, _, _ = bn_case
+    op = cw.Hessian(model, LOSS, batches)
+    exact = exact_diagonal(op, block_size=7)
+    events, progress, cancel = cancel_after(2)
+    with pytest.raises(cw.Cancelled) as stopped:
+        exact_diagonal(op, block_size=7, progress=progress, cancel=cancel)
+    blocks = math.ceil(op.dim / 7)
+    assert stopped.value.step == 2 and [(e.step, e.total, e.stage) for e in events] == [(1, blocks, "exact_diagonal"),
+                                                                                        (2, blocks, "exact_diagonal")]
+    torch.testing.assert_close(stopped.value.result[:14], exact[:14], rtol=0, atol=0)
+    assert torch.isnan(stopped.value.result[14:]).all()
+    events, progress, _ = cancel_after(blocks + 1)
+    torch.testing.assert_close(exact_diagonal(op, block_size=7, progress=progress), exact, rtol=0, atol=0)
+    assert [e.step for e in events] == list(range(1, blocks + 1))
+
+
+def test_hutchinson_diagonal_cancels_with_the_estimate_of_the_probes_so_far():
+    matrix = cw.synthetic.wigner(30, seed=0)
+    events, progress, cancel = cancel_after(2)
+    with pytest.raises(cw.Cancelled) as stopped:
+        hutchinson_diagonal(matrix, 12, seed=3, block_size=4, progress=progress, cancel=cancel)
+    assert stopped.value.step == 2 and [(e.step, e.total) for e in events] == [(1, 3), (2, 3)]
+    # The first eight probes of the same seed: the estimate of a run asking for eight.
+    torch.testing.assert_close(stopped.value.result, hutchinson_diagonal(matrix, 8, seed=3, block_size=4),
+                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(events[0].partial, hutchinson_diagonal(matrix, 4, seed=3, block_size=4), rtol=1e-12, atol=0)
+
+
+def test_monte_carlo_ggn_diagonal_cancels_with_the_estimate_of_the_batches_so_far(bn_case):
+    model, batches, _, _ = bn_case
+    events, progress, cancel = cancel_after(2)
+    with pytest.raises(cw.Cancelled) as stopped:
+        mc_ggn_diagonal(cw.GGN(model, LOSS, batches), num_mc=2, seed=1, progress=progress, cancel=cancel)
+    assert stopped.value.step == 2 and [(e.step, e.total, e.stage) for e in events] == [(1, 4, "mc_ggn_diagonal"),
+                                                                                        (2, 4, "mc_ggn_diagonal")]
+    # Draws are seeded by batch index, so the first two batches alone give the same estimate.
+    first_two = mc_ggn_diagonal(cw.GGN(model, LOSS, batches[:2]), num_mc=2, seed=1)
+    torch.testing.assert_close(stopped.value.result, first_two, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("solver", ["cg", "lanczos"])

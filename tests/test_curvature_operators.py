@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import curvwidgets as cw
 from curvature_cases import (
@@ -268,6 +269,108 @@ def test_num_samples_takes_a_seeded_subset():
     block = random_block(op.dim, 1)
     subset = cw.Hessian(model, LOSS, [(inputs[rows], targets[rows])])
     torch.testing.assert_close(op @ block, subset @ block, rtol=1e-10, atol=1e-14)
+
+
+def split_like(inputs, targets, sizes=(7, 5, 8, 4)):
+    return list(zip(inputs.split(list(sizes)), targets.split(list(sizes))))
+
+
+def log_softmax_mlp():
+    return nn.Sequential(*mlp(), nn.LogSoftmax(dim=1))
+
+
+CLASS_WEIGHTS = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
+COUNTING_LOSSES = {  # (model, loss with mean reduction, its keyword arguments)
+    "ignore_index": (mlp, nn.CrossEntropyLoss, {"ignore_index": -1}),
+    "class_weights": (mlp, nn.CrossEntropyLoss, {"weight": CLASS_WEIGHTS}),
+    "both": (mlp, nn.CrossEntropyLoss, {"weight": CLASS_WEIGHTS, "ignore_index": -1}),
+    "nll_both": (log_softmax_mlp, nn.NLLLoss, {"weight": CLASS_WEIGHTS, "ignore_index": -1}),
+}
+
+
+def counting_case(case):
+    """Model, loss keyword arguments and data whose batches count different shares of their targets.
+
+    Targets ``-1`` (batch 1 entirely, and three others) are ignored where the
+    loss has ``ignore_index=-1``; without it every target is a class.
+    """
+    build, loss_class, options = COUNTING_LOSSES[case]
+    model = build()
+    _, inputs, targets = classification_data(model)
+    if "ignore_index" in options:
+        targets = targets.clone()
+        targets[[0, 3, 7, 8, 9, 10, 11, 20]] = -1
+    return model, loss_class, options, inputs, targets
+
+
+@pytest.mark.parametrize("case", COUNTING_LOSSES)
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_batches_are_weighted_by_what_the_loss_counts(case, operator, reduction):
+    model, loss_class, options, inputs, targets = counting_case(case)
+    dense = dense_hessian if operator is cw.Hessian else dense_ggn
+    reference = dense(model, loss_class(**options), inputs, targets, all_names(model))  # one batch of every sample
+    op = operator(model, loss_class(reduction=reduction, **options), split_like(inputs, targets))
+    block = random_block(op.dim, 2)
+    expected = reference @ block
+    torch.testing.assert_close(op @ block, expected, rtol=0, atol=1e-10 * expected.abs().max())
+
+
+@pytest.mark.parametrize("shuffle_within_one_batch", [False, True])
+def test_a_subset_of_data_in_a_changing_order_is_refused(shuffle_within_one_batch):
+    model = mlp()
+    _, inputs, targets = classification_data(model)
+    batch_size = len(inputs) if shuffle_within_one_batch else 6
+    shuffled = DataLoader(TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(0))
+    op = cw.Hessian(model, LOSS, shuffled, num_samples=9)
+    with pytest.raises(ValueError, match="same batches in the same order on every pass when num_samples="):
+        op @ random_block(op.dim, 1)
+    fixed = cw.Hessian(model, LOSS, DataLoader(TensorDataset(inputs, targets), batch_size=batch_size), num_samples=9)
+    vector = random_block(op.dim, 1)
+    torch.testing.assert_close(fixed @ vector, fixed @ vector, rtol=0, atol=0)
+
+
+def test_batch_statistics_over_a_changing_order_are_refused():
+    model = cnn(batch_norm=True)
+    _, inputs, targets = classification_data(model)
+    shuffled = DataLoader(TensorDataset(inputs, targets), batch_size=6, shuffle=True,
+                          generator=torch.Generator().manual_seed(0))
+    op = cw.GGN(model, LOSS, shuffled, bn_mode="train")
+    vector = random_block(op.dim, 1)
+    op @ vector  # the first pass is the reference
+    with pytest.raises(ValueError, match="bn_mode='train'"):
+        op @ vector
+
+
+class RandomlyFlipped:
+    """Re-iterable batches whose images are flipped left-right at random, anew on every pass (an augmentation)."""
+
+    def __init__(self, batches):
+        self.batches, self.passes = batches, 0
+
+    def __iter__(self):
+        self.passes += 1
+        generator = torch.Generator().manual_seed(self.passes)
+        for inputs, targets in self.batches:
+            flip = torch.rand(len(inputs), generator=generator) < 0.5
+            yield torch.where(flip[:, None, None, None], inputs.flip(-1), inputs), targets
+
+
+def test_data_that_changes_between_passes_is_refused_and_a_new_order_is_not():
+    model = cnn()
+    batches, inputs, targets = classification_data(model)
+    op = cw.Hessian(model, LOSS, RandomlyFlipped(batches))
+    vector = random_block(op.dim, 1)
+    op @ vector
+    with pytest.raises(ValueError, match="same samples on every pass.*random augmentation"):
+        op @ vector
+    # Without a subset or batch statistics a reshuffled order is the same mean: allowed, and exact.
+    shuffled = cw.Hessian(model, LOSS, DataLoader(TensorDataset(inputs, targets), batch_size=5, shuffle=True,
+                                                  generator=torch.Generator().manual_seed(0)))
+    expected = dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ vector
+    for _ in range(3):
+        torch.testing.assert_close(shuffled @ vector, expected, rtol=0, atol=1e-10 * expected.abs().max())
 
 
 def test_lanczos_on_the_hessian_matches_the_dense_spectrum():
