@@ -303,8 +303,10 @@ def counting_case(case):
     return model, loss_class, options, inputs, targets
 
 
-@pytest.mark.parametrize("case", COUNTING_LOSSES)
-@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+@pytest.mark.parametrize("case, operator", [
+    (case, operator) for case in COUNTING_LOSSES for operator in (cw.Hessian, cw.GGN)
+    if (case, operator) != ("nll_both", cw.GGN)  # NLL is linear in the log-softmax outputs: that GGN is zero
+])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_batches_are_weighted_by_what_the_loss_counts(case, operator, reduction):
     model, loss_class, options, inputs, targets = counting_case(case)
