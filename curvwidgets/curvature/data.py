@@ -14,6 +14,7 @@ batch statistics), as a multiset otherwise.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import torch
@@ -53,11 +54,11 @@ def _split(batch: Any) -> Batch:
 
 def _sample_signatures(tensor: torch.Tensor) -> torch.Tensor:
     """One float64 number per sample: its entries dotted with a ramp (so a flipped image differs), shape (b,)."""
-    flat = tensor.detach().reshape(len(tensor), -1).to(torch.float64)
+    flat = tensor.detach().reshape(tensor.shape[0], math.prod(tensor.shape[1:])).to(torch.float64)
     return flat @ torch.linspace(1.0, 2.0, flat.shape[1], dtype=torch.float64, device=flat.device)
 
 
-def fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """A batch's fingerprint ``[b, sum|s_i|, sum s_i^2, sum i |s_i|]`` over its sample signatures ``s_i``.
 
     The first three entries do not depend on the order of the samples (so the
@@ -124,7 +125,7 @@ class DataSource:
         self._reference: Optional[torch.Tensor] = None  # the first pass's fingerprints, shape (batches, 4)
         if num_samples is not None:
             num_samples = positive_int("num_samples", num_samples)
-            self._reference = torch.stack([fingerprint(*_split(batch)) for batch in data])
+            self._reference = torch.stack([_fingerprint(*_split(batch)) for batch in data])
             total = int(self._reference[:, 0].sum())
             if num_samples > total:
                 raise ValueError(f"num_samples must be an int in [1, {total}] (the size of data); got {num_samples!r}")
@@ -144,7 +145,7 @@ class DataSource:
         prints: List[torch.Tensor] = []
         for index, batch in enumerate(self.data):
             inputs, targets = _split(batch)
-            prints.append(fingerprint(inputs, targets))
+            prints.append(_fingerprint(inputs, targets))
             count = len(inputs)
             rows = None
             if self.selection is not None:
