@@ -7,6 +7,7 @@ errors) and keeps its typed result in ``.result``; ``widget.run(block=True)``
 computes in the calling thread, for papermill and nbval.
 """
 
+from .dashboard import Dashboard
 from .dispatch import UIDispatcher
 from .landscape import LandscapeWidget
 from .runner import TaskRunner
@@ -14,5 +15,5 @@ from .spectrum import SpectrumWidget
 from .synthetic import SyntheticSpectrumWidget
 from .training import TrainingWidget
 
-__all__ = ["LandscapeWidget", "SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "TrainingWidget",
+__all__ = ["Dashboard", "LandscapeWidget", "SpectrumWidget", "SyntheticSpectrumWidget", "TaskRunner", "TrainingWidget",
            "UIDispatcher"]

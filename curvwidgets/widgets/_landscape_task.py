@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..landscape import Direction, loss_landscape, random_directions
-from ..progress import CancelToken, ProgressCallback, report
+from ..progress import CancelToken, ProgressCallback
 from ..results import Landscape, Spectrum
-from ._spectrum_task import Source
+from ._checkpoints import CheckpointSource, model_and_data
 
 __all__ = ["DIRECTION_KINDS", "LandscapeSettings", "as_spectrum", "stem_order", "stem_label", "stem_directions",
            "run_landscape"]
@@ -163,12 +163,12 @@ class LandscapeSettings:
 
 
 def run_landscape(settings: LandscapeSettings, spectrum: Optional[Spectrum], model: Optional[nn.Module], data: Any,
-                  loss_fn: Optional[Callable], load: Source, progress: ProgressCallback,
+                  loss_fn: Optional[Callable], source: CheckpointSource, progress: ProgressCallback,
                   cancel: CancelToken) -> Landscape:
     """The landscape of ``settings``: of ``model`` on ``data``, or of the checkpoint's model on its data.
 
-    ``load(path)`` returns ``(model, data, meta)`` of a checkpoint (a stage
-    ``"checkpoint"`` event comes first). Then the events of
+    A checkpoint is read through ``source`` (a stage ``"checkpoint"`` event
+    comes first, see :func:`model_and_data`). Then the events of
     :func:`curvwidgets.loss_landscape` (stage ``"landscape"``, partial
     :class:`~curvwidgets.results.Landscape` with NaN at the points not done).
 
@@ -180,13 +180,7 @@ def run_landscape(settings: LandscapeSettings, spectrum: Optional[Spectrum], mod
     Cancelled
         ``.result`` is the partial :class:`~curvwidgets.results.Landscape`.
     """
-    meta: Dict[str, Any] = {}
-    if settings.checkpoint.strip():
-        report(progress, cancel, "checkpoint", 0, 1, partial=lambda: None)
-        model, data, meta = load(settings.checkpoint.strip())
-        report(progress, cancel, "checkpoint", 1, 1, partial=lambda: None)
-    elif model is None or data is None:
-        raise ValueError("checkpoint: give a checkpoint path, or create the widget with a model and data")
+    model, data, meta = model_and_data(settings.checkpoint, model, data, source, progress, cancel)
     directions, params = settings.chosen(model, spectrum)
     meta = {**meta, "direction_kind": settings.directions,
             "matrix": spectrum.meta.get("matrix") if settings.directions == "eigen" else None}

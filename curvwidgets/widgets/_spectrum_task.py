@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from torch import nn
 
 from .._validate import non_negative_int
 from ..curvature.spectrum import spectrum as compute_spectrum
-from ..progress import CancelToken, ProgressCallback, report
+from ..progress import CancelToken, ProgressCallback
 from ..results import Spectrum
+from ._checkpoints import CheckpointSource, model_and_data
 
 __all__ = ["SpectrumSettings", "run_spectrum", "parse_params"]
 
@@ -63,15 +64,12 @@ class SpectrumSettings:
                     save_vectors=self.save_vectors)
 
 
-Source = Callable[[str], Tuple[nn.Module, Any, Dict[str, Any]]]
-
-
 def run_spectrum(settings: SpectrumSettings, model: Optional[nn.Module], data: Any, loss_fn: Optional[Callable],
-                 load: Source, progress: ProgressCallback, cancel: CancelToken) -> Spectrum:
+                 source: CheckpointSource, progress: ProgressCallback, cancel: CancelToken) -> Spectrum:
     """The spectrum of ``settings``: of ``model`` on ``data``, or of the checkpoint's model on its data.
 
-    ``load(path)`` returns ``(model, data, meta)`` of a checkpoint (a stage
-    ``"checkpoint"`` event comes first). Then the events of
+    A checkpoint is read through ``source`` (a stage ``"checkpoint"`` event
+    comes first, see :func:`model_and_data`). Then the events of
     :func:`curvwidgets.spectrum` (stage ``"lanczos"``, partial ``LanczosResult``).
 
     Raises
@@ -81,11 +79,6 @@ def run_spectrum(settings: SpectrumSettings, model: Optional[nn.Module], data: A
     Cancelled
         ``.result`` is the partial :class:`~curvwidgets.Spectrum`.
     """
-    options, meta = settings.options(), {}
-    if settings.checkpoint.strip():
-        report(progress, cancel, "checkpoint", 0, 1, partial=lambda: None)
-        model, data, meta = load(settings.checkpoint.strip())
-        report(progress, cancel, "checkpoint", 1, 1, partial=lambda: None)
-    elif model is None or data is None:
-        raise ValueError("checkpoint: give a checkpoint path, or create the widget with a model and data")
+    options = settings.options()
+    model, data, meta = model_and_data(settings.checkpoint, model, data, source, progress, cancel)
     return compute_spectrum(model, data, loss_fn=loss_fn, meta=meta, progress=progress, cancel=cancel, **options)

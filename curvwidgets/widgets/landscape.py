@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -16,6 +16,7 @@ from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
 from ._view import hold_sync, stem_segments
+from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
 __all__ = ["LandscapeWidget", "cell_edges", "quadratic_rows"]
@@ -179,7 +180,7 @@ class LandscapeWidget(widgets.VBox):
         self._spectrum: Optional[Spectrum] = None
         self._picker_of: Optional[Tuple[Optional[Spectrum], int]] = None
         self._drawn: Optional[Landscape] = None
-        self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
+        self.source = CheckpointSource(device)
         self._build_figures()
 
         self.stem_picker.observe(lambda _change: self.runner.dispatch(self._show_picked), "selected")
@@ -299,20 +300,11 @@ class LandscapeWidget(widgets.VBox):
         settings, spectrum = self.settings, self._spectrum
 
         def task(progress, cancel):
-            return run_landscape(settings, spectrum, self.model, self.data, self.loss_fn, self._load, progress, cancel)
+            return run_landscape(settings, spectrum, self.model, self.data, self.loss_fn, self.source, progress, cancel)
 
         return self.runner.start(task, on_progress=self._show_progress, on_done=self._show, block=block)
 
     # -- drawing (UI thread only: through the runner's dispatcher) --------------------------------------------------
-
-    def _load(self, path: str) -> Tuple[nn.Module, Any, Dict[str, Any]]:
-        """A checkpoint's model, data and metadata; the last one loaded is kept for the next run."""
-        if self._loaded is None or self._loaded[0] != path:
-            from ..training import load_trained
-
-            trained = load_trained(path, device=self.device)
-            self._loaded = (path, (trained.model, trained.data, trained.metadata()))
-        return self._loaded[1]
 
     def _draw_picker(self) -> None:
         """Stems of the chosen start vector; a new spectrum or start vector picks the largest and smallest stems."""

@@ -18,6 +18,7 @@ from ..progress import ProgressEvent
 from ..results import Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
 from ._view import hold_sync, log_floor, set_slider, stem_segments
+from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
 __all__ = ["SpectrumWidget", "convergence_points"]
@@ -169,7 +170,7 @@ class SpectrumWidget(widgets.VBox):
         self._drawn: Optional[Spectrum] = None
         self._convergence_of: Optional[Tuple[Spectrum, int]] = None
         self._shown: Optional[Tuple[Spectrum, int, Spectrum]] = None
-        self._loaded: Optional[Tuple[str, Tuple[nn.Module, Any, Dict[str, Any]]]] = None
+        self.source = CheckpointSource(device)
         self._quiet = False
         self._build_figures()
 
@@ -242,7 +243,7 @@ class SpectrumWidget(widgets.VBox):
         settings = self.settings
 
         def task(progress, cancel):
-            return run_spectrum(settings, self.model, self.data, self.loss_fn, self._load, progress, cancel)
+            return run_spectrum(settings, self.model, self.data, self.loss_fn, self.source, progress, cancel)
 
         return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block)
 
@@ -281,15 +282,6 @@ class SpectrumWidget(widgets.VBox):
         return path
 
     # -- drawing (UI thread only: through the runner's dispatcher) --------------------------------------------------
-
-    def _load(self, path: str) -> Tuple[nn.Module, Any, Dict[str, Any]]:
-        """A checkpoint's model, data and metadata; the last one loaded is kept for the next run."""
-        if self._loaded is None or self._loaded[0] != path:
-            from ..training import load_trained
-
-            trained = load_trained(path, device=self.device)
-            self._loaded = (path, (trained.model, trained.data, trained.metadata()))
-        return self._loaded[1]
 
     def _show_progress(self, event: ProgressEvent) -> None:
         if isinstance(event.partial, LanczosResult):

@@ -1,0 +1,258 @@
+"""Train, then the spectrum of any checkpoint, then the landscape along its eigenvectors: one tabbed widget."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import ipywidgets as widgets
+
+from ..results import Spectrum
+from ..training import data as datasets
+from ._spectrum_task import SpectrumSettings
+from .landscape import LandscapeWidget
+from .spectrum import SpectrumWidget
+from .training import TrainingWidget
+
+__all__ = ["Dashboard", "checkpoint_label"]
+
+TAB_TITLES = ("Train", "Spectrum", "Landscape")
+_EPOCH = re.compile(r"checkpoint-0*(\d+)")
+
+
+def checkpoint_label(path: str) -> str:
+    """The checkpoint slider's label of a checkpoint file: ``"epoch 12"``, or the file name when it has no epoch.
+
+    Examples
+    --------
+    >>> checkpoint_label("runs/dashboard/checkpoint-00012.pt")
+    'epoch 12'
+    """
+    match = _EPOCH.fullmatch(Path(path).stem)
+    return f"epoch {int(match.group(1))}" if match else Path(path).name
+
+
+class Dashboard(widgets.VBox):
+    """Tabs Train -> Spectrum -> Landscape over one training run, with a checkpoint slider.
+
+    **Train** is a :class:`TrainingWidget` writing a checkpoint every
+    ``save_every`` epochs into ``out_dir``. Each checkpoint, as it is written,
+    becomes a stop of the **checkpoint** slider above the **Spectrum** tab's
+    :class:`SpectrumWidget` (which keeps the eigenvectors). Moving the slider
+    shows the spectrum of that checkpoint: computed the first time (in the
+    worker; a move while one is computing cancels it and computes the new
+    one), taken from a cache afterwards, so scrubbing back and forth across
+    training is instant. **All checkpoints** computes those not cached yet,
+    one after the other. A spectrum that was cancelled is shown but not
+    cached; changing the spectrum's controls (matrix, steps, ...) makes a new
+    cache key, so every cached spectrum answers exactly the controls shown.
+    The **Landscape** tab's :class:`LandscapeWidget` walks the model of the
+    checkpoint shown along the eigenvectors of its spectrum (click stems to
+    pick them), or along random directions.
+
+    Every tab is the widget of its own, usable alone, and reachable as an
+    attribute. In a notebook run headless (papermill, nbval),
+    ``dashboard.run(block=True)`` trains, computes the spectrum of every
+    checkpoint, and the landscape of the last one along the eigenvectors of
+    its largest and smallest Ritz values, in the calling thread.
+
+    Parameters
+    ----------
+    data : DataSet, optional
+        Train on this data set; default: the one named ``dataset``, loaded when training starts.
+    model, dataset, optimizer, epochs, save_every, seed, device
+        Of the :class:`TrainingWidget` (``out_dir`` defaults to ``"runs/dashboard"``).
+    matrix, steps, num_vectors, num_samples
+        Of the :class:`SpectrumWidget`.
+    dist, n_points : optional
+        Of the :class:`LandscapeWidget`: the range and points of each line.
+        A spectrum handed to it comes with the eigenvectors of its largest
+        and smallest Ritz values picked.
+    training_options, spectrum_options, landscape_options : dict, optional
+        Further keyword arguments of each widget.
+
+    Attributes
+    ----------
+    training : TrainingWidget
+    spectrum : SpectrumWidget
+    landscape : LandscapeWidget
+    tabs : ipywidgets.Tab
+    checkpoint_slider : ipywidgets.SelectionSlider
+        Options ``(checkpoint_label(path), path)`` of the checkpoints written so far.
+    all_button : ipywidgets.Button
+        Computes the spectra of the checkpoints not cached yet.
+    cache : dict
+        ``SpectrumSettings -> Spectrum`` of every spectrum computed to its end.
+    """
+
+    def __init__(self, data: Optional[datasets.DataSet] = None, *, model: str = "MLP", dataset: str = "digits",
+                 optimizer: str = "SGD", epochs: int = 10, out_dir: str = "runs/dashboard", save_every: int = 1,
+                 seed: int = 0, device: Optional[str] = None, matrix: str = "hessian", steps: int = 20,
+                 num_vectors: int = 1, num_samples: int = 0, dist: float = 1.0, n_points: int = 21,
+                 training_options: Optional[Dict[str, Any]] = None,
+                 spectrum_options: Optional[Dict[str, Any]] = None,
+                 landscape_options: Optional[Dict[str, Any]] = None):
+        self.training = TrainingWidget(data, model=model, dataset=dataset, optimizer=optimizer, epochs=epochs,
+                                       out_dir=out_dir, save_every=save_every, seed=seed, device=device,
+                                       **dict(training_options or {}))
+        self.spectrum = SpectrumWidget(matrix=matrix, steps=steps, num_vectors=num_vectors, num_samples=num_samples,
+                                       seed=seed, device=device, save_vectors=True, **dict(spectrum_options or {}))
+        self.landscape = LandscapeWidget(dist=dist, n_points=n_points, device=device, **dict(landscape_options or {}))
+        self.landscape.source = self.spectrum.source  # a checkpoint is read once for both tabs
+        self.cache: Dict[SpectrumSettings, Spectrum] = {}
+        self.checkpoint_slider = widgets.SelectionSlider(options=[("none yet", "")], value="", description="checkpoint",
+                                                         continuous_update=False, disabled=True,
+                                                         layout=widgets.Layout(width="520px"))
+        self.all_button = widgets.Button(description="All checkpoints", icon="forward", disabled=True,
+                                         tooltip="compute the spectrum of every checkpoint not cached yet")
+        self.cache_status = widgets.Label()
+        self._queue: List[str] = []  # checkpoints of "All checkpoints" still to compute, the next first
+        self._pending: Optional[str] = None  # the slider's pick, to compute once the run going ends
+        self._stopping = False  # the run going was cancelled for the pick
+        self._from_queue = False  # the run going is one of "All checkpoints" (a pick does not cancel it)
+        self._blocking = False  # run(block=True) drives the computations itself
+        self._moving = False  # the slider is being moved by the dashboard, not by the user
+        self._computing: Optional[SpectrumSettings] = None  # what the spectrum run going (or last) computes
+
+        self.training.observe(self._checkpoints_written, "checkpoints")
+        self.checkpoint_slider.observe(self._checkpoint_moved, "value")
+        self.all_button.on_click(lambda _button: self.compute_all())
+        self.spectrum.runner.on_run = self._compute  # the spectrum's own Run button, too, fills the cache
+        self.spectrum.runner.on_finish(self._spectrum_finished)
+        self.tabs = widgets.Tab(children=[
+            self.training,
+            widgets.VBox([widgets.HBox([self.checkpoint_slider, self.all_button, self.cache_status]), self.spectrum]),
+            self.landscape,
+        ], titles=TAB_TITLES)
+        super().__init__([self.tabs])
+        self._checkpoints_written({"new": list(self.training.checkpoints)})
+
+    # -- public -----------------------------------------------------------------------------------------------------
+
+    @property
+    def checkpoints(self) -> Tuple[str, ...]:
+        """The checkpoints on the slider, oldest first."""
+        return tuple(path for _label, path in self.checkpoint_slider.options if path)
+
+    def show_checkpoint(self, path: str, block: bool = False) -> bool:
+        """Show the spectrum of checkpoint ``path``: from the cache, or computed now (what a slider move does).
+
+        With ``block`` the computation runs in the calling thread. Without, it
+        runs in the worker; while another spectrum is being computed, this one
+        follows it, and the other is cancelled when it was an earlier pick
+        (not one of :meth:`compute_all`'s). Returns False only when nothing
+        could be started.
+        """
+        return self._show_checkpoint(path, block, from_queue=False)
+
+    def _show_checkpoint(self, path: str, block: bool, from_queue: bool) -> bool:
+        self.spectrum.checkpoint.value = path
+        cached = self.cache.get(self.spectrum.settings)
+        if self.spectrum.runner.running:
+            on_its_way = self._computing == self.spectrum.settings and not self._stopping
+            self._pending = None if on_its_way else path
+            if not on_its_way and not self._stopping and not self._from_queue:
+                self._stopping = self.spectrum.runner.cancel()  # a pick the user moved away from
+            return True
+        if cached is not None:
+            self.spectrum.show(cached)
+            self._hand_to_landscape(path, cached)
+            return True
+        return self._compute(block, from_queue)
+
+    def compute_all(self, block: bool = False) -> None:
+        """Compute the spectrum of every checkpoint not cached yet (in order), showing each as it ends."""
+        self._queue = [path for path in self.checkpoints if self._settings_for(path) not in self.cache]
+        if block:
+            while self._queue:
+                self._select(self._queue.pop(0), block=True, from_queue=True)
+        elif self._queue and not self.spectrum.runner.running:
+            self._select(self._queue.pop(0), from_queue=True)
+
+    def run(self, block: bool = False) -> bool:
+        """Train; with ``block``, then every checkpoint's spectrum and the last one's landscape, in this thread.
+
+        Without ``block`` this is the Train button: the rest follows the
+        user's clicks. Returns False when training did not start (one is going).
+        """
+        if not block:
+            return self.training.run()
+        self._blocking = True
+        try:
+            if not self.training.run(block=True):
+                return False
+            self.compute_all(block=True)
+            if self.landscape.spectrum is not None:
+                self.landscape.run(block=True)
+        finally:
+            self._blocking = False
+        return True
+
+    # -- reactions (UI thread) --------------------------------------------------------------------------------------
+
+    def _compute(self, block: bool = False, from_queue: bool = False) -> bool:
+        """Start the spectrum of the controls shown, remembering what it computes (its cache key)."""
+        self._computing, self._from_queue = self.spectrum.settings, from_queue
+        return self.spectrum.run(block=block)
+
+    def _settings_for(self, path: str) -> SpectrumSettings:
+        """The cache key of ``path``'s spectrum at the controls shown now."""
+        return dataclasses.replace(self.spectrum.settings, checkpoint=path)
+
+    def _select(self, path: str, block: bool = False, from_queue: bool = False) -> None:
+        """Move the slider to ``path`` (quietly) and show its spectrum."""
+        self._moving = True
+        try:
+            self.checkpoint_slider.value = path
+        finally:
+            self._moving = False
+        self._show_checkpoint(path, block, from_queue)
+
+    def _checkpoints_written(self, change: Dict[str, Any]) -> None:
+        paths: Sequence[str] = change["new"]
+        if not paths:
+            return
+        follow = self.checkpoint_slider.value in ("", *self.checkpoints[-1:])  # the newest was shown: stay newest
+        shown = paths[-1] if follow else self.checkpoint_slider.value
+        self._moving = True  # new stops (and following the newest) compute nothing
+        try:
+            with self.checkpoint_slider.hold_sync():
+                self.checkpoint_slider.options = [(checkpoint_label(path), path) for path in paths]
+                self.checkpoint_slider.value = shown
+                self.checkpoint_slider.disabled = False
+        finally:
+            self._moving = False
+        self.all_button.disabled = False
+        self._show_cache_status()
+
+    def _checkpoint_moved(self, change: Dict[str, Any]) -> None:
+        if change["new"] and not self._moving:
+            self.show_checkpoint(change["new"])
+
+    def _spectrum_finished(self, outcome: str, spectrum: Optional[Spectrum]) -> None:
+        """After every spectrum run: cache a finished one, hand it to the landscape, start the next queued."""
+        computed, self._computing, self._stopping = self._computing, None, False
+        if outcome == "done" and spectrum is not None and computed is not None and computed.checkpoint:
+            self.cache[computed] = spectrum
+            if computed == self.spectrum.settings:  # not a run overtaken by another pick
+                self._hand_to_landscape(computed.checkpoint, spectrum)
+        self._show_cache_status()
+        if outcome == "failed":  # the error is shown; nothing more is started
+            self._queue, self._pending = [], None
+        if self._blocking:
+            return
+        if self._pending is not None:
+            pick, self._pending = self._pending, None
+            self._select(pick)
+        elif self._queue:
+            self._select(self._queue.pop(0), from_queue=True)
+
+    def _hand_to_landscape(self, path: str, spectrum: Spectrum) -> None:
+        self.landscape.checkpoint.value = path
+        self.landscape.spectrum = spectrum
+
+    def _show_cache_status(self) -> None:
+        cached = sum(self._settings_for(path) in self.cache for path in self.checkpoints)
+        self.cache_status.value = f"{cached}/{len(self.checkpoints)} spectra cached"

@@ -1,0 +1,168 @@
+"""Dashboard: the tabs share one run; the checkpoint slider scrubs spectra computed once, then cached."""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+import curvwidgets as cw
+from curvwidgets.widgets import Dashboard, LandscapeWidget, TrainingWidget
+from curvwidgets.widgets.dashboard import checkpoint_label
+
+EPOCHS, STEPS = 2, 4
+SPECTRUM = dict(matrix="hessian", steps=STEPS, num_vectors=1, num_samples=48)
+BACKEND = "double-backward"  # pinned: "auto" picks by timing, and the two differ by float32 rounding
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return cw.data.load("synthetic", num_samples=96, num_test=32, num_classes=3, batch_size=32, device="cpu")
+
+
+def make_dashboard(data, folder, **options):
+    dashboard = Dashboard(data, model="MLP", epochs=EPOCHS, out_dir=str(folder), device="cpu", n_points=5,
+                          dist=0.5, spectrum_options={"backend": BACKEND}, **SPECTRUM, **options)
+    for widget in (dashboard.training, dashboard.spectrum, dashboard.landscape):
+        widget.runner.min_interval = 0.0
+    return dashboard
+
+
+def reference_spectrum(path):
+    """The spectrum computed directly, on the checkpoint's model and data as cw.load_trained rebuilds them."""
+    trained = cw.load_trained(path, device="cpu")
+    return cw.spectrum(trained.model, trained.data, steps=STEPS, num_vectors=1, num_samples=48, seed=0,
+                       save_vectors=True, backend=BACKEND)
+
+
+def settle(dashboard, timeout=120):
+    """Wait until no spectrum runs and none is queued (a finished run may start the next: join is False then)."""
+    deadline = time.monotonic() + timeout
+    while dashboard.spectrum.runner.running or dashboard._queue:
+        assert time.monotonic() < deadline, "the dashboard's spectra did not settle"
+        dashboard.spectrum.runner.join(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished(dataset, tmp_path_factory):
+    dashboard = make_dashboard(dataset, tmp_path_factory.mktemp("dashboard") / "run")
+    assert dashboard.run(block=True)
+    return dashboard
+
+
+def test_the_tabs_hold_the_three_widgets(finished):
+    assert [type(child) for child in finished.tabs.children[::2]] == [TrainingWidget, LandscapeWidget]
+    assert finished.spectrum in finished.tabs.children[1].children
+    assert tuple(finished.tabs.titles) == ("Train", "Spectrum", "Landscape")
+
+
+def test_the_slider_lists_every_checkpoint_written(finished):
+    paths = finished.training.checkpoints
+    assert len(paths) == EPOCHS and finished.checkpoints == tuple(paths)
+    assert [label for label, _ in finished.checkpoint_slider.options] == ["epoch 1", "epoch 2"]
+    assert checkpoint_label("a/b/checkpoint-00012.pt") == "epoch 12" and checkpoint_label("x/model.pt") == "model.pt"
+
+
+def test_a_blocking_run_caches_every_checkpoints_spectrum_exactly(finished, dataset):
+    assert len(finished.cache) == EPOCHS
+    for path in finished.checkpoints:
+        cached = finished.cache[dataclasses.replace(finished.spectrum.settings, checkpoint=path)]
+        reference = reference_spectrum(path)
+        np.testing.assert_allclose(cached.ritz_values, reference.ritz_values, rtol=1e-12, atol=0)
+        assert cached.ritz_vectors is not None  # kept for the landscape
+    assert finished.cache_status.value == f"{EPOCHS}/{EPOCHS} spectra cached"
+
+
+def test_the_landscape_walks_the_last_checkpoint_along_its_spectrums_eigenvectors(finished, dataset):
+    last = finished.checkpoints[-1]
+    spectrum = finished.cache[dataclasses.replace(finished.spectrum.settings, checkpoint=last)]
+    assert finished.landscape.spectrum is spectrum and finished.landscape.checkpoint.value == last
+    landscape = finished.landscape.result
+    assert isinstance(landscape, cw.Landscape) and landscape.done.all()
+    trained = cw.load_trained(last, device="cpu")
+    directions = cw.eigen_directions(spectrum, largest=1, smallest=1)
+    direct = cw.loss_landscape(trained.model, trained.data, directions, dist=0.5, n_points=5)
+    np.testing.assert_array_equal(landscape.curvatures, direct.curvatures)  # the same two eigenvectors
+    np.testing.assert_allclose(landscape["train_loss"], direct["train_loss"], rtol=1e-6)
+
+
+def test_scrubbing_back_shows_the_cached_spectrum_without_computing(finished, monkeypatch):
+    first, last = finished.checkpoints
+    started = []
+    monkeypatch.setattr(finished.spectrum, "run", lambda block=False: started.append(block))
+    finished.checkpoint_slider.value = first
+    key = dataclasses.replace(finished.spectrum.settings, checkpoint=first)
+    assert finished.spectrum.result is finished.cache[key] and started == []
+    np.testing.assert_array_equal(finished.spectrum.stem_heads.x, finished.cache[key].stem()[0])
+    assert finished.landscape.checkpoint.value == first
+    finished.checkpoint_slider.value = last
+    assert finished.spectrum.result is finished.cache[dataclasses.replace(key, checkpoint=last)] and started == []
+
+
+def test_other_controls_make_a_new_cache_entry_computed_in_the_worker(finished, dataset):
+    first = finished.checkpoints[0]
+    finished.spectrum.steps.value = STEPS - 1
+    try:
+        assert finished.show_checkpoint(first)
+        settle(finished)
+        key = dataclasses.replace(finished.spectrum.settings, checkpoint=first)
+        assert key in finished.cache and finished.spectrum.result is finished.cache[key]
+        assert finished.spectrum.result.steps == STEPS - 1
+        assert finished.cache_status.value == f"1/{EPOCHS} spectra cached"  # at the controls shown now
+    finally:
+        finished.spectrum.steps.value = STEPS
+
+
+def test_a_move_while_computing_cancels_and_the_latest_pick_is_shown(dataset, tmp_path):
+    dashboard = make_dashboard(dataset, tmp_path / "run")
+    assert dashboard.training.run(block=True)
+    first, last = dashboard.checkpoints
+    assert dashboard.checkpoint_slider.value == last and not dashboard.cache  # follows training, computes nothing
+    dashboard.checkpoint_slider.value = first  # starts computing in the worker
+    assert dashboard.spectrum.runner.running
+    dashboard.checkpoint_slider.value = last  # cancels it; the last one follows
+    settle(dashboard)
+    assert dashboard.spectrum.checkpoint.value == last
+    last_key = dataclasses.replace(dashboard.spectrum.settings, checkpoint=last)
+    assert dashboard.spectrum.result is dashboard.cache[last_key]
+    np.testing.assert_allclose(dashboard.cache[last_key].ritz_values, reference_spectrum(last).ritz_values,
+                               rtol=1e-12, atol=0)
+    first_key = dataclasses.replace(last_key, checkpoint=first)
+    assert first_key not in dashboard.cache or dashboard.cache[first_key].steps == STEPS  # never a partial one
+
+    dashboard.compute_all()  # the rest, one after the other, in the worker
+    settle(dashboard)
+    assert set(dashboard.cache) == {first_key, last_key}
+    assert dashboard.cache_status.value == f"{EPOCHS}/{EPOCHS} spectra cached"
+
+
+def test_both_tabs_read_a_checkpoint_through_one_source_and_get_their_own_model(finished, monkeypatch):
+    import torch
+
+    assert finished.spectrum.source is finished.landscape.source
+    last = finished.checkpoints[-1]
+    model, data, meta = finished.spectrum.source(last)
+    reads = []
+    monkeypatch.setattr(cw.training, "load_trained", lambda *args, **kwargs: reads.append(args))
+    again, same_data, _ = finished.landscape.source(last)  # kept: not read again
+    assert reads == [] and again is not model and same_data is data
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        next(again.parameters()).add_(1.0)  # one tab's copy never changes the other's
+    assert not torch.equal(next(again.parameters()), next(model.parameters()))
+
+
+def test_a_pick_during_all_checkpoints_waits_for_the_run_going(dataset, tmp_path):
+    dashboard = make_dashboard(dataset, tmp_path / "run")
+    assert dashboard.training.run(block=True)
+    first, last = dashboard.checkpoints
+    dashboard.compute_all()  # first, then last, in the worker
+    assert dashboard.spectrum.runner.running and dashboard._queue == [last]
+    dashboard.checkpoint_slider.value = first  # the one computing: nothing changes
+    dashboard.checkpoint_slider.value = last  # waits (a queued run is not cancelled), then is shown
+    settle(dashboard)
+    key = dataclasses.replace(dashboard.spectrum.settings, checkpoint=first)
+    assert set(dashboard.cache) == {key, dataclasses.replace(key, checkpoint=last)}
+    assert dashboard.spectrum.checkpoint.value == last and dashboard.checkpoint_slider.value == last
+    assert dashboard.spectrum.result is dashboard.cache[dataclasses.replace(key, checkpoint=last)]
