@@ -330,8 +330,8 @@ def test_channels_last_and_bf16_autocast_run_on_cpu():
 def test_two_gloo_processes_train_like_one(tmp_path):
     single, double = run_ranks(WORKER, 1, tmp_path), run_ranks(WORKER, 2, tmp_path)
     assert single.keys() == double.keys()
-    for name in single:
-        np.testing.assert_allclose(double[name], single[name], rtol=1e-5, atol=1e-6)
+    for name in single:  # float32 weights of size 0.3 after nine steps: a few units in the last place (measured 3e-8)
+        np.testing.assert_allclose(double[name], single[name], rtol=0, atol=2e-7)
 
 
 def test_small_cnn_learns_the_embedded_digits():
