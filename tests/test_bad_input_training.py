@@ -169,7 +169,7 @@ TRAIN_CASES: Dict[str, tuple] = {
                               r"optimizer_kwargs=\{'lr': 0\.05, 'momentum': 0\.9, 'weight_decay': 0\.0005\}"),
     "resume other lr": (lambda f, c: train(f, resume=_written(c, f / "inputs" / "checkpoint-00001.pt"),
                                            optimizer_kwargs={"lr": 0.1, "nesterov": True}), ValueError,
-                        r"in lr \(0\.1 given, 0\.05 in the checkpoint\), nesterov \(True given, 'unset' in the "
+                        r"in lr \(0\.1 given, 0\.05 in the checkpoint\), nesterov \(True given, unset in the "
                         r"checkpoint\)"),
     "resume other seed": (lambda f, c: train(f, resume=_written(c, f / "inputs" / "checkpoint-00001.pt"), seed=1),
                           ValueError, r"resume: seed=1 differs from the checkpoint's run \(0, in '.*checkpoint"),

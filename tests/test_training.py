@@ -191,7 +191,8 @@ def test_a_given_optimiser_records_its_settings_and_resumes_only_with_them(tmp_p
     recorded = history.config["optimizer_kwargs"]
     assert history.config["optimizer"] == "SGD" and (recorded["lr"], recorded["momentum"]) == (0.1, 0.9)
     other = fresh_model()
-    with pytest.raises(ValueError, match=r"optimizer_kwargs differ .* in momentum \(0\.5 given, 0\.9 in the checkpoint\)"):
+    with pytest.raises(ValueError, match=r"optimizer_kwargs differ .* in momentum \(0\.5 given, 0\.9 in the "
+                                         r"checkpoint\)"):
         cw.train(other, loaders(), epochs=2, resume=tmp_path,
                  optimizer=torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.5))
 

@@ -364,12 +364,12 @@ class _Run:
             if _plain(saved) != _plain(given):
                 raise ValueError(f"resume: {argument}={given!r} differs from the checkpoint's run ({saved!r}, in "
                                  f"{source!r}); resume with the same {argument}")
-        saved, given = _plain(checkpoint["config"].get("optimizer_kwargs") or {}), self.history.config["optimizer_kwargs"]
-        if saved != given:
-            differing = ", ".join(f"{key} ({given.get(key, 'unset')!r} given, {saved.get(key, 'unset')!r} in the checkpoint)"
-                                  for key in sorted(set(saved) | set(given)) if saved.get(key) != given.get(key))
-            raise ValueError(f"resume: optimizer_kwargs differ from the checkpoint's run ({source!r}) in {differing}; a "
-                             f"resumed run keeps its optimiser settings: resume with optimizer_kwargs={saved!r}")
+        saved = _plain(checkpoint["config"].get("optimizer_kwargs") or {})
+        differing = _differences(self.history.config["optimizer_kwargs"], saved)
+        if differing:
+            raise ValueError(f"resume: optimizer_kwargs differ from the checkpoint's run ({source!r}) in "
+                             f"{differing}; a resumed run keeps its optimiser settings: resume with "
+                             f"optimizer_kwargs={saved!r}")
         finished = int(checkpoint["epoch"])
         if finished > epochs:
             raise ValueError(f"resume: the checkpoint has {finished} epochs finished, more than epochs={epochs}")
@@ -388,6 +388,16 @@ class _Run:
         self.history.checkpoints[:] = [path for path in saved.checkpoints if path != source] + [source]
         if self.out_dir is not None:  # a cancel before the next checkpoint re-writes this one into out_dir
             self.last_good = {key: value for key, value in checkpoint.items() if key not in ("path", "format", "version")}
+
+
+def _differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> str:
+    """``"key (value given, value in the checkpoint), ..."`` over the keys whose values differ; empty if none."""
+    def shown(options: Mapping[str, Any], key: str) -> str:
+        return repr(options[key]) if key in options else "unset"
+
+    return ", ".join(f"{key} ({shown(given, key)} given, {shown(saved, key)} in the checkpoint)"
+                     for key in sorted(set(given) | set(saved))
+                     if key not in given or key not in saved or given[key] != saved[key])
 
 
 def _device_of(model: Union[str, nn.Module], device) -> torch.device:

@@ -193,7 +193,8 @@ def resolve_options(name: str, lr: Optional[float] = None, **kwargs: Any) -> Dic
         raise TypeError(f"{canonical} takes no keyword argument(s) {unknown}; it takes lr and {sorted(spec.kwargs)}")
     options = {**DEFAULTS[canonical], **kwargs, **({} if lr is None else {"lr": check.positive("lr", lr)})}
     checked = {key: _checked(spec, key, value) for key, value in options.items()}
-    if canonical == "SGD" and checked.get("nesterov") and (checked.get("momentum", 0) <= 0 or checked.get("dampening", 0) != 0):
+    nesterov_ok = checked.get("momentum", 0) > 0 and checked.get("dampening", 0) == 0
+    if canonical == "SGD" and checked.get("nesterov") and not nesterov_ok:
         raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
     return checked
 
