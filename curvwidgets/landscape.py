@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validate import boolean, check_cancel, check_progress, choice, device_value, positive, positive_int, seed_value
-from .curvature.output_hessian import reduction_of
+from .curvature.output_hessian import counted_weight, reduction_of
 from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
 from .results import Landscape, Spectrum
@@ -191,7 +191,9 @@ def loss_landscape(
     loss_fn : callable, optional
         Default ``nn.CrossEntropyLoss()`` (mean over a batch, or the sum when
         its ``reduction`` is ``"sum"``; either way the metric is the mean over
-        all samples).
+        all samples, the loss of one batch of the whole split: batches are
+        weighted by what the loss counts, so ``ignore_index`` and class
+        ``weight=`` are honoured, and ignored samples do not count in the accuracy).
     params : optional
         Which parameters the directions move (as for :class:`~curvwidgets.Hessian`).
     bn : {"keep", "recompute"}, default: "keep"
@@ -383,21 +385,31 @@ class _Evaluator:
 
     def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
                  k: int) -> Tuple[np.ndarray, np.ndarray]:
-        sums = torch.zeros(3, k, dtype=torch.float64, device=self.device)  # loss * n, correct, n
+        # loss * W, W (what the loss counts: see counted_weight), correct and counted samples
+        sums = torch.zeros(4, k, dtype=torch.float64, device=self.device)
         for inputs, targets in batches:
             inputs = inputs.to(self.device, non_blocking=True)
             inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
             targets = targets.to(self.device, non_blocking=True)
             outputs = outputs_of(inputs)  # (k, b, classes)
-            losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
-            count = len(targets)
-            sums[0] += losses if self.sum_reduced else losses * count
-            sums[1] += (outputs.argmax(dim=-1) == targets).sum(dim=-1).double()
-            sums[2] += count
-        if not bool(sums[2, 0] > 0):
-            raise ValueError("landscape: the data yielded no samples")
-        loss, correct = (sums[:2] / sums[2]).cpu().numpy()
+            weight = counted_weight(self.loss_fn, targets)
+            if weight > 0:  # a batch whose targets are all ignored has no mean loss
+                losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
+                sums[0] += losses if self.sum_reduced else losses * weight
+                sums[1] += weight
+            counted = self._counted(targets)
+            sums[2] += ((outputs.argmax(dim=-1) == targets) & counted).sum(dim=-1).double()
+            sums[3] += counted.sum()
+        if not bool(sums[3, 0] > 0):
+            raise ValueError("landscape: the data yielded no samples the loss counts")
+        loss, correct = (sums[[0, 2]] / sums[[1, 3]]).cpu().numpy()
         return loss, correct
+
+    def _counted(self, targets: torch.Tensor) -> torch.Tensor:
+        """Which samples count: those whose target is not the loss's ``ignore_index`` (all, for other losses)."""
+        if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and not targets.is_floating_point():
+            return targets != self.loss_fn.ignore_index
+        return torch.ones(targets.shape[:1], dtype=torch.bool, device=targets.device)
 
     def _recomputed_buffers(self, values: Tuple[torch.Tensor, ...]) -> Dict[str, torch.Tensor]:
         """BatchNorm running statistics for the weights ``values``, from one pass over the training data."""

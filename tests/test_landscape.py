@@ -511,3 +511,26 @@ def test_plain_vectors_are_labelled_and_other_options_checked():
         loss_landscape(lambda x: x, batches(), [vector])
     with pytest.raises(TypeError, match="data must be"):
         loss_landscape(model, iter(batches()), [vector])
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(ignore_index=1),
+                                     nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)),
+                                     nn.CrossEntropyLoss(ignore_index=2, reduction="sum")],
+                         ids=["ignore_index", "class_weights", "ignore_index_sum"])
+def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn):
+    model, data = tiny_mlp(), batches(sizes=(16, 16, 11), seed=5)
+    ignored = getattr(loss_fn, "ignore_index", -100)
+    data[1] = (data[1][0], torch.full_like(data[1][1], ignored if ignored >= 0 else 0))  # a batch wholly ignored?
+    direction = random_directions(model, 1, seed=3)[0]
+    landscape = loss_landscape(model, data, [direction], dist=0.5, n_points=3, loss_fn=loss_fn, points_per_pass=1)
+    inputs, targets = concatenated(data)
+    mean_loss = nn.CrossEntropyLoss(weight=loss_fn.weight, ignore_index=loss_fn.ignore_index)
+    counted = targets != loss_fn.ignore_index
+    for index, t in enumerate((-0.5, 0.0, 0.5)):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat_parameters(model) + t * direction.vector, moved.parameters())
+            outputs = moved(inputs)
+        assert landscape["train_loss"][0, index] == pytest.approx(float(mean_loss(outputs, targets)), rel=1e-12)
+        accuracy = float((outputs.argmax(-1) == targets)[counted].double().mean())
+        assert landscape["train_accuracy"][0, index] == pytest.approx(accuracy, rel=1e-12)
