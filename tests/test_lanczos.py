@@ -1,5 +1,6 @@
 """Lanczos against exact references: quadrature identities, dense eigendecompositions, theorems."""
 
+import importlib
 import threading
 
 import numpy as np
@@ -9,6 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import curvwidgets as cw
+
+# The module, not the function of the same name that curvwidgets.linalg re-exports.
+LANCZOS_MODULE = importlib.import_module("curvwidgets.linalg.lanczos")
 
 
 def quadratic_forms(matrix: np.ndarray, vector: np.ndarray, orders: int) -> np.ndarray:
@@ -155,6 +159,7 @@ def test_early_stop_of_one_run_pads_it():
     np.testing.assert_allclose(result.nodes(0), [1.0, 2.0, 3.0], atol=1e-10)
     assert np.isnan(result.ritz_values[0, 3:]).all() and np.all(result.ritz_weights[0, 3:] == 0)
     assert np.isnan(result.beta[0, 2:]).all()
+    assert np.all(result.gram_schmidt_passes[0, 3:] == 0) and np.all(result.gram_schmidt_passes[:, :3] >= 1)
     nodes, weights = cw.stem_density(result)
     assert nodes.size == 11 and weights.sum() == pytest.approx(1.0)
 
@@ -270,6 +275,11 @@ def test_unknown_dtype_is_rejected(dtype):
         cw.as_operator(lambda v: v, dim=4, dtype=dtype)
 
 
+def test_unknown_reorthogonalisation_is_rejected():
+    with pytest.raises(ValueError, match=r"reorthogonalisation must be one of \('dgks', 'twice'\); got 'once'"):
+        cw.lanczos(np.eye(4), steps=2, reorthogonalisation="once")
+
+
 def test_bad_start_vectors():
     with pytest.raises(ValueError, match=r"start must have shape \(4,\)"):
         cw.lanczos(np.eye(4), steps=2, start=np.ones(5))
@@ -283,21 +293,27 @@ def test_bad_start_vectors():
         cw.lanczos(np.eye(4), steps=2, num_vectors=0)
 
 
-def test_only_two_gram_schmidt_passes_keep_a_full_float32_run_exact():
+@pytest.mark.parametrize("reorthogonalisation", ["dgks", "twice"])
+def test_only_two_gram_schmidt_passes_keep_a_full_float32_run_exact(reorthogonalisation):
     """A spiked spectrum in float32, run for ``P`` steps: the Ritz values must be all the eigenvalues.
 
     Once the spikes converge, each new residual is a small difference of large
-    products, and one classical Gram-Schmidt pass leaves components along the
-    earlier vectors that grow from step to step. Measured with one pass:
-    ``||V V^T - I||_2 = 91`` and Ritz values off by ``4e-3 * lambda_max``
-    (ghost copies of the spikes instead of bulk eigenvalues); with two passes,
-    ``5e-7`` (4 eps) and ``1e-7 * lambda_max``.
+    products, and one classical Gram-Schmidt pass of the raw product ``A v_j``
+    leaves components along the earlier vectors that grow from step to step.
+    Measured with that one pass: ``||V V^T - I||_2 = 91`` and Ritz values off by
+    ``4e-3 * lambda_max`` (ghost copies of the spikes instead of bulk
+    eigenvalues); with two passes, ``4e-7`` (3 eps) and ``1e-8 * lambda_max``.
+    The default subtracts the three-term recurrence before its one pass,
+    which leaves the pass little to remove: 5e-7 and ``1e-8 * lambda_max``,
+    with a second pass on one step (the last).
     """
     size, spikes = 100, [1e4, 3e3]
     eigenvalues = np.concatenate([np.random.default_rng(0).uniform(0.0, 1.0, size - len(spikes)), spikes])
     matrix = cw.synthetic.with_spectrum(eigenvalues, seed=1).astype(np.float32)
     exact = np.linalg.eigvalsh(matrix.astype(np.float64))  # of the float32 matrix itself
-    result = cw.lanczos(matrix, steps=size, seed=0, store_vectors=True, breakdown_tol=0.0)
+    result = cw.lanczos(
+        matrix, steps=size, seed=0, store_vectors=True, breakdown_tol=0.0, reorthogonalisation=reorthogonalisation
+    )
     assert result.num_steps[0] == size
     basis = result.basis[0].double()
     measured = torch.linalg.matrix_norm(basis @ basis.T - torch.eye(size, dtype=torch.float64), ord=2).item()
@@ -305,3 +321,86 @@ def test_only_two_gram_schmidt_passes_keep_a_full_float32_run_exact():
     assert measured == pytest.approx(result.orthogonality, rel=1e-12)
     assert measured < 50 * eps
     np.testing.assert_allclose(result.nodes(0), exact, rtol=0, atol=1e-5 * exact[-1])
+
+
+# ---- selective reorthogonalisation (DGKS) ----------------------------------------------------------
+
+
+def measured_orthogonality(basis: torch.Tensor) -> float:
+    """``||V V^T - I||_2`` of the rows of ``basis`` (k, P), in float64."""
+    rows = basis.double()
+    return torch.linalg.matrix_norm(rows @ rows.T - torch.eye(rows.shape[0], dtype=torch.float64), ord=2).item()
+
+
+def spiked_float32(size: int, spikes: list) -> np.ndarray:
+    """A float32 matrix with a bulk in [0, 1] and the given large eigenvalues."""
+    eigenvalues = np.concatenate([np.random.default_rng(0).uniform(0.0, 1.0, size - len(spikes)), spikes])
+    return cw.synthetic.with_spectrum(eigenvalues, seed=1).astype(np.float32)
+
+
+def test_dgks_second_pass_keeps_a_spiked_float32_run_orthogonal_where_one_pass_does_not(monkeypatch):
+    """Spike ``3e6`` over a bulk in [0, 1], float32: ``eps * lambda_max`` exceeds the bulk's ``beta``.
+
+    A component of ``v_j`` along the converged top Ritz vector, ``eps`` in
+    size, comes back in ``A v_j`` multiplied by ``3e6``: then one pass removes
+    most of the residual and its own rounding leaves ``v_{j+1}`` leaning on the
+    basis again, more at each step. Measured: one pass on every step (the DGKS
+    test switched off) ``||V V^T - I||_2 = 0.18``; DGKS, with a second pass on
+    11 of 100 steps, ``6e-7``; two passes ``4e-7``. Ritz values of both within
+    ``4e-8 * lambda_max`` of the eigenvalues.
+    """
+    size = 100
+    matrix = spiked_float32(size, [3e6])
+    exact = np.linalg.eigvalsh(matrix.astype(np.float64))
+    kwargs = dict(steps=size, seed=0, store_vectors=True, breakdown_tol=0.0)
+    dgks = cw.lanczos(matrix, **kwargs)
+    twice = cw.lanczos(matrix, reorthogonalisation="twice", **kwargs)
+    assert 0 < np.sum(dgks.gram_schmidt_passes == 2) < size
+    assert measured_orthogonality(dgks.basis[0]) <= 1e-5
+    for result in (dgks, twice):
+        np.testing.assert_allclose(result.nodes(0), exact, rtol=0, atol=1e-6 * exact[-1])
+    monkeypatch.setattr(LANCZOS_MODULE, "DGKS_ETA", 0.0)  # never repeat a pass
+    once = cw.lanczos(matrix, **kwargs)
+    assert np.all(once.gram_schmidt_passes[0, : size - 1] == 1)
+    assert measured_orthogonality(once.basis[0]) > 1e-2
+
+
+@pytest.mark.parametrize(
+    ("make", "dtype", "num_vectors", "breakdown_tol"),
+    [
+        (lambda: cw.synthetic.wigner(2000, seed=3), np.float64, 2, None),
+        (lambda: cw.synthetic.wigner(2000, seed=3), np.float32, 1, None),
+        (lambda: spiked_float32(100, [3e6, 1e6]), np.float32, 3, 0.0),
+    ],
+    ids=["wigner-float64", "wigner-float32", "spiked-float32-3-starts"],
+)
+def test_dgks_and_two_passes_give_the_same_ritz_values(make, dtype, num_vectors, breakdown_tol):
+    """Both loops build the same ``T`` to rounding: Ritz values within ``20 eps ||A||``.
+
+    Measured: ``2.5 eps`` (Wigner float64), ``1.5 eps`` (Wigner float32),
+    ``0.2 eps`` (spiked float32, 100 steps, three start vectors, each deciding
+    its second passes alone: 18, 12 and 23 of them).
+    """
+    matrix = make().astype(dtype)
+    norm = np.abs(np.linalg.eigvalsh(matrix.astype(np.float64))).max()
+    kwargs = dict(steps=100, num_vectors=num_vectors, seed=0, breakdown_tol=breakdown_tol)
+    dgks = cw.lanczos(matrix, **kwargs)
+    twice = cw.lanczos(matrix, reorthogonalisation="twice", **kwargs)
+    assert dgks.num_steps.tolist() == twice.num_steps.tolist() == [100] * num_vectors
+    np.testing.assert_allclose(dgks.ritz_values, twice.ritz_values, rtol=0, atol=20 * np.finfo(dtype).eps * norm)
+
+
+def test_basis_reads_per_step_count_the_gram_schmidt_passes(wigner_2000):
+    """Two reads of the basis per pass: 2 per step when no second pass is needed, 4 with ``"twice"``."""
+    calm = cw.lanczos(wigner_2000, steps=100, num_vectors=2)
+    assert calm.gram_schmidt_passes.shape == (2, 100)
+    assert calm.basis_reads_per_step <= 2.5
+    assert calm.basis_reads_per_step == 2.0 * calm.gram_schmidt_passes.mean()
+    assert cw.lanczos(wigner_2000, steps=100, reorthogonalisation="twice").basis_reads_per_step == 4.0
+
+    spiked = cw.lanczos(spiked_float32(100, [3e6]), steps=100, breakdown_tol=0.0)
+    passes = spiked.gram_schmidt_passes[0]
+    assert set(np.unique(passes)) == {1, 2}
+    assert spiked.basis_reads_per_step == pytest.approx(2.0 * passes.mean()) and spiked.basis_reads_per_step > 2.0
+    cut = spiked.truncate(40)
+    np.testing.assert_array_equal(cut.gram_schmidt_passes[0], passes[:40])

@@ -12,9 +12,16 @@ quadrature rule of the spectral measure of ``A`` seen from ``v``
     sum_k tau_k^2 theta_k^j = v^T A^j v        for j = 0 .. 2m - 1.
 
 In floating point the basis loses orthogonality unless each new vector is
-orthogonalised again against all earlier ones; here that is done with two
-passes of classical (block) Gram-Schmidt per step, each pass two matrix-vector
-products with the stored basis ("twice is enough", Giraud et al., 2005).
+orthogonalised again against all earlier ones. Each step here subtracts the
+three-term recurrence ``alpha_j v_j + beta_{j-1} v_{j-1}`` and then makes one
+pass of classical Gram-Schmidt against the whole stored basis (two
+matrix-vector products with it, ``c = V w`` and ``w - V^T c``: two reads of the
+basis). A second pass follows only when the first removed so much of ``w``
+that its result may still lean on the basis: when ``||w_after|| <= eta
+||w_before||`` with ``eta = 1/sqrt(2)``, the test of Daniel, Gragg, Kaufman &
+Stewart (1976); a second pass is always enough ("twice is enough", Giraud et
+al., 2005). ``reorthogonalisation="twice"`` makes the second pass on every
+step instead.
 """
 
 from __future__ import annotations
@@ -27,12 +34,16 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validate import boolean, non_negative
+from .._validate import boolean, choice, non_negative
 from ..progress import CancelToken, ProgressCallback, check_protocol, report
 from ._checks import apply_operator, check_start, check_steps, start_vectors
 from .operators import DeviceLike, as_operator, resolve_device
 
 __all__ = ["LanczosResult", "lanczos"]
+
+REORTHOGONALISATIONS = ("dgks", "twice")
+DGKS_ETA = 2.0**-0.5
+"""A Gram-Schmidt pass is repeated when it leaves at most this fraction of the norm (DGKS, 1976)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +76,10 @@ class LanczosResult:
         a pass over the basis).
     basis : torch.Tensor or None, shape (num_vectors, steps, dim)
         The Lanczos vectors (rows), kept when ``store_vectors=True``.
+    gram_schmidt_passes : ndarray of int or None, shape (num_vectors, steps)
+        Classical Gram-Schmidt passes against the whole stored basis at each
+        step (1 or 2; 0 past ``num_steps``). None for results not made by
+        :func:`lanczos` (e.g. read from a file).
     """
 
     alpha: np.ndarray
@@ -74,6 +89,7 @@ class LanczosResult:
     dim: int
     orthogonality: float = float("nan")
     basis: Optional[torch.Tensor] = field(default=None, repr=False)
+    gram_schmidt_passes: Optional[np.ndarray] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         values = np.full(self.alpha.shape, np.nan)
@@ -94,6 +110,19 @@ class LanczosResult:
     def num_vectors(self) -> int:
         """Number of start vectors (runs)."""
         return self.alpha.shape[0]
+
+    @property
+    def basis_reads_per_step(self) -> float:
+        """Passes over the stored basis per step, averaged over every run's steps.
+
+        Each Gram-Schmidt pass reads the basis twice (``c = V w``, then
+        ``w - V^T c``): 2 for a step with one pass, 4 with two. The three-term
+        recurrence, which reads two rows, is not counted. NaN when
+        :attr:`gram_schmidt_passes` is None.
+        """
+        if self.gram_schmidt_passes is None:
+            return float("nan")
+        return 2.0 * self.gram_schmidt_passes.sum() / self.num_steps.sum()
 
     @property
     def ritz_values(self) -> np.ndarray:
@@ -161,6 +190,7 @@ class LanczosResult:
             residual_norm=residual,
             num_steps=np.minimum(self.num_steps, k),
             basis=None if self.basis is None else self.basis[:, :k],
+            gram_schmidt_passes=None if self.gram_schmidt_passes is None else self.gram_schmidt_passes[:, :k].copy(),
         )
 
 
@@ -183,18 +213,87 @@ def _orthogonality(basis: torch.Tensor, num_steps: np.ndarray) -> float:
     return worst
 
 
-def _reorthogonalise(vector: torch.Tensor, basis: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Two passes of classical Gram-Schmidt of ``vector`` (dim,) against the rows of ``basis`` (k, dim).
+def _project_out(vector: torch.Tensor, basis: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """One pass of classical Gram-Schmidt of ``vector`` (dim,) against the rows of ``basis`` (k, dim).
 
-    ``vector`` is updated in place; ``first`` and ``second`` (at least ``k``
-    long) receive the coefficients of the two passes, so no temporaries are
-    allocated. Returns the first pass's coefficients ``basis @ vector``.
+    ``c = basis @ vector`` goes into ``out`` (at least ``k`` long, so no
+    temporary is allocated), then ``vector -= basis.T @ c`` in place: two
+    reads of ``basis``. Returns ``c``, shape (k,).
     """
-    rows = basis.shape[0]
-    coefficients = torch.mv(basis, vector, out=first[:rows])
+    coefficients = torch.mv(basis, vector, out=out[: basis.shape[0]])
     vector.addmv_(basis.T, coefficients, alpha=-1)
-    vector.addmv_(basis.T, torch.mv(basis, vector, out=second[:rows]), alpha=-1)
     return coefficients
+
+
+def _recurrence_then_pass(vector: torch.Tensor, basis: torch.Tensor, recurrence: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Turn ``vector = A v_j`` into the next residual: three-term recurrence, then one Gram-Schmidt pass.
+
+    Parameters
+    ----------
+    vector : torch.Tensor, shape (dim,)
+        The product ``A v_j``; updated in place.
+    basis : torch.Tensor, shape (j + 1, dim)
+        The Lanczos vectors ``v_0 .. v_j`` as rows.
+    recurrence : torch.Tensor, shape (2,)
+        Holds ``beta_{j-1}`` (unused at ``j = 0``); receives ``alpha_j = v_j . A v_j``.
+    out : torch.Tensor, shape (at least j + 1,)
+        Receives the pass's coefficients.
+
+    Returns
+    -------
+    torch.Tensor, shape (3,), on ``vector``'s device
+        ``alpha_j`` (with the pass's correction), ``||w||`` before the pass and after it.
+    """
+    recent = basis[-2:]  # v_{j-1}, v_j (v_0 alone at the first step)
+    torch.dot(basis[-1], vector, out=recurrence[1])
+    vector.addmv_(recent.T, recurrence[2 - recent.shape[0] :], alpha=-1)
+    before = torch.linalg.vector_norm(vector)
+    coefficients = _project_out(vector, basis, out)
+    return torch.stack((recurrence[1] + coefficients[-1], before, torch.linalg.vector_norm(vector)))
+
+
+def _second_pass(vector: torch.Tensor, basis: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Another Gram-Schmidt pass; returns, shape (2,), the correction to ``alpha_j`` and the new ``||w||``."""
+    coefficients = _project_out(vector, basis, out)
+    return torch.stack((coefficients[-1], torch.linalg.vector_norm(vector)))
+
+
+def _next_residuals(
+    products: torch.Tensor,
+    bases: list[torch.Tensor],
+    recurrences: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    reorthogonalisation: str,
+) -> tuple[list[tuple[float, float]], list[bool]]:
+    """One step's residuals of several runs, with one host round trip (two when a run repeats its pass).
+
+    Parameters
+    ----------
+    products : torch.Tensor, shape (runs, dim)
+        ``A v_j`` of each run; turned into its residual ``w`` in place.
+    bases, recurrences, buffers
+        Per run: its basis ``(j + 1, dim)``, ``recurrence`` and ``out`` of
+        :func:`_recurrence_then_pass`.
+    reorthogonalisation : {"dgks", "twice"}
+        Repeat the pass where the DGKS test asks for it, or always.
+
+    Returns
+    -------
+    values : list of (float, float)
+        ``(alpha_j, ||w||)`` of each run.
+    repeated : list of bool
+        Whether each run made a second pass.
+    """
+    first = torch.stack([_recurrence_then_pass(*run) for run in zip(products, bases, recurrences, buffers)]).tolist()
+    # "not after > ..." is also true for NaN, which the second pass carries to the caller's finite check.
+    repeated = [reorthogonalisation == "twice" or not after > DGKS_ETA * before for _, before, after in first]
+    values = [(diagonal, after) for diagonal, _, after in first]
+    again = [row for row, repeat in enumerate(repeated) if repeat]
+    if again:
+        second = torch.stack([_second_pass(products[row], bases[row], buffers[row]) for row in again]).tolist()
+        for row, (correction, norm) in zip(again, second):
+            values[row] = (values[row][0] + correction, norm)
+    return values, repeated
 
 
 def lanczos(
@@ -211,6 +310,7 @@ def lanczos(
     basis_device: Optional[DeviceLike] = None,
     breakdown_tol: Optional[float] = None,
     check_symmetric: bool = True,
+    reorthogonalisation: str = "dgks",
 ) -> LanczosResult:
     """Run Lanczos with full reorthogonalisation from one or several start vectors.
 
@@ -249,6 +349,12 @@ def lanczos(
         Check that ``op`` is symmetric first, as :func:`as_operator` does
         (two extra products for an opaque operator; skipped for operators
         that are symmetric by construction, such as the package's Hessian and GGN).
+    reorthogonalisation : {"dgks", "twice"}, default: "dgks"
+        ``"dgks"``: one Gram-Schmidt pass against the whole basis per step,
+        and a second one only where the DGKS test asks for it (the first pass
+        left at most ``1/sqrt(2)`` of the norm). ``"twice"``: two passes on
+        every step (twice the reads of the basis, for the same orthogonality
+        to working precision; kept as a reference).
 
     Returns
     -------
@@ -257,8 +363,8 @@ def lanczos(
     Raises
     ------
     ValueError
-        ``steps``, ``num_vectors``, ``seed``, ``distribution`` or
-        ``breakdown_tol`` out of range; start vectors of the wrong shape, zero
+        ``steps``, ``num_vectors``, ``seed``, ``distribution``,
+        ``breakdown_tol`` or ``reorthogonalisation`` out of range; start vectors of the wrong shape, zero
         or non-finite; an operator that is not symmetric; an operator product
         of the wrong shape or with NaN/inf (the message names the step).
     TypeError
@@ -269,9 +375,14 @@ def lanczos(
 
     Notes
     -----
-    Per step, one operator product per run, then two Gram-Schmidt passes
-    against the whole stored basis: ``4 j P`` multiply-adds at step ``j``, done
-    as matrix-vector products so they run at memory bandwidth.
+    Per step, one operator product per run, the three-term recurrence, then
+    one Gram-Schmidt pass against the whole stored basis (``2 j P``
+    multiply-adds at step ``j``, two matrix-vector products that run at memory
+    bandwidth), and a second pass where the DGKS test asks for it.
+    ``result.basis_reads_per_step`` says how many reads of the basis a step
+    took on average (2 when no step needed a second pass, 4 with ``"twice"``).
+    One host synchronisation per step for all runs together, and one more on
+    the steps where some run makes a second pass.
 
     Examples
     --------
@@ -289,6 +400,7 @@ def lanczos(
     boolean("store_vectors", store_vectors)
     storage = None if basis_device is None else resolve_device(basis_device, "basis_device")
     tolerance = None if breakdown_tol is None else non_negative("breakdown_tol", breakdown_tol)
+    choice("reorthogonalisation", reorthogonalisation, REORTHOGONALISATIONS)
     op = as_operator(op, check_symmetric=check_symmetric)
     steps = min(steps, op.dim)
     vectors = start_vectors(op, num_vectors, seed, distribution, start)
@@ -301,6 +413,7 @@ def lanczos(
     alpha = np.full((runs, steps), np.nan)
     beta = np.full((runs, steps), np.nan)  # beta[:, j] couples steps j and j + 1
     num_steps = np.zeros(runs, dtype=np.int64)
+    passes = np.zeros((runs, steps), dtype=np.int64)
     scale = np.zeros(runs)
     active = list(range(runs))
 
@@ -319,24 +432,32 @@ def lanczos(
             dim=op.dim,
             orthogonality=_orthogonality(kept, num_steps) if measure else float("nan"),
             basis=kept if store_vectors else None,
+            gram_schmidt_passes=passes[:, :width].copy(),
         )
 
-    first, second = (torch.empty(steps, dtype=op.dtype, device=storage) for _ in range(2))
+    coefficients = torch.empty(runs, steps, dtype=op.dtype, device=storage)
+    recurrence = torch.zeros(runs, 2, dtype=op.dtype, device=storage)  # (beta_{j-1}, alpha_j) of each run
     current = vectors[active]
     for step in range(steps):
         products = apply_operator(op, current, step + 1, "lanczos", check_finite=False).to(storage)
+        values, repeated = _next_residuals(
+            products,
+            [basis[run, : step + 1] for run in active],
+            [recurrence[run] for run in active],
+            [coefficients[run] for run in active],
+            reorthogonalisation,
+        )
         still_active = []
         for row, run in enumerate(active):
-            residual = products[row]
-            coefficients = _reorthogonalise(residual, basis[run, : step + 1], first, second)
-            # One host round trip for both scalars; NaN or inf anywhere in the product reaches both.
-            alpha[run, step], beta[run, step] = torch.stack((coefficients[step], torch.linalg.vector_norm(residual))).tolist()
+            alpha[run, step], beta[run, step] = values[row]
             if not (np.isfinite(alpha[run, step]) and np.isfinite(beta[run, step])):
                 raise ValueError(f"lanczos step {step + 1}: the operator product contains NaN or inf; stopped")
             num_steps[run] = step + 1
+            passes[run, step] = 2 if repeated[row] else 1
             scale[run] = max(scale[run], abs(alpha[run, step]), beta[run, step])
             if step + 1 < steps and beta[run, step] > tolerance * scale[run]:
-                torch.div(residual, beta[run, step], out=basis[run, step + 1])
+                torch.div(products[row], beta[run, step], out=basis[run, step + 1])
+                recurrence[run, 0] = beta[run, step]
                 still_active.append(run)
         active = still_active
         report(progress, cancel, "lanczos", step + 1, steps, partial=lambda: result(measure=False), final=lambda: result(measure=True))
