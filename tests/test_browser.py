@@ -339,7 +339,8 @@ def test_notebook_widgets_run_and_redraw_in_jupyterlab(lab, page):
         run.click()
         page.wait_for_function("""() => Array.from(document.querySelectorAll('.jupyter-widgets button.widget-button'))
             .some(node => node.textContent.trim() === 'Cancel')""", timeout=UI_S * 1000)
-        _button(page, "Run").wait_for(timeout=RUN_S * 1000)
+        page.wait_for_function("""() => !Array.from(document.querySelectorAll('.jupyter-widgets button.widget-button'))
+            .some(node => node.textContent.trim() === 'Cancel')""", timeout=RUN_S * 1000)  # other widgets have Runs
         marks_after_run = _settled_marks(page)
         _shot(page, "03-after-run")
         assert marks_after_run["stems"] > 0, "no stems drawn after the run"
@@ -365,6 +366,27 @@ def test_notebook_widgets_run_and_redraw_in_jupyterlab(lab, page):
         assert marks_after_slider["shapes"] != marks_after_run["shapes"], "moving the slider redrew nothing"
         assert 0 < marks_after_slider["stems"] < marks_after_run["stems"], \
             f"fewer steps should draw fewer stems: {marks_after_run['stems']} -> {marks_after_slider['stems']}"
+
+        # the dashboard renders its three tabs, and a click on one shows that tab's widget
+        tabs = page.locator(".jupyter-widgets .lm-TabBar-tab")
+        titles = [tabs.nth(index).inner_text().strip() for index in range(tabs.count())]
+        assert titles[-3:] == ["Train", "Spectrum", "Landscape"], f"dashboard tabs: {titles}"
+        spectrum_tab = tabs.nth(tabs.count() - 2)
+        spectrum_tab.scroll_into_view_if_needed()
+        spectrum_tab.click()
+        page.wait_for_function("node => node.classList.contains('lm-mod-current')",
+                               arg=spectrum_tab.element_handle(), timeout=UI_S * 1000)
+        page.get_by_text("All checkpoints").last.wait_for(state="visible", timeout=UI_S * 1000)
+        page.wait_for_function("""() => {  // the figures of a tab shown late are laid out at their size
+            const button = Array.from(document.querySelectorAll('.jupyter-widgets button'))
+                .filter(node => node.textContent.includes('All checkpoints')).pop();
+            let tab = button;
+            while (tab && !tab.querySelector('svg.svg-figure')) tab = tab.parentElement;
+            const figures = tab ? Array.from(tab.querySelectorAll('svg.svg-figure')) : [];
+            return figures.length > 0 && figures.every(svg => svg.getBoundingClientRect().width > 200);
+        }""", timeout=UI_S * 1000)
+        page.wait_for_timeout(1500)  # bqplot's relayout transition
+        _shot(page, "05-dashboard-spectrum-tab")
     except BaseException:
         with contextlib.suppress(Exception):
             _shot(page, "99-failure")
