@@ -1,7 +1,5 @@
 """LandscapeWidget: marks hold exactly what cw.loss_landscape computes; picking, toggles, plane, live fill, cancel."""
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,8 @@ from curvwidgets.training import trained as trained_module
 from curvwidgets.widgets import LandscapeWidget
 from curvwidgets.widgets._landscape_task import stem_directions
 from curvwidgets.widgets.landscape import CURVE_COLORS, cell_edges
+
+from gates import Gate
 
 STEPS, DIST, N_POINTS, CHUNK = 8, 0.5, 7, 3
 OPTIONS = dict(dist=DIST, n_points=N_POINTS, points_per_pass=CHUNK)  # same for the widget and cw.loss_landscape
@@ -261,19 +261,6 @@ def test_errors_appear_in_the_error_area(model_and_data, spectrum, settings, mes
     assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
     assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
     assert widget.result is None and np.asarray(widget.curves.y).size == 0
-
-
-class Gate(nn.Module):
-    """Identity whose forward waits for the test to open the gate (and fails, never hangs, if it stays shut)."""
-
-    def __init__(self):
-        super().__init__()
-        self.gate = threading.Event()
-
-    def forward(self, inputs):
-        if not self.gate.wait(timeout=30):
-            raise RuntimeError("the main thread was blocked")
-        return inputs
 
 
 def test_the_kernel_stays_free_while_a_landscape_runs_and_a_second_run_is_refused(model_and_data):

@@ -1,7 +1,5 @@
 """SpectrumWidget: marks hold exactly what the Spectrum says; sliders, log toggle, live growth, cancel, errors, save."""
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,8 @@ import curvwidgets as cw
 from curvwidgets.linalg.densities import default_sigma
 from curvwidgets.training import trained as trained_module
 from curvwidgets.widgets import SpectrumWidget
+
+from gates import Gate
 
 STEPS, VECTORS = 16, 2
 OPTIONS = dict(steps=STEPS, num_vectors=VECTORS, seed=1, backend="double-backward")
@@ -152,19 +152,6 @@ def test_errors_appear_in_the_error_area(model_and_data, params, message):
     assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
     assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
     assert widget.result is None and widget.stem_heads.x.size == 0
-
-
-class Gate(nn.Module):
-    """Identity whose forward waits for the test to open the gate (and fails, never hangs, if it stays shut)."""
-
-    def __init__(self):
-        super().__init__()
-        self.gate = threading.Event()
-
-    def forward(self, inputs):
-        if not self.gate.wait(timeout=30):
-            raise RuntimeError("the main thread was blocked")
-        return inputs
 
 
 def test_the_kernel_stays_free_while_a_spectrum_runs_and_a_second_run_is_refused(model_and_data):
