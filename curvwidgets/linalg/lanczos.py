@@ -26,6 +26,7 @@ step instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Optional
@@ -242,14 +243,16 @@ def _recurrence_then_pass(vector: torch.Tensor, basis: torch.Tensor, recurrence:
     Returns
     -------
     torch.Tensor, shape (3,), on ``vector``'s device
-        ``alpha_j`` (with the pass's correction), ``||w||`` before the pass and after it.
+        ``alpha_j`` (with the pass's correction), the norm of the pass's
+        coefficients (``||V c||`` up to the basis's loss of orthogonality: what
+        the pass removed, measured without another sweep over ``w``) and ``||w||``.
     """
     recent = basis[-2:]  # v_{j-1}, v_j (v_0 alone at the first step)
     torch.dot(basis[-1], vector, out=recurrence[1])
     vector.addmv_(recent.T, recurrence[2 - recent.shape[0] :], alpha=-1)
-    before = torch.linalg.vector_norm(vector)
     coefficients = _project_out(vector, basis, out)
-    return torch.stack((recurrence[1] + coefficients[-1], before, torch.linalg.vector_norm(vector)))
+    norms = torch.linalg.vector_norm(coefficients), torch.linalg.vector_norm(vector)
+    return torch.stack((recurrence[1] + coefficients[-1], *norms))
 
 
 def _second_pass(vector: torch.Tensor, basis: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -285,8 +288,11 @@ def _next_residuals(
         Whether each run made a second pass.
     """
     first = torch.stack([_recurrence_then_pass(*run) for run in zip(products, bases, recurrences, buffers)]).tolist()
-    # "not after > ..." is also true for NaN, which the second pass carries to the caller's finite check.
-    repeated = [reorthogonalisation == "twice" or not after > DGKS_ETA * before for _, before, after in first]
+    # ||w_before||^2 = ||w_after||^2 + ||c||^2 (Pythagoras); "not after > ..." is also true for NaN,
+    # which the second pass carries to the caller's finite check.
+    repeated = [
+        reorthogonalisation == "twice" or not after > DGKS_ETA * math.hypot(after, removed) for _, removed, after in first
+    ]
     values = [(diagonal, after) for diagonal, _, after in first]
     again = [row for row, repeat in enumerate(repeated) if repeat]
     if again:
