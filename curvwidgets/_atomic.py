@@ -19,6 +19,27 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _temporary_beside(target: Path) -> Path:
+    """An empty temporary file in ``target``'s folder (created with its parents), or an ``OSError`` naming ``target``.
+
+    The error keeps the class of the one raised (``PermissionError``,
+    ``NotADirectoryError``, ...) but names the file asked for, not the
+    temporary one, and the folder that could not be written.
+    """
+    existing = next(parent for parent in target.parents if parent.exists())
+    if not existing.is_dir():  # a file stands where a folder of the path should be
+        raise NotADirectoryError(f"cannot write {os.fspath(target)!r}: {os.fspath(existing)!r} is a file, not a "
+                                 "folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write {os.fspath(target)!r}: creating a file in "
+                                       f"{os.fspath(target.parent)!r} fails ({error.strerror})") from None
+    os.close(handle)
+    return Path(name)
+
+
 @contextmanager
 def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``path``.
@@ -31,10 +52,7 @@ def atomic_path(path: Union[str, os.PathLike]) -> Iterator[Path]:
     not the private ``0o600`` of a temporary file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _temporary_beside(target)
     try:
         yield temporary
         os.chmod(temporary, 0o666 & ~_UMASK)

@@ -88,6 +88,12 @@ def _unused_parameters_optimizer(folder: Path):
     return train(folder, optimizer=torch.optim.SGD(model().parameters(), lr=0.1))
 
 
+def _saving_a_spectrum(path) -> Callable[[], object]:
+    """Saving a two-step spectrum of ``diag(1, 2, 3)`` to ``path``."""
+    spectrum = cw.Spectrum.from_lanczos(cw.lanczos(torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)), 2))
+    return lambda: spectrum.save(path)
+
+
 def _zero_sample_batches() -> list:
     return [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))]
 
@@ -182,6 +188,12 @@ TRAIN_CASES: Dict[str, tuple] = {
                          r"seed must be an int in \[0, 2\*\*63\); got 'abc'"),
     "kfac kl_clip str": (lambda f, c: train(f, optimizer="KFAC", optimizer_kwargs={"kl_clip": "0.001"}), ValueError,
                          r"kl_clip must be a finite number > 0; got '0\.001'"),
+    # results files that cannot be written name the file asked for, not the temporary one beside it
+    "spectrum save under a file": (lambda f, c: _saving_a_spectrum(_written(b"keep", f / "file.txt") / "s.npz"),
+                                   NotADirectoryError,
+                                   r"cannot write '.*file\.txt/s\.npz': '.*file\.txt' is a file, not a folder"),
+    "spectrum save unwritable": (lambda f, c: _saving_a_spectrum("/proc/curvwidgets-spectrum"), FileNotFoundError,
+                                 r"cannot write '/proc/curvwidgets-spectrum\.npz': creating a file in '/proc' fails"),
 }
 
 
