@@ -12,9 +12,10 @@ import json
 import math
 import os
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -202,6 +203,35 @@ def _require(arrays: Mapping[str, np.ndarray], names: Sequence[str], kind: str, 
         raise ResultFileError(f"{os.fspath(path)!r} is a {kind} file without the arrays {missing}: truncated or damaged")
 
 
+@contextmanager
+def _contents_of(path: PathLike, kind: str) -> Iterator[None]:
+    """An error while rebuilding a result from its arrays and metadata, as a :class:`ResultFileError` naming ``path``."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError) as error:
+        raise ResultFileError(f"{os.fspath(path)!r} is a {kind} file whose contents do not fit together (damaged, "
+                              f"or written by other code): {type(error).__name__}: {error}") from None
+
+
+def _spectrum_parts(arrays: Mapping[str, np.ndarray],
+                    meta: Dict[str, Any]) -> Tuple[LanczosResult, Optional[np.ndarray]]:
+    """The Lanczos run and Ritz vectors of a spectrum file; ``ValueError`` or ``KeyError`` when its parts disagree."""
+    alpha, num_steps, vectors = arrays["alpha"], arrays["num_steps"].astype(np.int64), arrays.get("ritz_vectors")
+    runs, steps = alpha.shape if alpha.ndim == 2 else (0, 0)
+    dim = int(meta.pop("dim"))
+    expected = {"alpha": (runs, steps), "beta": (runs, steps - 1), "residual_norm": (runs,), "num_steps": (runs,),
+                **({} if vectors is None else {"ritz_vectors": (runs, steps, dim)})}
+    found = {name: arrays[name].shape for name in expected}
+    if runs == 0 or found != expected or not np.all((num_steps >= 1) & (num_steps <= steps)):
+        raise ValueError(f"the arrays of the Lanczos run disagree: shapes {found}, num_steps {num_steps.tolist()}, "
+                         f"dim {dim}")
+    orthogonality = meta.pop("orthogonality")
+    orthogonality = math.nan if orthogonality is None else float(orthogonality)
+    run = LanczosResult(alpha=alpha, beta=arrays["beta"], residual_norm=arrays["residual_norm"], num_steps=num_steps,
+                        dim=dim, orthogonality=orthogonality)
+    return run, vectors
+
+
 SPECTRUM_FORMAT, SPECTRUM_VERSION = "curvwidgets.Spectrum", 1
 #: Ritz values within this fraction of |lambda_max| of zero count as zero in ``negative_mass_beyond_zero``.
 ZERO_BAND = 1e-3
@@ -367,11 +397,8 @@ class Spectrum:
         """
         arrays, meta = _read_npz(path, SPECTRUM_FORMAT, SPECTRUM_VERSION)
         _require(arrays, ("alpha", "beta", "residual_norm", "num_steps"), SPECTRUM_FORMAT, path)
-        dim, orthogonality = int(meta.pop("dim")), meta.pop("orthogonality")
-        orthogonality = math.nan if orthogonality is None else float(orthogonality)
-        run = LanczosResult(alpha=arrays["alpha"], beta=arrays["beta"], residual_norm=arrays["residual_norm"],
-                            num_steps=arrays["num_steps"].astype(np.int64), dim=dim, orthogonality=orthogonality)
-        return cls(run, arrays.get("ritz_vectors"), meta)
+        with _contents_of(path, SPECTRUM_FORMAT):
+            return cls(*_spectrum_parts(arrays, meta), meta)
 
 
 DIAGONAL_FORMAT, DIAGONAL_VERSION = "curvwidgets.Diagonal", 1
@@ -533,6 +560,6 @@ class Landscape:
         arrays, meta = _read_npz(path, LANDSCAPE_FORMAT, LANDSCAPE_VERSION)
         _require(arrays, ("offsets", "labels", "curvatures"), LANDSCAPE_FORMAT, path)
         values = {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith("values/")}
-        kind = meta.pop("kind")
-        return cls(arrays["offsets"], tuple(str(label) for label in arrays["labels"]), arrays["curvatures"], kind,
-                   values, meta)
+        with _contents_of(path, LANDSCAPE_FORMAT):
+            return cls(arrays["offsets"], tuple(str(label) for label in arrays["labels"]), arrays["curvatures"],
+                       meta.pop("kind"), values, meta)

@@ -6,11 +6,13 @@ the file, and that nothing was written: no file under the test's folder
 changed, and the run's ``out_dir`` is absent or empty.
 """
 
+import json
 import os
 import socket
 from pathlib import Path
 from typing import Callable, Dict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -92,6 +94,24 @@ def _saving_a_spectrum(path) -> Callable[[], object]:
     """Saving a two-step spectrum of ``diag(1, 2, 3)`` to ``path``."""
     spectrum = cw.Spectrum.from_lanczos(cw.lanczos(torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)), 2))
     return lambda: spectrum.save(path)
+
+
+def _npz(path: Path, kind: str, meta: dict, **arrays) -> Path:
+    """An npz file laid out as curvwidgets writes its results: ``arrays`` and the ``meta.json`` header."""
+    header = json.dumps({"format": kind, "version": 1, "meta": meta})
+    with open(path, "wb") as handle:
+        np.savez(handle, **{"meta.json": np.array(header)}, **arrays)
+    return path
+
+
+def _lanczos_file(path: Path, meta: dict, num_steps: list) -> Path:
+    """A spectrum file of one two-step Lanczos run whose ``num_steps`` and ``meta`` are given."""
+    return _npz(path, "curvwidgets.Spectrum", meta, alpha=np.ones((1, 2)), beta=np.ones((1, 1)),
+                residual_norm=np.ones(1), num_steps=np.array(num_steps))
+
+
+def _loading(result_class, path: Path) -> Callable[[], object]:
+    return lambda: result_class.load(path)
 
 
 def _zero_sample_batches() -> list:
@@ -194,6 +214,17 @@ TRAIN_CASES: Dict[str, tuple] = {
                                    r"cannot write '.*file\.txt/s\.npz': '.*file\.txt' is a file, not a folder"),
     "spectrum save unwritable": (lambda f, c: _saving_a_spectrum("/proc/curvwidgets-spectrum"), FileNotFoundError,
                                  r"cannot write '/proc/curvwidgets-spectrum\.npz': creating a file in '/proc' fails"),
+    # results files whose parts do not fit together
+    "spectrum file without dim": (lambda f, c: _loading(cw.Spectrum, _lanczos_file(f / "s.npz", {}, num_steps=[2])),
+                                  ResultFileError, r"'.*s\.npz' is a curvwidgets\.Spectrum file whose contents do not "
+                                                   r"fit together .*KeyError: 'dim'"),
+    "spectrum file with more steps than arrays": (
+        lambda f, c: _loading(cw.Spectrum, _lanczos_file(f / "s.npz", {"dim": 4, "orthogonality": 0.0}, num_steps=[5])),
+        ResultFileError, r"'.*s\.npz' is a curvwidgets\.Spectrum file .*the arrays of the Lanczos run disagree"),
+    "landscape file without kind": (
+        lambda f, c: _loading(cw.Landscape, _npz(f / "l.npz", "curvwidgets.Landscape", {}, offsets=np.zeros(3),
+                                                 labels=np.array(["a"]), curvatures=np.zeros(1))),
+        ResultFileError, r"'.*l\.npz' is a curvwidgets\.Landscape file whose contents do not fit together .*'kind'"),
 }
 
 
