@@ -53,6 +53,26 @@ def betas(name: str, value: Any) -> Tuple[float, float]:
     return unit_interval(f"{name}[0]", value[0]), unit_interval(f"{name}[1]", value[1])
 
 
+def real_array(name: str, value: Any):
+    """``value`` as a float64 numpy array, or ``ValueError`` naming ``name`` unless it holds real numbers.
+
+    Numbers, nested sequences, numpy arrays and CPU tensors of bools, ints or
+    floats are accepted (any shape); strings, complex numbers, objects and
+    ragged nesting are not: they would otherwise be parsed, or lose their
+    imaginary part, without a word.
+    """
+    import numpy as np  # imported here: the command line checks its options without numpy
+
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError):  # ragged nesting, a CUDA tensor
+        array = None
+    if array is None or array.dtype.kind not in "biuf":
+        found = type(value).__name__ if array is None else f"{type(value).__name__} of dtype {array.dtype}"
+        raise ValueError(f"{name} must hold real numbers (a number, a sequence or an array of them); got {found}")
+    return array.astype(np.float64)
+
+
 def positive_int(name: str, value: Any) -> int:
     """``value`` as an int, or ``ValueError`` unless it is an integer >= 1 (Python or numpy; not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -10,7 +10,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ._validate import boolean, positive, positive_int, seed_value
+from ._validate import boolean, positive, positive_int, real_array, seed_value
 
 __all__ = [
     "wigner",
@@ -82,7 +82,7 @@ def with_spectrum(eigenvalues: ArrayLike, seed: int = 0) -> np.ndarray:
     -------
     ndarray, shape (P, P), P = len(eigenvalues)
     """
-    values = np.asarray(eigenvalues, dtype=float).ravel()
+    values = real_array("eigenvalues", eigenvalues).ravel()
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise ValueError("eigenvalues must be a non-empty sequence of finite numbers")
     rotation = haar_orthogonal(values.size, seed)
@@ -107,7 +107,7 @@ def section53_matrix(seed: int = 0) -> np.ndarray:
 
 def semicircle_pdf(x: ArrayLike, radius: float = 2.0) -> np.ndarray:
     """Wigner's semicircle density ``2 / (pi R^2) sqrt(R^2 - x^2)`` on ``[-R, R]`` (eq. 15 for ``R = 2``)."""
-    x, radius = np.asarray(x, dtype=float), positive("radius", radius)
+    x, radius = real_array("x", x), positive("radius", radius)
     return 2.0 / (np.pi * radius**2) * np.sqrt(np.clip(radius**2 - x**2, 0.0, None))
 
 
@@ -126,7 +126,7 @@ def marchenko_pastur_pdf(x: ArrayLike, q: float, sigma: float = 1.0) -> np.ndarr
     :func:`marchenko_pastur_atom`, is a point mass at 0.
     """
     lower, upper = _mp_edges(q, sigma)
-    q, sigma, x = float(q), float(sigma), np.asarray(x, dtype=float)
+    q, sigma, x = float(q), float(sigma), real_array("x", x)
     inside = (x > lower) & (x < upper) & (x > 0)
     safe = np.where(inside, x, 1.0)
     values = np.sqrt(np.clip((upper - safe) * (safe - lower), 0.0, None)) / (2 * np.pi * sigma**2 * q * safe)

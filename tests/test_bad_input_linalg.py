@@ -84,6 +84,9 @@ CASES = [
     pytest.param(lambda: cw.as_operator("matrix"), TypeError, r"operator must be a numpy array, .*an object with dim, dtype, device and matvec", id="operator-str"),
     pytest.param(lambda: cw.as_operator(np.ones((3, 4))), ValueError, r"operator must be a square 2-D matrix; got shape \(3, 4\)", id="operator-not-square"),
     pytest.param(lambda: cw.as_operator(lambda v: torch.cat([v, v]), dim=3), ValueError, r"symmetry probe step 1: the operator product must have shape \(3,\); got \(6,\)", id="operator-probe-shape"),
+    pytest.param(lambda: cw.lanczos(np.zeros((0, 0)), steps=2), ValueError, r"operator must be at least 1 x 1; got shape \(0, 0\)", id="operator-empty"),
+    pytest.param(lambda: cw.as_operator(scipy.sparse.csr_matrix((0, 0))), ValueError, r"operator must be at least 1 x 1", id="operator-sparse-empty"),
+    pytest.param(lambda: cw.lanczos(cw.as_operator(lambda v: v * 1j, dim=3, check_symmetric=False), steps=2), TypeError, r"the operator's products must be real .*; got dtype torch.complex128", id="operator-complex-product"),
     # solvers
     pytest.param(lambda: linalg.conjugate_gradient(EYE, np.ones(4), damping=NAN), ValueError, r"damping must be a finite number; got nan", id="cg-damping-nan"),
     pytest.param(lambda: linalg.conjugate_gradient(EYE, np.ones(4), tol=0), ValueError, r"tol must be a finite number > 0; got 0", id="cg-tol-0"),
@@ -93,12 +96,15 @@ CASES = [
     pytest.param(lambda: linalg.conjugate_gradient(EYE, np.ones(4), progress="yes"), TypeError, r"progress must be None or a callable", id="cg-progress"),
     pytest.param(lambda: linalg.lanczos_solve(EYE, np.ones(4), steps=0), ValueError, r"steps must be an int >= 1", id="lanczos-solve-steps"),
     pytest.param(lambda: linalg.lanczos_solve(EYE, np.ones(4), steps=2, damping=np.inf), ValueError, r"damping must be a finite number; got inf", id="lanczos-solve-damping"),
+    pytest.param(lambda: linalg.conjugate_gradient(EYE, torch.ones(4, dtype=torch.complex128)), TypeError, r"rhs must be real; got dtype torch.complex128", id="cg-rhs-complex"),
+    pytest.param(lambda: linalg.lanczos_solve(np.diag([1.0, 2.0]), np.ones(2), steps=2, damping=-1.0), ValueError, r"damping=-1.0 makes T \+ damping I singular: the Ritz value 1 of the operator is -damping", id="lanczos-solve-singular"),
     # densities
     pytest.param(lambda: cw.stem_density([1, 2, 3]), TypeError, r"result must be a LanczosResult or a pair \(nodes, weights\) of 1-D arrays; got list of length 3", id="stem-list-of-3"),
     pytest.param(lambda: cw.stem_density([1.0, 2.0]), ValueError, r"result nodes must be a non-empty 1-D array of finite numbers; got shape \(\)", id="stem-pair-of-scalars"),
     pytest.param(lambda: cw.stem_density(([0.0, 1.0], [1.0])), ValueError, r"result nodes and weights must have the same length; got 2 and 1", id="stem-lengths"),
     pytest.param(lambda: cw.stem_density(([0.0, NAN], [0.5, 0.5])), ValueError, r"result nodes must be a non-empty 1-D array of finite numbers", id="stem-nan-node"),
     pytest.param(lambda: cw.stem_density(([0.0, 1.0], [1.5, -0.5])), ValueError, r"result weights must be >= 0 with a positive sum", id="stem-negative-weight"),
+    pytest.param(lambda: cw.stem_density(([1.0 + 1.0j], [1.0])), ValueError, r"result nodes must hold real numbers .*; got list of dtype complex128", id="stem-complex-node"),
     pytest.param(lambda: cw.smooth_density(STEM, sigma=np.inf), ValueError, r"sigma must be a finite number > 0; got inf", id="smooth-sigma-inf"),
     pytest.param(lambda: cw.smooth_density(STEM, num_points=0), ValueError, r"num_points must be an int >= 1; got 0", id="smooth-num-points"),
     pytest.param(lambda: cw.smooth_density(STEM, grid=[0.0, NAN]), ValueError, r"grid must be a non-empty 1-D array of finite numbers", id="smooth-grid-nan"),
@@ -134,6 +140,9 @@ CASES = [
     pytest.param(lambda: synthetic.semicircle_pdf(0.0, radius=0), ValueError, r"radius must be a finite number > 0; got 0", id="semicircle-radius"),
     pytest.param(lambda: synthetic.haar_orthogonal(3, seed=None), ValueError, r"seed must be an int in \[0, 2\*\*63\); got None", id="haar-seed-none"),
     pytest.param(lambda: synthetic.with_spectrum([1.0, NAN]), ValueError, r"eigenvalues must be a non-empty sequence of finite numbers", id="with-spectrum-nan"),
+    pytest.param(lambda: synthetic.with_spectrum("abc"), ValueError, r"eigenvalues must hold real numbers .*; got str", id="with-spectrum-str"),
+    pytest.param(lambda: synthetic.semicircle_pdf("0.5"), ValueError, r"x must hold real numbers .*; got str", id="semicircle-x-str"),
+    pytest.param(lambda: synthetic.marchenko_pastur_pdf(np.ones(2) * 1j, q=0.5), ValueError, r"x must hold real numbers .*; got ndarray of dtype complex128", id="mp-pdf-x-complex"),
     pytest.param(lambda: synthetic.section53_eigenvalues(seed=-1), ValueError, r"seed must be an int in \[0, 2\*\*63\); got -1", id="section53-seed"),
 ]
 
@@ -181,3 +190,11 @@ def test_good_protocol_objects_are_accepted():
     result = cw.lanczos(Counting(), steps=2, progress=progress_events.append, cancel=threading.Event(), seed=np.int64(3))
     assert [event.step for event in progress_events] == [1, 2]
     assert result.num_steps[0] == 2
+
+
+def test_truncate_takes_a_numpy_int():
+    result = cw.lanczos(np.diag([1.0, 2.0, 3.0, 4.0]), steps=3)
+    shorter, reference = result.truncate(np.int64(2)), result.truncate(2)
+    assert shorter.steps == 2
+    for name in ("alpha", "beta", "residual_norm", "num_steps"):
+        np.testing.assert_array_equal(getattr(shorter, name), getattr(reference, name))

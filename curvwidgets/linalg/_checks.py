@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import torch
 
-from .._validate import choice, positive_int, seed_value
+from .._validate import choice, positive_int, real_array, seed_value
 
 if TYPE_CHECKING:  # operators.py imports this module for its products' checks
     from .operators import LinearOperator
@@ -22,10 +22,7 @@ def check_steps(steps: Any) -> int:
 
 def finite_vector(name: str, values: Any) -> np.ndarray:
     """``values`` as a non-empty finite 1-D float array, else ``ValueError`` naming ``name``."""
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers; got {type(values).__name__}") from error
+    array = real_array(name, values)
     if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be a non-empty 1-D array of finite numbers; got shape {array.shape}")
     return array

@@ -27,6 +27,7 @@ step instead.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Optional
@@ -178,8 +179,9 @@ class LanczosResult:
         Equal (to rounding) to a fresh ``k``-step run from the same start
         vectors. ``orthogonality`` is kept: it bounds that of the shorter basis.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.steps:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.steps:
             raise ValueError(f"k must be an int in [1, {self.steps}]; got {k!r}")
+        k = int(k)
         residual = self.residual_norm.copy()
         if k < self.steps:
             longer = self.num_steps > k

@@ -219,8 +219,14 @@ class DenseOperator(LinearOperator):
 
 
 def _as_product(product: Any, op: LinearOperator) -> torch.Tensor:
-    """A product returned by a user's code (tensor, array, list) as a tensor on ``op``'s device and dtype."""
-    return torch.as_tensor(product).to(device=op.device, dtype=op.dtype)
+    """A product returned by a user's code (tensor, array, list) as a tensor on ``op``'s device and dtype.
+
+    A complex product is a ``TypeError``: casting it would drop its imaginary part without a word.
+    """
+    tensor = torch.as_tensor(product)
+    if tensor.is_complex():
+        raise TypeError(f"the operator's products must be real (a symmetric real operator); got dtype {tensor.dtype}")
+    return tensor.to(device=op.device, dtype=op.dtype)
 
 
 class CallableOperator(LinearOperator):
@@ -308,6 +314,7 @@ def _wrap(operator: Any, dim: Optional[int], dtype: Optional[DTypeLike], device:
     if isinstance(operator, sla.LinearOperator) or scipy.sparse.issparse(operator):
         if len(operator.shape) != 2 or operator.shape[0] != operator.shape[1]:
             raise ValueError(f"operator must be square; got shape {operator.shape}")
+        _require_nonempty(operator.shape)
         target = dtype if dtype is not None else operator.dtype
         return ScipyOperator(operator, resolve_dtype(target, "dtype" if dtype is not None else "operator dtype"))
     if hasattr(operator, "matvec"):
@@ -329,11 +336,18 @@ def _wrap(operator: Any, dim: Optional[int], dtype: Optional[DTypeLike], device:
     )
 
 
+def _require_nonempty(shape: tuple) -> None:
+    """``ValueError`` for a ``0 x 0`` operator: it has no spectrum to estimate."""
+    if shape[0] == 0:
+        raise ValueError(f"operator must be at least 1 x 1; got shape {tuple(shape)}")
+
+
 def _dense(operator: Union[np.ndarray, torch.Tensor], dtype: Optional[DTypeLike], device: Optional[DeviceLike]) -> DenseOperator:
     """A dense ``(P, P)`` array or tensor, cast to ``dtype`` and moved to ``device`` when given."""
     matrix = torch.as_tensor(operator)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"operator must be a square 2-D matrix; got shape {tuple(matrix.shape)}")
+    _require_nonempty(tuple(matrix.shape))
     target = resolve_dtype(dtype if dtype is not None else matrix.dtype, "operator dtype" if dtype is None else "dtype")
     return DenseOperator(matrix.to(device=resolve_device(device) if device is not None else matrix.device, dtype=target))
 

@@ -48,8 +48,14 @@ class SolveResult:
 
 
 def _rhs(op: LinearOperator, rhs: Any) -> torch.Tensor:
-    """``rhs`` as a finite vector of shape ``(op.dim,)`` on ``op``'s device and dtype, else ``ValueError``."""
-    vector = torch.as_tensor(rhs).to(device=op.device, dtype=op.dtype)
+    """``rhs`` as a finite vector of shape ``(op.dim,)`` on ``op``'s device and dtype, else ``ValueError``.
+
+    A complex ``rhs`` is a ``TypeError`` (the solvers work in real arithmetic).
+    """
+    vector = torch.as_tensor(rhs)
+    if vector.is_complex():
+        raise TypeError(f"rhs must be real; got dtype {vector.dtype}")
+    vector = vector.to(device=op.device, dtype=op.dtype)
     if vector.shape != (op.dim,):
         raise ValueError(f"rhs must have shape ({op.dim},); got {tuple(vector.shape)}")
     if not bool(torch.isfinite(vector).all()):
@@ -147,6 +153,7 @@ def lanczos_solve(
     b = _rhs(op, rhs)
     run = lanczos(op, steps=steps, start=b, store_vectors=True, check_symmetric=False)
     count = int(run.num_steps[0])
+    _require_invertible(run.nodes(0), damping, torch.finfo(op.dtype).eps)
     tridiagonal = np.diag(run.alpha[0, :count] + damping)
     tridiagonal += np.diag(run.beta[0, : count - 1], 1) + np.diag(run.beta[0, : count - 1], -1)
     unit = np.zeros(count)
@@ -156,3 +163,17 @@ def lanczos_solve(
     residual = b - (apply_operator(op, solution[None], count + 1, "lanczos_solve")[0] + damping * solution)
     norms = np.array([torch.linalg.vector_norm(b).item(), torch.linalg.vector_norm(residual).item()])
     return SolveResult(solution, norms, bool(norms[1] <= tol * norms[0]), count + 1)
+
+
+def _require_invertible(ritz_values: np.ndarray, damping: float, eps: float) -> None:
+    """``ValueError`` when ``T + damping I`` is singular to working precision (``eps`` of the operator's dtype).
+
+    That is when ``-damping`` is one of ``T``'s eigenvalues, the Ritz values
+    ``ritz_values`` (shape ``(m,)``), within ``m eps`` of their scale.
+    """
+    shifted = np.abs(ritz_values + damping)
+    scale = np.abs(ritz_values).max() + abs(damping)
+    if shifted.min() <= ritz_values.size * eps * scale:
+        theta = ritz_values[np.argmin(shifted)]
+        raise ValueError(f"damping={damping} makes T + damping I singular: the Ritz value {theta:.6g} of the operator "
+                         "is -damping (an eigenvalue of the operator to working precision); choose another damping")
