@@ -760,7 +760,7 @@ def bench_reorth(args: argparse.Namespace, device: torch.device, storage: torch.
         two_rounds: List[List[float]] = []
         fused_rounds: List[List[float]] = []
         for round_ in range(R):
-            log(f"[reorth] {name}: round {round_ + 1}/{R}: matvec, one-pass sweep k=1..{m}, _reorthogonalise sweep, {len(runs)} Lanczos runs")
+            log(f"[reorth] {name}: round {round_ + 1}/{R}: matvec, one-pass sweep k=1..{m}, two-pass sweep, {len(runs)} Lanczos runs")
             product_times += [clock.time(lambda: op.matvec(probe)) for _ in range(5)]
             checked_times += [clock.time(lambda: CHECKS_MODULE.apply_operator(op, probe[None], 1, "bench")) for _ in range(5)]
             if storage != device:
