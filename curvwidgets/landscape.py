@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validate import boolean, check_cancel, check_progress, choice, device_value, positive, positive_int, seed_value
+from .curvature.data import naming_data
 from .curvature.output_hessian import counted_weight, reduction_of
 from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
@@ -277,7 +278,7 @@ def loss_landscape(
             points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
             chunk_began = time.perf_counter()
             try:
-                columns = {split: evaluator.evaluate(points, batches) for split, batches in splits.items()}
+                columns = {split: evaluator.evaluate(points, split, batches) for split, batches in splits.items()}
             except (RuntimeError, NotImplementedError):
                 if not planner.trying_together(chunk):
                     raise
@@ -309,6 +310,8 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
                                 f"{type(direction).__name__}")
             direction = Direction(torch.as_tensor(direction), f"vector {number}")
         vector = direction.vector.reshape(-1)
+        if vector.is_complex():
+            raise TypeError(f"direction {direction.label!r} must be real; got dtype {vector.dtype}")
         if vector.numel() != dim:
             raise ValueError(f"direction {direction.label!r} has {vector.numel()} entries but the model's selected "
                              f"parameters have {dim}: a vector of another model or parameter selection?")
@@ -340,6 +343,7 @@ class _Evaluator:
                  train_batches: Optional[Iterable]):
         self.model, self.layout, self.loss_fn, self.device, self.bn = model, layout, loss_fn, device, bn
         self.train_batches = train_batches
+        self.checked_splits: set = set()  # splits whose first batch has been run
         named = dict(model.named_parameters())
         self.dtype = named[layout.names[0]].dtype
         self.base = [named[name].detach().to(device) for name in layout.names]
@@ -372,18 +376,19 @@ class _Evaluator:
         return tuple(base + delta for base, delta in zip(self.base, self.layout.unflatten(points.T)))
 
     @torch.no_grad()
-    def evaluate(self, points: torch.Tensor, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
-        """Mean loss and accuracy over ``batches`` at each of the ``k`` points, two arrays of shape ``(k,)``."""
+    def evaluate(self, points: torch.Tensor, split: str, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
+        """Mean loss and accuracy over ``split``'s ``batches`` at each of the ``k`` points: two arrays, shape ``(k,)``."""
         weights = self._weights(points)
         if self.bn == "recompute":
             buffers = self._recomputed_buffers(tuple(w[0] for w in weights))
             return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
-                                 batches, 1)
+                                 split, batches, 1)
         if len(points) == 1:
-            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs)[None], batches, 1)
-        return self._sums_of(lambda inputs: self.batched(weights, inputs), batches, len(points))
+            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs)[None], split,
+                                 batches, 1)
+        return self._sums_of(lambda inputs: self.batched(weights, inputs), split, batches, len(points))
 
-    def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+    def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], split: str, batches: Iterable,
                  k: int) -> Tuple[np.ndarray, np.ndarray]:
         # loss * W, W (what the loss counts: see counted_weight), correct and counted samples
         sums = torch.zeros(4, k, dtype=torch.float64, device=self.device)
@@ -391,19 +396,43 @@ class _Evaluator:
             inputs = inputs.to(self.device, non_blocking=True)
             inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
             targets = targets.to(self.device, non_blocking=True)
-            outputs = outputs_of(inputs)  # (k, b, classes)
-            weight = counted_weight(self.loss_fn, targets)
-            if weight > 0:  # a batch whose targets are all ignored has no mean loss
-                losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
-                sums[0] += losses if self.sum_reduced else losses * weight
-                sums[1] += weight
+            with self._first_batch_of(split, k, inputs, targets):
+                outputs = outputs_of(inputs)  # (k, b, classes)
+                weight = counted_weight(self.loss_fn, targets)
+                if weight > 0:  # a batch whose targets are all ignored has no mean loss
+                    losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
+                    sums[0] += losses if self.sum_reduced else losses * weight
+                    sums[1] += weight
             counted = self._counted(targets)
-            sums[2] += ((outputs.argmax(dim=-1) == targets) & counted).sum(dim=-1).double()
+            sums[2] += self._correct(outputs, targets, counted)
             sums[3] += counted.sum()
         if not bool(sums[3, 0] > 0):
-            raise ValueError("landscape: the data yielded no samples the loss counts")
+            raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no samples, "
+                             "or every target is the loss's ignore_index)")
         loss, correct = (sums[[0, 2]] / sums[[1, 3]]).cpu().numpy()
         return loss, correct
+
+    def _first_batch_of(self, split: str, k: int, inputs: torch.Tensor, targets: torch.Tensor):
+        """Around the first batch of ``split`` at one point: errors of the model or loss on it name ``data``.
+
+        Several points at once (``k > 1``) go through ``vmap``, whose errors
+        the pass planner handles; the first pass is always of one point.
+        """
+        if k > 1 or split in self.checked_splits:
+            return contextlib.nullcontext()
+        self.checked_splits.add(split)
+        return naming_data(inputs, targets)
+
+    @staticmethod
+    def _correct(outputs: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+        """Counted samples whose top output is their target, per point, shape ``(k,)``.
+
+        NaN when the targets are not class indices of the outputs (a regression
+        loss such as MSE): accuracy is not defined there.
+        """
+        if targets.is_floating_point() or outputs.shape[1:-1] != targets.shape:
+            return torch.full(outputs.shape[:1], math.nan, dtype=torch.float64, device=outputs.device)
+        return ((outputs.argmax(dim=-1) == targets) & counted).sum(dim=-1).double()
 
     def _counted(self, targets: torch.Tensor) -> torch.Tensor:
         """Which samples count: those whose target is not the loss's ``ignore_index`` (all, for other losses)."""

@@ -6,6 +6,7 @@ or a pass over the data, so it fails with the clear message, never deep inside.
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ LOSS = nn.CrossEntropyLoss()
 MODEL = mlp()
 BATCHES = classification_data(MODEL)[0]  # 24 samples in 4 batches
 DIM = sum(p.numel() for p in MODEL.parameters())
+WIDER = [(torch.ones(4, 7, dtype=torch.float64), torch.zeros(4, dtype=torch.int64))]  # inputs the model cannot take
 DATASET = DataSet(name="toy", train=None, test=None, num_classes=3, input_shape=(5,), mean=(0.0,), std=(1.0,),
                   classes=("a", "b", "c"))
 
@@ -149,6 +151,27 @@ FUNCTION_CASES = [
     pytest.param(landscape(meta=["a"]), TypeError, r"meta must be None or a mapping", id="loss_landscape-meta"),
     pytest.param(landscape(device="gpu7"), ValueError, r"device must name a device", id="loss_landscape-device"),
     pytest.param(landscape(dist=0), ValueError, r"dist must be a finite number > 0", id="loss_landscape-dist"),
+    pytest.param(landscape(directions=[torch.ones(DIM, dtype=torch.complex128)]), TypeError,
+                 r"direction 'vector 1' must be real; got dtype torch.complex128",
+                 id="loss_landscape-complex-direction"),
+    pytest.param(lambda: loss_landscape(MODEL, WIDER, [torch.ones(DIM)], n_points=3), ValueError,
+                 r"data: the model or loss_fn failed on a batch of inputs of shape \(4, 7\) \(torch.float64\) .*"
+                 r"RuntimeError: mat1 and mat2", id="loss_landscape-inputs-of-another-width"),
+    pytest.param(lambda: loss_landscape(MODEL, (BATCHES, WIDER), [torch.ones(DIM)], n_points=3), ValueError,
+                 r"data: the model or loss_fn failed on a batch of inputs of shape \(4, 7\)",
+                 id="loss_landscape-test-inputs-of-another-width"),
+    pytest.param(lambda: loss_landscape(MODEL, [(BATCHES[0][0], torch.full_like(BATCHES[0][1], 7))], [torch.ones(DIM)],
+                                        n_points=3), ValueError,
+                 r"data: the model or loss_fn failed on a batch .*IndexError: Target 7 is out of bounds",
+                 id="loss_landscape-target-out-of-range"),
+    pytest.param(lambda: loss_landscape(MODEL, (BATCHES, []), [torch.ones(DIM)], n_points=3), ValueError,
+                 r"data: the test batches hold no samples the loss counts", id="loss_landscape-empty-test-split"),
+    pytest.param(lambda: cw.Hessian(MODEL, LOSS, [(BATCHES[0][0][:4], BATCHES[0][1][:6])]), ValueError,
+                 r"data must yield inputs and targets with as many samples .*inputs of shape \(4, 5\) and targets of "
+                 r"shape \(6,\)", id="Hessian-more-targets-than-inputs"),
+    pytest.param(lambda: cw.GGN(MODEL, LOSS, BATCHES[:1] + WIDER) @ torch.ones(DIM, dtype=torch.float64), ValueError,
+                 r"data must yield inputs of one shape per sample; batch 1 has \(7,\), batch 0 has \(5,\)",
+                 id="GGN-second-batch-of-another-width"),
 ]
 
 
@@ -166,3 +189,18 @@ def test_a_loss_that_counts_no_target_is_an_error():
         op @ torch.ones(DIM, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"loss_fn counts no target of data"):
         cw.loss_stats(MODEL, nn.CrossEntropyLoss(ignore_index=-1), batches, curvature=[])
+
+
+def test_a_regression_landscape_is_the_mean_squared_error_without_an_accuracy():
+    """MSE of a linear model along a coordinate, in closed form; accuracy is not defined for such targets (NaN)."""
+    model = nn.Linear(3, 1, bias=False).double()
+    generator = torch.Generator().manual_seed(4)
+    inputs = torch.randn(10, 3, generator=generator, dtype=torch.float64)
+    targets = torch.randn(10, 1, generator=generator, dtype=torch.float64)
+    direction = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    result = loss_landscape(model, [(inputs[:4], targets[:4]), (inputs[4:], targets[4:])], [direction], dist=0.5,
+                            n_points=3, loss_fn=nn.MSELoss())
+    weight = model.weight.detach()[0]
+    expected = [((inputs @ (weight + t * direction) - targets[:, 0]) ** 2).mean().item() for t in (-0.5, 0.0, 0.5)]
+    np.testing.assert_allclose(result["train_loss"][0], expected, rtol=1e-13)
+    assert np.isnan(result["train_accuracy"]).all() and result.done.all()

@@ -208,6 +208,21 @@ TRAIN_CASES: Dict[str, tuple] = {
                          r"seed must be an int in \[0, 2\*\*63\); got 'abc'"),
     "kfac kl_clip str": (lambda f, c: train(f, optimizer="KFAC", optimizer_kwargs={"kl_clip": "0.001"}), ValueError,
                          r"kl_clip must be a finite number > 0; got '0\.001'"),
+    "device not a device": (lambda f, c: train(f, device="gpu"), ValueError,
+                            r"device must name a device such as 'cpu', 'cuda' or 'cuda:1'; got 'gpu'"),
+    "device absent": (lambda f, c: train(f, device="cuda:99"), ValueError,
+                      r"device 'cuda:99': (CUDA is not available on this machine|this machine has \d+ CUDA device)"),
+    "out_dir empty": (lambda f, c: train(f, out_dir=""), ValueError, r"out_dir must name a folder; got ''"),
+    "data targets out of range": (
+        lambda f, c: train(f, data=([(torch.randn(8, 4), torch.full((8,), 5))], batches())), ValueError,
+        r"data: the model or loss_fn failed on a batch of inputs of shape \(8, 4\) .*IndexError: Target 5 is out of"),
+    "data inputs of another width": (
+        lambda f, c: train(f, data=([(torch.randn(8, 6), torch.zeros(8).long())], batches())), ValueError,
+        r"data: the model or loss_fn failed on a batch of inputs of shape \(8, 6\) \(torch\.float32\) and targets "
+        r"of shape \(8,\).*mat1 and mat2"),
+    "data test inputs of another width": (
+        lambda f, c: train(f, data=(batches(), [(torch.randn(8, 6), torch.zeros(8).long())])), ValueError,
+        r"data: the model or loss_fn failed on a batch of inputs of shape \(8, 6\)"),
     # results files that cannot be written name the file asked for, not the temporary one beside it
     "spectrum save under a file": (lambda f, c: _saving_a_spectrum(_written(b"keep", f / "file.txt") / "s.npz"),
                                    NotADirectoryError,

@@ -14,6 +14,7 @@ batch statistics), as a multiset otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
@@ -22,7 +23,7 @@ import torch.distributed as dist
 
 from .._validate import positive_int
 
-__all__ = ["DataSource", "world", "all_reduce_sum"]
+__all__ = ["DataSource", "world", "all_reduce_sum", "naming_data"]
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 FINGERPRINT_RTOL = 1e-9  # fingerprints are sums of non-negative float64 terms: rounding stays far below this
@@ -43,13 +44,37 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _split(batch: Any) -> Batch:
+    """A batch as ``(inputs, targets)``: two tensors with as many samples (their first axis)."""
     try:
         inputs, targets = batch
     except (TypeError, ValueError):
         raise TypeError(f"data must yield (inputs, targets) pairs; got a {type(batch).__name__}") from None
     if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError(f"data must yield pairs of tensors; got ({type(inputs).__name__}, {type(targets).__name__})")
+    if inputs.ndim == 0 or targets.ndim == 0 or len(inputs) != len(targets):
+        raise ValueError(f"data must yield inputs and targets with as many samples (the first axis); got inputs of "
+                         f"shape {tuple(inputs.shape)} and targets of shape {tuple(targets.shape)}")
     return inputs, targets
+
+
+@contextlib.contextmanager
+def naming_data(inputs: torch.Tensor, targets: torch.Tensor) -> Iterator[None]:
+    """Run a model and loss on one batch; an error they raise on it becomes a ``ValueError`` naming ``data``.
+
+    Inputs of another shape than the model takes, or targets outside the
+    loss's classes, raise a ``RuntimeError`` or ``IndexError`` from deep inside
+    torch; the ``ValueError`` says which batch (its shapes and dtypes) and
+    keeps torch's message, chained. Running out of CUDA memory is not about
+    the data and propagates unchanged.
+    """
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, IndexError) as error:
+        raise ValueError(f"data: the model or loss_fn failed on a batch of inputs of shape {tuple(inputs.shape)} "
+                         f"({inputs.dtype}) and targets of shape {tuple(targets.shape)} ({targets.dtype}): "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def _sample_signatures(tensor: torch.Tensor) -> torch.Tensor:
@@ -143,8 +168,10 @@ class DataSource:
         rank, size = world()
         offset = 0
         prints: List[torch.Tensor] = []
+        sample_shape = None
         for index, batch in enumerate(self.data):
             inputs, targets = _split(batch)
+            sample_shape = _same_sample_shape(sample_shape, inputs, index)
             prints.append(_fingerprint(inputs, targets))
             count = len(inputs)
             rows = None
@@ -194,6 +221,14 @@ class DataSource:
             "data must yield the same samples on every pass, but this pass differed from the first: random "
             "augmentation? A curvature operator needs fixed data (a DataSet's evaluation_loader('train'))"
         )
+
+
+def _same_sample_shape(first: Optional[torch.Size], inputs: torch.Tensor, index: int) -> torch.Size:
+    """The shape of one input sample, ``inputs.shape[1:]``; ``ValueError`` when it is not ``first`` (batch 0's)."""
+    if first is not None and inputs.shape[1:] != first:
+        raise ValueError(f"data must yield inputs of one shape per sample; batch {index} has "
+                         f"{tuple(inputs.shape[1:])}, batch 0 has {tuple(first)}")
+    return inputs.shape[1:]
 
 
 def _moved(tensor: torch.Tensor, device: torch.device, dtype: Optional[torch.dtype]) -> torch.Tensor:

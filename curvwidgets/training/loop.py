@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .._validate import boolean, non_negative, positive, positive_int, seed_value
+from .._validate import boolean, device_value, non_negative, positive, positive_int, seed_value
 from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, check_protocol, report
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
 from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save_checkpoint
-from ..curvature.data import all_reduce_sum
+from ..curvature.data import all_reduce_sum, naming_data
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 
 __all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged"]
@@ -403,7 +403,7 @@ def _differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> str:
 def _device_of(model: Union[str, nn.Module], device) -> torch.device:
     """``device``, else the module's device, else (a named model) this process's default device."""
     if device is not None:
-        return torch.device(device)
+        return device_value("device", device)
     if isinstance(model, nn.Module):
         return next((p.device for p in model.parameters()), torch.device("cpu"))
     return default_device()
@@ -478,6 +478,8 @@ def _writable_folder(out_dir: Any) -> Optional[Path]:
         return None
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"out_dir must be a path (str or os.PathLike); got {type(out_dir).__name__}")
+    if not os.fspath(out_dir):
+        raise ValueError("out_dir must name a folder; got '' (pass '.' for the current folder, None for no files)")
     folder = Path(out_dir).expanduser()
     existing = next(path for path in (folder, *folder.parents) if path.exists())
     if not existing.is_dir():
@@ -543,12 +545,12 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
     correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = torch.zeros((), dtype=torch.float64, device=device)
     wants_batch = isinstance(optimizer, optim.CurvatureOptimizer)
-    for inputs, targets in batches:
+    for number, (inputs, targets) in enumerate(batches):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None, 0, "train")
         inputs, targets = _to(inputs, targets, device, channels_last)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, amp):
+        with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
             outputs = network(inputs)
             loss = loss_fn(outputs, targets)
         if wants_batch and not bool(torch.isfinite(loss)):
@@ -630,9 +632,9 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1, top-5, n
-    for inputs, targets in batches:
+    for number, (inputs, targets) in enumerate(batches):
         inputs, targets = _to(inputs, targets, device, channels_last)
-        with _autocast(device, amp):
+        with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
             outputs = model(inputs)
             loss = loss_fn(outputs, targets)
         top = outputs.topk(min(5, outputs.shape[1]), dim=1).indices
@@ -669,6 +671,16 @@ class _SWA:
         torch.optim.swa_utils.update_bn(train_batches, self.averaged.module, device=device)  # takes batch[0]
         average_buffers(self.averaged.module)
         model.load_state_dict(self.averaged.module.state_dict())
+
+
+def _first_batch_names_data(number: int, inputs: torch.Tensor, targets: torch.Tensor):
+    """For the first batch of a pass (``number == 0``), errors of the model or loss on it name ``data``.
+
+    A model or loss that cannot take the data fails on the first batch: its
+    error becomes a ``ValueError`` with the batch's shapes
+    (:func:`~curvwidgets.curvature.data.naming_data`). Later batches run bare.
+    """
+    return naming_data(inputs, targets) if number == 0 else contextlib.nullcontext()
 
 
 def _to(inputs: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool):
