@@ -225,7 +225,19 @@ def loss_landscape(
     -------
     Landscape
         ``kind="line"`` with metrics of shape ``(len(directions), n_points)``,
-        or ``kind="plane"`` with ``(n_points, n_points)``.
+        or ``kind="plane"`` with ``(n_points, n_points)``. The accuracy is NaN
+        where the targets are not class indices of the outputs (a regression
+        loss such as MSE).
+
+    Raises
+    ------
+    ValueError
+        A bad argument, named in the message; data that the model or
+        ``loss_fn`` cannot take (the first batch's shapes are named), or a
+        split without a sample the loss counts.
+    TypeError
+        ``directions``, ``data``, ``loss_fn``, ``meta`` or the progress
+        protocol of the wrong kind.
     """
     dist = positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
