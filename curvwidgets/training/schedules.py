@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
-from .._validate import non_negative_int, positive_int
+from .._validate import finite, non_negative_int, positive_int, unit_interval
 
 __all__ = ["Schedule", "create", "names"]
 
@@ -112,14 +112,21 @@ def create(name: str, epochs: int, **options) -> Schedule:
     unknown = set(options) - set(_OPTIONS[key])
     if unknown:
         raise ValueError(f"schedule {key!r} takes options {_OPTIONS[key]}; got unknown {sorted(unknown)}")
-    ratio = options.get("final_ratio", 0.0)
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"final_ratio must lie in [0, 1]; got {ratio!r}")
+    if "final_ratio" in options:
+        options["final_ratio"] = unit_interval("final_ratio", options["final_ratio"], closed_right=True)
     if "milestones" in options:
-        milestones = tuple(float(m) for m in options["milestones"])
-        if any(not 0.0 < m <= 1.0 for m in milestones):
-            raise ValueError(f"milestones must be fractions of the epochs in (0, 1]; got {options['milestones']!r}")
-        options["milestones"] = milestones
-    if "gamma" in options and not 0.0 < options["gamma"] <= 1.0:
-        raise ValueError(f"gamma must lie in (0, 1]; got {options['gamma']!r}")
+        if not isinstance(options["milestones"], (list, tuple)):
+            raise ValueError(f"milestones must be a list of fractions of the epochs in (0, 1]; "
+                             f"got {options['milestones']!r}")
+        options["milestones"] = tuple(_fraction(f"milestones[{index}]", milestone)
+                                      for index, milestone in enumerate(options["milestones"]))
+    if "gamma" in options:
+        options["gamma"] = _fraction("gamma", options["gamma"])
     return Schedule(key, epochs, dict(options))
+
+
+def _fraction(name: str, value: object) -> float:
+    """``value`` as a float in ``(0, 1]``, or ``ValueError`` naming ``name``."""
+    if not 0.0 < finite(name, value) <= 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1]; got {value!r}")
+    return float(value)
