@@ -57,6 +57,12 @@ def checkpoint(tmp_path_factory) -> bytes:
     return (folder / "checkpoint-00001.pt").read_bytes()
 
 
+#: Checkpoints edited into files that are not ours: each function changes the loaded dict in place.
+EDITS = {"lacking entries": lambda state: (state.pop("config"), state.pop("optimizer")),
+         "an epoch of text": lambda state: state.update(epoch="1"),
+         "a history that is a list": lambda state: state.update(history=[1, 2])}
+
+
 def damaged(kind: str, good: bytes, path: Path) -> Path:
     """Write a file at ``path`` that is not a readable curvwidgets checkpoint; ``kind`` says how."""
     if kind == "truncated":
@@ -70,9 +76,9 @@ def damaged(kind: str, good: bytes, path: Path) -> Path:
         torch.save(model().state_dict(), path)
     elif kind == "a pickled module":
         torch.save(model(), path)
-    elif kind == "lacking entries":
+    elif kind in EDITS:
         state = torch.load(_written(good, path), weights_only=True)
-        del state["config"], state["optimizer"]
+        EDITS[kind](state)
         torch.save(state, path)
     return path
 
@@ -82,7 +88,7 @@ def _written(content: bytes, path: Path) -> Path:
     return path
 
 
-DAMAGE = ("truncated", "empty", "random bytes", "a state_dict", "a pickled module", "lacking entries")
+DAMAGE = ("truncated", "empty", "random bytes", "a state_dict", "a pickled module", *EDITS)
 UNREADABLE = "is not a readable curvwidgets checkpoint"
 
 

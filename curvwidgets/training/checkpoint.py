@@ -35,6 +35,16 @@ CHECKPOINT_ENTRIES = ("epoch", "model", "optimizer", "schedule", "rng", "swa", "
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
 
 
+def _is_state(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+#: What each entry must be for the readers of a checkpoint: the epoch an int >= 0, the rest dicts (``swa`` or None).
+_ENTRY_KINDS = {"epoch": lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                "model": _is_state, "optimizer": _is_state, "schedule": _is_state, "rng": _is_state,
+                "swa": lambda value: value is None or _is_state(value), "history": _is_state, "config": _is_state}
+
+
 def checkpoint_name(epoch: int) -> str:
     """``checkpoint-00010.pt`` for 10 finished epochs."""
     return f"checkpoint-{epoch:05d}.pt"
@@ -72,8 +82,9 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torc
     CheckpointError
         The file is not a readable curvwidgets checkpoint: empty, truncated,
         random bytes, a torch file of something else (a bare ``state_dict``,
-        pickled objects), one without an entry that checkpoints have, or one
-        of a newer format version. The message names the file.
+        pickled objects), one without an entry that checkpoints have or with
+        one of another kind (an epoch that is not an int, state that is not
+        a dict), or one of a newer format version. The message names the file.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -94,6 +105,10 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torc
     missing = [key for key in CHECKPOINT_ENTRIES if key not in state]
     if missing:
         raise CheckpointError(f"{unreadable}: it lacks the entries {missing} (damaged, or written by other code)")
+    misshapen = [key for key in CHECKPOINT_ENTRIES if not _ENTRY_KINDS[key](state[key])]
+    if misshapen:
+        raise CheckpointError(f"{unreadable}: its entries {misshapen} are not what checkpoints hold (an epoch count "
+                              "and dicts of state; damaged, or written by other code)")
     state["path"] = os.fspath(path)
     return state
 
