@@ -120,6 +120,12 @@ def _loading(result_class, path: Path) -> Callable[[], object]:
     return lambda: result_class.load(path)
 
 
+def _loading_trained(folder: Path, checkpoint: bytes, **options) -> Callable[[], object]:
+    """``cw.load_trained`` of ``checkpoint`` written into ``folder / "inputs"``, with ``options``."""
+    path = _written(checkpoint, folder / "inputs" / "checkpoint-00001.pt")
+    return lambda: cw.load_trained(path, **{"device": "cpu", "data": False, "model": model(), **options})
+
+
 def _zero_sample_batches() -> list:
     return [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))]
 
@@ -237,6 +243,12 @@ TRAIN_CASES: Dict[str, tuple] = {
     "data test inputs of another width": (
         lambda f, c: train(f, data=(batches(), [(torch.randn(8, 6), torch.zeros(8).long())])), ValueError,
         r"data: the model or loss_fn failed on a batch of inputs of shape \(8, 6\)"),
+    "load_trained device not a device": (lambda f, c: _loading_trained(f, c, device="gpu"), ValueError,
+                                         r"device must name a device such as 'cpu', 'cuda' or 'cuda:1'; got 'gpu'"),
+    "load_trained swa str": (lambda f, c: _loading_trained(f, c, swa="no"), ValueError,
+                             r"swa must be True or False; got 'no'"),
+    "load_trained data str": (lambda f, c: _loading_trained(f, c, data="no"), ValueError,
+                              r"data must be True or False; got 'no'"),
     # results files that cannot be written name the file asked for, not the temporary one beside it
     "spectrum save under a file": (lambda f, c: _saving_a_spectrum(_written(b"keep", f / "file.txt") / "s.npz"),
                                    NotADirectoryError,

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import nn
 
+from .._validate import boolean, device_value
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models
@@ -101,10 +102,13 @@ def load_trained(
         Not a readable curvwidgets checkpoint, or of a newer format version.
     ValueError
         A model name this curvwidgets does not know, a checkpoint of a custom
-        module without ``model=``, weights that do not fit ``model``, or
-        ``swa`` for a run without SWA.
+        module without ``model=``, weights that do not fit ``model``, ``swa``
+        for a run without SWA; ``device`` not a device of this machine, or
+        ``swa``, ``data`` or ``download`` not a bool.
     """
-    device = torch.device(device) if device is not None else default_device()
+    for name, flag in (("swa", swa), ("data", data), ("download", download)):
+        boolean(name, flag)
+    device = device_value("device", device) if device is not None else default_device()
     state = load_checkpoint(checkpoint, map_location="cpu")
     source, config = state["path"], dict(state.get("config", {}))
     model = _build(config, model, source)
