@@ -126,6 +126,12 @@ def _loading_trained(folder: Path, checkpoint: bytes, **options) -> Callable[[],
     return lambda: cw.load_trained(path, **{"device": "cpu", "data": False, "model": model(), **options})
 
 
+def _loader(**options) -> TensorLoader:
+    """A loader of six one-channel 4 x 4 images, with ``options``."""
+    arguments = {"shuffle": False, "augment": False, "mean": (0.0,), "std": (1.0,), **options}
+    return TensorLoader(torch.zeros(6, 1, 4, 4), torch.arange(6) % 3, 2, **arguments)
+
+
 def _zero_sample_batches() -> list:
     return [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))]
 
@@ -249,6 +255,14 @@ TRAIN_CASES: Dict[str, tuple] = {
                              r"swa must be True or False; got 'no'"),
     "load_trained data str": (lambda f, c: _loading_trained(f, c, data="no"), ValueError,
                               r"data must be True or False; got 'no'"),
+    "data load device not a device": (lambda f, c: lambda: cw.data.load("digits", device="gpu"), ValueError,
+                                      r"device must name a device such as 'cpu', 'cuda' or 'cuda:1'; got 'gpu'"),
+    "loader shuffle str": (lambda f, c: lambda: _loader(shuffle="no"), ValueError,
+                           r"shuffle must be True or False; got 'no'"),
+    "loader mean NaN": (lambda f, c: lambda: _loader(mean=(float("nan"),)), ValueError,
+                        r"mean\[0\] must be a finite number; got nan"),
+    "loader std a number": (lambda f, c: lambda: _loader(std=1.0), ValueError,
+                            r"mean and std need 1 values \(one per channel\); got \(0\.0,\), 1\.0"),
     # results files that cannot be written name the file asked for, not the temporary one beside it
     "spectrum save under a file": (lambda f, c: _saving_a_spectrum(_written(b"keep", f / "file.txt") / "s.npz"),
                                    NotADirectoryError,

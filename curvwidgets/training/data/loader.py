@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..._validate import non_negative_int, positive_int
+from ..._validate import boolean, device_value, finite, non_negative_int, positive, positive_int
 
 __all__ = ["Augmentation", "EpochPlan", "TensorLoader", "crop_flip"]
 
@@ -179,8 +179,8 @@ class TensorLoader:
                 "every process gets an equal share of each batch"
             )
         self.seed = non_negative_int("seed", seed)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
+        self.shuffle = boolean("shuffle", shuffle)
+        self.drop_last = boolean("drop_last", drop_last)
         if isinstance(augment, Augmentation):
             self.augmentation: Augmentation | None = augment if augment.active else None
         elif isinstance(augment, (bool, np.bool_)):
@@ -188,7 +188,7 @@ class TensorLoader:
         else:
             raise ValueError(f"augment must be a bool or an Augmentation; got {augment!r}")
 
-        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.device = torch.device("cpu") if device is None else device_value("device", device)
         images = torch.as_tensor(images)
         targets = torch.as_tensor(targets)
         if images.ndim != 4:
@@ -203,12 +203,10 @@ class TensorLoader:
         self.targets = targets.to(self.device, torch.int64)
 
         channels = images.shape[1]
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        if len(self.mean) != channels or len(self.std) != channels:
+        if np.ndim(mean) != 1 or np.ndim(std) != 1 or len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean and std need {channels} values (one per channel); got {mean!r}, {std!r}")
-        if not all(s > 0 for s in self.std):
-            raise ValueError(f"std must be positive; got {std!r}")
+        self.mean = tuple(finite(f"mean[{channel}]", m) for channel, m in enumerate(mean))
+        self.std = tuple(positive(f"std[{channel}]", s) for channel, s in enumerate(std))
         self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.epoch = 0
