@@ -263,6 +263,10 @@ TRAIN_CASES: Dict[str, tuple] = {
                         r"mean\[0\] must be a finite number; got nan"),
     "loader std a number": (lambda f, c: lambda: _loader(std=1.0), ValueError,
                             r"mean and std need 1 values \(one per channel\); got \(0\.0,\), 1\.0"),
+    "MLP hidden a number": (lambda f, c: lambda: cw.models.create("MLP", hidden=-5), ValueError,
+                            r"hidden must be a sequence of ints >= 1; got -5"),
+    "SmallCNN channel 0": (lambda f, c: lambda: cw.models.create("SmallCNN", channels=(8, 0)), ValueError,
+                           r"channels\[1\] must be an int >= 1; got 0"),
     # results files that cannot be written name the file asked for, not the temporary one beside it
     "spectrum save under a file": (lambda f, c: _saving_a_spectrum(_written(b"keep", f / "file.txt") / "s.npz"),
                                    NotADirectoryError,

@@ -18,6 +18,13 @@ from ..._validate import positive_int
 __all__ = ["MLP", "SmallCNN"]
 
 
+def _sizes(name: str, values: Sequence[int]) -> tuple[int, ...]:
+    """``values`` as a tuple of ints >= 1, or ``ValueError`` naming ``name`` unless it is a sequence of them."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{name} must be a sequence of ints >= 1; got {values!r}")
+    return tuple(positive_int(f"{name}[{index}]", size) for index, size in enumerate(values))
+
+
 class MLP(nn.Module):
     """Flatten, then ``Linear-ReLU`` for each hidden width, then ``Linear`` to the classes.
 
@@ -56,10 +63,10 @@ class MLP(nn.Module):
         num_classes = positive_int("num_classes", num_classes)
         if input_shape is None:
             input_shape = (positive_int("in_channels", in_channels), 32, 32)
-        input_shape = tuple(positive_int("input_shape entry", size) for size in input_shape)
+        input_shape = _sizes("input_shape", input_shape)
         if not input_shape:
             raise ValueError("input_shape must have at least one entry")
-        hidden = tuple(positive_int("hidden width", width) for width in hidden)
+        hidden = _sizes("hidden", hidden)
         self.input_shape = input_shape
         widths = (math.prod(input_shape), *hidden)
         layers: list[nn.Module] = [nn.Flatten(1)]
@@ -109,7 +116,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         num_classes = positive_int("num_classes", num_classes)
         previous = positive_int("in_channels", in_channels)
-        channels = tuple(positive_int("channels entry", width) for width in channels)
+        channels = _sizes("channels", channels)
         if not channels:
             raise ValueError("channels must have at least one entry")
         layers: list[nn.Module] = []
