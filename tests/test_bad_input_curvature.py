@@ -1,9 +1,13 @@
 """Bad input to the curvature layer and the landscape: each case's exception type and a message naming the argument.
 
-Every case is checked at the entry of the public function, before a product
-or a pass over the data, so it fails with the clear message, never deep inside.
+Arguments are checked at the entry of the public function, before a product
+or a pass over the data, so they fail with the clear message, never deep
+inside. Data that only a pass can judge (inputs the model cannot take, a later
+batch of another shape, NaN inputs) fails at the batch concerned, with an
+error naming ``data`` and the batch's shapes.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -115,6 +119,12 @@ FUNCTION_CASES = [
     pytest.param(spectrum(cancel=True), TypeError, r"cancel must be None or an object with an is_set", id="spectrum-cancel"),
     pytest.param(spectrum(seed="abc"), ValueError, r"seed must be an int", id="spectrum-seed"),
     pytest.param(spectrum(backend="fast"), ValueError, r"backend must be one of", id="spectrum-backend"),
+    pytest.param(spectrum(meta=["model"]), TypeError, r"meta must be None or a mapping of metadata; got list",
+                 id="spectrum-meta-list"),
+    pytest.param(lambda: cw.spectrum(MODEL, [(torch.full((4, 5), math.nan, dtype=torch.float64), BATCHES[0][1][:4])],
+                                     loss_fn=LOSS, steps=3), ValueError,
+                 r"the hessian of the model's loss on data is not finite \(lanczos step 1: the operator product "
+                 r"contains NaN or inf; stopped\); look for NaN or inf in data", id="spectrum-NaN-inputs"),
     pytest.param(lambda: exact_diagonal(hessian(), block_size=0), ValueError, r"block_size must be an int >= 1",
                  id="exact_diagonal-block_size"),
     pytest.param(lambda: exact_diagonal(hessian(), progress="yes"), TypeError, r"progress must be None or a callable",

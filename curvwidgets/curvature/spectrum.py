@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .._validate import boolean, check_cancel, check_progress, choice, positive_int
+from ..linalg._checks import NonFiniteProduct
 from ..linalg.lanczos import lanczos
 from ..progress import Cancelled, CancelToken, ProgressCallback, report
 from ..results import Spectrum
@@ -94,6 +95,13 @@ def spectrum(
         With ``meta``: ``matrix``, ``params``, ``bn_mode``, ``backend`` (the one
         used), ``steps``, ``num_vectors``, ``seed``, ``num_samples``, ``dim``,
         ``seconds``, ``seconds_per_step``, ``version``, and what ``meta`` gave.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad argument, named in the message (and those of :class:`~curvwidgets.Hessian`);
+        a ``ValueError`` also when the products are not finite (NaN or inf in
+        ``data`` or the weights).
     """
     from .. import __version__
 
@@ -101,6 +109,8 @@ def spectrum(
     choice("bn_mode", bn_mode, BN_MODES)
     steps, num_vectors = positive_int("steps", steps), positive_int("num_vectors", num_vectors)
     boolean("save_vectors", save_vectors)
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be None or a mapping of metadata; got {type(meta).__name__}")
     check_progress(progress)
     check_cancel(cancel)
     op = curvature_operator(model, data, matrix, loss_fn=loss_fn, params=params, bn_mode=bn_mode,
@@ -122,4 +132,7 @@ def spectrum(
                          basis_device=basis_device, progress=progress, cancel=cancel)
     except Cancelled as stopped:
         raise Cancelled(wrap(stopped.result, stopped.step), stopped.step, stopped.stage) from None
+    except NonFiniteProduct as error:
+        raise NonFiniteProduct(f"the {matrix} of the model's loss on data is not finite ({error}); look for NaN or "
+                               "inf in data or in the model's weights") from error
     return wrap(result, int(result.num_steps.max()))

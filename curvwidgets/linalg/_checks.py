@@ -85,6 +85,10 @@ def _real_tensor(start: Any) -> torch.Tensor:
     return tensor
 
 
+class NonFiniteProduct(ValueError):
+    """An operator product holding NaN or inf: the operator (or what it is built from) is not finite."""
+
+
 def apply_operator(
     op: LinearOperator, rows: torch.Tensor, step: int, stage: str, check_finite: bool = True
 ) -> torch.Tensor:
@@ -105,5 +109,5 @@ def apply_operator(
         got = tuple(product.shape[1:]) if rows.shape[0] == 1 else tuple(product.T.shape)
         raise ValueError(f"{stage} step {step}: the operator product must have shape {expected}; got {got}")
     if check_finite and not bool(torch.isfinite(product).all()):
-        raise ValueError(f"{stage} step {step}: the operator product contains NaN or inf; stopped")
+        raise NonFiniteProduct(f"{stage} step {step}: the operator product contains NaN or inf; stopped")
     return product.to(dtype=rows.dtype)

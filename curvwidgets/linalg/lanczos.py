@@ -38,7 +38,7 @@ import torch
 
 from .._validate import boolean, choice, non_negative
 from ..progress import CancelToken, ProgressCallback, check_protocol, report
-from ._checks import apply_operator, check_start, check_steps, start_vectors
+from ._checks import NonFiniteProduct, apply_operator, check_start, check_steps, start_vectors
 from .operators import DeviceLike, as_operator, resolve_device
 
 __all__ = ["LanczosResult", "lanczos"]
@@ -459,7 +459,7 @@ def lanczos(
         for row, run in enumerate(active):
             alpha[run, step], beta[run, step] = values[row]
             if not (np.isfinite(alpha[run, step]) and np.isfinite(beta[run, step])):
-                raise ValueError(f"lanczos step {step + 1}: the operator product contains NaN or inf; stopped")
+                raise NonFiniteProduct(f"lanczos step {step + 1}: the operator product contains NaN or inf; stopped")
             num_steps[run] = step + 1
             passes[run, step] = 2 if repeated[row] else 1
             scale[run] = max(scale[run], abs(alpha[run, step]), beta[run, step])
