@@ -363,7 +363,9 @@ def plot_spectrum(spectrum_path: Union[PathLike, Spectrum, Sequence[Union[PathLi
     spectra = [result for result in results if isinstance(result, Spectrum)]
     diagonals = [result for result in results if isinstance(result, Diagonal)]
     if not spectra or len(diagonals) > 1 or len(spectra) + len(diagonals) != len(results):
-        raise ValueError("spectrum_path must name at least one Spectrum and at most one Diagonal")
+        found = ", ".join(f"a {type(result).__name__}" + ("" if item is result else f" ({os.fspath(item)!r})")
+                          for item, result in zip(items, results))
+        raise ValueError(f"spectrum_path must name at least one Spectrum and at most one Diagonal; got {found}")
     ax = plots.network_spectrum(spectra, diagonals[0] if diagonals else None, log=log)
     first = spectra[0].meta
     ax.set_title(f"{first.get('model', '')} epoch {first.get('epoch', '')}, m = {spectra[0].steps}")
@@ -392,7 +394,13 @@ def plot_loss_landscape(path: Union[PathLike, Landscape], save_path: Optional[Pa
 
 
 def _finish(figure, save_path: Optional[PathLike]):
+    """Save ``figure`` to ``save_path`` atomically (its suffix names the format); return it."""
     if save_path is not None:
+        suffix = Path(save_path).suffix.lstrip(".").lower()
+        formats = figure.canvas.get_supported_filetypes()
+        if suffix and suffix not in formats:
+            raise ValueError(f"save_path {os.fspath(save_path)!r}: matplotlib cannot write the format {suffix!r}; "
+                             f"use one of {', '.join(sorted(formats))}")
         with atomic_path(save_path) as temporary:
             figure.savefig(temporary, dpi=110)
     return figure

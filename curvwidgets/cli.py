@@ -138,7 +138,10 @@ def _plot(arguments: argparse.Namespace) -> int:
     from .results import Landscape, load_result
 
     inputs = arguments.inputs
-    if len(inputs) == 1 and Path(inputs[0]).is_dir() or inputs[0].endswith(".json"):
+    runs = [item for item in inputs if Path(item).is_dir() or item.endswith(".json")]
+    if runs and len(inputs) > 1:
+        raise ValueError(f"a run folder or history.json is plotted alone; got {len(inputs)} inputs: {inputs}")
+    if runs:
         api.plot_training(inputs[0], save_path=arguments.out)
     elif len(inputs) == 1 and isinstance(load_result(inputs[0]), Landscape):
         api.plot_loss_landscape(inputs[0], save_path=arguments.out, metric=arguments.metric)

@@ -76,7 +76,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
     import matplotlib.pyplot as plt
 
     from . import api
+    from .training.models import canonical_name
 
+    canonical_name(settings.model)  # an unknown name fails here, before a progress bar is drawn
     out = Path(out)
     run = out / "run"
     seconds: Dict[str, float] = {}

@@ -291,3 +291,26 @@ def test_reproduce_refuses_an_unknown_preset_or_notebook(tmp_path, capsys):
     # every preset names only known notebooks
     for preset in PRESETS.values():
         assert set(preset) <= set(NOTEBOOKS)
+
+
+# ---- bad inputs found by the reliability audit --------------------------------------------------------------
+
+@pytest.mark.parametrize("inputs, out, names", [
+    (["spectra/spectrum-00001-hessian_lanczos.npz"], "figure.xyz", ["figure.xyz", "'xyz'", "png"]),
+    (["losslandscape-00001.npz", "losslandscape-00001.npz"], "figure.png", ["a Landscape", "losslandscape-00001.npz"]),
+    (["run", "spectra/spectrum-00001-hessian_lanczos.npz"], "figure.png", ["plotted alone", "2 inputs"]),
+])
+def test_plot_refuses_what_it_cannot_draw_in_one_line(chain, tmp_path, capsys, inputs, out, names):
+    folder, _ = chain
+    assert run(["plot", *[folder / item for item in inputs], "--out", tmp_path / out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("curvwidgets plot: error:"), err
+    assert_one_error_line(err, *names)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_refuses_an_unknown_model_before_drawing_a_bar(tmp_path, capsys):
+    assert run(["demo", "--model", "NoNet", "--epochs", "1", "--out", tmp_path / "demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("curvwidgets demo: error: unknown model 'NoNet'"), err
+    assert list(tmp_path.iterdir()) == []
