@@ -314,3 +314,10 @@ def test_demo_refuses_an_unknown_model_before_drawing_a_bar(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("curvwidgets demo: error: unknown model 'NoNet'"), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_file_that_cannot_be_written_is_named(chain, tmp_path, capsys):
+    folder, _ = chain
+    target = "/proc/curvwidgets-figure.png"
+    assert run(["plot", folder / "spectra" / "spectrum-00001-hessian_lanczos.npz", "--out", target]) == 2
+    assert_one_error_line(capsys.readouterr().err, f"cannot write '{target}'", "'/proc' fails")
