@@ -56,6 +56,7 @@ CASES = [
     pytest.param(lambda: cw.lanczos(EYE, steps=3, start=[1.0, NAN, 0.0, 0.0]), ValueError, r"start must hold finite, nonzero vectors", id="lanczos-start-nan"),
     pytest.param(lambda: cw.lanczos(EYE, steps=3, start="abc"), TypeError, r"start must be a real array or tensor", id="lanczos-start-str"),
     pytest.param(lambda: cw.lanczos(EYE, steps=3, start=np.ones(4) * 1j), TypeError, r"start must be a real array or tensor; got dtype torch.complex128", id="lanczos-start-complex"),
+    pytest.param(lambda: cw.lanczos(EYE, steps=3, start=torch.ones(4, device="meta")), TypeError, r"start must be a real array or tensor holding numbers; got a tensor on the meta device", id="lanczos-start-meta"),
     pytest.param(lambda: cw.lanczos(EYE, steps=3, breakdown_tol=NAN), ValueError, r"breakdown_tol must be a finite number >= 0; got nan", id="lanczos-breakdown-nan"),
     pytest.param(lambda: cw.lanczos(EYE, steps=3, store_vectors="yes"), ValueError, r"store_vectors must be True or False", id="lanczos-store-vectors"),
     pytest.param(lambda: cw.lanczos(EYE, steps=3, basis_device="gpu"), ValueError, r"basis_device must name a device such as 'cpu'", id="lanczos-basis-device"),

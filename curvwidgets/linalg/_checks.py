@@ -82,6 +82,8 @@ def _real_tensor(start: Any) -> torch.Tensor:
         raise TypeError(f"start must be a real array or tensor; got {type(start).__name__}") from error
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"start must be a real array or tensor; got dtype {tensor.dtype}")
+    if tensor.is_meta:
+        raise TypeError("start must be a real array or tensor holding numbers; got a tensor on the meta device")
     return tensor
 
 
