@@ -7,6 +7,14 @@ steps=100)`` works on them directly. The base class owns the data loop, the
 model's state, input checks and the reduction over ranks; each subclass only
 says how one batch's products are made, with forward-mode differentiation
 where the model allows it and double backward otherwise.
+
+A block of ``k`` vectors shares each pass's primal computation: forward mode
+pushes the ``k`` tangents through one forward pass with ``torch.func.vmap``.
+On the CPU, batches are split into passes of fewer samples so that no batched
+activation outgrows :data:`CPU_PASS_BYTES` (see ``sample_chunk``): larger
+temporaries are fresh memory from the kernel on every allocation, and zeroing
+their pages cost more than the arithmetic, which made a block of 8 vectors
+dearer per vector than one vector (``benchmarks/README.md``, issue 11).
 """
 
 from __future__ import annotations
@@ -14,23 +22,27 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.overrides import TorchFunctionMode
 
 from .._validate import choice, device_value, positive_int, seed_value
 from ..linalg.operators import LinearOperator, resolve_dtype
 from .data import DataSource, all_reduce_sum
-from .output_hessian import counted_weight, output_hessian_product, reduction_of
+from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
-__all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES"]
+__all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES", "CPU_PASS_BYTES"]
 
 BN_MODES = ("eval", "train")
 SWITCH_MARGIN = 0.9  # backend="auto" keeps double backward only when it takes under 90% of forward mode's time
-TIMING_ROUNDS = 2  # ... in the best of this many timed products of each on the first batch
+TIMING_ROUNDS = 2  # ... in the best of this many timed one-vector products of each on the first pass
+#: ``sample_chunk="auto"`` on the CPU: the largest batched activation of a pass stays under this many
+#: bytes, half of glibc's largest mmap threshold (32 MiB), above which every allocation is fresh memory.
+CPU_PASS_BYTES = 16 * 2**20
 Tangents = Tuple[torch.Tensor, ...]
 
 
@@ -71,16 +83,30 @@ class CurvatureOperator(LinearOperator):
         float32 or float64; default the model's. A different dtype casts
         copies of the parameters and the inputs, never the model.
     vector_chunk : int, default: 16
-        ``matmat`` pushes this many vectors at once through a batch with
+        ``matmat`` pushes this many vectors at once through a pass with
         ``torch.func.vmap`` (forward-mode backend); activation memory grows
         with it.
+    sample_chunk : int, "auto" or None, default: "auto"
+        Samples per pass: each batch is split into passes of at most this
+        many samples, whose products are summed, weighted as the loss counts
+        them (the operator is unchanged: it is the mean over samples). An int
+        asserts that the loss of a batch is that weighted mean of its parts'
+        losses and that samples do not interact in the model (not allowed
+        with ``bn_mode="train"``). None: whole batches. ``"auto"``: on the
+        CPU, with ``bn_mode="eval"`` and a loss known to split by sample
+        (:func:`~curvwidgets.curvature.output_hessian.splits_by_sample`), as
+        many samples as keep one batched activation (the vectors of a pass
+        times the samples times the bytes one sample adds to the largest
+        tensor of a forward pass) under :data:`CPU_PASS_BYTES`; whole batches
+        otherwise (on a GPU the caching allocator reuses memory).
     backend : {"auto", "double-backward"} or the class's forward-mode name, default: "auto"
         How products are differentiated. ``"auto"`` tries forward mode at the
         first product; if the model does not support it, double backward is
         used and the reason kept in ``fallback_reason``; if it does, both are
-        timed on the first batch and double backward is kept only when it is
-        more than 10% faster (the two agree to rounding). Name a backend to pin
-        it, for runs that must repeat bit for bit across machines.
+        timed on one vector and the first pass, and double backward is kept
+        only when it is more than 10% faster (the two agree to rounding). Name
+        a backend to pin it, for runs that must repeat bit for bit across
+        machines.
 
     Attributes
     ----------
@@ -111,6 +137,7 @@ class CurvatureOperator(LinearOperator):
         dtype: Optional[torch.dtype] = None,
         *,
         vector_chunk: int = 16,
+        sample_chunk: Union[int, str, None] = "auto",
         backend: str = "auto",
     ):
         if not callable(loss_fn):
@@ -125,6 +152,12 @@ class CurvatureOperator(LinearOperator):
         self.device = device_value("device", device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
         self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train")
+        self.sample_chunk = _sample_chunk_value(sample_chunk, self.bn_mode)
+        if self.sample_chunk == "auto":
+            self._splits = self.device.type == "cpu" and self.bn_mode == "eval" and splits_by_sample(loss_fn)
+        else:
+            self._splits = self.sample_chunk is not None
+        self._sample_bytes: Optional[int] = None  # probed at the first split batch
         self.backend: Optional[str] = None if self._automatic else backend
         self.fallback_reason: Optional[str] = None
 
@@ -158,15 +191,9 @@ class CurvatureOperator(LinearOperator):
         weight 0 are skipped. The products are float64, shape ``(dim, k)``.
         """
         chunks = [self.layout.unflatten(part) for part in torch.split(block, self.vector_chunk, dim=1)]
-        scale_by_weight = reduction_of(self.loss_fn) == "mean"
         with self.evaluation_mode():
             for weight, inputs, targets in self._weighted_batches():
-                primals, constants = self.functional_state()
-                flat = torch.cat([
-                    self.layout.flatten(self._with_backend(primals, constants, inputs, targets, tangents), batched=True)
-                    for tangents in chunks
-                ], dim=1).to(torch.float64)
-                yield weight, flat * (weight if scale_by_weight else 1.0)
+                yield weight, torch.cat([self._batch_product(inputs, targets, tangents) for tangents in chunks], dim=1)
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
         """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
@@ -209,6 +236,50 @@ class CurvatureOperator(LinearOperator):
         raise NotImplementedError
 
     # ---- shared machinery ---------------------------------------------------------------------
+
+    def _batch_product(self, inputs: torch.Tensor, targets: torch.Tensor, tangents: Tangents) -> torch.Tensor:
+        """``W_b C_b @ tangents`` for one batch, float64 ``(dim, k)``: the sum over its passes of ``W_p C_p @ tangents``."""
+        scale_by_weight = reduction_of(self.loss_fn) == "mean"
+        count = tangents[0].shape[0]
+        total = torch.zeros(self.dim, count, dtype=torch.float64, device=self.device)
+        vectors = 1 if self.backend == "double-backward" else count  # double backward takes one vector at a time
+        for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors):
+            primals, constants = self.functional_state()
+            product = self._with_backend(primals, constants, part_inputs, part_targets, tangents)
+            total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
+        return total
+
+    def _passes(self, inputs: torch.Tensor, targets: torch.Tensor, vectors: int) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
+        """One batch as passes ``(W_p, inputs_p, targets_p)`` of ``sample_chunk`` samples; those of weight 0 left out."""
+        size = self._samples_per_pass(inputs, vectors) if self._splits else len(inputs)
+        for part_inputs, part_targets in zip(inputs.split(size), targets.split(size)):
+            weight = counted_weight(self.loss_fn, part_targets)
+            if weight > 0:
+                yield weight, part_inputs, part_targets
+
+    def _samples_per_pass(self, inputs: torch.Tensor, vectors: int) -> int:
+        """``sample_chunk``, or with ``"auto"`` the most samples whose ``vectors`` tangents fit :data:`CPU_PASS_BYTES`."""
+        if self.sample_chunk != "auto":
+            return self.sample_chunk
+        if len(inputs) == 1:
+            return 1
+        if self._sample_bytes is None:
+            self._sample_bytes = self._bytes_per_sample(inputs)
+        return max(1, CPU_PASS_BYTES // max(1, vectors * self._sample_bytes))
+
+    def _bytes_per_sample(self, inputs: torch.Tensor) -> int:
+        """The most bytes that one sample adds to a tensor of the forward pass: forward passes of 1 and 2 samples compared.
+
+        Tensors that do not grow with the batch (weights and their
+        transforms) cancel out. ``inputs`` holds at least 2 samples.
+        """
+        primals, constants = self.functional_state()
+        sizes = []
+        for count in (1, 2):
+            with torch.no_grad(), _TensorSizes() as recorder:
+                self.outputs_function(constants, inputs[:count])(*primals)
+            sizes.append(recorder.sizes)
+        return max((two - one for one, two in zip(*sizes)), default=0)
 
     def _weighted_batches(self) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
         """This rank's batches as ``(W_b, inputs, targets)``, leaving out those of weight 0 (their mean is 0/0)."""
@@ -275,40 +346,84 @@ class CurvatureOperator(LinearOperator):
         return loss
 
     def _with_backend(self, primals, constants, inputs, targets, tangents) -> Tangents:
-        """Run the batch products with the chosen backend; with ``"auto"``, choose it at the first batch."""
-        function = self.outputs_function(constants, inputs)
-        if self.backend == "double-backward":
-            return self._double_backward(function, primals, inputs, targets, tangents)
+        """The pass's products with the chosen backend; with ``"auto"``, chosen at the first pass, before its product.
+
+        Choosing first makes every product of the operator come from one
+        backend, so that repeated products agree bit for bit.
+        """
+        if self.backend is None:
+            self.backend = self._choose_backend(inputs, targets, tuple(tangent[:1] for tangent in tangents))
+        method = self._double_backward if self.backend == "double-backward" else self._forward_mode
         try:
-            products = self._forward_mode(function, primals, inputs, targets, tangents)
+            return method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
         except (RuntimeError, NotImplementedError) as error:
-            if not self._automatic:
+            if not self._automatic or self.backend == "double-backward":
                 raise
-            # also when forward mode worked for one vector and fails under vmap for several
+            # forward mode worked for one vector and fails under vmap for several
             self.backend, self.fallback_reason = "double-backward", f"{type(error).__name__}: {error}"
             primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
             return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
-        if self.backend is None:
-            self.backend = self._faster_backend(inputs, targets, tangents)
-        return products
 
-    def _faster_backend(self, inputs, targets, tangents) -> str:
-        """Time forward-mode and double-backward products of this batch; name the one to keep.
+    def _choose_backend(self, inputs, targets, vector: Tangents) -> str:
+        """Double backward where forward mode fails along ``vector`` (reason kept), else the faster of the two."""
+        try:
+            self._timed(self._forward_mode, inputs, targets, vector)  # also warms forward mode up
+        except (RuntimeError, NotImplementedError) as error:
+            self.fallback_reason = f"{type(error).__name__}: {error}"
+            return "double-backward"
+        return self._faster_backend(inputs, targets, vector)
 
-        Double backward must be faster by more than ``1 - SWITCH_MARGIN``, so
-        that near-ties keep forward mode rather than follow timing noise.
+    def _faster_backend(self, inputs, targets, vector: Tangents) -> str:
+        """Time forward-mode and double-backward products of this pass along ``vector``; name the one to keep.
+
+        One vector, so that choosing costs a few single products whatever the
+        block. Double backward must be faster by more than ``1 -
+        SWITCH_MARGIN``, so that near-ties keep forward mode rather than
+        follow timing noise.
         """
         timings = {"double-backward": math.inf, self.preferred_backend: math.inf}
         for _ in range(TIMING_ROUNDS):  # the best of a few rounds: the first double backward also warms up
             for name, method in (("double-backward", self._double_backward), (self.preferred_backend, self._forward_mode)):
-                primals, constants = self.functional_state()
-                _synchronise(self.device)
-                start = time.perf_counter()
-                method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
-                _synchronise(self.device)
-                timings[name] = min(timings[name], time.perf_counter() - start)
+                timings[name] = min(timings[name], self._timed(method, inputs, targets, vector))
         faster = timings["double-backward"] < SWITCH_MARGIN * timings[self.preferred_backend]
         return "double-backward" if faster else self.preferred_backend
+
+    def _timed(self, method: Callable, inputs, targets, tangents: Tangents) -> float:
+        """Seconds that ``method`` takes for the products of this pass along ``tangents``."""
+        primals, constants = self.functional_state()
+        _synchronise(self.device)
+        start = time.perf_counter()
+        method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+        _synchronise(self.device)
+        return time.perf_counter() - start
+
+
+def _sample_chunk_value(value: Union[int, str, None], bn_mode: str) -> Union[int, str, None]:
+    """``sample_chunk`` checked: ``"auto"``, None, or an int >= 1 where ``bn_mode`` lets samples be split."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"sample_chunk must be 'auto', None or an int >= 1; got {value!r}")
+    value = positive_int("sample_chunk", value)
+    if bn_mode == "train":
+        raise ValueError("sample_chunk must be 'auto' or None with bn_mode='train': batch statistics "
+                         f"couple the samples of a batch; got {value!r}")
+    return value
+
+
+class _TensorSizes(TorchFunctionMode):
+    """Records the bytes of every tensor that a torch function returns while active, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: List[int] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for value in result if isinstance(result, (tuple, list)) else (result,):
+            if isinstance(value, torch.Tensor):
+                self.sizes.append(value.numel() * value.element_size())
+        return result
 
 
 def _synchronise(device: torch.device) -> None:
@@ -332,6 +447,14 @@ def _vectorised(function: Callable[..., Tangents], tangents: Tangents) -> Tangen
         result = function(*(tangent[0] for tangent in tangents))
         return tuple(piece[None] for piece in result) if isinstance(result, tuple) else result[None]
     return torch.func.vmap(function)(*tangents)
+
+
+def _pushed_forward(function: Callable[..., torch.Tensor], primals: Tangents, tangents: Tangents) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``function(*primals)`` and its ``k`` Jacobian-vector products, shape ``(k, *outputs.shape)``, in one pass."""
+    if tangents[0].shape[0] == 1:
+        outputs, pushed = torch.func.jvp(function, primals, tuple(tangent[0] for tangent in tangents))
+        return outputs, pushed[None]
+    return torch.func.vmap(lambda *column: torch.func.jvp(function, primals, column), out_dims=(None, 0))(*tangents)
 
 
 def _leaves(primals: Tangents) -> Tangents:
@@ -402,16 +525,9 @@ class GGN(CurvatureOperator):
         return [output_hessian_product(self.loss_fn, outputs, targets, product) for product in jacobian_products]
 
     def _forward_mode(self, function, primals, inputs, targets, tangents):
-        if tangents[0].shape[0] == 1:
-            # one forward pass carries the tangent and records the graph of the pullback
-            def outputs_and_tangent(*values):
-                return torch.func.jvp(function, values, tuple(tangent[0] for tangent in tangents))
-
-            outputs, pullback, pushed = torch.func.vjp(outputs_and_tangent, *primals, has_aux=True)
-            pushed = pushed[None]
-        else:  # the primal pass is shared by the k tangents
-            outputs, pullback = torch.func.vjp(function, *primals)
-            pushed = _vectorised(lambda *column: torch.func.jvp(function, primals, column)[1], tangents)
+        # one forward pass carries the k tangents and records the graph of the pullback
+        outputs, pullback, pushed = torch.func.vjp(
+            lambda *values: _pushed_forward(function, values, tangents), *primals, has_aux=True)
         self._loss(outputs, targets)
         curved = torch.stack(self._output_products(outputs.detach(), targets, pushed))
         return _vectorised(pullback, (curved,))

@@ -12,7 +12,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["reduction_of", "counted_weight", "output_hessian_product", "closed_form_kind"]
+__all__ = ["reduction_of", "counted_weight", "splits_by_sample", "output_hessian_product", "closed_form_kind"]
+
+#: Losses whose batch value is the :func:`counted_weight`-weighted mean (or the sum) of per-sample terms.
+SAMPLE_SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MSELoss)
 
 
 def reduction_of(loss_fn: Callable) -> str:
@@ -46,6 +49,17 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     weights = loss_fn.weight.to(device=targets.device, dtype=torch.float64)
     classes = torch.where(counted, targets, 0).clamp(0, len(weights) - 1)  # out-of-range labels: the loss says so
     return float((weights[classes] * counted).sum())
+
+
+def splits_by_sample(loss_fn: Callable) -> bool:
+    """Whether ``loss_fn`` of a batch is the :func:`counted_weight`-weighted mean of its parts' losses.
+
+    True for :data:`SAMPLE_SEPARABLE_LOSSES` with ``reduction="mean"`` or
+    ``"sum"`` (then the sum of the parts'); a batch of such a loss may be
+    split into passes of fewer samples without changing its curvature.
+    False for any other callable, whose reduction is unknown.
+    """
+    return isinstance(loss_fn, SAMPLE_SEPARABLE_LOSSES) and loss_fn.reduction in ("mean", "sum")
 
 
 def closed_form_kind(loss_fn: Callable, outputs: torch.Tensor, targets: torch.Tensor) -> str:

@@ -17,13 +17,16 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import torch
 from torch import nn
 
-from .._validate import check_cancel, check_progress, positive_int, seed_value
+from .._validate import check_cancel, check_progress, choice, positive_int, seed_value
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParamsLike
 
-__all__ = ["loss_stats", "STATISTICS"]
+__all__ = ["loss_stats", "STATISTICS", "BACKENDS"]
+
+#: ``loss_stats(backend=...)``: "forward-mode" is each matrix's forward-mode backend.
+BACKENDS = ("auto", "forward-mode", "double-backward")
 
 STATISTICS = {
     "loss_mean": "mean loss over all samples",
@@ -65,8 +68,12 @@ class _Moments:
         return mean, (self.second / self.weight - torch.sum(mean * mean)).clamp_min(0.0).item()
 
 
-def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, seed: int) -> Dict[str, float]:
-    """One pass over the data: the product along a random unit vector per batch, and Hutchinson probes."""
+def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, seed: int,
+                          batch_done: Callable[[], None]) -> Dict[str, float]:
+    """One pass over the data: the product along a random unit vector per batch, and Hutchinson probes.
+
+    ``batch_done`` is called after each batch (it reports progress and may raise ``Cancelled``).
+    """
     generator = torch.Generator().manual_seed(int(seed))
     direction = torch.randn(op.dim, 1, generator=generator, dtype=torch.float64)
     direction /= torch.linalg.vector_norm(direction)
@@ -77,6 +84,7 @@ def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, see
     for weight, product in op.batch_products(block):
         along.add(weight, product[:, 0] / weight)
         probe_sum += product[:, 1:]
+        batch_done()
     mean, variance = along.reduce()
     count = along.weight
     probe_products = all_reduce_sum(probe_sum) / count
@@ -103,6 +111,10 @@ def loss_stats(
     dtype=None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    *,
+    backend: str = "auto",
+    vector_chunk: int = 16,
+    sample_chunk: Union[int, str, None] = "auto",
 ) -> Dict[str, float]:
     """Loss, gradient and curvature statistics of ``model`` on ``data``.
 
@@ -118,8 +130,23 @@ def loss_stats(
     seed : int, default: 0
         Seed of the random unit vector and the probes.
     progress, cancel
-        The progress protocol; one event per pass over the data (the partial
-        result is the dict so far).
+        The progress protocol: stage ``"loss_stats"``, one event per batch of
+        each pass over the data (the gradient pass first, then one per entry
+        of ``curvature``), ``step`` counting batches over all passes and
+        ``total = (1 + len(curvature)) * batches``; the partial result is the
+        dict of the passes completed (the event of a pass's last batch
+        includes that pass). ``cancel`` is honoured after every batch.
+    backend : {"auto", "forward-mode", "double-backward"}, default: "auto"
+        How curvature products are differentiated (``"forward-mode"``: each
+        matrix's forward-mode backend, forward-over-reverse for the Hessian).
+        ``"auto"`` times the backends once per matrix, on one vector.
+    vector_chunk : int, default: 16
+        Vectors pushed through a pass at once; the block of a pass is the
+        random unit vector and the ``num_probes`` probes.
+    sample_chunk : int, "auto" or None, default: "auto"
+        Samples per pass; with ``vector_chunk`` it bounds the memory of the
+        products. See :class:`~curvwidgets.curvature.Hessian`. The variances
+        stay over the batches of ``data`` however they are split.
 
     Returns
     -------
@@ -130,9 +157,12 @@ def loss_stats(
     Raises
     ------
     ValueError
-        ``curvature`` naming another matrix; ``num_probes`` or ``seed`` not a
-        valid int; a loss that counts no target of ``data``; and the errors of
+        ``curvature`` naming another matrix; ``num_probes``, ``seed`` or
+        ``vector_chunk`` not a valid int; ``backend`` not in :data:`BACKENDS`;
+        a loss that counts no target of ``data``; and the errors of
         :class:`~curvwidgets.curvature.Hessian`.
+    Cancelled
+        When ``cancel`` is set; it carries the statistics of the completed passes.
     TypeError
         ``curvature`` neither a name nor a sequence of names; ``progress`` or
         ``cancel`` not following the progress protocol.
@@ -140,12 +170,35 @@ def loss_stats(
     curvature = _curvature_names(curvature)
     positive_int("num_probes", num_probes)
     seed_value("seed", seed)
+    choice("backend", backend, BACKENDS)
     check_progress(progress)
     check_cancel(cancel)
-    arguments = dict(params=params, bn_mode=bn_mode, num_samples=num_samples, seed=seed, device=device, dtype=dtype)
+    arguments = dict(params=params, bn_mode=bn_mode, num_samples=num_samples, seed=seed, device=device, dtype=dtype,
+                     vector_chunk=vector_chunk, sample_chunk=sample_chunk)
     operators = {"hessian": Hessian, "ggn": GGN}
-    first = operators[curvature[0] if curvature else "hessian"](model, loss_fn, data, **arguments)
-    total_passes = 1 + len(curvature)
+
+    def operator(name: str) -> CurvatureOperator:
+        kind = operators[name]
+        return kind(model, loss_fn, data, **arguments,
+                    backend=kind.preferred_backend if backend == "forward-mode" else backend)
+
+    ops = {name: operator(name) for name in curvature}  # built first: their arguments are checked before any work
+    first = ops[curvature[0]] if curvature else operator("hessian")
+    statistics: Dict[str, float] = {}
+    batches = first.data.batch_count()
+    total = (1 + len(curvature)) * batches
+    done = 0
+
+    def batch_done() -> None:
+        nonlocal done
+        done += 1
+        if done % batches:  # a pass's last batch is reported by pass_done, with the pass's statistics
+            report(progress, cancel, "loss_stats", done, total, partial=lambda: dict(statistics))
+
+    def pass_done(passes: int) -> None:  # also after batches of weight 0, which yield nothing
+        nonlocal done
+        done = passes * batches
+        report(progress, cancel, "loss_stats", done, total, partial=lambda: dict(statistics))
 
     losses = _Moments((), first.device)
     gradients = _Moments((first.dim,), first.device)
@@ -154,11 +207,12 @@ def loss_stats(
         samples += size
         losses.add(weight, torch.tensor(loss, dtype=torch.float64, device=first.device))
         gradients.add(weight, gradient)
+        batch_done()
     loss_mean, loss_variance = losses.reduce()
     first.check_total_weight(losses.weight)
     gradient_mean, gradient_variance = gradients.reduce()
     weights = torch.cat([p.detach().reshape(-1) for name, p in model.named_parameters() if name in set(first.layout.names)])
-    statistics = {
+    statistics.update({
         "loss_mean": loss_mean.item(),
         "loss_variance": loss_variance,
         "gradient_norm_sq": torch.sum(gradient_mean * gradient_mean).item(),
@@ -166,12 +220,11 @@ def loss_stats(
         "weight_l2": torch.linalg.vector_norm(weights.double()).item(),
         "weight_linf": weights.abs().max().item(),
         "num_samples": all_reduce_sum(torch.tensor(float(samples), dtype=torch.float64, device=first.device)).item(),
-    }
-    report(progress, cancel, "loss_stats", 1, total_passes, partial=lambda: dict(statistics))
-    for done, name in enumerate(curvature, start=2):
-        op = first if name == curvature[0] else operators[name](model, loss_fn, data, **arguments)
-        statistics.update(_curvature_statistics(op, name, num_probes, seed))
-        report(progress, cancel, "loss_stats", done, total_passes, partial=lambda: dict(statistics))
+    })
+    pass_done(1)
+    for passes, (name, op) in enumerate(ops.items(), start=2):
+        statistics.update(_curvature_statistics(op, name, num_probes, seed, batch_done))
+        pass_done(passes)
     return statistics
 
 
