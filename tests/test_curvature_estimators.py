@@ -264,3 +264,63 @@ def test_conjugate_gradient_stops_on_an_indefinite_operator():
     assert not result.converged and result.iterations == 0
     with pytest.raises(ValueError, match=r"rhs must have shape \(2,\)"):
         conjugate_gradient(np.eye(2), np.ones(3))
+
+
+# ---- loss_stats: backends, chunks, progress per batch (issue 11) ----------------------------------
+
+@pytest.mark.parametrize("options", [
+    {"backend": "double-backward"}, {"backend": "forward-mode"}, {"vector_chunk": 2}, {"sample_chunk": 3},
+    {"sample_chunk": None, "vector_chunk": 1},
+])
+def test_loss_stats_backend_and_chunks_leave_the_statistics_unchanged(options):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    reference = cw.loss_stats(model, LOSS, batches, num_probes=3, seed=2)
+    assert cw.loss_stats(model, LOSS, batches, num_probes=3, seed=2, **options) == pytest.approx(reference, rel=1e-10)
+
+
+def test_loss_stats_times_the_backends_on_one_vector(monkeypatch):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    timed = []
+    original = cw.curvature.CurvatureOperator._timed
+
+    def recording(self, method, inputs, targets, tangents):
+        timed.append(tangents[0].shape[0])
+        return original(self, method, inputs, targets, tangents)
+
+    monkeypatch.setattr(cw.curvature.CurvatureOperator, "_timed", recording)
+    cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors
+    assert timed == [1] * 10  # per matrix: a warm-up, then two rounds of each backend
+
+
+def test_loss_stats_reports_every_batch_and_cancels_with_the_passes_done():
+    model = mlp()
+    batches, _, _ = classification_data(model)  # 4 batches: 3 passes of 4 events
+    events = []
+    statistics = cw.loss_stats(model, LOSS, batches, num_probes=2, progress=events.append)
+    assert [(e.stage, e.step, e.total) for e in events] == [("loss_stats", step, 12) for step in range(1, 13)]
+    gradient_keys = {"loss_mean", "loss_variance", "gradient_norm_sq", "gradient_variance", "weight_l2",
+                     "weight_linf", "num_samples"}
+    assert [set(e.partial) for e in events[:4]] == [set()] * 3 + [gradient_keys]
+    assert set(events[7].partial) == gradient_keys | {key for key in statistics if key.startswith("hessian_")}
+    assert events[-1].partial == statistics
+    events, progress, cancel = cancel_after(6)
+    with pytest.raises(cw.Cancelled) as stopped:
+        cw.loss_stats(model, LOSS, batches, num_probes=2, progress=progress, cancel=cancel)
+    assert stopped.value.step == 6 and stopped.value.stage == "loss_stats"
+    assert stopped.value.result == {key: statistics[key] for key in gradient_keys}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"backend": "fast"}, r"backend must be one of \('auto', 'forward-mode', 'double-backward'\); got 'fast'"),
+    ({"vector_chunk": 0}, r"vector_chunk must be an int >= 1; got 0"),
+    ({"sample_chunk": -2}, r"sample_chunk must be an int >= 1; got -2"),
+])
+def test_loss_stats_rejects_bad_backend_and_chunks_before_any_work(options, message):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    events = []
+    with pytest.raises(ValueError, match=message):
+        cw.loss_stats(model, LOSS, batches, curvature=["ggn", "hessian"], progress=events.append, **options)
+    assert events == []

@@ -1,5 +1,6 @@
 """Hessian and GGN products against dense autograd references, in float64."""
 
+import copy
 import time
 
 import numpy as np
@@ -445,3 +446,143 @@ def test_ggn_with_a_loss_whose_output_hessian_cannot_be_formed():
     op = cw.GGN(model, argmax_loss, batches)
     with pytest.raises(ValueError, match="Hessian of loss_fn with respect to the network outputs"):
         op @ torch.ones(op.dim, dtype=torch.float64)
+
+
+# ---- blocks of vectors and passes of samples (issue 11) ------------------------------------------
+
+def pooled_cnn() -> nn.Module:
+    """float32 CNN with eval-mode BatchNorm (non-trivial statistics) and max pooling; P = 234."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
+    with torch.no_grad():
+        for norm in (model[1], model[5]):
+            norm.running_mean.uniform_(-0.3, 0.3)
+            norm.running_var.uniform_(0.5, 1.5)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def pooled_case():
+    model = pooled_cnn()
+    generator = torch.Generator().manual_seed(4)
+    inputs = torch.randn(12, 2, 8, 8, generator=generator)
+    targets = torch.randint(0, 3, (12,), generator=generator)
+    batches = [(inputs[:7], targets[:7]), (inputs[7:], targets[7:])]
+    double = copy.deepcopy(model).double()
+    references = {operator: dense(double, LOSS, inputs.double(), targets, all_names(model))
+                  for operator, dense in ((cw.Hessian, dense_hessian), (cw.GGN, dense_ggn))}
+    return model, batches, references
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("sample_chunk", [None, 3])
+@pytest.mark.parametrize("backend", ["forward", "double-backward"])
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_block_products_equal_single_products_to_float32_rounding(pooled_case, operator, backend, sample_chunk, k):
+    model, batches, references = pooled_case
+    backend = operator.preferred_backend if backend == "forward" else backend
+    op = operator(model, LOSS, batches, backend=backend, sample_chunk=sample_chunk)
+    block = random_block(op.dim, k, seed=k).float()
+    products = op @ block
+    singles = torch.stack([op.matvec(column) for column in block.T], dim=1)
+    exact = references[operator] @ block.double()
+    rounding = 1e-6 * exact.abs().max()  # about 8 float32 epsilons of the largest entry
+    torch.testing.assert_close(products.double(), singles.double(), rtol=0, atol=rounding)
+    torch.testing.assert_close(products.double(), exact, rtol=0, atol=2 * rounding)
+
+
+def forward_sizes(model, product):
+    """The batch sizes of the model's forward passes while ``product()`` runs."""
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    try:
+        product()
+    finally:
+        hook.remove()
+    return sizes
+
+
+@pytest.mark.parametrize("operator", [cw.Hessian, cw.GGN])
+def test_auto_sample_chunk_splits_batches_into_passes_that_fit_the_cpu_budget(monkeypatch, operator):
+    model = mlp()  # float64; the largest tensor of a forward pass: 6 hidden units, 48 bytes a sample
+    batches, inputs, targets = classification_data(model)  # batches of 7, 5, 8 and 4 samples
+    monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 48 * 3 * 2)  # 3 vectors of 2 samples
+    op = operator(model, LOSS, batches, backend=operator.preferred_backend)
+    block = random_block(op.dim, 3)
+    # the 1- and 2-sample probe, then one forward pass per pass carrying the 3 tangents
+    assert forward_sizes(model, lambda: op @ block) == [1, 2] + [2, 2, 2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 2]
+    whole = operator(model, LOSS, batches, backend=operator.preferred_backend, sample_chunk=None)
+    assert forward_sizes(model, lambda: whole @ block) == [7, 5, 8, 4]
+    torch.testing.assert_close(op @ block, whole @ block, rtol=0, atol=1e-13 * (whole @ block).abs().max())
+    looped = operator(model, LOSS, batches, backend="double-backward")  # one vector at a time: 6 samples a pass
+    assert forward_sizes(model, lambda: looped @ block) == [1, 2, 6, 1, 5, 6, 2, 4]
+
+
+@pytest.mark.parametrize("case", ["bn_train", "unknown_loss"])
+def test_auto_sample_chunk_keeps_whole_batches_where_splitting_could_change_the_curvature(monkeypatch, case):
+    model = cnn(batch_norm=True) if case == "bn_train" else mlp()
+    batches, _, _ = classification_data(model)
+    monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 1)
+    loss = LOSS if case == "bn_train" else (lambda outputs, labels: nn.functional.cross_entropy(outputs, labels))
+    op = cw.GGN(model, loss, batches, bn_mode="train" if case == "bn_train" else "eval", backend="double-backward")
+    assert forward_sizes(model, lambda: op @ random_block(op.dim, 2)) == [7, 5, 8, 4]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_an_int_sample_chunk_weights_passes_by_what_the_loss_counts(reduction):
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    targets = targets.clone()
+    targets[7:10] = -1  # the second batch's first pass of 3 counts no target
+    batches = split_like(inputs, targets)
+    loss = nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64), ignore_index=-1,
+                               reduction=reduction)
+    for operator in (cw.Hessian, cw.GGN):
+        whole = operator(model, loss, batches, sample_chunk=None, backend="double-backward")
+        split = operator(model, loss, batches, sample_chunk=3, backend="double-backward")
+        block = random_block(whole.dim, 2)
+        assert forward_sizes(model, lambda: split @ block) == [3, 3, 1, 2, 3, 3, 2, 3, 1]  # (7), (5), (8), (4)
+        torch.testing.assert_close(split @ block, whole @ block, rtol=0, atol=1e-13 * (whole @ block).abs().max())
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, r"sample_chunk must be an int >= 1; got 0"),
+    (2.5, r"sample_chunk must be an int >= 1; got 2.5"),
+    ("all", r"sample_chunk must be 'auto', None or an int >= 1; got 'all'"),
+])
+def test_bad_sample_chunk(value, message):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    with pytest.raises(ValueError, match=message):
+        cw.Hessian(model, LOSS, batches, sample_chunk=value)
+
+
+def test_an_int_sample_chunk_is_refused_with_batch_statistics():
+    model = cnn(batch_norm=True)
+    batches, _, _ = classification_data(model)
+    with pytest.raises(ValueError, match=r"sample_chunk must be 'auto' or None with bn_mode='train'"):
+        cw.GGN(model, LOSS, batches, bn_mode="train", sample_chunk=4)
+
+
+def test_auto_backend_is_timed_on_one_vector_and_chosen_before_the_first_product(monkeypatch):
+    model = mlp()
+    batches, _, _ = classification_data(model)
+    timed = []
+    original = cw.Hessian._timed
+
+    def recording(self, method, inputs, targets, tangents):
+        timed.append(tangents[0].shape[0])
+        return original(self, method, inputs, targets, tangents)
+
+    monkeypatch.setattr(cw.Hessian, "_timed", recording)
+    op = cw.Hessian(model, LOSS, batches)
+    block = random_block(op.dim, 5)
+    first = op @ block
+    assert timed == [1] * 5  # a warm-up, then two rounds of each backend
+    pinned = cw.Hessian(model, LOSS, batches, backend=op.backend)
+    assert torch.equal(first, pinned @ block) and torch.equal(first, op @ block)
+    assert len(timed) == 5
