@@ -14,6 +14,15 @@ For a ResNet-20-style network (BatchNorm, eval mode) and a VGG-style CNN
 4. Products to reach the top Hessian eigenvalue to 1e-3 relative: Lanczos
    (``truncate(k)`` of one long run) against PyHessian's power iteration.
 
+``--blocks`` (issue 11) instead times blocks of k = 1, 2, 4, 8 vectors through
+``matmat`` on a VGG-style CNN with BatchNorm (eval) and max pooling and on
+PreResNet-20, 256 samples in one batch: the cost per vector as a ratio to one
+gradient, for the operators of this tree ("after") and of ``--baseline``
+("before", loaded from git beside them), forward-mode backends pinned, plus
+this tree's double backward. ``--loss-stats`` times ``cw.loss_stats`` on the
+embedded digits with the 57k-parameter SmallCNN, before and after, each in a
+fresh process (seconds and peak resident memory).
+
 Every timing is the best of ``--repeats``; the methods are timed round-robin
 in this one process so that a change in machine load hits them all alike.
 Nothing is asserted. From the repository root::
@@ -21,6 +30,8 @@ Nothing is asserted. From the repository root::
     PYTHONPATH=. python benchmarks/bench_curvature.py --quick
     PYTHONPATH=. python benchmarks/bench_curvature.py --json benchmarks/results/curvature_cpu.json
     PYTHONPATH=. python benchmarks/bench_curvature.py --device cuda --json benchmarks/results/curvature_gpu.json
+    PYTHONPATH=. python benchmarks/bench_curvature.py --blocks --repeats 2
+    PYTHONPATH=. python benchmarks/bench_curvature.py --loss-stats
 """
 
 from __future__ import annotations
@@ -31,7 +42,11 @@ import datetime
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
+import types
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -41,6 +56,8 @@ import curvwidgets as cw
 
 TOL = 1e-3  # eigenvalue accuracy of section 4
 AGREE = 1e-4  # agreement required of every product
+BASELINE = "4704c06"  # --blocks / --loss-stats "before": the curvature operators and loss_stats before issue 11
+BLOCK_SIZES = (1, 2, 4, 8)
 
 
 # ---- models and data -------------------------------------------------------------------------
@@ -77,6 +94,16 @@ def vgg(widths=(32, 64, 128, 128), classes: int = 10) -> nn.Module:
     cin = 3
     for width in widths:
         layers += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        cin = width
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * (32 >> len(widths)) ** 2, classes))
+
+
+def vgg_bn(widths=(32, 64, 128, 128), classes: int = 10) -> nn.Module:
+    """The VGG-style CNN of :func:`vgg` with a BatchNorm between each convolution and its ReLU."""
+    layers: List[nn.Module] = []
+    cin = 3
+    for width in widths:
+        layers += [nn.Conv2d(cin, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
         cin = width
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * (32 >> len(widths)) ** 2, classes))
 
@@ -344,6 +371,134 @@ def profile(model, data, device) -> None:
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
+# ---- blocks of vectors and loss_stats, before and after issue 11 ------------------------------------
+
+def baseline_module(path: str, name: str, commit: str, replace=()) -> types.ModuleType:
+    """The package file ``path`` as it was at ``commit`` (``git show``), loaded as module ``name``.
+
+    It imports its siblings relatively from the current package; ``replace``
+    rewrites ``(old, new)`` pieces of its source first (to import another
+    baseline module instead of a current one).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = subprocess.run(["git", "-C", root, "show", f"{commit}:{path}"], capture_output=True, text=True,
+                            check=True).stdout
+    for old, new in replace:
+        source = source.replace(old, new)
+    module = types.ModuleType(name)
+    module.__package__ = "curvwidgets.curvature"
+    sys.modules[name] = module
+    exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def baseline_operators(commit: str) -> types.ModuleType:
+    return baseline_module("curvwidgets/curvature/operators.py", "curvwidgets.curvature._baseline_operators", commit)
+
+
+def bench_blocks(model: nn.Module, data, device, args) -> dict:
+    """Per-vector cost of k-vector products as a ratio to one gradient, round-robin in this process."""
+    loss_fn = nn.CrossEntropyLoss()
+    before = baseline_operators(args.baseline)
+    ops = {}
+    for kind, label in (("Hessian", "HVP"), ("GGN", "GGN")):
+        for version, module, backend in (("before", before, None), ("after", cw, None),
+                                         ("after, double backward", cw, "double-backward")):
+            cls = getattr(module, kind)
+            ops[f"{label} {version}"] = cls(model, loss_fn, data, backend=backend or cls.preferred_backend)
+    dim = ops["HVP after"].dim
+    generator = torch.Generator().manual_seed(2)
+    blocks = {k: torch.randn(dim, k, generator=generator).to(device) for k in BLOCK_SIZES}
+    full_gradient(model, loss_fn, data)  # warm-up
+    jobs: Dict[str, Callable[[], object]] = {"gradient": lambda: full_gradient(model, loss_fn, data)}
+    agreement = {}
+    for label, op in ops.items():
+        products = op @ blocks[BLOCK_SIZES[-1]]  # warm-up
+        singles = torch.stack([op.matvec(column) for column in blocks[BLOCK_SIZES[-1]].T], dim=1)
+        agreement[f"{label}: block vs single"] = relative_difference(products, singles)
+        if label.endswith("before"):
+            reference = products
+        else:
+            agreement[f"{label}: vs before"] = relative_difference(products, reference)
+        for k in BLOCK_SIZES:
+            jobs[f"{label} k={k}"] = lambda op=op, k=k: op @ blocks[k]
+    load = [os.getloadavg()]
+    times = time_round_robin(jobs, args.repeats, device)
+    load.append(os.getloadavg())
+    model.zero_grad(set_to_none=True)
+    best = {name: min(t) for name, t in times.items()}
+    per_vector = {label: {k: best[f"{label} k={k}"] / k / best["gradient"] for k in BLOCK_SIZES} for label in ops}
+    return {"dim": dim, "t_grad": best["gradient"], "per_vector_ratio": per_vector, "agreement": agreement,
+            "flops_per_vector_ratio": block_flops(ops, blocks, lambda: full_gradient(model, loss_fn, data)),
+            "backends": {label: op.backend for label, op in ops.items()}, "load_average": load, "times": times}
+
+
+def block_flops(ops: Dict[str, object], blocks: Dict[int, torch.Tensor], gradient: Callable[[], object]) -> dict:
+    """Floating-point operations per vector of the "after" blocks of 1 and 8 vectors, as multiples of a gradient's."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(job: Callable[[], object]) -> float:
+        with FlopCounterMode(display=False) as counter:
+            job()
+        return float(counter.get_total_flops())
+
+    reference = flops(gradient)
+    return {label: {k: flops(lambda: op @ blocks[k]) / k / reference for k in (1, BLOCK_SIZES[-1])}
+            for label, op in ops.items() if "after" in label}
+
+
+def report_blocks(name: str, r: dict) -> None:
+    print(f"\n== {name}: P = {r['dim']}, t_grad = {r['t_grad']:.3f} s, load average {r['load_average']}")
+    print(f"  per vector / t_grad{'':27s}" + "".join(f"   k={k:<3d}" for k in BLOCK_SIZES))
+    for label, ratios in r["per_vector_ratio"].items():
+        print(f"  {label:46s}" + "".join(f"{ratios[k]:8.2f}" for k in BLOCK_SIZES))
+    for key, diff in r["agreement"].items():
+        print(f"  agreement {key:44s} {diff:.1e}")
+    for label, ratios in r["flops_per_vector_ratio"].items():
+        print(f"  FLOPs per vector / gradient's, {label:24s} " + ", ".join(f"k={k}: {v:.2f}" for k, v in ratios.items()))
+
+
+def loss_stats_child(version: str, commit: str) -> None:
+    """Run ``loss_stats`` once on the digits with SmallCNN (this process only); print seconds and memory as JSON."""
+    if version == "before":
+        baseline_operators(commit)
+        stats = baseline_module("curvwidgets/curvature/stats.py", "curvwidgets.curvature._baseline_stats", commit,
+                                replace=[("from .operators import", "from ._baseline_operators import")])
+        loss_stats = stats.loss_stats
+    else:
+        loss_stats = cw.loss_stats
+    torch.manual_seed(0)
+    model = cw.models.create("SmallCNN")
+    data = cw.data.load("digits", augment=False).evaluation_loader("train")
+    events = []
+    resident_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    statistics = loss_stats(model, nn.CrossEntropyLoss(), data, progress=events.append)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"version": version, "seconds": seconds, "events": len(events),
+                      "peak_resident_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_resident_mb_before_call": resident_before, "statistics": statistics}))
+
+
+def bench_loss_stats(args) -> dict:
+    """``loss_stats`` before and after, each once in a fresh process (peak memory is per process)."""
+    results = {"load_average": [os.getloadavg()]}
+    for version in ("before", "after"):
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--loss-stats-child", version,
+                                "--baseline", args.baseline], capture_output=True, text=True, check=True)
+        results[version] = json.loads(child.stdout.strip().splitlines()[-1])
+        results["load_average"].append(os.getloadavg())
+        r = results[version]
+        print(f"  loss_stats {version:6s}: {r['seconds']:7.1f} s, peak resident {r['peak_resident_mb']:6.0f} MB "
+              f"({r['peak_resident_mb_before_call']:.0f} MB before the call), {r['events']} progress events")
+    statistics = results["before"]["statistics"], results["after"]["statistics"]
+    results["largest relative difference"] = max(abs(a - statistics[0][key]) / max(abs(statistics[0][key]), 1e-300)
+                                                 for key, a in statistics[1].items())
+    print(f"  load average {results['load_average']}; largest relative difference of a statistic: "
+          f"{results['largest relative difference']:.1e}")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: 32 samples, narrow models, 1 repeat")
@@ -357,7 +512,14 @@ def main() -> None:
     parser.add_argument("--skip-eigen", action="store_true", help="skip section 4")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead of benchmarking")
     parser.add_argument("--flops", action="store_true", help="count floating-point operations instead of timing")
+    parser.add_argument("--blocks", action="store_true", help="per-vector cost of k-vector blocks, before and after")
+    parser.add_argument("--loss-stats", action="store_true", help="loss_stats on digits/SmallCNN, before and after")
+    parser.add_argument("--loss-stats-child", choices=("before", "after"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default=BASELINE, help=f"git commit of 'before' (default {BASELINE})")
     args = parser.parse_args()
+    if args.loss_stats_child:
+        loss_stats_child(args.loss_stats_child, args.baseline)
+        return
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.lanczos_steps = args.lanczos_steps or (6 if args.quick else 30)
     args.power_iters = args.power_iters or (6 if args.quick else 40)
@@ -367,11 +529,25 @@ def main() -> None:
     models = {"resnet20": lambda: resnet20((4, 8, 16) if args.quick else (16, 32, 64), 1 if args.quick else 3),
               "vgg": lambda: vgg((8, 8, 16, 16) if args.quick else (32, 64, 128, 128))}
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
             "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "device": args.device, "samples": samples, "batch": batch, "repeats": args.repeats}
+    if args.blocks:
+        meta.update(samples=256, batch=256, baseline=args.baseline)
     print(meta)
     results = {"meta": meta}
-    for name in args.models.split(","):
+    if args.loss_stats:
+        results["loss_stats"] = bench_loss_stats(args)
+    if args.blocks:
+        block_data = make_data(256, 256, 0, args.device)
+        block_models = {"vgg_bn": lambda: vgg_bn((8, 8, 16, 16) if args.quick else (32, 64, 128, 128)),
+                        "preresnet20": lambda: cw.models.create("PreResNet20")}
+        for name, build in block_models.items():
+            torch.manual_seed(0)
+            model = with_running_stats(build().to(args.device), block_data)
+            results[f"blocks {name}"] = bench_blocks(model, block_data, args.device, args)
+            report_blocks(name, results[f"blocks {name}"])
+    for name in ([] if args.blocks or args.loss_stats else args.models.split(",")):
         model = with_running_stats(models[name]().to(args.device), data)
         if args.profile:
             profile(model, data, args.device)
