@@ -466,10 +466,12 @@ class Hessian(CurvatureOperator):
 
     Products use forward-over-reverse differentiation (``torch.func.jvp`` of
     ``torch.func.grad``) or double backward (Pearlmutter's trick with two
-    reverse passes): with ``backend="auto"`` the faster of the two on the first
-    batch, and double backward wherever forward mode fails; ``backend`` says
-    which was used. Both cost about three gradients' worth of arithmetic on
-    convolutional networks (``benchmarks/README.md``). See
+    reverse passes): with ``backend="auto"`` the faster of the two on one
+    vector and the first pass, and double backward wherever forward mode
+    fails; ``backend`` says which was used. One product costs about three
+    gradients' worth of arithmetic on convolutional networks; a block of ``k``
+    shares the primal forward and backward passes, about ``2 + 1/k``
+    gradients per vector (``benchmarks/README.md``). See
     :class:`CurvatureOperator` for the arguments.
 
     Examples
@@ -516,7 +518,10 @@ class GGN(CurvatureOperator):
     result is symmetric positive semi-definite for convex losses. The
     Jacobian-vector product is forward mode (``backend="forward-mode"``) or two
     reverse passes (``"double-backward"``); ``"auto"`` picks as for
-    :class:`Hessian`. See :class:`CurvatureOperator` for the arguments.
+    :class:`Hessian`. In forward mode the ``k`` tangents of a block ride on
+    one primal forward pass, which also records the pullback: about ``4/3 +
+    1/(3k)`` gradients' worth of arithmetic per vector. See
+    :class:`CurvatureOperator` for the arguments.
     """
 
     preferred_backend = "forward-mode"
