@@ -258,24 +258,20 @@ def orthogonality_float64(basis: torch.Tensor, chunk: int = 1 << 13) -> float:
     return float(torch.linalg.matrix_norm(gram, ord=2))
 
 
-def blocked_symmetry_defect(matrix: torch.Tensor, block: int = 1024) -> float:
-    """``||A - A^T||_F / ||A||_F`` by square tiles: no ``P x P`` temporary, no full transposed sweep.
+def row_block_symmetry_defect(matrix: torch.Tensor, elements: int = 1 << 22) -> float:
+    """``||A - A^T||_F / ||A||_F`` as the package computed it before issue 11 (commit 4704c06), for comparison.
 
-    Prototype of a cheaper check for ``as_operator`` (benchmark code, not the package): each pair
-    of tiles ``(A_ij, A_ji)`` is read once and only a ``block x block`` difference is formed; the
-    squared norms are summed in float64 on the matrix's device; ``||A||_F`` is one contiguous
-    reduction in the matrix's dtype, as in the package.
+    ``A - A^T`` a block of rows at a time: ``A[i:i+r] - A[:, i:i+r].T``, a
+    transposed sweep over whole columns for every block. The package now
+    checks by pairs of square tiles (``linalg.operators._dense_defect``).
     """
-    n = matrix.shape[0]
-    defect = torch.zeros((), dtype=torch.float64, device=matrix.device)
-    for i in range(0, n, block):
-        tile = matrix[i : i + block, i : i + block]
-        defect += torch.linalg.vector_norm(tile - tile.T).double() ** 2
-        for j in range(i + block, n, block):
-            upper, lower = matrix[i : i + block, j : j + block], matrix[j : j + block, i : i + block]
-            defect += 2.0 * torch.linalg.vector_norm(upper - lower.T).double() ** 2
-    scale = float(torch.linalg.matrix_norm(matrix))
-    return math.sqrt(float(defect)) / scale if scale > 0 else 0.0
+    scale = torch.linalg.matrix_norm(matrix).item()
+    if scale == 0:
+        return 0.0
+    rows = max(1, elements // matrix.shape[0])
+    norms = [torch.linalg.matrix_norm(matrix[i : i + rows] - matrix[:, i : i + rows].T)
+             for i in range(0, matrix.shape[0], rows)]
+    return torch.linalg.vector_norm(torch.stack(norms)).item() / scale
 
 
 def result_arrays(result: Any) -> Dict[str, np.ndarray]:
@@ -561,7 +557,7 @@ def bench_dense(args: argparse.Namespace, device: torch.device, storage: torch.d
         )
         matrix = op.matrix if hasattr(op, "matrix") else None
         if matrix is not None:
-            timings["prototype: blocked symmetry check"] = clock.best(lambda: blocked_symmetry_defect(matrix), R)
+            timings["before issue 11: symmetry check by row blocks"] = clock.best(lambda: row_block_symmetry_defect(matrix), R)
         result = cw.lanczos(op, m, **kwargs)
         theta = result.nodes(0)
         quality = {

@@ -19,6 +19,15 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _existing_folder(target: Path) -> Path:
+    """The nearest existing folder above ``target``; ``NotADirectoryError`` when a file stands there instead."""
+    existing = next(parent for parent in target.parents if parent.exists())
+    if not existing.is_dir():  # a file stands where a folder of the path should be
+        raise NotADirectoryError(f"cannot write {os.fspath(target)!r}: {os.fspath(existing)!r} is a file, "
+                                 "not a folder")
+    return existing
+
+
 def _temporary_beside(target: Path) -> Path:
     """An empty temporary file in ``target``'s folder (created with its parents), or an ``OSError`` naming ``target``.
 
@@ -26,10 +35,7 @@ def _temporary_beside(target: Path) -> Path:
     ``NotADirectoryError``, ...) but names the file asked for, not the
     temporary one, and the folder that could not be written.
     """
-    existing = next(parent for parent in target.parents if parent.exists())
-    if not existing.is_dir():  # a file stands where a folder of the path should be
-        raise NotADirectoryError(f"cannot write {os.fspath(target)!r}: {os.fspath(existing)!r} is a file, not a "
-                                 "folder")
+    _existing_folder(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
@@ -38,6 +44,20 @@ def _temporary_beside(target: Path) -> Path:
                                        f"{os.fspath(target.parent)!r} fails ({error.strerror})") from None
     os.close(handle)
     return Path(name)
+
+
+def check_writable(path: Union[str, os.PathLike]) -> None:
+    """Raise now the ``OSError`` that writing ``path`` with :func:`atomic_path` would raise later.
+
+    For a result that is computed before it is saved, so that a path that
+    cannot be written is found before the computation, not after it. Nothing
+    is created: the nearest existing folder of ``path`` must be writable.
+    """
+    target = Path(path)
+    folder = _existing_folder(target)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {os.fspath(target)!r}: the folder {os.fspath(folder)!r} is not "
+                              "writable")
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from ._atomic import atomic_path
+from ._atomic import atomic_path, check_writable
 from ._validate import choice, positive
 from .progress import CancelToken, ProgressCallback, report
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result
@@ -178,6 +178,8 @@ def compute_eigenspectrum(
     choice("curvature_matrix", curvature_matrix, tuple(CURVATURE_MATRICES))
     if checkpoint_path is None:
         raise ValueError("checkpoint_path is required: the checkpoint whose curvature is wanted")
+    if save_spectrum_path is not None:
+        check_writable(save_spectrum_path)
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     matrix = curvature_matrix.split("_")[0]
     bn_mode = bn_mode or ("eval" if curvature_matrix == "ggn_diag" else "train")
@@ -239,6 +241,8 @@ def compute_loss_stats(
 
     from .curvature import loss_stats
 
+    if save_path is not None:
+        check_writable(save_path)
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     report(progress, cancel, "loss_stats", 0, 1 + len(curvature), partial=lambda: None)
     statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
@@ -307,6 +311,8 @@ def build_loss_landscape(
     positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
+    if save_path is not None:
+        check_writable(save_path)
     spectrum = None
     if directions == "eigenvectors":
         if spectrum_path is None:

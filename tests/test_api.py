@@ -385,3 +385,24 @@ def test_a_damaged_spectrum_file_is_refused_by_the_landscape(paper, tmp_path):
     with pytest.raises(ValueError, match="directions must be one of"):
         cw.build_loss_landscape(checkpoint_path=folder / RUN, directions="pca", save_path=out / "l.npz")
     assert_empty(out)
+
+
+def test_a_save_path_that_cannot_be_written_fails_before_the_computation(paper, tmp_path):
+    folder, _ = paper
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    events = []
+    calls = [
+        lambda: cw.compute_eigenspectrum(checkpoint_path=folder / RUN, save_spectrum_path=blocker / "spectrum",
+                                         lanczos_iters=2, device="cpu", progress=events.append),
+        lambda: cw.compute_loss_stats(checkpoint_path=folder / RUN, save_path=blocker / "stats.json", device="cpu",
+                                      progress=events.append),
+        lambda: cw.build_loss_landscape(spectrum_path=folder / RUN / "spectra" / "spectrum-00002-ggn_lanczos",
+                                        checkpoint_path=folder / RUN, save_path=blocker / "sub" / "landscape.npz",
+                                        n_points=3, device="cpu", progress=events.append),
+    ]
+    for call in calls:
+        with pytest.raises(NotADirectoryError, match=r"cannot write '.*a-file/.*': '.*a-file' is a file, not a folder"):
+            call()
+    assert events == []  # refused before any work
+    assert [path.name for path in tmp_path.iterdir()] == ["a-file"]

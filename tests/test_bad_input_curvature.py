@@ -179,6 +179,15 @@ FUNCTION_CASES = [
     pytest.param(lambda: cw.Hessian(MODEL, LOSS, [(BATCHES[0][0][:4], BATCHES[0][1][:6])]), ValueError,
                  r"data must yield inputs and targets with as many samples .*inputs of shape \(4, 5\) and targets of "
                  r"shape \(6,\)", id="Hessian-more-targets-than-inputs"),
+    pytest.param(lambda: cw.Hessian(MODEL, LOSS, WIDER) @ torch.ones(DIM, dtype=torch.float64), ValueError,
+                 r"data: the model or loss_fn failed on a batch of inputs of shape \(4, 7\) \(torch.float64\) .*"
+                 r"RuntimeError: mat1 and mat2", id="Hessian-inputs-of-another-width"),
+    pytest.param(lambda: cw.GGN(MODEL, LOSS, WIDER, backend="double-backward") @ torch.ones(DIM, dtype=torch.float64),
+                 ValueError, r"data: the model or loss_fn failed on a batch of inputs of shape \(4, 7\)",
+                 id="GGN-inputs-of-another-width"),
+    pytest.param(lambda: cw.loss_stats(MODEL, LOSS, [(BATCHES[0][0], torch.full_like(BATCHES[0][1], 7))]), ValueError,
+                 r"data: the model or loss_fn failed on a batch .*IndexError: Target 7 is out of bounds",
+                 id="loss_stats-target-out-of-range"),
     pytest.param(lambda: cw.GGN(MODEL, LOSS, BATCHES[:1] + WIDER) @ torch.ones(DIM, dtype=torch.float64), ValueError,
                  r"data must yield inputs of one shape per sample; batch 1 has \(7,\), batch 0 has \(5,\)",
                  id="GGN-second-batch-of-another-width"),

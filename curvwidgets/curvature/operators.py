@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from .._validate import choice, device_value, positive_int, seed_value
 from ..linalg.operators import LinearOperator, resolve_dtype
-from .data import DataSource, all_reduce_sum
+from .data import DataSource, all_reduce_sum, naming_data
 from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
@@ -160,6 +160,7 @@ class CurvatureOperator(LinearOperator):
         self._sample_bytes: Optional[int] = None  # probed at the first split batch
         self.backend: Optional[str] = None if self._automatic else backend
         self.fallback_reason: Optional[str] = None
+        self._data_checked = False  # a batch has gone through (_diagnosing_data)
 
     # ---- the public products ------------------------------------------------------------------
 
@@ -193,7 +194,9 @@ class CurvatureOperator(LinearOperator):
         chunks = [self.layout.unflatten(part) for part in torch.split(block, self.vector_chunk, dim=1)]
         with self.evaluation_mode():
             for weight, inputs, targets in self._weighted_batches():
-                yield weight, torch.cat([self._batch_product(inputs, targets, tangents) for tangents in chunks], dim=1)
+                with self._diagnosing_data(inputs, targets):
+                    product = torch.cat([self._batch_product(inputs, targets, tangents) for tangents in chunks], dim=1)
+                yield weight, product
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
         """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
@@ -208,7 +211,7 @@ class CurvatureOperator(LinearOperator):
             for weight, inputs, targets in self._weighted_batches():
                 primals, constants = self.functional_state()
                 leaves = _leaves(primals)
-                with torch.enable_grad():
+                with torch.enable_grad(), self._diagnosing_data(inputs, targets):
                     loss = self._loss(self.outputs_function(constants, inputs)(*leaves), targets)
                     gradient = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
                 scale = 1.0 / weight if per_weight else 1.0
@@ -287,6 +290,28 @@ class CurvatureOperator(LinearOperator):
             weight = counted_weight(self.loss_fn, targets)
             if weight > 0:
                 yield weight, inputs, targets
+
+    @contextlib.contextmanager
+    def _diagnosing_data(self, inputs: torch.Tensor, targets: torch.Tensor) -> Iterator[None]:
+        """Around the operator's first batch: if it fails, a plain forward pass tells whether the data are to blame.
+
+        Inputs the model cannot take, or targets the loss cannot, become a
+        ``ValueError`` naming ``data`` and the batch's shapes
+        (:func:`~curvwidgets.curvature.data.naming_data`); any other failure,
+        such as a backend that cannot differentiate the model, propagates
+        unchanged. Nothing is run when the batch succeeds.
+        """
+        if self._data_checked:
+            yield
+            return
+        try:
+            yield
+        except (RuntimeError, IndexError):
+            primals, constants = self.functional_state()
+            with torch.no_grad(), naming_data(inputs, targets):
+                self._loss(self.outputs_function(constants, inputs)(*primals), targets)
+            raise
+        self._data_checked = True
 
     def _check(self, tensor: torch.Tensor, ndim: int) -> None:
         if not isinstance(tensor, torch.Tensor):
