@@ -95,6 +95,7 @@ def main() -> None:
                 rounds["after"].append(measure(here))
         finally:
             subprocess.run(["git", "-C", here, "worktree", "remove", "--force", before], capture_output=True)
+            subprocess.run(["git", "-C", here, "worktree", "prune"], capture_output=True)
     best = {version: {row: min(r[row] for r in runs) for row in runs[0]} for version, runs in rounds.items()}
     print(f"best of {args.rounds} rounds, seconds (before = {args.baseline}, after = this tree); load {os.getloadavg()}")
     print(f"  {'':40s} {'before':>8s} {'after':>8s}")

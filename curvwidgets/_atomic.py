@@ -51,9 +51,13 @@ def check_writable(path: Union[str, os.PathLike]) -> None:
 
     For a result that is computed before it is saved, so that a path that
     cannot be written is found before the computation, not after it. Nothing
-    is created: the nearest existing folder of ``path`` must be writable.
+    is created: the nearest existing folder of ``path`` must be writable
+    (missing folders are created by the write). ``~`` is expanded; give the
+    path the write will use (with any suffix the writer adds).
     """
-    target = Path(path)
+    target = Path(path).expanduser()
+    if target.is_dir():  # also "" and "/"
+        raise IsADirectoryError(f"cannot write {os.fspath(path)!r}: it is a folder; give a file's path")
     folder = _existing_folder(target)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {os.fspath(target)!r}: the folder {os.fspath(folder)!r} is not "

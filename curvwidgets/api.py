@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from ._atomic import atomic_path, check_writable
 from ._validate import choice, positive
 from .progress import CancelToken, ProgressCallback, report
-from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result
+from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result, npz_path
 
 __all__ = ["train_network", "compute_eigenspectrum", "compute_loss_stats", "build_loss_landscape", "plot_training",
            "plot_spectrum", "plot_loss_landscape", "CURVATURE_MATRICES"]
@@ -179,7 +179,7 @@ def compute_eigenspectrum(
     if checkpoint_path is None:
         raise ValueError("checkpoint_path is required: the checkpoint whose curvature is wanted")
     if save_spectrum_path is not None:
-        check_writable(save_spectrum_path)
+        check_writable(npz_path(save_spectrum_path))
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     matrix = curvature_matrix.split("_")[0]
     bn_mode = bn_mode or ("eval" if curvature_matrix == "ggn_diag" else "train")
@@ -242,6 +242,7 @@ def compute_loss_stats(
     from .curvature import loss_stats
 
     if save_path is not None:
+        save_path = Path(save_path).expanduser()
         check_writable(save_path)
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     report(progress, cancel, "loss_stats", 0, 1 + len(curvature), partial=lambda: None)
@@ -312,7 +313,7 @@ def build_loss_landscape(
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
     if save_path is not None:
-        check_writable(save_path)
+        check_writable(npz_path(save_path))
     spectrum = None
     if directions == "eigenvectors":
         if spectrum_path is None:

@@ -406,3 +406,20 @@ def test_a_save_path_that_cannot_be_written_fails_before_the_computation(paper, 
             call()
     assert events == []  # refused before any work
     assert [path.name for path in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_check_writable_finds_what_the_write_would_find(tmp_path, monkeypatch):
+    from curvwidgets._atomic import check_writable
+
+    check_writable(tmp_path / "new" / "folders" / "result.npz")  # missing folders are fine: the write creates them
+    assert list(tmp_path.iterdir()) == []  # and the check creates nothing
+    for folder in (tmp_path, "/"):
+        with pytest.raises(IsADirectoryError, match=r"it is a folder; give a file's path"):
+            check_writable(folder)
+    monkeypatch.setenv("HOME", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"a-file/result.json'.*a-file' is a file, not a folder"):
+        check_writable("~/result.json")  # ~ expanded, as the writers do
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match=r"cannot write .*: the folder .* is not writable"):
+        check_writable(tmp_path / "result.npz")

@@ -201,6 +201,16 @@ def test_bad_input_raises_a_clear_error(call, exception, message):
         call()
 
 
+def test_data_the_model_cannot_take_leave_the_backend_to_be_chosen():
+    op = cw.Hessian(MODEL, LOSS, WIDER)
+    with pytest.raises(ValueError, match=r"data: the model or loss_fn failed"):
+        op @ torch.ones(DIM, dtype=torch.float64)
+    assert op.backend is None and op.fallback_reason is None  # not pinned to double backward by the data's error
+    good = cw.Hessian(MODEL, LOSS, BATCHES)
+    good @ torch.ones(DIM, dtype=torch.float64)
+    assert good.backend in ("forward-over-reverse", "double-backward") and good.fallback_reason is None
+
+
 def test_a_loss_that_counts_no_target_is_an_error():
     batches = [(inputs, torch.full_like(targets, -1)) for inputs, targets in BATCHES]
     op = cw.Hessian(MODEL, nn.CrossEntropyLoss(ignore_index=-1), batches)

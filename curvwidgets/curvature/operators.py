@@ -306,10 +306,17 @@ class CurvatureOperator(LinearOperator):
             return
         try:
             yield
+        except torch.cuda.OutOfMemoryError:
+            raise  # not about the data, and a diagnosis would need the memory again
         except (RuntimeError, IndexError):
             primals, constants = self.functional_state()
-            with torch.no_grad(), naming_data(inputs, targets):
-                self._loss(self.outputs_function(constants, inputs)(*primals), targets)
+            try:
+                with torch.no_grad(), naming_data(inputs, targets):
+                    self._loss(self.outputs_function(constants, inputs)(*primals), targets)
+            except ValueError:
+                if self._automatic:  # the data, not forward mode, made the choice of backend fail
+                    self.backend, self.fallback_reason = None, None
+                raise
             raise
         self._data_checked = True
 
