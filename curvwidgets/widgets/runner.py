@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import ipywidgets as widgets
 
@@ -31,7 +31,7 @@ Task = Callable[[ProgressCallback, CancelToken], Any]
 BAR_STYLES = {"running": "info", "done": "success", "cancelled": "warning", "failed": "danger"}
 
 
-def status_text(event: ProgressEvent, elapsed: float, first_step: int = 0) -> str:
+def status_text(event: ProgressEvent, elapsed: float) -> str:
     """The progress label: stage, step count, rate and ETA.
 
     Parameters
@@ -39,10 +39,7 @@ def status_text(event: ProgressEvent, elapsed: float, first_step: int = 0) -> st
     event : ProgressEvent
         The latest event of the current stage.
     elapsed : float
-        Seconds since the stage was at ``first_step``.
-    first_step : int, default: 0
-        Where the stage's timing starts: past 0 for a resumed run, whose
-        steps done before it do not count towards the rate.
+        Seconds since the stage began.
 
     Returns
     -------
@@ -56,8 +53,8 @@ def status_text(event: ProgressEvent, elapsed: float, first_step: int = 0) -> st
     'lanczos 10/30 · 2 steps/s · ETA 10 s'
     """
     text = f"{event.stage} {event.step}/{event.total}"
-    if event.step > first_step and elapsed > 0:
-        rate = (event.step - first_step) / elapsed
+    if event.step > 0 and elapsed > 0:
+        rate = event.step / elapsed
         text += f" · {rate:.2g} steps/s · ETA {_duration((event.total - event.step) / rate)}"
     return text
 
@@ -79,8 +76,7 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.perf_counter)
-    #: per stage name, the step and time its rate is counted from (see _Job.mark_stage)
-    stage_marks: Dict[str, Tuple[int, float]] = field(default_factory=dict)
+    stage_started: float = 0.0
     latest: Optional[ProgressEvent] = None
     latest_time: float = 0.0
     drawn: Optional[ProgressEvent] = None
@@ -88,20 +84,6 @@ class _Job:
     draw_pending: bool = False
     error: Optional[BaseException] = None
     traceback: str = ""
-
-    def mark_stage(self, event: ProgressEvent, now: float) -> None:
-        """Record where ``event``'s stage starts counting, at the stage's first event (call under ``lock``).
-
-        The first stage of the job counts from step 0 at the job's start
-        when its first event reports at most one step (fresh work); a first
-        event further on (a resumed run), and every later stage, count from
-        that event. Marks are kept per stage name, so stages that alternate
-        (a training's epochs and batches) keep their own clocks.
-        """
-        if event.stage in self.stage_marks:
-            return
-        fresh = not self.stage_marks and event.step <= 1
-        self.stage_marks[event.stage] = (0, self.started) if fresh else (event.step, now)
 
 
 class TaskRunner(widgets.VBox):
@@ -299,7 +281,8 @@ class TaskRunner(widgets.VBox):
         """Progress callback handed to the task: record the event, schedule a throttled draw."""
         now = time.perf_counter()
         with job.lock:
-            job.mark_stage(event, now)
+            if job.latest is None or job.latest.stage != event.stage:
+                job.stage_started = job.latest_time if job.latest is not None else job.started
             job.latest, job.latest_time = event, now
             schedule = now - job.last_draw >= self.min_interval and not job.draw_pending
             if schedule:
@@ -314,15 +297,14 @@ class TaskRunner(widgets.VBox):
         """Draw the newest event not drawn yet: bar, label, then the owner's plots, in one batch each."""
         with job.lock:
             event, job.draw_pending = job.latest, False
+            stage_elapsed = job.latest_time - job.stage_started
             if event is None or event is job.drawn:
                 return
             job.drawn = event
-            first_step, since = job.stage_marks[event.stage]
-            elapsed = job.latest_time - since
         with hold_sync(self.bar, self.status):
             self.bar.max = max(event.total, 1)
             self.bar.value = min(event.step, self.bar.max)
-            self.status.value = status_text(event, elapsed, first_step)
+            self.status.value = status_text(event, stage_elapsed)
         if job.on_progress is not None:
             self._guarded(job, lambda: job.on_progress(event))
 
