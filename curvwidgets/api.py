@@ -245,7 +245,6 @@ def compute_loss_stats(
         save_path = Path(save_path).expanduser()
         check_writable(save_path)
     trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
-    report(progress, cancel, "loss_stats", 0, 1 + len(curvature), partial=lambda: None)
     statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
                             params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes, seed=seed,
                             num_samples=num_samples, progress=progress, cancel=cancel)

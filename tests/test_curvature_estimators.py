@@ -299,11 +299,12 @@ def test_loss_stats_reports_every_batch_and_cancels_with_the_passes_done():
     batches, _, _ = classification_data(model)  # 4 batches: 3 passes of 4 events
     events = []
     statistics = cw.loss_stats(model, LOSS, batches, num_probes=2, progress=events.append)
-    assert [(e.stage, e.step, e.total) for e in events] == [("loss_stats", step, 12) for step in range(1, 13)]
+    # step 0 once the inputs are checked, then one event per batch, all with the same total
+    assert [(e.stage, e.step, e.total) for e in events] == [("loss_stats", step, 12) for step in range(0, 13)]
     gradient_keys = {"loss_mean", "loss_variance", "gradient_norm_sq", "gradient_variance", "weight_l2",
                      "weight_linf", "num_samples"}
-    assert [set(e.partial) for e in events[:4]] == [set()] * 3 + [gradient_keys]
-    assert set(events[7].partial) == gradient_keys | {key for key in statistics if key.startswith("hessian_")}
+    assert [set(e.partial) for e in events[:5]] == [set()] * 4 + [gradient_keys]
+    assert set(events[8].partial) == gradient_keys | {key for key in statistics if key.startswith("hessian_")}
     assert events[-1].partial == statistics
     events, progress, cancel = cancel_after(6)
     with pytest.raises(cw.Cancelled) as stopped:

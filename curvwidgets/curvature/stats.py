@@ -130,8 +130,9 @@ def loss_stats(
     seed : int, default: 0
         Seed of the random unit vector and the probes.
     progress, cancel
-        The progress protocol: stage ``"loss_stats"``, one event per batch of
-        each pass over the data (the gradient pass first, then one per entry
+        The progress protocol: stage ``"loss_stats"``, an event with
+        ``step=0`` once the inputs are checked, then one per batch of each
+        pass over the data (the gradient pass first, then one per entry
         of ``curvature``), ``step`` counting batches over all passes and
         ``total = (1 + len(curvature)) * batches``; the partial result is the
         dict of the passes completed (the event of a pass's last batch
@@ -188,6 +189,7 @@ def loss_stats(
     batches = first.data.batch_count()
     total = (1 + len(curvature)) * batches
     done = 0
+    report(progress, cancel, "loss_stats", 0, total, partial=lambda: dict(statistics))  # inputs checked
 
     def batch_done() -> None:
         nonlocal done
