@@ -246,8 +246,8 @@ class CurvatureOperator(LinearOperator):
         count = tangents[0].shape[0]
         total = torch.zeros(self.dim, count, dtype=torch.float64, device=self.device)
         vectors = 1 if self.backend == "double-backward" else count  # double backward takes one vector at a time
+        primals, constants = self.functional_state()  # one copy of the state for all the batch's passes
         for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors):
-            primals, constants = self.functional_state()
             product = self._with_backend(primals, constants, part_inputs, part_targets, tangents)
             total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
         return total
