@@ -10,6 +10,7 @@ from curvwidgets.training import trained as trained_module
 from curvwidgets.widgets import LandscapeWidget
 from curvwidgets.widgets._landscape_task import stem_directions
 from curvwidgets.widgets.landscape import CURVE_COLORS, cell_edges
+from curvwidgets.widgets._landscape_task import stem_label
 
 from gates import Gate
 
@@ -42,8 +43,30 @@ def spectrum(model_and_data):
 
 @pytest.fixture(scope="module")
 def eigen(spectrum):
-    """Every eigenvector direction, largest Ritz value first, as the core names them."""
-    return cw.eigen_directions(spectrum, largest=STEPS, smallest=0)
+    """Every eigenvector direction in the picker's order, largest Ritz value first, as the core names them.
+
+    The upper half is ``largest 1, 2, ...``; the lower half ends with ``smallest 1``, the most negative.
+    """
+    half = -(-STEPS // 2)
+    core = cw.eigen_directions(spectrum, largest=half, smallest=STEPS - half)
+    return core[:half] + core[half:][::-1]
+
+
+def drawn(marks, offsets):
+    """What ``marks`` draw, as an array ``(len(marks), offsets.size)`` with NaN at the points left out.
+
+    Also checks what bqplot needs to draw them: only finite points, at offsets in order.
+    """
+    rows = np.full((len(marks), offsets.size), np.nan)
+    for row, mark in zip(rows, marks):
+        x, y = np.asarray(mark.x, dtype=float), np.asarray(mark.y, dtype=float)
+        assert np.isfinite(x).all() and np.isfinite(y).all(), "a mark was sent a non-finite point"
+        row[np.searchsorted(offsets, x)] = y
+    return rows
+
+
+def drawn_curves(widget):
+    return drawn(widget.curves, widget.result.offsets)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +78,25 @@ def widget(model_and_data, spectrum):
     return widget
 
 
-def finite_counts(widget, mark, trait):
-    """Record the number of finite values of ``mark.trait`` at every change."""
-    counts = []
-    getattr(widget, mark).observe(lambda change: counts.append(int(np.isfinite(change["new"]).sum())), trait)
-    return counts
+def record_draws(widget, after_draw=None):
+    """Wrap ``widget._show`` (every draw of a landscape, partial or final) to record what the figures then show.
+
+    Returns the list that gets, after each draw, ``(done, curves, heatmap colour)``: the points computed, the
+    curves as :func:`drawn` reads them, and a copy of the heatmap's colour array (None while it is hidden).
+    ``after_draw(done)`` is called after each record.
+    """
+    draws, show = [], widget._show
+
+    def recording(landscape):
+        show(landscape)
+        if landscape is not None:
+            colour = np.array(widget.heatmap.color) if widget.heatmap.visible else None
+            draws.append((int(landscape.done.sum()), drawn(widget.curves, landscape.offsets), colour))
+            if after_draw is not None:
+                after_draw(draws[-1][0])
+
+    widget._show = recording
+    return draws
 
 
 def test_marks_hold_the_landscape_along_the_picked_eigenvectors(widget, model_and_data, eigen):
@@ -71,10 +108,11 @@ def test_marks_hold_the_landscape_along_the_picked_eigenvectors(widget, model_an
     assert set(result.values) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
     for metric, values in reference.values.items():
         np.testing.assert_array_equal(result[metric], values)
-    np.testing.assert_array_equal(widget.curves.x, reference.offsets)
-    np.testing.assert_array_equal(widget.curves.y, reference["train_loss"])
-    assert list(widget.curves.labels) == list(reference.labels)
-    assert widget.line_figure.layout.display == "" and widget.plane_figure.layout.display == "none"
+    for curve in widget.curves:
+        np.testing.assert_array_equal(curve.x, reference.offsets)
+    np.testing.assert_array_equal(drawn_curves(widget), reference["train_loss"])
+    assert all(label in widget.legend.value for label in reference.labels)
+    assert widget.figures.children == (widget.picker_figure, widget.line_figure)
 
 
 def test_quadratic_models_are_the_ritz_values_times_half_t_squared(widget, spectrum):
@@ -82,10 +120,15 @@ def test_quadratic_models_are_the_ritz_values_times_half_t_squared(widget, spect
     offsets = np.linspace(-DIST, DIST, N_POINTS)
     at_zero = widget.result["train_loss"][:, N_POINTS // 2]
     expected = at_zero[:, None] + thetas[:, None] * offsets[None, :] ** 2 / 2
-    np.testing.assert_allclose(widget.quadratic_lines.y, expected, rtol=1e-12)
-    np.testing.assert_array_equal(widget.quadratic_lines.x, offsets)
-    assert list(widget.quadratic_lines.colors) == list(CURVE_COLORS[:2])
-    assert widget.quadratic_lines.line_style == "dashed"
+    np.testing.assert_allclose(drawn(widget.quadratic_lines, offsets), expected, rtol=1e-12)
+    assert [line.colors[0] for line in widget.quadratic_lines] == list(CURVE_COLORS[:2])
+    assert [curve.colors[0] for curve in widget.curves] == list(CURVE_COLORS[:2])
+    assert all(line.line_style == "dashed" for line in widget.quadratic_lines)
+    assert "quadratic model" in widget.legend.value
+    # the value axis spans the curves; the steeper model is clipped rather than flattening them
+    low, high = widget.curves[0].scales["y"].min, widget.curves[0].scales["y"].max
+    values = widget.result["train_loss"]
+    assert low < values.min() < values.max() < high and high - low < 1.2 * (values.max() - values.min())
     assert thetas[0] > 0.3 and abs(thetas[1] - thetas[0]) > 0.1  # two distinct, clearly curved models
 
 
@@ -113,13 +156,14 @@ def test_clicking_stems_changes_the_directions(model_and_data, spectrum, eigen):
     assert widget.selected == [1, 3] and eigen[3].label in widget.picked_labels.value
     widget.run(block=True)
     assert widget.result.labels == (eigen[1].label, eigen[3].label)
-    np.testing.assert_array_equal(widget.curves.y, cw.loss_landscape(model, data, [eigen[1], eigen[3]],
-                                                                      **OPTIONS)["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), cw.loss_landscape(model, data, [eigen[1], eigen[3]],
+                                                                           **OPTIONS)["train_loss"])
 
     widget.stem_picker.selected = np.array([3], dtype=np.uint32)  # ctrl-click on 1 again: removed
     widget.run(block=True)
     assert widget.result.labels == (eigen[3].label,)
-    np.testing.assert_array_equal(widget.curves.y, widget.result["train_loss"][0])  # bqplot squeezes one line
+    assert len(widget.curves) == len(widget.line_figure.marks) // 2 == 1
+    np.testing.assert_array_equal(drawn_curves(widget), widget.result["train_loss"])
 
 
 def test_selected_is_settable_and_checked(spectrum):
@@ -133,18 +177,31 @@ def test_selected_is_settable_and_checked(spectrum):
             widget.selected = bad
 
 
+def test_stems_are_labelled_from_the_nearer_end_as_the_core_and_cli_name_them(spectrum, eigen):
+    widget = LandscapeWidget(spectrum=spectrum)
+    nodes = np.asarray(widget.stem_picker.x)
+    labels = [stem_label(position, float(nodes[position]), STEPS) for position in range(STEPS)]
+    assert labels == [direction.label for direction in eigen]
+    assert labels[0].startswith("largest 1 ") and labels[-1].startswith("smallest 1 ")
+    assert labels[STEPS // 2 - 1].startswith(f"largest {STEPS // 2} ") and labels[STEPS // 2].startswith(
+        f"smallest {STEPS - STEPS // 2} ")
+    assert stem_label(2, 1.0, 5) == "largest 3 (theta = 1)" and stem_label(3, 1.0, 5) == "smallest 2 (theta = 1)"
+
+
 def test_split_and_metric_toggles_redraw_without_recomputing(widget):
     result, event = widget.result, widget.runner.last_event
     widget.split.value = "test"
-    np.testing.assert_array_equal(widget.curves.y, result["test_loss"])
-    np.testing.assert_allclose(widget.quadratic_lines.y, result.quadratic_model("test_loss"), rtol=1e-12)
+    np.testing.assert_array_equal(drawn_curves(widget), result["test_loss"])
+    np.testing.assert_allclose(drawn(widget.quadratic_lines, result.offsets), result.quadratic_model("test_loss"),
+                               rtol=1e-12)
     widget.metric.value = "accuracy"
-    np.testing.assert_array_equal(widget.curves.y, result["test_accuracy"])
-    assert np.asarray(widget.quadratic_lines.y).size == 0 and widget.value_axis.label == "test accuracy"
+    np.testing.assert_array_equal(drawn_curves(widget), result["test_accuracy"])
+    assert all(np.asarray(line.y).size == 0 for line in widget.quadratic_lines)
+    assert widget.value_axis.label == "test accuracy"
     widget.split.value = "train"
-    np.testing.assert_array_equal(widget.curves.y, result["train_accuracy"])
+    np.testing.assert_array_equal(drawn_curves(widget), result["train_accuracy"])
     widget.metric.value = "loss"
-    np.testing.assert_array_equal(widget.curves.y, result["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), result["train_loss"])
     assert widget.result is result and widget.runner.last_event is event  # nothing was computed
 
 
@@ -153,9 +210,9 @@ def test_a_landscape_without_test_data_says_so(model_and_data, spectrum):
     widget = LandscapeWidget(model, train, spectrum=spectrum, split="test", **OPTIONS)
     widget.run(block=True)
     assert set(widget.result.values) == {"train_loss", "train_accuracy"}
-    assert np.asarray(widget.curves.y).size == 0 and "no test metrics" in widget.note.value
+    assert widget.curves == () and "no test metrics" in widget.note.value
     widget.split.value = "train"
-    np.testing.assert_array_equal(widget.curves.y, widget.result["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), widget.result["train_loss"])
     assert widget.note.value == ""
 
 
@@ -168,15 +225,17 @@ def test_random_and_filter_normalised_directions(model_and_data, kind, filter_no
     chosen = cw.random_directions(model, 2, seed=3, filter_normalized=filter_normalized)
     reference = cw.loss_landscape(model, data, chosen, **OPTIONS)
     assert widget.result.labels == (f"{label} 1", f"{label} 2")
-    np.testing.assert_array_equal(widget.curves.y, reference["train_loss"])
-    assert np.isnan(widget.result.curvatures).all() and np.asarray(widget.quadratic_lines.y).size == 0
+    np.testing.assert_array_equal(drawn_curves(widget), reference["train_loss"])
+    assert np.isnan(widget.result.curvatures).all()
+    assert all(np.asarray(line.y).size == 0 for line in widget.quadratic_lines)
+    assert "quadratic model" not in widget.legend.value
 
 
 def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
     model, data = model_and_data
     widget = LandscapeWidget(model, data, spectrum=spectrum, plane=True, **OPTIONS)
     widget.runner.min_interval = 0.0
-    counts = finite_counts(widget, "heatmap", "color")
+    draws = record_draws(widget)
     widget.run(block=True)
     reference = cw.loss_landscape(model, data, [eigen[0], eigen[-1]], plane=True, **OPTIONS)
     assert widget.result.kind == "plane" and widget.result.labels == reference.labels
@@ -185,13 +244,30 @@ def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
     edges = np.concatenate([offsets - half, [DIST + half]])
     np.testing.assert_allclose(widget.heatmap.row, edges, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(widget.heatmap.column, edges, rtol=1e-12, atol=1e-15)
+    for scale in (widget.heatmap.scales["row"], widget.heatmap.scales["column"]):
+        np.testing.assert_allclose([scale.min, scale.max], [-DIST - half, DIST + half], rtol=1e-12)
+    colour = widget.heatmap.scales["color"]
+    assert (colour.min, colour.max) == (reference["train_loss"].min(), reference["train_loss"].max())
     assert (widget.plane_x_axis.label, widget.plane_y_axis.label) == (eigen[0].label, eigen[-1].label)
-    assert widget.plane_figure.layout.display == "" and widget.line_figure.layout.display == "none"
-    assert counts == list(range(0, N_POINTS ** 2, CHUNK)) + [N_POINTS ** 2]  # filled as the points arrived
+    assert widget.figures.children == (widget.picker_figure, widget.plane_figure)
+
+    # filled as the points arrived: each draw shows the columns (points of the first direction) computed in full,
+    # never a NaN; nothing before the first two columns (bqplot would read one column as a row)
+    # the events of the passes, then the result
+    assert [done for done, _, _ in draws] == list(range(0, N_POINTS ** 2, CHUNK)) + [N_POINTS ** 2] * 2
+    for done, _, colour in draws:
+        columns = done // N_POINTS
+        if columns < 2:
+            assert colour is None
+        else:
+            np.testing.assert_array_equal(colour, reference["train_loss"][:columns].T)
 
     widget.metric.value = "accuracy"
     np.testing.assert_array_equal(widget.heatmap.color, reference["train_accuracy"].T)
     assert widget.color_axis.label == "train accuracy"
+    widget.plane.value = False
+    widget.run(block=True)
+    assert widget.figures.children == (widget.picker_figure, widget.line_figure)
 
 
 def test_cell_edges_are_half_a_spacing_around_each_point():
@@ -202,29 +278,23 @@ def test_curves_fill_in_as_points_arrive(model_and_data, spectrum):
     model, data = model_and_data
     widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
     widget.runner.min_interval = 0.0
-    drawn = []
-    widget.curves.observe(lambda change: drawn.append(np.array(change["new"])), "y")
+    draws = record_draws(widget)
     widget.run(block=True)
     total = 2 * N_POINTS
     final = widget.result["train_loss"].reshape(-1)
-    assert [int(np.isfinite(y).sum()) for y in drawn] == list(range(0, total, CHUNK)) + [total]
-    for y in drawn:  # each draw: the points done so far, in order, and NaN (not drawn) after them
-        done = int(np.isfinite(y).sum())
-        np.testing.assert_array_equal(y.reshape(-1)[:done], final[:done])
-        assert np.isnan(y.reshape(-1)[done:]).all()
+    assert [done for done, _, _ in draws] == list(range(0, total, CHUNK)) + [total] * 2  # passes, then the result
+    for done, curves, _ in draws:  # each draw: the points done so far, in order, and nothing after them
+        np.testing.assert_array_equal(curves.reshape(-1)[:done], final[:done])
+        assert np.isnan(curves.reshape(-1)[done:]).all()
 
 
 def test_cancel_mid_run_keeps_a_partial_landscape_and_a_second_run_works(model_and_data, spectrum):
     model, data = model_and_data
     widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
     widget.runner.min_interval = 0.0
-
-    def cancel_after_two_passes(change):
-        if np.isfinite(change["new"]).sum() == 2 * CHUNK:
-            widget.curves.unobserve(cancel_after_two_passes, "y")
-            widget.runner.cancel()
-
-    widget.curves.observe(cancel_after_two_passes, "y")
+    cancels = []  # the first run only
+    record_draws(widget, after_draw=lambda done: done == 2 * CHUNK and not cancels and cancels.append(
+        widget.runner.cancel()))
     assert widget.run()
     assert widget.runner.join(timeout=60)
     partial = widget.result
@@ -234,11 +304,11 @@ def test_cancel_mid_run_keeps_a_partial_landscape_and_a_second_run_works(model_a
     for metric, values in whole.values.items():
         np.testing.assert_array_equal(partial[metric][partial.done], values[partial.done])
         assert np.isnan(partial[metric][~partial.done]).all()
-    np.testing.assert_array_equal(widget.curves.y, partial["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), partial["train_loss"])
 
     assert widget.run(block=True)
     assert widget.runner.outcome == "done" and widget.result.done.all()
-    np.testing.assert_array_equal(widget.curves.y, whole["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), whole["train_loss"])
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -260,7 +330,7 @@ def test_errors_appear_in_the_error_area(model_and_data, spectrum, settings, mes
     assert widget.runner.join(timeout=60)
     assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
     assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
-    assert widget.result is None and np.asarray(widget.curves.y).size == 0
+    assert widget.result is None and widget.curves == ()
 
 
 def test_the_kernel_stays_free_while_a_landscape_runs_and_a_second_run_is_refused(model_and_data):
@@ -310,7 +380,8 @@ def test_stems_of_another_start_vector(model_and_data):
     widget.run(block=True)
     np.testing.assert_array_equal(widget.result.curvatures, [nodes.max(), nodes.min()])
     second = cw.eigen_directions(spectrum, largest=1, smallest=1, run=1)
-    np.testing.assert_array_equal(widget.curves.y, cw.loss_landscape(model, data, second, **OPTIONS)["train_loss"])
+    np.testing.assert_array_equal(drawn_curves(widget), cw.loss_landscape(model, data, second,
+                                                                           **OPTIONS)["train_loss"])
 
 
 def test_stem_directions_are_the_core_eigen_directions(spectrum, eigen):

@@ -59,17 +59,32 @@ def stem_order(spectrum: Spectrum, run: int = 0) -> np.ndarray:
     return np.argsort(-spectrum.lanczos.nodes(run), kind="stable")
 
 
-def stem_label(position: int, theta: float) -> str:
-    """Label of the stem at ``position`` of the picker, as :func:`curvwidgets.eigen_directions` names it."""
-    return f"largest {position + 1} (theta = {theta:.4g})"
+def stem_label(position: int, theta: float, count: int) -> str:
+    """Label of the stem at ``position`` of a picker of ``count`` stems, as :func:`curvwidgets.eigen_directions` names it.
+
+    The upper half of the picker (positions below ``ceil(count / 2)``) counts
+    from the largest Ritz value, the lower half from the smallest, so the most
+    negative one is ``"smallest 1"``, as ``eigen_directions(smallest=1)`` and
+    the command line call it.
+
+    Examples
+    --------
+    >>> stem_label(0, 18.55, 12), stem_label(11, -20.32, 12)
+    ('largest 1 (theta = 18.55)', 'smallest 1 (theta = -20.32)')
+    """
+    if position < -(-count // 2):
+        return f"largest {position + 1} (theta = {theta:.4g})"
+    return f"smallest {count - position} (theta = {theta:.4g})"
 
 
 def stem_directions(spectrum: Spectrum, positions: Sequence[int], run: int = 0) -> List[Direction]:
     """The unit Ritz vectors at ``positions`` of the stem picker (largest Ritz value first).
 
-    Only the vectors picked are copied out of ``spectrum.ritz_vectors``. The
-    direction at position ``i`` equals ``eigen_directions(spectrum, largest=n,
-    smallest=0, run=run)[i]``: same vector, Ritz value and label.
+    Only the vectors picked are copied out of ``spectrum.ritz_vectors``. With
+    ``n`` stems and ``h = ceil(n / 2)``, the direction at position ``i < h``
+    equals ``eigen_directions(spectrum, largest=h, smallest=n - h, run=run)[i]``
+    and the one at position ``n - 1 - j`` equals its entry ``h + j``
+    (``"smallest j + 1"``): same vector, Ritz value and label.
 
     Parameters
     ----------
@@ -94,7 +109,7 @@ def stem_directions(spectrum: Spectrum, positions: Sequence[int], run: int = 0) 
         index = order[position]
         theta = float(values[index])
         vector = torch.from_numpy(np.array(spectrum.ritz_vectors[run, index]))
-        directions.append(Direction(vector, stem_label(int(position), theta), theta))
+        directions.append(Direction(vector, stem_label(int(position), theta, order.size), theta))
     return directions
 
 

@@ -1,14 +1,35 @@
-"""Small helpers shared by the widgets: batched trait updates and the data of stem marks."""
+"""Small helpers shared by the widgets: batched trait updates, what marks may be sent, and HTML legends.
+
+bqplot draws in the browser from whatever the kernel sends: a NaN in a mark's
+data or a scale whose domain has no finite value makes it write ``NaN`` into
+SVG attributes, a ``path d="null"`` and an axis tick format of
+``.undefinedg`` (seen in chromium, with an empty plot and hundreds of console
+errors). So the widgets send only finite points (:func:`finite_points`), give
+scales explicit finite ranges where the data may have none yet
+(:func:`padded_range`), and draw legends as HTML beside the figure
+(:func:`legend_html`), where they can never cover the data.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Tuple
+import html
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-from ipywidgets import Widget
+from ipywidgets import Layout, Widget
 
-__all__ = ["hold_sync", "set_slider", "stem_segments", "log_floor"]
+__all__ = ["field_layout", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+           "LEGEND_SYMBOLS"]
+
+
+def field_layout(width: str = "180px") -> Layout:
+    """A new ``Layout`` of the given width for one control.
+
+    Every control gets its own: controls sharing one ``Layout`` object share
+    its ``display`` too, so hiding one of them hides them all.
+    """
+    return Layout(width=width)
 
 
 @contextlib.contextmanager
@@ -71,3 +92,66 @@ def log_floor(weights: np.ndarray) -> float:
     positive = np.asarray(weights, dtype=float)
     positive = positive[positive > 0]
     return max(float(positive.min()) / 2, 1e-12) if positive.size else 1e-12
+
+
+def finite_points(x: np.ndarray, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The points of one line where both coordinates are finite, in order.
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (n,)
+
+    Returns
+    -------
+    x, y : ndarray, shape (k,)
+        ``k <= n``; empty when no point is finite (an empty mark draws nothing, cleanly).
+
+    Examples
+    --------
+    >>> finite_points(np.array([0.0, 1.0, 2.0]), np.array([5.0, np.nan, 7.0]))
+    (array([0., 2.]), array([5., 7.]))
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def padded_range(*arrays: np.ndarray, margin: float = 0.05) -> Tuple[Optional[float], Optional[float]]:
+    """``(low, high)`` spanning the finite values of ``arrays``, widened by ``margin`` of the span on each side.
+
+    A single value gets a span of ``max(|value|, 1)`` around it. ``(None,
+    None)`` (bqplot's "fit the data") when no value is finite.
+
+    Examples
+    --------
+    >>> padded_range(np.array([1.0, np.nan, 3.0]), margin=0.25)
+    (0.5, 3.5)
+    >>> padded_range(np.array([np.nan]))
+    (None, None)
+    """
+    finite = np.concatenate([np.asarray(values, dtype=float).reshape(-1) for values in arrays] or [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None, None
+    low, high = float(finite.min()), float(finite.max())
+    span = high - low if high > low else max(abs(low), 1.0)
+    return low - margin * span, high + margin * span
+
+
+#: How :func:`legend_html` draws each kind of mark.
+LEGEND_SYMBOLS = {"line": "━━", "dashed": "╍╍", "dot": "●", "circle": "○", "bar": "■"}
+
+
+def legend_html(entries: Sequence[Tuple[str, str, str]]) -> str:
+    """A one-line HTML legend: for each ``(label, colour, kind)`` a coloured symbol and the label.
+
+    ``kind`` is a key of :data:`LEGEND_SYMBOLS`. Labels are escaped. Drawn
+    beside a figure rather than inside it, a legend never covers the data.
+
+    Examples
+    --------
+    >>> legend_html([("train", "#1f77b4", "line")])
+    '<span style="white-space:nowrap;margin-right:14px"><span style="color:#1f77b4">━━</span> train</span>'
+    """
+    return "".join(f'<span style="white-space:nowrap;margin-right:14px"><span style="color:{colour}">'
+                   f"{LEGEND_SYMBOLS[kind]}</span> {html.escape(label)}</span>" for label, colour, kind in entries)

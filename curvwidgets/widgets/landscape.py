@@ -15,7 +15,7 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import hold_sync, stem_segments
+from ._view import field_layout, finite_points, hold_sync, legend_html, padded_range, stem_segments
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -133,16 +133,26 @@ class LandscapeWidget(widgets.VBox):
     picked_labels : ipywidgets.HTML
         The directions picked, labelled as in the result.
     split, metric : ipywidgets.ToggleButtons
-    curves : bqplot.Lines
-        ``x = result.offsets``, ``y = result[f"{split}_{metric}"]``, one line per direction.
-    quadratic_lines : bqplot.Lines
-        Dashed, ``quadratic_rows(result, f"{split}_{metric}")`` in the colours of their curves.
+    curves : tuple of bqplot.Lines
+        One per direction: ``x`` the offsets ``t`` whose ``result[f"{split}_{metric}"]``
+        is computed and finite, ``y`` those values (:func:`finite_points`); a
+        point not computed yet is left out, never sent as NaN.
+    quadratic_lines : tuple of bqplot.Lines
+        Dashed, in the colour of the curve of the same direction: its row of
+        ``quadratic_rows(result, f"{split}_{metric}")``, empty for a direction
+        without a Ritz value, for an accuracy, or while ``L(0)`` is not computed.
+        The value axis spans the curves; a model leaving that range is clipped.
+    legend : ipywidgets.HTML
+        The directions' colours and labels, beside the figure (:func:`legend_html`).
     heatmap : bqplot.GridHeatMap
-        For a plane: ``color = result[metric].T`` (rows over the second
+        For a plane: ``color = result[metric][:c].T`` (rows over the second
         direction, columns over the first, as :func:`curvwidgets.plots.landscape_plane`),
-        ``row`` and ``column`` the :func:`cell_edges` of ``result.offsets``.
+        ``row`` and ``column`` the :func:`cell_edges` of ``result.offsets``
+        (``column`` cut to ``c + 1``), ``c`` the columns computed in full so
+        far; hidden before the first two; the axes span the whole grid throughout.
     line_figure, plane_figure : bqplot.Figure
-        The one matching ``result.kind`` is displayed.
+    figures : ipywidgets.HBox
+        The picker and the figure matching ``result.kind``.
     note : ipywidgets.HTML
         Says when the result has no metrics of the chosen split.
     """
@@ -158,18 +168,20 @@ class LandscapeWidget(widgets.VBox):
         choice("bn", bn, BN_OPTIONS)
         self.model, self.data, self.loss_fn, self.device = model, data, loss_fn, device
         self.points_per_pass = points_per_pass
-        small = widgets.Layout(width="180px")
         self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
                                        layout=widgets.Layout(width="420px"))
         self.directions = widgets.ToggleButtons(
             options=[("eigenvectors", "eigen"), ("random", "random"), ("filter-normalised", "filter")],
-            value=directions, style={"button_width": "120px"})
-        self.count = widgets.IntText(value=count, description="count", layout=small, tooltip="random directions")
-        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
-        self.dist = widgets.FloatText(value=dist, description="dist", layout=small)
-        self.n_points = widgets.IntText(value=n_points, description="points", layout=small)
-        self.plane = widgets.Checkbox(value=plane, description="plane of two directions", indent=False)
-        self.bn = widgets.Dropdown(options=list(BN_OPTIONS), value=bn, description="BatchNorm", layout=small)
+            value=directions, style={"button_width": "140px"})
+        self.count = widgets.IntText(value=count, description="count", layout=field_layout(),
+                                     tooltip="random directions")
+        self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout())
+        self.dist = widgets.FloatText(value=dist, description="dist", layout=field_layout())
+        self.n_points = widgets.IntText(value=n_points, description="points", layout=field_layout())
+        self.plane = widgets.Checkbox(value=plane, description="plane of two directions", indent=False,
+                                      layout=widgets.Layout(width="auto"))
+        self.bn = widgets.Dropdown(options=list(BN_OPTIONS), value=bn, description="BatchNorm",
+                                   layout=field_layout())
         self.run_picker = widgets.Dropdown(options=[("vector 1", 0)], value=0, description="stems of",
                                            layout=widgets.Layout(width="220px"))
         self.picked_labels = widgets.HTML()
@@ -192,8 +204,8 @@ class LandscapeWidget(widgets.VBox):
             widgets.HBox([self.directions, self.count, self.seed]),
             widgets.HBox([self.dist, self.n_points, self.bn, self.plane]),
             self.runner,
-            widgets.HBox([self.picker_figure, self.line_figure, self.plane_figure]),
-            widgets.HBox([self.run_picker, self.picked_labels]),
+            self.figures,
+            widgets.HBox([self.run_picker, self.picked_labels, self.legend]),
             widgets.HBox([self.split, self.metric, self.note]),
         ])
         self.spectrum = spectrum
@@ -207,35 +219,38 @@ class LandscapeWidget(widgets.VBox):
             tooltip=bq.Tooltip(fields=["x", "y"], labels=["theta", "weight"], formats=[".4g", ".3g"]),
             selected_style={"fill": PICKED_COLOR, "stroke": PICKED_COLOR}, unselected_style={"opacity": 0.8})
         self.picker_figure = bq.Figure(
-            marks=[self.stem_lines, self.stem_picker], title="click a stem: its eigenvector (ctrl-click: several)",
-            axes=[bq.Axis(scale=scales["x"], label="Ritz value θ"),
-                  bq.Axis(scale=scales["y"], side="left", label="Gauss weight")],
+            marks=[self.stem_lines, self.stem_picker], title="click a stem: its eigenvector",
+            axes=[bq.Axis(scale=scales["x"], label="Ritz value θ", num_ticks=5),
+                  bq.Axis(scale=scales["y"], side="left", label="Gauss weight", num_ticks=5)],
             fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="40%", height="380px"))
 
-        line_scales = {"x": bq.LinearScale(), "y": bq.LinearScale()}
-        self.curves = bq.Lines(x=[], y=[], scales=line_scales, colors=list(CURVE_COLORS), display_legend=True,
-                               marker="circle", marker_size=12)
-        self.quadratic_lines = bq.Lines(x=[], y=[], scales=line_scales, colors=list(CURVE_COLORS),
-                                        line_style="dashed")
-        self.value_axis = bq.Axis(scale=line_scales["y"], side="left", label="")
+        self._line_scales = {"x": bq.LinearScale(), "y": bq.LinearScale()}
+        self._curve_pool: List[bq.Lines] = []
+        self._model_pool: List[bq.Lines] = []
+        self.curves: Tuple[bq.Lines, ...] = ()
+        self.quadratic_lines: Tuple[bq.Lines, ...] = ()
+        self.value_axis = bq.Axis(scale=self._line_scales["y"], side="left", label="", num_ticks=6)
         self.line_figure = bq.Figure(
-            marks=[self.quadratic_lines, self.curves], title="dashed: quadratic model L(0) + θ t² / 2",
-            axes=[bq.Axis(scale=line_scales["x"], label="t (distance along the direction)"), self.value_axis],
-            legend_location="top", fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
+            marks=[], axes=[bq.Axis(scale=self._line_scales["x"], label="t (distance along the direction)",
+                                    num_ticks=5), self.value_axis],
+            fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="58%", height="380px"))
+        self.legend = widgets.HTML()
 
         column, row = bq.LinearScale(), bq.LinearScale()
-        colour = bq.ColorScale(scheme="viridis")
-        self.heatmap = bq.GridHeatMap(color=np.full((2, 2), np.nan), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
-                                      scales={"row": row, "column": column, "color": colour}, stroke=None)
-        self.plane_x_axis = bq.Axis(scale=column, label="")
-        self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
-        self.color_axis = bq.ColorAxis(scale=colour, side="right", label="")
+        self._colour = bq.ColorScale(scheme="viridis")
+        self.heatmap = bq.GridHeatMap(color=np.zeros((2, 2)), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
+                                      scales={"row": row, "column": column, "color": self._colour}, stroke=None,
+                                      visible=False)
+        self.plane_x_axis = bq.Axis(scale=column, label="", num_ticks=5)
+        self.plane_y_axis = bq.Axis(scale=row, side="left", label="", num_ticks=5)
+        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", num_ticks=5)
         self.plane_figure = bq.Figure(
             marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
-            fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 80},
-            layout=widgets.Layout(width="58%", height="380px", display="none"))
+            fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 110},
+            layout=widgets.Layout(width="58%", height="380px"))
+        self.figures = widgets.HBox([self.picker_figure, self.line_figure])
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -333,10 +348,11 @@ class LandscapeWidget(widgets.VBox):
         if self._spectrum is None:
             text = "no spectrum: set <code>widget.spectrum</code> to pick eigenvectors"
         elif not self.selected:
-            text = "no eigenvector picked: click a stem"
+            text = "no eigenvector picked: click a stem (ctrl-click adds or removes one)"
         else:
-            values = self.stem_picker.x
-            text = "picked: " + "; ".join(stem_label(position, float(values[position])) for position in self.selected)
+            values, count = self.stem_picker.x, len(self.stem_picker.x)
+            text = "picked: " + "; ".join(stem_label(position, float(values[position]), count)
+                                          for position in self.selected)
         self.picked_labels.value = text
 
     def _show_progress(self, event: ProgressEvent) -> None:
@@ -353,36 +369,71 @@ class LandscapeWidget(widgets.VBox):
         metric = f"{split}_{self.metric.value}"
         shown = landscape if landscape is not None and metric in landscape.values else None
         plane = landscape is not None and landscape.kind == "plane"
-        with hold_sync(self.line_figure.layout, self.plane_figure.layout, self.note):
-            self.line_figure.layout.display = "none" if plane else ""
-            self.plane_figure.layout.display = "" if plane else "none"
-            self.note.value = "" if shown is landscape else f"this landscape has no {split} metrics (no {split} data)"
+        figure = self.plane_figure if plane else self.line_figure
+        if self.figures.children[1] is not figure:
+            # a figure is swapped in, never shown by a display change: bqplot lays out a view when it is
+            # attached, and one laid out while hidden stays squashed into a corner when shown
+            self.figures.children = (self.picker_figure, figure)
+        self.note.value = "" if shown is landscape else f"this landscape has no {split} metrics (no {split} data)"
         if plane:
-            if shown is not None:
-                self._draw_plane(shown, metric)
+            self._draw_plane(shown, metric)
         else:
             self._draw_lines(shown, metric)
 
-    def _draw_lines(self, landscape: Optional[Landscape], metric: str) -> None:
-        if landscape is None:
-            offsets, values, labels = np.zeros(0), np.zeros(0), []
-            lines, model = np.zeros(0, dtype=int), np.zeros(0)
-        else:
-            offsets, values, labels = landscape.offsets, landscape[metric], list(landscape.labels)
-            lines, model = quadratic_rows(landscape, metric)
-        with hold_sync(self.curves, self.quadratic_lines, self.value_axis):
-            self.curves.x, self.curves.y, self.curves.labels = offsets, values, labels
-            if lines.size:
-                self.quadratic_lines.colors = [CURVE_COLORS[line % len(CURVE_COLORS)] for line in lines]
-                self.quadratic_lines.x, self.quadratic_lines.y = offsets, model
-            else:
-                self.quadratic_lines.x = self.quadratic_lines.y = np.zeros(0)
-            self.value_axis.label = metric.replace("_", " ")
+    def _line_marks(self, count: int) -> None:
+        """Make :attr:`curves` and :attr:`quadratic_lines` ``count`` long (marks are reused across draws)."""
+        while len(self._curve_pool) < count:
+            colour = CURVE_COLORS[len(self._curve_pool) % len(CURVE_COLORS)]
+            self._curve_pool.append(bq.Lines(x=[], y=[], scales=self._line_scales, colors=[colour], marker="circle",
+                                             marker_size=12))
+            self._model_pool.append(bq.Lines(x=[], y=[], scales=self._line_scales, colors=[colour],
+                                             line_style="dashed"))
+        if len(self.curves) != count:
+            self.curves, self.quadratic_lines = tuple(self._curve_pool[:count]), tuple(self._model_pool[:count])
+            self.line_figure.marks = [*self.quadratic_lines, *self.curves]
 
-    def _draw_plane(self, landscape: Landscape, metric: str) -> None:
-        edges = cell_edges(landscape.offsets)
-        with hold_sync(self.heatmap, self.plane_x_axis, self.plane_y_axis, self.color_axis):
-            self.heatmap.color = landscape[metric].T  # first: bqplot checks row and column against its shape
-            self.heatmap.row, self.heatmap.column = edges, edges
+    def _draw_lines(self, landscape: Optional[Landscape], metric: str) -> None:
+        """One curve per direction through its computed points, and its quadratic model once ``L(0)`` is known."""
+        if landscape is None:
+            offsets, values, labels, models = np.zeros(0), np.zeros((0, 0)), (), np.zeros((0, 0))
+        else:
+            offsets, values, labels = landscape.offsets, landscape[metric], landscape.labels
+            lines, model = quadratic_rows(landscape, metric)
+            models = np.full(values.shape, np.nan)
+            models[lines] = model
+        self._line_marks(len(labels))
+        low, high = padded_range(values)
+        with hold_sync(*self.curves, *self.quadratic_lines, self._line_scales["y"], self.value_axis, self.legend):
+            for curve, quadratic, row, model_row in zip(self.curves, self.quadratic_lines, values, models):
+                curve.x, curve.y = finite_points(offsets, row)
+                quadratic.x, quadratic.y = finite_points(offsets, model_row)
+            # the range of the curves: a quadratic model leaving it is clipped, not allowed to flatten them
+            self._line_scales["y"].min, self._line_scales["y"].max = low, high
+            self.value_axis.label = metric.replace("_", " ")
+            entries = [(label, curve.colors[0], "line") for label, curve in zip(labels, self.curves)]
+            if np.isfinite(models).any():
+                entries.append(("quadratic model L(0) + θt²/2", "#555555", "dashed"))
+            self.legend.value = legend_html(entries)
+
+    def _draw_plane(self, landscape: Optional[Landscape], metric: str) -> None:
+        """The columns of the grid computed so far (the first direction's points fill in one after another)."""
+        if landscape is None:
+            self.heatmap.visible = False
+            return
+        values, edges = landscape[metric], cell_edges(landscape.offsets)
+        complete = np.isfinite(values).all(axis=1)
+        filled = int(complete.size if complete.all() else np.argmin(complete))
+        filled = filled if filled >= 2 else 0  # bqplot reads a single column as a row
+        low, high = padded_range(values[:filled], margin=0.0)
+        with hold_sync(*self.heatmap.scales.values(), self.heatmap, self.plane_x_axis,
+                       self.plane_y_axis, self.color_axis, self.legend):
+            for scale in (self.heatmap.scales["row"], self.heatmap.scales["column"]):
+                scale.min, scale.max = float(edges[0]), float(edges[-1])  # the whole grid from the first column
+            if filled:
+                self._colour.min, self._colour.max = low, high
+                self.heatmap.color = values[:filled].T  # first: bqplot checks row and column against its shape
+                self.heatmap.row, self.heatmap.column = edges, edges[: filled + 1]
+            self.heatmap.visible = bool(filled)
             self.plane_x_axis.label, self.plane_y_axis.label = landscape.labels
             self.color_axis.label = metric.replace("_", " ")
+            self.legend.value = ""
