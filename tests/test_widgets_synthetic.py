@@ -132,12 +132,34 @@ def test_second_run_is_refused_and_the_kernel_stays_free(monkeypatch):
     assert widget.runner.outcome == "done" and widget.last_run.eigenvalues.size == 50
 
 
-def test_controls_follow_the_ensemble_and_the_diagonal_can_be_hidden():
+ALWAYS_SHOWN = ("dim", "steps", "num_vectors", "seed")   # P, steps m, vectors, seed: every ensemble has them
+SHOWN_ONLY_FOR = {"ratio": "marchenko-pastur", "eigenvalues": "typed"}
+
+
+@pytest.mark.parametrize("ensemble", ["wigner", "marchenko-pastur", "typed", "section53", "wigner"])
+def test_controls_follow_the_ensemble(ensemble):
+    widget = SyntheticSpectrumWidget("typed" if ensemble == "wigner" else "wigner")
+    widget.ensemble.value = ensemble
+    for name in ALWAYS_SHOWN:
+        assert getattr(widget, name).layout.display != "none", f"{name} hidden for {ensemble}"
+    for name, only in SHOWN_ONLY_FOR.items():
+        assert (getattr(widget, name).layout.display != "none") == (ensemble == only), (name, ensemble)
+    assert widget.dim.disabled == (ensemble in ("typed", "section53"))
+
+
+def test_every_control_has_a_layout_of_its_own():
     widget = SyntheticSpectrumWidget()
-    assert widget.ratio.layout.display == "none" and widget.eigenvalues.layout.display == "none"
-    widget.ensemble.value = "marchenko-pastur"
-    assert widget.ratio.layout.display == ""
-    widget.ensemble.value = "typed"
-    assert widget.eigenvalues.layout.display == "" and widget.dim.disabled
+    controls = [widget.ensemble, widget.dim, widget.ratio, widget.eigenvalues, widget.steps, widget.num_vectors,
+                widget.seed, widget.step_slider]
+    assert len({id(control.layout) for control in controls}) == len(controls)
+
+
+def test_the_diagonal_can_be_hidden_and_the_legend_names_what_is_drawn():
+    widget = SyntheticSpectrumWidget(P=60, steps=5)
+    assert widget.legend.value == ""
+    widget.run(block=True)
+    for label in ("exact eigenvalues", "diagonal baseline", "limiting density", "Lanczos stems"):
+        assert label in widget.legend.value
     widget.show_diagonal.value = False
-    assert widget.diagonal_bars.visible is False
+    assert widget.diagonal_bars.visible is False and "diagonal baseline" not in widget.legend.value
+    assert "exact eigenvalues" in widget.legend.value

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..linalg import LanczosResult, stem_density
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, run_synthetic
-from ._view import hold_sync, set_slider, stem_segments
+from ._view import field_layout, hold_sync, legend_html, set_slider, stem_segments
 from .runner import TaskRunner
 
 __all__ = ["SyntheticSpectrumWidget"]
@@ -80,6 +80,8 @@ class SyntheticSpectrumWidget(widgets.VBox):
         One vertical segment per stem, ``x`` and ``y`` of shape ``(n, 2)``.
     stem_heads : bqplot.Scatter
         ``x`` Ritz values, ``y`` weights (``cw.stem_density(result.truncate(k))``).
+    legend : ipywidgets.HTML
+        Below the figure: the marks that hold data, in their colours.
 
     Examples
     --------
@@ -92,16 +94,15 @@ class SyntheticSpectrumWidget(widgets.VBox):
 
     def __init__(self, ensemble: str = "wigner", P: int = 225, ratio: float = 2.0, eigenvalues: str = "",
                  steps: int = 30, num_vectors: int = 1, seed: int = 0, bins: int = 60):
-        small = widgets.Layout(width="190px")
         self.ensemble = widgets.Dropdown(options=[(label, key) for key, label in ENSEMBLES.items()], value=ensemble,
                                          description="ensemble", layout=widgets.Layout(width="260px"))
-        self.dim = widgets.IntText(value=P, description="P", layout=small)
-        self.ratio = widgets.FloatText(value=ratio, description="T / P", layout=small)
+        self.dim = widgets.IntText(value=P, description="P", layout=field_layout("190px"))
+        self.ratio = widgets.FloatText(value=ratio, description="T / P", layout=field_layout("190px"))
         self.eigenvalues = widgets.Text(value=eigenvalues, description="eigenvalues",
                                         placeholder="0, 0, 1, 2.5, 10", layout=widgets.Layout(width="390px"))
-        self.steps = widgets.IntText(value=steps, description="steps m", layout=small)
-        self.num_vectors = widgets.IntText(value=num_vectors, description="vectors", layout=small)
-        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
+        self.steps = widgets.IntText(value=steps, description="steps m", layout=field_layout("190px"))
+        self.num_vectors = widgets.IntText(value=num_vectors, description="vectors", layout=field_layout("190px"))
+        self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout("190px"))
         self.show_diagonal = widgets.Checkbox(value=True, description="diagonal baseline", indent=False)
         self.step_slider = widgets.IntSlider(value=1, min=1, max=1, description="steps k", continuous_update=True,
                                              layout=widgets.Layout(width="390px"))
@@ -120,28 +121,28 @@ class SyntheticSpectrumWidget(widgets.VBox):
             self.eigenvalues,
             widgets.HBox([self.steps, self.num_vectors, self.seed]),
         ])
-        super().__init__([controls, self.runner, self.figure, widgets.HBox([self.step_slider, self.show_diagonal])])
+        super().__init__([controls, self.runner, self.figure, self.legend,
+                          widgets.HBox([self.step_slider, self.show_diagonal])])
 
     def _build_figure(self) -> None:
         x = bq.LinearScale()
         density, weight = bq.LinearScale(min=0.0), bq.LinearScale(min=0.0)
         self.eigen_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[EIGEN_COLOR], opacities=[0.55],
-                                  padding=0.0, labels=["exact eigenvalues"], display_legend=True)
+                                  padding=0.0)
         self.diagonal_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[DIAGONAL_COLOR],
-                                     opacities=[0.55], padding=0.0, labels=["diagonal"], display_legend=True)
-        self.limit_line = bq.Lines(x=[], y=[], scales={"x": x, "y": density}, colors=["black"],
-                                   labels=["limiting density"], display_legend=True)
+                                     opacities=[0.55], padding=0.0)
+        self.limit_line = bq.Lines(x=[], y=[], scales={"x": x, "y": density}, colors=["black"])
         self.stem_lines = bq.Lines(x=[], y=[], scales={"x": x, "y": weight}, colors=[LANCZOS_COLOR], stroke_width=1.5)
         self.stem_heads = bq.Scatter(x=[], y=[], scales={"x": x, "y": weight}, colors=[LANCZOS_COLOR],
-                                     default_size=18, labels=["Lanczos"], display_legend=True)
-        axes = [bq.Axis(scale=x, label="eigenvalue"),
-                bq.Axis(scale=density, side="left", label="density"),
-                bq.Axis(scale=weight, side="right", label="Gauss weight",
-                        label_color=LANCZOS_COLOR)]
+                                     default_size=18)
+        axes = [bq.Axis(scale=x, label="eigenvalue", num_ticks=8),
+                bq.Axis(scale=density, side="left", label="density", num_ticks=5),
+                bq.Axis(scale=weight, side="right", label="Gauss weight", label_color=LANCZOS_COLOR, num_ticks=5)]
         self.figure = bq.Figure(marks=[self.eigen_bars, self.diagonal_bars, self.limit_line, self.stem_lines,
-                                       self.stem_heads], axes=axes, legend_location="top-left",
+                                       self.stem_heads], axes=axes,
                                 fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 60},
                                 layout=widgets.Layout(width="100%", height="420px"))
+        self.legend = widgets.HTML()
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -188,6 +189,7 @@ class SyntheticSpectrumWidget(widgets.VBox):
         with self._slider_quiet():
             set_slider(self.step_slider, steps, 1, steps)
         self._draw_stems()
+        self._draw_legend()
 
     def _draw_stems(self) -> None:
         """Stems of the first ``k`` steps (``k`` from the slider) of the run drawn."""
@@ -214,7 +216,20 @@ class SyntheticSpectrumWidget(widgets.VBox):
             self.runner.dispatch(self._draw_stems)
 
     def _toggle_diagonal(self, change: dict) -> None:
-        self.runner.dispatch(lambda: setattr(self.diagonal_bars, "visible", change["new"]))
+        def toggle() -> None:
+            self.diagonal_bars.visible = change["new"]
+            self._draw_legend()
+
+        self.runner.dispatch(toggle)
+
+    def _draw_legend(self) -> None:
+        """Name the marks that hold data, in their colours."""
+        marks = ((self.eigen_bars, "exact eigenvalues", EIGEN_COLOR, "bar"),
+                 (self.diagonal_bars, "diagonal baseline", DIAGONAL_COLOR, "bar"),
+                 (self.limit_line, "limiting density", "black", "line"),
+                 (self.stem_heads, "Lanczos stems (right axis)", LANCZOS_COLOR, "dot"))
+        self.legend.value = legend_html([(label, colour, kind) for mark, label, colour, kind in marks
+                                         if mark.visible and np.asarray(mark.x).size])
 
     def _show_relevant_controls(self, _change: Optional[dict] = None) -> None:
         ensemble = self.ensemble.value
