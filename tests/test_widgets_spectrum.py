@@ -125,6 +125,65 @@ def test_stems_grow_as_each_step_lands(model_and_data):
     assert sizes == [VECTORS * k for k in range(1, STEPS + 1)]
 
 
+def test_the_convergence_plot_grows_with_the_run(model_and_data, reference):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    counts = []
+    widget.pending_marks.observe(lambda change: counts.append(len(widget.converged_marks.x) + len(change["new"])),
+                                 "x")
+    widget.run(block=True)
+    assert counts[:3] == [1, 3, 6] and counts[-1] == STEPS * (STEPS + 1) // 2  # k Ritz values at step k
+    assert counts == sorted(counts)
+    steps, values, flags = expected_convergence(widget.result, 0)
+    np.testing.assert_array_equal(widget.converged_marks.x, steps[flags])
+    np.testing.assert_allclose(widget.pending_marks.y, values[~flags], rtol=1e-12)
+
+
+def test_the_summary_gives_the_negative_mass_beyond_zero_and_the_legends_name_the_marks(widget):
+    summary = widget.result.summary()
+    assert f"{summary['negative_mass_beyond_zero']:.2%}" in widget.summary.value and "beyond zero" in \
+        widget.summary.value
+    for text in ("Lanczos stems", "smoothed density"):
+        assert text in widget.legend.value
+    for text in ("converged", "not converged", "step k"):
+        assert text in widget.convergence_legend.value
+
+
+def test_sigma_follows_the_default_until_the_user_moves_it_then_stays(model_and_data):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.run(block=True)
+    first = default_sigma(widget.result.stem()[0], STEPS)
+    assert widget.sigma_slider.value == pytest.approx(first, rel=1e-12)
+    widget.steps.value = 6
+    widget.run(block=True)
+    second = default_sigma(widget.result.stem()[0], 6)
+    assert second != pytest.approx(first) and widget.sigma_slider.value == pytest.approx(second, rel=1e-12)
+
+    chosen = 4.0 * second
+    widget.sigma_slider.value = chosen
+    widget.steps.value = STEPS
+    widget.run(block=True)
+    assert widget.sigma_slider.value == pytest.approx(chosen, rel=1e-9)
+    assert_shows(widget, widget.result, widget.sigma_slider.value)
+    assert 10 ** widget.sigma_slider.min <= chosen <= 10 ** widget.sigma_slider.max
+
+
+def test_the_eigenvalue_axis_can_be_fixed(widget):
+    assert widget.eigenvalue_range is None
+    widget.eigenvalue_range = (-1.0, 3.0)
+    assert widget.eigenvalue_range == (-1.0, 3.0) and widget.density_line.scales["x"].min == -1.0
+    widget.weight_scale.value = "log"
+    assert widget.eigenvalue_range == (-1.0, 3.0)
+    widget.weight_scale.value = "linear"
+    for bad in ((1.0, 1.0), (0.0, float("nan")), (2.0, 1.0)):
+        with pytest.raises(ValueError, match="eigenvalue_range must be None or finite"):
+            widget.eigenvalue_range = bad
+    widget.eigenvalue_range = None
+    assert widget.eigenvalue_range is None
+
+
 def test_cancel_after_three_steps_keeps_a_partial_spectrum_and_a_second_run_works(model_and_data):
     model, data = model_and_data
     widget = SpectrumWidget(model, data, **OPTIONS)

@@ -15,9 +15,9 @@ from torch import nn
 from ..linalg import LanczosResult
 from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
-from ..results import Spectrum
+from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import hold_sync, log_floor, set_slider, stem_segments
+from ._view import field_layout, hold_sync, legend_html, log_floor, padded_range, set_slider, stem_segments
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -25,12 +25,14 @@ __all__ = ["SpectrumWidget", "convergence_points"]
 
 LANCZOS_COLOR, DENSITY_COLOR, PENDING_COLOR = "#d62728", "#1f77b4", "#9e9e9e"
 SUMMARY_ROWS = (("lambda_max", "λ<sub>max</sub>", "{:.6g}"), ("lambda_min", "λ<sub>min</sub>", "{:.6g}"),
-                ("negative_mass", "negative mass", "{:.2%}"), ("trace_estimate", "trace estimate", "{:.6g}"),
+                ("negative_mass", "negative mass", "{:.2%}"),
+                ("negative_mass_beyond_zero", f"… beyond zero (θ &lt; −{ZERO_BAND:g}·λ<sub>max</sub>)", "{:.2%}"),
+                ("trace_estimate", "trace estimate", "{:.6g}"),
                 ("converged", "converged Ritz pairs", "{:d}"), ("dim", "parameters P", "{:,d}"))
 
 
-def convergence_points(spectrum: Spectrum, run: int = 0,
-                       tolerance: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def convergence_points(spectrum: Spectrum, run: int = 0, tolerance: Optional[float] = None,
+                       first: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ritz values of one start vector against the step, and which have converged.
 
     Parameters
@@ -40,18 +42,21 @@ def convergence_points(spectrum: Spectrum, run: int = 0,
         Which start vector.
     tolerance : float, optional
         Residual-estimate threshold of :meth:`Spectrum.converged` (default: its own).
+    first : int, default: 1
+        The first step ``k`` to include. The points of ``k < spectrum.steps``
+        do not change as a run goes on, so a live plot computes each step once.
 
     Returns
     -------
     steps : ndarray of int, shape (n,)
-        ``k`` for every Ritz value of ``spectrum.truncate(k)``, ``k = 1 .. steps``.
+        ``k`` for every Ritz value of ``spectrum.truncate(k)``, ``k = first .. steps``.
     values : ndarray, shape (n,)
         Those Ritz values (eigenvalue units), ascending within each ``k``.
     converged : ndarray of bool, shape (n,)
         ``spectrum.truncate(k).converged(tolerance)`` for each of them.
     """
-    steps, values, converged = [], [], []
-    for k in range(1, spectrum.steps + 1):
+    steps, values, converged = [np.zeros(0, dtype=int)], [np.zeros(0)], [np.zeros(0, dtype=bool)]
+    for k in range(first, spectrum.steps + 1):
         shown = spectrum if k == spectrum.steps else spectrum.truncate(k)
         count = int(shown.lanczos.num_steps[run])
         steps.append(np.full(count, k))
@@ -68,9 +73,10 @@ class SpectrumWidget(widgets.VBox):
     eigenvalue axis; a second figure shows the Ritz values of one start vector
     against the step ``k`` (from ``truncate(k)``), the converged ones (residual
     estimate below the tolerance of :meth:`Spectrum.converged`) filled and red,
-    the others hollow and grey; it is drawn when a run ends (it takes ``m``
-    truncations) and kept per start vector. The widget computes nothing itself:
-    every number it draws comes from the :class:`~curvwidgets.Spectrum`.
+    the others hollow and grey; it grows with the run, each step's points
+    computed once. Legends are HTML lines below the figures. The widget
+    computes nothing itself: every number it draws comes from the
+    :class:`~curvwidgets.Spectrum`.
 
     Parameters
     ----------
@@ -111,8 +117,12 @@ class SpectrumWidget(widgets.VBox):
     weight_scale : ipywidgets.ToggleButtons
         ``"linear"`` or ``"log"`` Gauss-weight axis.
     sigma_slider : ipywidgets.FloatLogSlider
-        Gaussian width of the density in eigenvalue units; reset to
-        ``default_sigma`` when a run ends.
+        Gaussian width of the density in eigenvalue units: ``default_sigma`` of
+        the stems shown until the user moves it, then the user's value, kept
+        across runs (its range grows to hold both).
+    eigenvalue_range : (float, float) or None
+        Fixed limits of the eigenvalue axis; None (default) fits each spectrum.
+        A :class:`Dashboard` sets it so that scrubbing checkpoints keeps one axis.
     run_picker : ipywidgets.Dropdown
         Start vector shown in the convergence plot.
     stem_lines : bqplot.Lines
@@ -127,7 +137,10 @@ class SpectrumWidget(widgets.VBox):
     step_marker : bqplot.Lines
         Vertical line at ``k`` in the convergence plot.
     summary : ipywidgets.HTML
-        ``result.truncate(k).summary()`` as a table (also in :attr:`summary_values`).
+        ``result.truncate(k).summary()`` as a table (also in :attr:`summary_values`),
+        the negative mass with and without the Ritz values within
+        ``ZERO_BAND * lambda_max`` of zero.
+    legend, convergence_legend : ipywidgets.HTML
     """
 
     def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, checkpoint: str = "",
@@ -137,18 +150,17 @@ class SpectrumWidget(widgets.VBox):
                  backend: str = "auto", save_vectors: bool = False):
         self.model, self.data, self.loss_fn, self.device, self.tolerance = model, data, loss_fn, device, tolerance
         self.backend = backend
-        small = widgets.Layout(width="180px")
         self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
                                        layout=widgets.Layout(width="420px"))
         self.matrix = widgets.ToggleButtons(options=[("Hessian", "hessian"), ("GGN", "ggn")], value=matrix,
                                             style={"button_width": "80px"})
         self.bn_mode = widgets.Dropdown(options=["eval", "train"], value=bn_mode, description="BatchNorm",
-                                        layout=small)
-        self.steps = widgets.IntText(value=steps, description="steps m", layout=small)
-        self.num_vectors = widgets.IntText(value=num_vectors, description="vectors", layout=small)
-        self.num_samples = widgets.IntText(value=num_samples, description="samples", layout=small,
+                                        layout=field_layout())
+        self.steps = widgets.IntText(value=steps, description="steps m", layout=field_layout())
+        self.num_vectors = widgets.IntText(value=num_vectors, description="vectors", layout=field_layout())
+        self.num_samples = widgets.IntText(value=num_samples, description="samples", layout=field_layout(),
                                            tooltip="0: every sample")
-        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
+        self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout())
         self.params = widgets.Text(value=params, description="parameters", placeholder="all (or e.g. fc2.*, *.bias)",
                                    layout=widgets.Layout(width="360px"))
         self.save_vectors = widgets.Checkbox(value=save_vectors, description="keep eigenvectors", indent=False,
@@ -172,10 +184,12 @@ class SpectrumWidget(widgets.VBox):
         self._shown: Optional[Tuple[Spectrum, int, Spectrum]] = None
         self.source = CheckpointSource(device)
         self._quiet = False
+        self._sigma_chosen = False  # the user moved the sigma slider: keep their value
+        self._trace = _ConvergenceTrace()
         self._build_figures()
 
         self.step_slider.observe(self._redraw_on_change, "value")
-        self.sigma_slider.observe(self._redraw_on_change, "value")
+        self.sigma_slider.observe(self._sigma_moved, "value")
         self.weight_scale.observe(self._redraw_on_change, "value")
         self.run_picker.observe(self._pick_run, "value")
         self.save_button.on_click(lambda _button: self.save())
@@ -185,6 +199,7 @@ class SpectrumWidget(widgets.VBox):
             widgets.HBox([self.params, self.save_vectors]),
             self.runner,
             widgets.HBox([self.figure, self.convergence_figure]),
+            widgets.HBox([self.legend, self.convergence_legend]),
             widgets.HBox([self.step_slider, self.weight_scale, self.sigma_slider]),
             widgets.HBox([self.summary, self.run_picker]),
             widgets.HBox([self.save_path, self.save_button, self.save_status]),
@@ -195,30 +210,35 @@ class SpectrumWidget(widgets.VBox):
         self._linear, self._log = bq.LinearScale(min=0.0), bq.LogScale()
         weight = {"x": eigenvalue, "y": self._linear}
         self.stem_lines = bq.Lines(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], stroke_width=1.5)
-        self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18,
-                                     labels=["Lanczos stems"], display_legend=True)
-        self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR],
-                                     labels=["smoothed density"], display_legend=True)
-        self.weight_axis = bq.Axis(scale=self._linear, side="left", label="Gauss weight", label_color=LANCZOS_COLOR)
+        self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18)
+        self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR])
+        self.weight_axis = bq.Axis(scale=self._linear, side="left", label="Gauss weight", label_color=LANCZOS_COLOR,
+                                   num_ticks=5)
         self.figure = bq.Figure(
             marks=[self.density_line, self.stem_lines, self.stem_heads],
-            axes=[bq.Axis(scale=eigenvalue, label="eigenvalue"), self.weight_axis,
-                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR)],
-            legend_location="top-left", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 60},
+            axes=[bq.Axis(scale=eigenvalue, label="eigenvalue", num_ticks=6), self.weight_axis,
+                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR, num_ticks=5)],
+            fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 60},
             layout=widgets.Layout(width="58%", height="380px"))
+        self.legend = widgets.HTML(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
+                                                 "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]),
+                                   layout=widgets.Layout(width="58%"))
 
         step, value = bq.LinearScale(), bq.LinearScale()
         scales = {"x": step, "y": value}
-        self.converged_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[LANCZOS_COLOR], default_size=14,
-                                          labels=["converged"], display_legend=True)
+        self.converged_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[LANCZOS_COLOR], default_size=14)
         self.pending_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[PENDING_COLOR], fill=False,
-                                        default_size=14, labels=["not converged"], display_legend=True)
+                                        default_size=14)
         self.step_marker = bq.Lines(x=[], y=[], scales=scales, colors=["black"], line_style="dashed")
         self.convergence_figure = bq.Figure(
             marks=[self.pending_marks, self.converged_marks, self.step_marker],
-            axes=[bq.Axis(scale=step, label="Lanczos step k"), bq.Axis(scale=value, side="left", label="Ritz value")],
-            legend_location="top-left", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
+            axes=[bq.Axis(scale=step, label="Lanczos step k", num_ticks=6),
+                  bq.Axis(scale=value, side="left", label="Ritz value", num_ticks=6)],
+            fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="40%", height="380px"))
+        self.convergence_legend = widgets.HTML(
+            legend_html([("converged", LANCZOS_COLOR, "dot"), ("not converged", PENDING_COLOR, "circle"),
+                         ("step k shown", "black", "dashed")]), layout=widgets.Layout(width="40%"))
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -291,23 +311,47 @@ class SpectrumWidget(widgets.VBox):
         self._show(spectrum, final=True)
 
     def _show(self, spectrum: Optional[Spectrum], final: bool) -> None:
-        """Draw a (partial) spectrum at its last step; at the end of a run also the convergence plot."""
+        """Draw a (partial) spectrum at its last step, with its convergence plot so far."""
         self._drawn = spectrum
         steps = 1 if spectrum is None else spectrum.steps
         with self._quietly():
             set_slider(self.step_slider, steps, 1, steps)
             if spectrum is not None:
-                sigma = default_sigma(spectrum.stem()[0], spectrum.steps)
-                set_slider(self.sigma_slider, sigma, np.log10(sigma) - 2, np.log10(sigma) + 2)
+                self._set_sigma(default_sigma(spectrum.stem()[0], spectrum.steps))
         with self._quietly(), hold_sync(self.sigma_slider, self.run_picker, self.save_button):
             self.sigma_slider.disabled = not final
             self.save_button.disabled = self.result is None
-            if spectrum is not None:
-                if final:
-                    self.run_picker.options = [(f"vector {run + 1}", run) for run in range(spectrum.num_vectors)]
-                    self.run_picker.value = 0
+            if spectrum is not None and final:
+                self.run_picker.options = [(f"vector {run + 1}", run) for run in range(spectrum.num_vectors)]
+                self.run_picker.value = 0
         self._draw()
-        self._draw_convergence(spectrum if final else None)
+        self._draw_convergence(spectrum)
+
+    def _set_sigma(self, default: float) -> None:
+        """The default width unless the user chose one; the range spans two decades around both."""
+        value = self.sigma_slider.value if self._sigma_chosen else default
+        low = min(np.log10(default) - 2, np.log10(value))
+        high = max(np.log10(default) + 2, np.log10(value))
+        set_slider(self.sigma_slider, value, low, high)
+
+    @property
+    def eigenvalue_range(self) -> Optional[Tuple[float, float]]:
+        """Fixed ``(low, high)`` of the eigenvalue axis, or None to fit each spectrum shown."""
+        scale = self.stem_heads.scales["x"]
+        return None if scale.min is None else (scale.min, scale.max)
+
+    @eigenvalue_range.setter
+    def eigenvalue_range(self, limits: Optional[Tuple[float, float]]) -> None:
+        low, high = (None, None) if limits is None else (float(limits[0]), float(limits[1]))
+        if low is not None and not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"eigenvalue_range must be None or finite (low, high) with low < high; got {limits!r}")
+        scale = self.stem_heads.scales["x"]
+
+        def fix() -> None:
+            with scale.hold_sync():
+                scale.min, scale.max = low, high
+
+        self.runner.dispatch(fix)
 
     def _draw(self) -> None:
         """Stems, density and summary of the first ``k`` steps, and the step marker."""
@@ -340,24 +384,24 @@ class SpectrumWidget(widgets.VBox):
         return self._shown[2]
 
     def _draw_step_marker(self) -> None:
-        values = np.concatenate([self.converged_marks.y, self.pending_marks.y])
-        if values.size:
+        low, high = padded_range(self.converged_marks.y, self.pending_marks.y, margin=0.0)
+        if low is not None:
             k = float(self.step_slider.value)
-            self.step_marker.x, self.step_marker.y = [k, k], [float(values.min()), float(values.max())]
+            self.step_marker.x, self.step_marker.y = [k, k], [low, high]
         else:
             self.step_marker.x = self.step_marker.y = np.zeros(0)
 
     def _draw_convergence(self, spectrum: Optional[Spectrum]) -> None:
-        """Ritz values against the step for the chosen start vector (once per spectrum and vector); None clears."""
+        """Ritz values against the step for the chosen start vector, as far as ``spectrum`` goes; None clears."""
         run = self.run_picker.value
         if self._convergence_of == (spectrum, run):
             return
         self._convergence_of = (spectrum, run)
-        if spectrum is None:
+        if spectrum is None or run >= spectrum.num_vectors:
             steps = values = np.zeros(0)
             converged = np.zeros(0, dtype=bool)
         else:
-            steps, values, converged = convergence_points(spectrum, run, self.tolerance)
+            steps, values, converged = self._trace.points(spectrum, run, self.tolerance)
         with hold_sync(self.converged_marks, self.pending_marks, self.step_marker):
             self.converged_marks.x, self.converged_marks.y = steps[converged], values[converged]
             self.pending_marks.x, self.pending_marks.y = steps[~converged], values[~converged]
@@ -375,9 +419,46 @@ class SpectrumWidget(widgets.VBox):
         if not self._quiet:
             self.runner.dispatch(self._draw)
 
+    def _sigma_moved(self, change: dict) -> None:
+        if not self._quiet:
+            self._sigma_chosen = True
+            self._redraw_on_change(change)
+
     def _pick_run(self, _change: dict) -> None:
         if not self._quiet:
             self.runner.dispatch(lambda: self._draw_convergence(self.result))
+
+
+class _ConvergenceTrace:
+    """The convergence plot's points of one start vector, extended as a run's steps land.
+
+    The points of step ``k`` depend only on the first ``k`` steps of the
+    tridiagonal matrices, so they are kept while each newer spectrum starts
+    with the same ``alpha``, and computed again otherwise (another run, start
+    vector or tolerance). The last step is always recomputed: its residual
+    estimate is final only once the next step is known.
+    """
+
+    def __init__(self) -> None:
+        self.key: Optional[Tuple[int, Optional[float]]] = None
+        self.alpha = np.zeros((0, 0))
+        self.kept = tuple(np.zeros(0, dtype=dtype) for dtype in (int, float, bool))
+
+    def points(self, spectrum: Spectrum, run: int,
+               tolerance: Optional[float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``convergence_points(spectrum, run, tolerance)``, computing only the steps not kept."""
+        kept_steps = self.alpha.shape[1]
+        alpha = spectrum.lanczos.alpha
+        if self.key != (run, tolerance) or kept_steps >= spectrum.steps or \
+                not np.array_equal(alpha[:, :kept_steps], self.alpha, equal_nan=True):
+            self.key, self.alpha = (run, tolerance), alpha[:, :0]
+            self.kept = tuple(np.zeros(0, dtype=dtype) for dtype in (int, float, bool))
+            kept_steps = 0
+        new = convergence_points(spectrum, run, tolerance, first=kept_steps + 1)
+        points = tuple(np.concatenate([old, fresh]) for old, fresh in zip(self.kept, new))
+        final = points[0] < spectrum.steps  # all but the last step's
+        self.kept, self.alpha = tuple(array[final] for array in points), alpha[:, : spectrum.steps - 1].copy()
+        return points
 
 
 def _summary_table(values: Dict[str, Any]) -> str:
