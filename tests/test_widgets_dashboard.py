@@ -99,6 +99,35 @@ def test_scrubbing_back_shows_the_cached_spectrum_without_computing(finished, mo
     assert finished.spectrum.result is finished.cache[dataclasses.replace(key, checkpoint=last)] and started == []
 
 
+def test_the_eigenvalue_axis_spans_every_cached_spectrum_and_stays_while_scrubbing(finished):
+    spectra = [finished.cache[dataclasses.replace(finished.spectrum.settings, checkpoint=path)]
+               for path in finished.checkpoints]
+    values = np.concatenate([spectrum.ritz_values.ravel() for spectrum in spectra])
+    low, high = finished.spectrum.eigenvalue_range
+    span = values.max() - values.min()
+    np.testing.assert_allclose([low, high], [values.min() - 0.05 * span, values.max() + 0.05 * span], rtol=1e-12)
+    for path in (*finished.checkpoints, finished.checkpoints[0], finished.checkpoints[-1]):
+        finished.checkpoint_slider.value = path
+        assert finished.spectrum.eigenvalue_range == (low, high)
+
+
+def test_the_slider_is_the_spectrum_tabs_only_checkpoint_control(finished):
+    assert finished.spectrum.checkpoint.layout.display == "none"
+    assert finished.landscape.checkpoint.layout.display != "none"  # one per tab
+
+
+def test_run_right_after_training_computes_the_checkpoint_the_slider_shows(dataset, tmp_path):
+    dashboard = make_dashboard(dataset, tmp_path / "run")
+    assert dashboard.training.run(block=True)
+    last = dashboard.checkpoints[-1]
+    assert dashboard.checkpoint_slider.value == last and dashboard.spectrum.checkpoint.value == last
+    dashboard.spectrum.runner.button.click()  # the Spectrum tab's Run, before any slider move
+    settle(dashboard)
+    assert dashboard.spectrum.runner.outcome == "done", dashboard.spectrum.runner.error_message.value
+    key = dataclasses.replace(dashboard.spectrum.settings, checkpoint=last)
+    assert dashboard.spectrum.result is dashboard.cache[key]
+
+
 def test_other_controls_make_a_new_cache_entry_computed_in_the_worker(finished, dataset):
     first = finished.checkpoints[0]
     finished.spectrum.steps.value = STEPS - 1

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import ipywidgets as widgets
 
 from ..results import Spectrum
+from ._view import padded_range
 from ..training import data as datasets
 from ._spectrum_task import SpectrumSettings
 from .landscape import LandscapeWidget
@@ -50,7 +51,9 @@ class Dashboard(widgets.VBox):
     cache key, so every cached spectrum answers exactly the controls shown.
     The **Landscape** tab's :class:`LandscapeWidget` walks the model of the
     checkpoint shown along the eigenvectors of its spectrum (click stems to
-    pick them), or along random directions.
+    pick them), or along random directions. The Spectrum tab's eigenvalue
+    axis spans every cached spectrum of the controls shown, so it stays put
+    while the slider scrubs; the slider is its only checkpoint control.
 
     Every tab is the widget of its own, usable alone, and reachable as an
     attribute. In a notebook run headless (papermill, nbval),
@@ -101,6 +104,7 @@ class Dashboard(widgets.VBox):
                                        seed=seed, device=device, save_vectors=True, **dict(spectrum_options or {}))
         self.landscape = LandscapeWidget(dist=dist, n_points=n_points, device=device, **dict(landscape_options or {}))
         self.landscape.source = self.spectrum.source  # a checkpoint is read once for both tabs
+        self.spectrum.checkpoint.layout.display = "none"  # the slider above chooses the checkpoint
         self.cache: Dict[SpectrumSettings, Spectrum] = {}
         self.checkpoint_slider = widgets.SelectionSlider(options=[("none yet", "")], value="", description="checkpoint",
                                                          continuous_update=False, disabled=True,
@@ -157,6 +161,7 @@ class Dashboard(widgets.VBox):
                 self._stopping = self.spectrum.runner.cancel()  # a pick the user moved away from
             return True
         if cached is not None:
+            self._fix_eigenvalue_axis()
             self.spectrum.show(cached)
             self._hand_to_landscape(path, cached)
             return True
@@ -224,6 +229,8 @@ class Dashboard(widgets.VBox):
                 self.checkpoint_slider.disabled = False
         finally:
             self._moving = False
+        if not self.spectrum.runner.running:
+            self.spectrum.checkpoint.value = shown  # what the spectrum's Run computes is what the slider shows
         self.all_button.disabled = False
         self._show_cache_status()
 
@@ -236,6 +243,7 @@ class Dashboard(widgets.VBox):
         computed, self._computing, self._stopping = self._computing, None, False
         if outcome == "done" and spectrum is not None and computed is not None and computed.checkpoint:
             self.cache[computed] = spectrum
+            self._fix_eigenvalue_axis()
             if computed == self.spectrum.settings:  # not a run overtaken by another pick
                 self._hand_to_landscape(computed.checkpoint, spectrum)
         self._show_cache_status()
@@ -248,6 +256,14 @@ class Dashboard(widgets.VBox):
             self._select(pick)
         elif self._queue:
             self._select(self._queue.pop(0), from_queue=True)
+
+    def _fix_eigenvalue_axis(self) -> None:
+        """The spectrum's eigenvalue axis spans every cached spectrum of the controls shown (None before one)."""
+        controls = dataclasses.replace(self.spectrum.settings, checkpoint="")
+        values = [spectrum.ritz_values for key, spectrum in self.cache.items()
+                  if dataclasses.replace(key, checkpoint="") == controls]
+        low, high = padded_range(*values)
+        self.spectrum.eigenvalue_range = None if low is None else (low, high)
 
     def _hand_to_landscape(self, path: str, spectrum: Spectrum) -> None:
         self.landscape.checkpoint.value = path
