@@ -1,6 +1,8 @@
 """The task runner shared by the widgets: worker thread, progress, throttling, cancel, errors, thread safety."""
 
 import threading
+import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -69,12 +71,33 @@ def test_status_shows_steps_rate_and_eta():
     runner = TaskRunner(min_interval=0.0)
 
     def task(progress, cancel):
+        progress(cw.ProgressEvent("lanczos", 0, 10))
+        time.sleep(0.05)
         progress(cw.ProgressEvent("lanczos", 2, 10))
         return "ok"
 
     statuses = []
     runner.start(task, on_progress=lambda event: statuses.append(runner.status.value), block=True)
-    assert statuses[0].startswith("lanczos 2/10 · ") and "steps/s" in statuses[0] and "ETA" in statuses[0]
+    assert statuses[0] == "lanczos 0/10"
+    assert statuses[1].startswith("lanczos 2/10 · ") and "steps/s" in statuses[1] and "ETA" in statuses[1]
+
+
+def test_the_rate_counts_from_the_step_a_stage_starts_at():
+    """A resumed run announces the step it resumes from: its ETA counts only the steps it does itself."""
+    runner = TaskRunner(min_interval=0.0)
+    clock = [100.0]
+
+    def task(progress, cancel):
+        clock[0] += 5.0                              # loading the data and the checkpoint
+        progress(cw.ProgressEvent("train", 7, 10))   # resumed after 7 epochs
+        clock[0] += 30.0
+        progress(cw.ProgressEvent("train", 8, 10))   # one epoch of 30 s later
+        return "ok"
+
+    statuses = []
+    with mock.patch("curvwidgets.widgets.runner.time.perf_counter", lambda: clock[0]):
+        runner.start(task, on_progress=lambda event: statuses.append(runner.status.value), block=True)
+    assert statuses == ["train 7/10", "train 8/10 · 0.033 steps/s · ETA 1 min 00 s"]
 
 
 @pytest.mark.parametrize("block", [True, False])

@@ -158,8 +158,13 @@ def test_stop_after_an_epoch_keeps_its_checkpoint_and_train_resumes_exactly(fini
     np.testing.assert_array_equal(widget.train_loss_line.y, uninterrupted["train_loss"][:1])
 
     assert widget.resume.value  # ticked by the checkpoint on disk
+    first_event = []
+    show = widget._show_progress
+    widget._show_progress = lambda event: (first_event or first_event.append(event), show(event))
     assert widget.run(block=True)
     assert widget.runner.outcome == "done"
+    # the resumed run announces the epoch it starts from, so its rate and ETA count only its own epochs
+    assert (first_event[0].stage, first_event[0].step, first_event[0].total) == ("train", 1, EPOCHS)
     assert measured(widget.result) == measured(uninterrupted)
     assert widget.checkpoints == checkpoint_files(tmp_path / "run", range(1, EPOCHS + 1))
     np.testing.assert_array_equal(widget.test_accuracy_line.y, uninterrupted["test_top1"])

@@ -26,13 +26,13 @@ from torch import nn
 
 from .._atomic import atomic_path
 
-__all__ = ["CheckpointError", "checkpoint_name", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+__all__ = ["CheckpointError", "checkpoint_name", "checkpoint_epoch", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
            "load_model_state", "CHECKPOINT_ENTRIES", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "curvwidgets.checkpoint", 1
 #: The entries every checkpoint holds besides ``format`` and ``version`` (see the module docstring).
 CHECKPOINT_ENTRIES = ("epoch", "model", "optimizer", "schedule", "rng", "swa", "history", "config")
-_NAME = re.compile(r"checkpoint-(\d+)\.pt$")
+_NAME = re.compile(r"checkpoint-(\d+)\.pt")
 
 
 def _is_state(value: Any) -> bool:
@@ -58,10 +58,22 @@ def save_checkpoint(state: Dict[str, Any], out_dir: Union[str, os.PathLike]) -> 
     return path
 
 
+def checkpoint_epoch(path: Union[str, os.PathLike]) -> Optional[int]:
+    """The finished epochs a checkpoint's file name says (``checkpoint-00010.pt``: 10); None for another name.
+
+    Examples
+    --------
+    >>> checkpoint_epoch("runs/a/checkpoint-00012.pt"), checkpoint_epoch("model.pt")
+    (12, None)
+    """
+    match = _NAME.fullmatch(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def latest_checkpoint(folder: Union[str, os.PathLike]) -> Path:
     """The checkpoint with the most finished epochs in ``folder``."""
-    found = sorted((int(match.group(1)), path) for path in Path(folder).glob("checkpoint-*.pt")
-                   if (match := _NAME.search(path.name)))
+    found = sorted((epoch, path) for path in Path(folder).glob("checkpoint-*.pt")
+                   if (epoch := checkpoint_epoch(path)) is not None)
     if not found:
         raise FileNotFoundError(f"resume: no checkpoint-XXXXX.pt files in {os.fspath(folder)!r}")
     return found[-1][1]

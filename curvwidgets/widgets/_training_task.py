@@ -12,7 +12,7 @@ from .._validate import positive_int
 from ..progress import CancelToken, ProgressCallback, ProgressEvent
 from ..results import TrainingHistory
 from ..training import optim
-from ..training.checkpoint import latest_checkpoint
+from ..training.checkpoint import checkpoint_epoch, latest_checkpoint
 from ..training.data import DataSet
 from ..training.distributed import default_device
 from ..training.loop import BatchLosses, train
@@ -163,8 +163,10 @@ def run_training(settings: TrainingSettings, data: Optional[DataSet], load: Data
                  cancel: CancelToken) -> TrainingHistory:
     """Train as ``settings`` say, on ``data`` or on ``load(settings.dataset, settings.seed, device)``.
 
-    Events: one ``"train"`` event at step 0 once the data is loaded, then
-    those of :func:`curvwidgets.train` with ``batch_interval``, each turned
+    Events: one ``"train"`` event once the data is loaded, at the epoch the
+    run starts from (0, or the resumed checkpoint's: the runner counts the
+    rate and ETA from there), then those of :func:`curvwidgets.train` with
+    ``batch_interval``, each turned
     into an event whose partial is a :class:`TrainingSnapshot` (see
     :class:`_Snapshots`).
 
@@ -186,7 +188,9 @@ def run_training(settings: TrainingSettings, data: Optional[DataSet], load: Data
     options = settings.options()
     device = torch.device(device) if device is not None else default_device()
     dataset = data if data is not None else load(settings.dataset, settings.seed, device)
-    snapshots = _Snapshots(progress, epochs, TrainingHistory() if options["resume"] is None else None)
-    progress(ProgressEvent("train", 0, epochs, snapshots.latest))  # a Stop is honoured at the first batch
+    resume = options["resume"]
+    start = 0 if resume is None else min(checkpoint_epoch(latest_checkpoint(resume)), epochs)
+    snapshots = _Snapshots(progress, epochs, TrainingHistory() if resume is None else None)
+    progress(ProgressEvent("train", start, epochs, snapshots.latest))  # a Stop is honoured at the first batch
     return train(settings.model, dataset, device=device, progress=snapshots, cancel=cancel,
                  batch_interval=batch_interval, **options)

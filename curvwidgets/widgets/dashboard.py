@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -12,6 +11,7 @@ import ipywidgets as widgets
 from ..results import Spectrum
 from ._view import padded_range
 from ..training import data as datasets
+from ..training.checkpoint import checkpoint_epoch
 from ._spectrum_task import SpectrumSettings
 from .landscape import LandscapeWidget
 from .spectrum import SpectrumWidget
@@ -20,7 +20,6 @@ from .training import TrainingWidget
 __all__ = ["Dashboard", "checkpoint_label"]
 
 TAB_TITLES = ("Train", "Spectrum", "Landscape")
-_EPOCH = re.compile(r"checkpoint-0*(\d+)")
 
 
 def checkpoint_label(path: str) -> str:
@@ -31,8 +30,8 @@ def checkpoint_label(path: str) -> str:
     >>> checkpoint_label("runs/dashboard/checkpoint-00012.pt")
     'epoch 12'
     """
-    match = _EPOCH.fullmatch(Path(path).stem)
-    return f"epoch {int(match.group(1))}" if match else Path(path).name
+    epoch = checkpoint_epoch(path)
+    return f"epoch {epoch}" if epoch is not None else Path(path).name
 
 
 class Dashboard(widgets.VBox):

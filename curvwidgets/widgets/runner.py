@@ -31,7 +31,7 @@ Task = Callable[[ProgressCallback, CancelToken], Any]
 BAR_STYLES = {"running": "info", "done": "success", "cancelled": "warning", "failed": "danger"}
 
 
-def status_text(event: ProgressEvent, elapsed: float) -> str:
+def status_text(event: ProgressEvent, elapsed: float, start_step: int = 0) -> str:
     """The progress label: stage, step count, rate and ETA.
 
     Parameters
@@ -39,7 +39,10 @@ def status_text(event: ProgressEvent, elapsed: float) -> str:
     event : ProgressEvent
         The latest event of the current stage.
     elapsed : float
-        Seconds since the stage began.
+        Seconds since the stage's first event.
+    start_step : int, default: 0
+        The step of the stage's first event: the steps counted in the rate are
+        those done since (a resumed training starts at the epoch it resumes).
 
     Returns
     -------
@@ -51,10 +54,12 @@ def status_text(event: ProgressEvent, elapsed: float) -> str:
     --------
     >>> status_text(ProgressEvent("lanczos", 10, 30), elapsed=5.0)
     'lanczos 10/30 · 2 steps/s · ETA 10 s'
+    >>> status_text(ProgressEvent("train", 8, 10), elapsed=30.0, start_step=7)
+    'train 8/10 · 0.033 steps/s · ETA 1 min 00 s'
     """
     text = f"{event.stage} {event.step}/{event.total}"
-    if event.step > 0 and elapsed > 0:
-        rate = event.step / elapsed
+    if event.step > start_step and elapsed > 0:
+        rate = (event.step - start_step) / elapsed
         text += f" · {rate:.2g} steps/s · ETA {_duration((event.total - event.step) / rate)}"
     return text
 
@@ -77,6 +82,7 @@ class _Job:
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.perf_counter)
     stage_started: float = 0.0
+    stage_first_step: int = 0
     latest: Optional[ProgressEvent] = None
     latest_time: float = 0.0
     drawn: Optional[ProgressEvent] = None
@@ -281,8 +287,8 @@ class TaskRunner(widgets.VBox):
         """Progress callback handed to the task: record the event, schedule a throttled draw."""
         now = time.perf_counter()
         with job.lock:
-            if job.latest is None or job.latest.stage != event.stage:
-                job.stage_started = job.latest_time if job.latest is not None else job.started
+            if job.latest is None or job.latest.stage != event.stage:  # a stage's rate counts from its first event
+                job.stage_started, job.stage_first_step = now, event.step
             job.latest, job.latest_time = event, now
             schedule = now - job.last_draw >= self.min_interval and not job.draw_pending
             if schedule:
@@ -297,14 +303,14 @@ class TaskRunner(widgets.VBox):
         """Draw the newest event not drawn yet: bar, label, then the owner's plots, in one batch each."""
         with job.lock:
             event, job.draw_pending = job.latest, False
-            stage_elapsed = job.latest_time - job.stage_started
+            stage_elapsed, first_step = job.latest_time - job.stage_started, job.stage_first_step
             if event is None or event is job.drawn:
                 return
             job.drawn = event
         with hold_sync(self.bar, self.status):
             self.bar.max = max(event.total, 1)
             self.bar.value = min(event.step, self.bar.max)
-            self.status.value = status_text(event, stage_elapsed)
+            self.status.value = status_text(event, stage_elapsed, first_step)
         if job.on_progress is not None:
             self._guarded(job, lambda: job.on_progress(event))
 

@@ -18,7 +18,7 @@ from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
 from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
-from ._view import hold_sync
+from ._view import field_layout, finite_points, hold_sync, legend_html
 from .runner import TaskRunner
 
 __all__ = ["TrainingWidget", "batch_points"]
@@ -116,9 +116,12 @@ class TrainingWidget(widgets.VBox):
     out_dir : ipywidgets.Text
     resume : ipywidgets.Checkbox
     train_loss_line, test_loss_line : bqplot.Lines
-        ``x = history["epoch"]``, ``y = history["train_loss"]``, ``history["test_loss"]``.
+        ``x = history["epoch"]``, ``y = history["train_loss"]``, ``history["test_loss"]``
+        (only the finite points: no test points without test data).
     train_accuracy_line, test_accuracy_line : bqplot.Lines
         ``y = history["train_top1"]``, ``history["test_top1"]`` (fractions).
+    legend : ipywidgets.HTML
+        The colours of the training and test lines, below the two figures.
     batch_loss_line : bqplot.Lines
         ``x, y = batch_points(batch)`` of the latest batch losses.
     checkpoint_list : ipywidgets.Select
@@ -137,30 +140,31 @@ class TrainingWidget(widgets.VBox):
         if data is not None and not isinstance(data, datasets.DataSet):
             raise TypeError(f"data must be a DataSet (cw.data.load(...)) or None; got {type(data).__name__}")
         self.data, self.device = data, device
-        small, wide = widgets.Layout(width="200px"), widgets.Layout(width="360px")
         self.model_name = widgets.Dropdown(options=models.names(), value=choice("model", model, models.names()),
-                                           description="model", layout=small)
+                                           description="model", layout=field_layout("200px"))
         self.dataset_name = widgets.Dropdown(
             options=(data.name,) if data is not None else datasets.names(),
             value=data.name if data is not None else choice("dataset", dataset, datasets.names()),
-            description="data", disabled=data is not None, layout=small)
+            description="data", disabled=data is not None, layout=field_layout("200px"))
         self.optimizer_name = widgets.Dropdown(options=optim.names(),
                                                value=choice("optimizer", optimizer, optim.names()),
-                                               description="optimiser", layout=small)
-        self.lr = widgets.FloatText(value=default_lr(optimizer) if lr is None else lr, description="lr", layout=small)
-        self.epochs = widgets.IntText(value=epochs, description="epochs", layout=small)
+                                               description="optimiser", layout=field_layout("200px"))
+        self.lr = widgets.FloatText(value=default_lr(optimizer) if lr is None else lr, description="lr",
+                                    layout=field_layout("200px"))
+        self.epochs = widgets.IntText(value=epochs, description="epochs", layout=field_layout("200px"))
         self.schedule_name = widgets.Dropdown(options=schedules.names(),
                                               value=choice("schedule", schedule, schedules.names()),
-                                              description="schedule", layout=small)
-        self.swa_start = widgets.IntText(value=swa_start or 0, description="SWA from", layout=small,
+                                              description="schedule", layout=field_layout("200px"))
+        self.swa_start = widgets.IntText(value=swa_start or 0, description="SWA from", layout=field_layout("200px"),
                                          tooltip="epochs before weight averaging starts; 0: no SWA")
-        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=small, disabled=not swa_start)
+        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=field_layout("200px"),
+                                        disabled=not swa_start)
         self.out_dir = widgets.Text(value=out_dir, description="out_dir", placeholder="empty: no checkpoints",
-                                    layout=wide)
-        self.save_every = widgets.IntText(value=save_every, description="save every", layout=small)
-        self.seed = widgets.IntText(value=seed, description="seed", layout=small)
+                                    layout=field_layout("360px"))
+        self.save_every = widgets.IntText(value=save_every, description="save every", layout=field_layout("200px"))
+        self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout("200px"))
         self.resume = widgets.Checkbox(value=has_checkpoint(out_dir), description="resume from out_dir",
-                                       indent=False, layout=small)
+                                       indent=False, layout=field_layout("auto"))
         self.final_summary = widgets.HTML()
         self.runner = TaskRunner(on_run=self.run, description="Train", cancel_labels=("Stop", "Stopping"))
         self._loaded: Optional[Tuple[Tuple[str, int, str], datasets.DataSet]] = None
@@ -175,6 +179,7 @@ class TrainingWidget(widgets.VBox):
             widgets.HBox([self.out_dir, self.save_every, self.seed, self.resume]),
             self.runner,
             widgets.HBox([self.loss_figure, self.accuracy_figure]),
+            self.legend,
             widgets.HBox([self.batch_figure, widgets.VBox([self.checkpoint_list, self.final_summary])]),
         ])
 
@@ -182,15 +187,16 @@ class TrainingWidget(widgets.VBox):
         self.loss_figure, (self.train_loss_line, self.test_loss_line) = _epoch_figure("loss")
         self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure("top-1 accuracy")
         epoch, loss = bq.LinearScale(), bq.LinearScale()
-        self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR],
-                                        labels=["batch loss"], display_legend=True)
+        self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
-            marks=[self.batch_loss_line], title="this epoch's batches",
-            axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=loss, side="left", label="batch loss")],
-            legend_location="top-right", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
+            marks=[self.batch_loss_line], title="this epoch's batch losses",
+            axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=6),
+                  bq.Axis(scale=loss, side="left", label="batch loss", num_ticks=5)],
+            fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="58%", height="300px"))
         self.checkpoint_list = widgets.Select(options=[], rows=8, description="checkpoints",
                                               layout=widgets.Layout(width="420px"))
+        self.legend = widgets.HTML(legend_html([("train", TRAIN_COLOR, "line"), ("test", TEST_COLOR, "line")]))
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -263,7 +269,7 @@ class TrainingWidget(widgets.VBox):
                        self.checkpoint_list, self.final_summary):
             for line, column in ((self.train_loss_line, "train_loss"), (self.test_loss_line, "test_loss"),
                                  (self.train_accuracy_line, "train_top1"), (self.test_accuracy_line, "test_top1")):
-                line.x, line.y = epochs, history[column]
+                line.x, line.y = finite_points(epochs, history[column])
             self.checkpoint_list.options = tuple(history.checkpoints)
             self.final_summary.value = " · ".join(f"{key} <b>{value:.4g}</b>" for key, value in history.final.items())
         if history.checkpoints != self.checkpoints:  # observers hear of new files only
@@ -286,11 +292,11 @@ class TrainingWidget(widgets.VBox):
 def _epoch_figure(quantity: str) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
     """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales."""
     epoch, value = bq.LinearScale(), bq.LinearScale()
-    lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle",
-                           labels=[label], display_legend=True)
-                  for color, label in ((TRAIN_COLOR, "train"), (TEST_COLOR, "test")))
+    lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle")
+                  for color in (TRAIN_COLOR, TEST_COLOR))
     figure = bq.Figure(marks=list(lines), title=quantity,
-                       axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=value, side="left", label=quantity)],
-                       legend_location="top-right", fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
+                       axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=6),
+                             bq.Axis(scale=value, side="left", label=quantity, num_ticks=5)],
+                       fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
                        layout=widgets.Layout(width="49%", height="300px"))
     return figure, lines
