@@ -29,7 +29,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval notebooks/ $(NBVAL) $(CIFAR_NOTEBOOKS:%=--ignore=notebooks/%.ipynb)
 	rm -rf $(RUNS) && $(BIN)/curvwidgets reproduce --preset small --out $(RUNS)/notebooks $(CIFAR_NOTEBOOKS)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval $(RUNS)/notebooks $(NBVAL)
-	$(MAKE) demo OUT=$(RUNS)/demo
+	$(MAKE) demo OUT=$(RUNS)/demo | $(BIN)/python scripts/update_readme_demo.py --check-output
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -x

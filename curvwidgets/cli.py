@@ -9,9 +9,11 @@ naming the option and exit status 2 (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from ._validate import device_value
 
@@ -296,13 +298,29 @@ def _positive_ints(parser: argparse.ArgumentParser, arguments: argparse.Namespac
             parser.error(f"--{name} must be > 0; got {value}")
 
 
+@contextlib.contextmanager
+def _torch_internal_warnings_ignored() -> Iterator[None]:
+    """Hide the FutureWarning that torch raises against itself on the first forward-mode product.
+
+    ``torch.autograd.forward_ad`` then imports ``torch._decomp.decompositions_for_jvp``, which compiles
+    its decompositions with ``torch.jit.script``, and ``torch.jit.script`` warns (from
+    ``torch.jit._script``) that it is deprecated: nothing a user of the command can act on. Only that
+    message, category and module are ignored, and only while the command runs.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning,
+                                module=r"torch\.jit\._script$")
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``curvwidgets`` command."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
     _positive_ints(parser, arguments)
     try:
-        return arguments.run(arguments)
+        with _torch_internal_warnings_ignored():
+            return arguments.run(arguments)
     except (ValueError, TypeError, KeyError, OSError) as error:  # a bad value, file or folder
         if arguments.debug:
             raise

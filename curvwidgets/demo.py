@@ -10,6 +10,7 @@ download; a few minutes at most on two CPU cores.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from ._validate import positive, positive_int
 from .progress import ProgressCallback
 
-__all__ = ["DemoSettings", "DemoSummary", "run_demo", "format_demo_summary"]
+__all__ = ["DemoSettings", "DemoSummary", "run_demo", "format_demo_summary", "parse_demo_summary"]
 
 #: ``bar(description)`` -> a ``progress=`` callback (or None for no progress display).
 BarFactory = Callable[[str], Optional[ProgressCallback]]
@@ -138,11 +139,15 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
         seconds=seconds, files=files)
 
 
+#: The summary table's columns: ``DemoSummary.spectra`` keys, in the order printed.
+_COLUMNS = ("lambda_max", "lambda_min", "negative_mass", "negative_mass_beyond_zero", "trace_estimate")
+_HEADER = (f"{'matrix':<8} {'lambda_1':>10} {'lambda_min':>11} {'negative mass':>14} {'beyond zero':>12} "
+           f"{'trace estimate':>15}")
+
+
 def format_demo_summary(summary: DemoSummary) -> str:
     """The summary as a few lines of text."""
-    lines = [f"test accuracy {summary.test_accuracy:.3f}",
-             f"{'matrix':<8} {'lambda_1':>10} {'lambda_min':>11} {'negative mass':>14} {'beyond zero':>12} "
-             f"{'trace estimate':>15}"]
+    lines = [f"test accuracy {summary.test_accuracy:.3f}", _HEADER]
     for matrix, numbers in summary.spectra.items():
         lines.append(f"{matrix:<8} {numbers['lambda_max']:10.4g} {numbers['lambda_min']:11.4g} "
                      f"{numbers['negative_mass']:14.3f} {numbers['negative_mass_beyond_zero']:12.3f} "
@@ -154,3 +159,74 @@ def format_demo_summary(summary: DemoSummary) -> str:
     lines.append("time: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in summary.seconds.items())
                  + f", total {total:.0f} s")
     return "\n".join(lines)
+
+
+_NUMBER = r"-?(?:inf|nan|\d+(?:\.\d+)?(?:e[-+]\d+)?)"
+_ACCURACY = re.compile(rf"test accuracy ({_NUMBER})")
+_ROW = re.compile(rf"(\w+)((?: +{_NUMBER}){{{len(_COLUMNS)}}})")
+_LANDSCAPE = re.compile(rf"landscape curvature at t = 0 along the top Hessian eigenvector: ({_NUMBER}) "
+                        rf"\(lambda_1 = {_NUMBER}\)")
+_TIME = re.compile(r"time: ((?:\w+ \d+ s, )+)total (\d+) s")
+_STAGE = re.compile(r"(\w+) (\d+) s, ")
+
+
+def parse_demo_summary(text: str) -> DemoSummary:
+    """The numbers of a :func:`format_demo_summary` text (its inverse, to the digits printed).
+
+    The text must be in the format exactly: formatting the numbers read
+    gives every line back character for character, but for the total time
+    (the rounded sum of the unrounded stage times), which need only be
+    within their rounding of the printed stages' sum. ``files`` is empty.
+
+    >>> text = "\\n".join(["test accuracy 0.958", _HEADER,
+    ...     "hessian       18.55     -0.6033          0.999        0.000           75.51",
+    ...     "landscape curvature at t = 0 along the top Hessian eigenvector: 17.86 (lambda_1 = 18.55)",
+    ...     "time: training 6 s, spectra 46 s, total 53 s"])
+    >>> summary = parse_demo_summary(text)
+    >>> summary.spectra["hessian"]["lambda_min"], summary.seconds
+    (-0.6033, {'training': 6.0, 'spectra': 46.0})
+
+    Raises
+    ------
+    ValueError
+        Naming a line of ``text`` that is not in the format.
+    """
+    lines = text.strip("\n").split("\n")
+    if len(lines) < 5:
+        raise ValueError(f"text: a demo summary has at least 5 lines (accuracy, header, one row per matrix, "
+                         f"landscape, time); got {len(lines)}")
+    accuracy = _fullmatch(_ACCURACY, lines[0], 1)
+    if lines[1] != _HEADER:
+        raise ValueError(f"text: line 2 must be the table header {_HEADER!r}; got {lines[1]!r}")
+    spectra = {}
+    for number, line in enumerate(lines[2:-2], start=3):
+        row = _fullmatch(_ROW, line, number)
+        spectra[row.group(1)] = dict(zip(_COLUMNS, map(float, row.group(2).split())))
+    if len(spectra) < len(lines) - 4:
+        raise ValueError(f"text: the table names a matrix twice: {[line.split()[0] for line in lines[2:-2]]}")
+    if "hessian" not in spectra:
+        raise ValueError(f"text: the table has no hessian row (the landscape line quotes its lambda_1); "
+                         f"rows: {sorted(spectra)}")
+    landscape = _fullmatch(_LANDSCAPE, lines[-2], len(lines) - 1)
+    timing = _fullmatch(_TIME, lines[-1], len(lines))
+    seconds = {stage: float(value) for stage, value in _STAGE.findall(timing.group(1))}
+    summary = DemoSummary(test_accuracy=float(accuracy.group(1)), spectra=spectra,
+                          curvature_at_zero=float(landscape.group(1)), seconds=seconds)
+    total = int(timing.group(2))
+    if abs(total - sum(seconds.values())) > (len(seconds) + 1) / 2:
+        raise ValueError(f"text: line {len(lines)}: the total time is not the sum of the stages: {lines[-1]!r}")
+    expected = format_demo_summary(summary).split("\n")
+    expected[-1] = expected[-1].rsplit(", total ", 1)[0] + f", total {total} s"
+    for number, (line, wanted) in enumerate(zip(lines, expected), start=1):
+        if line != wanted:
+            raise ValueError(f"text: line {number} is not as format_demo_summary prints its numbers: "
+                             f"{line!r} instead of {wanted!r}")
+    return summary
+
+
+def _fullmatch(pattern: re.Pattern[str], line: str, number: int) -> re.Match[str]:
+    """``pattern``'s match of the whole ``line``; a ValueError naming line ``number`` when it does not match."""
+    match = pattern.fullmatch(line)
+    if match is None:
+        raise ValueError(f"text: line {number} does not match {pattern.pattern!r}: {line!r}")
+    return match
