@@ -42,9 +42,10 @@ test-paper: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -x
 
-# JupyterLab in headless chromium on notebooks/10_dashboard.ipynb; screenshots in test-artefacts/
+# every widget of the notebooks used in JupyterLab in headless chromium (the widget cells of notebooks 01-06,
+# notebook 10 with smaller parameters), checked after each action; screenshots in test-artefacts/browser/
 test-browser: $(VENV)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider -v tests/test_browser.py
+	$(BIN)/python -m pytest -p no:cacheprovider -v --durations=0 tests/test_browser.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis test-artefacts

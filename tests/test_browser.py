@@ -1,42 +1,49 @@
-"""The widgets in a real browser: JupyterLab serves ``notebooks/10_dashboard.ipynb`` and headless chromium runs it.
+"""What the user sees: every widget of the notebooks used in JupyterLab in headless chromium, checked after each action.
 
-The test starts JupyterLab on a free loopback port with a random token, in a
-scratch folder holding a copy of the notebook (so that the repository's file is
-never autosaved over), and drives Debian's ``chromium`` with Playwright: it
-runs all cells from the Run menu, checks that every widget rendered as a widget
-(not as an error or a plain-text repr), clicks Run on the spectrum widget, waits
-for the Lanczos stems to appear as bqplot SVG marks, moves the step slider with
-the keyboard and checks that the stems were redrawn. Screenshots go to
-``test-artefacts/browser/`` (``$CURVWIDGETS_ARTEFACTS/browser/`` when that is
-set), with the server's log beside them.
+Run it with ``make test-browser`` (or ``.venv/bin/python -m pytest -p no:cacheprovider -v tests/test_browser.py``;
+``make test`` runs it too). One JupyterLab server (on a free loopback port, with a random token, in a scratch
+folder, so that no repository file is autosaved over) and one chromium serve every test:
 
-Playwright's own browser download does not work everywhere, so the test uses
-the system chromium (``$CURVWIDGETS_CHROMIUM``, default ``/usr/bin/chromium``).
-Without it the test skips, saying how to enable it; with
-``CURVWIDGETS_REQUIRE_BROWSER=1`` (set by ``.ci/run``) it fails instead.
+* ``synthetic_widgets.ipynb``, built by :func:`browser_user.scratch_notebook` from the widget cells of notebooks
+  01 to 06 and the cells they need, with smaller sizes put after each "parameters" cell (their static figures are
+  never computed): the six SyntheticSpectrumWidgets as the notebooks leave them, then one of them used: step
+  slider, diagonal toggle, every ensemble of the dropdown (which controls show), typed eigenvalues, Run;
+* ``notebooks/10_dashboard.ipynb`` as it is, with smaller parameters injected: the SpectrumWidget (Run, the
+  figures while it computes, Cancel, step and sigma sliders, log/linear), the LandscapeWidget it feeds (stem
+  clicks, Run, train/test and loss/accuracy, the three kinds of directions, the plane while it computes,
+  Cancel), and the Dashboard (Train, then its Spectrum tab: Run, checkpoint slider, All checkpoints; then its
+  Landscape tab: Run, toggles).
+
+After every action the test waits for the widget to react and for what it computes, takes a screenshot of the
+widget and calls :func:`browser_user.assert_drawn_right` (finite marks, tick labels present and apart, legends
+off the data, no squashed plot, no cut label, the controls the user needs showing, no error in the widget, no
+browser console error). The screenshots go to ``test-artefacts/browser/`` (``$CURVWIDGETS_ARTEFACTS/browser/``
+when that is set) as ``<widget>-<nn>-<action>.png``, in the order taken, beside the server's log
+(``jupyterlab.log``), the wall time (``timing.txt``) and, for a failed test, ``failure-<test>.png`` and
+``.html`` of the whole page.
+
+Playwright's own browser download does not work everywhere, so the tests use the system chromium
+(``$CURVWIDGETS_CHROMIUM``, default ``/usr/bin/chromium``). Without it, JupyterLab or Playwright they skip,
+saying how to enable them; with ``CURVWIDGETS_REQUIRE_BROWSER=1`` (set by ``.ci/run``) they fail instead.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import Iterator
 
+import nbformat
 import pytest
 
+from browser_user import JupyterLabServer, Lab, WidgetUser, inject_parameters, quiet_env, scratch_notebook
+
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "10_dashboard.ipynb"
+NOTEBOOKS = REPO / "notebooks"
 ARTEFACTS = Path(os.environ.get("CURVWIDGETS_ARTEFACTS") or REPO / "test-artefacts") / "browser"
 CHROMIUM = os.environ.get("CURVWIDGETS_CHROMIUM", "/usr/bin/chromium")
 REQUIRED = os.environ.get("CURVWIDGETS_REQUIRE_BROWSER", "") == "1"
@@ -45,14 +52,43 @@ HOW_TO_ENABLE = ("install Debian's chromium (as root: apt-get install chromium) 
                  "CURVWIDGETS_REQUIRE_BROWSER=1 turns this skip into a failure")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 800}
 # the JupyterLab front-end extensions the widgets need, as `jupyter labextension list` names them
 LAB_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "bqplot")
-SERVER_START_S = 90      # JupyterLab answering on its port
-PAGE_S = 60              # the notebook open with its kernel idle
-CELLS_S = 90             # all cells executed
-RUN_S = 90               # the spectrum computed after clicking Run
-UI_S = 20                # a redraw after a click or a key press
-STEPS = 8                # Lanczos steps typed into the widget before Run (fewer than the notebook's default)
+CELLS_S = 300            # all cells of a notebook executed
+
+# notebooks 01-06: the ensemble of each one's widget, and smaller sizes for its cells (their "parameters" names)
+SYNTHETIC = {
+    "01_lanczos_vs_power": ("typed", {"P": 60, "steps": 10}),
+    "02_lanczos_myths": ("typed", {"P": 60, "m": 6}),
+    "03_wigner": ("wigner", {"P_small": 100, "steps": 12, "bins": 30}),
+    "04_marchenko_pastur": ("marchenko-pastur", {"P_small": 100, "steps": 12, "bins": 30}),
+    "05_diagonal_approximation": ("marchenko-pastur", {"P": 100, "steps": 12, "bins": 30}),
+    "06_synthetic_spectrum": ("section53", {"steps_list": [5, 10]}),
+}
+SCRATCH = "synthetic_widgets.ipynb"
+# the dropdown's text for each ensemble
+ENSEMBLE_LABELS = {"wigner": "Wigner", "marchenko-pastur": "Marchenko-Pastur", "typed": "typed spectrum",
+                   "section53": "section 5.3"}
+# (the Run button is left out: it reads Cancel while a run goes, and every run clicks it)
+SYNTHETIC_CONTROLS = ("ensemble", "P", "steps m", "vectors", "seed", "steps k", "diagonal baseline")
+# controls that apply to one ensemble only
+ENSEMBLE_ONLY = {"T / P": "marchenko-pastur", "eigenvalues": "typed"}
+
+# notebook 10, CPU-sized already, made smaller still: no training before the widgets, a short spectrum on few
+# samples, five points per line, two epochs of the dashboard
+DASHBOARD = "10_dashboard.ipynb"
+DASHBOARD_PARAMETERS = {"epochs": 0, "steps": 10, "num_samples": 64, "n_points": 5, "dashboard_epochs": 2}
+SPECTRUM_STEPS = "30"    # typed into the spectrum widget, so that it runs long enough to be seen computing
+PLANE_POINTS = 3         # points per axis of the plane
+SPECTRUM_CONTROLS = ("checkpoint", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples", "seed",
+                     "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",
+                     "save to", "Save")
+LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "filter-normalised", "count", "seed", "dist", "points",
+                      "BatchNorm", "plane of two directions", "stems of", "train", "test", "loss", "accuracy")
+TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
+                     "save every", "seed", "resume from out_dir", "checkpoints")
+TABS = ("Train", "Spectrum", "Landscape")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -71,8 +107,26 @@ def _require_jupyterlab() -> None:
         _unavailable("the jupyterlab package is not installed")
 
 
+# -- the front-end extensions ------------------------------------------------------------------------------------
+
+
+def test_lab_extensions_for_the_widgets_are_installed_and_enabled():
+    _require_jupyterlab()
+    listing = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True,
+                             text=True, timeout=120, env=quiet_env())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)   # drop the colours
+    for name in LAB_EXTENSIONS:
+        lines = [line for line in text.splitlines() if line.split()[:1] == [name]]
+        assert lines, f"JupyterLab extension {name} is missing; `jupyter labextension list` said:\n{text}"
+        assert "enabled" in lines[0] and "OK" in lines[0], f"{name} is not enabled and OK: {lines[0]!r}"
+
+
+# -- server, browser, notebooks (one each for the whole module) --------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def sync_playwright():
+    """Playwright's entry point, once JupyterLab, Playwright and chromium are known to be there."""
     _require_jupyterlab()
     try:
         from playwright.sync_api import sync_playwright
@@ -83,314 +137,197 @@ def sync_playwright():
     return sync_playwright
 
 
-# -- the front-end extensions ------------------------------------------------------------------------------------
-
-
-def test_lab_extensions_for_the_widgets_are_installed_and_enabled():
-    _require_jupyterlab()
-    listing = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True,
-                             text=True, timeout=120, env=_quiet_env())
-    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)   # drop the colours
-    for name in LAB_EXTENSIONS:
-        lines = [line for line in text.splitlines() if line.split()[:1] == [name]]
-        assert lines, f"JupyterLab extension {name} is missing; `jupyter labextension list` said:\n{text}"
-        assert "enabled" in lines[0] and "OK" in lines[0], f"{name} is not enabled and OK: {lines[0]!r}"
-
-
-# -- the JupyterLab server -----------------------------------------------------------------------------------------
-
-
-def _quiet_env(**extra: str) -> dict:
-    env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", PYTHONWARNINGS="ignore::DeprecationWarning")
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _write_json(path: Path, content: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content))
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End the server and the kernels it started (its own process group), politely first."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+def _write_notebooks(folder: Path) -> None:
+    """The scratch notebook of notebooks 01-06, and notebook 10 with smaller parameters, into ``folder``."""
+    nbformat.write(scratch_notebook({NOTEBOOKS / f"{stem}.ipynb": values
+                                     for stem, (_ensemble, values) in SYNTHETIC.items()}), folder / SCRATCH)
+    dashboard = nbformat.read(NOTEBOOKS / DASHBOARD, as_version=4)
+    nbformat.write(inject_parameters(dashboard, DASHBOARD_PARAMETERS), folder / DASHBOARD)
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, sync_playwright):
-    """A JupyterLab server on a free port serving a copy of the notebook; yields (base URL, token)."""
+def server(tmp_path_factory, sync_playwright) -> Iterator[JupyterLabServer]:
+    """JupyterLab serving the two notebooks from a scratch folder; its log goes to the artefacts."""
     root = tmp_path_factory.mktemp("lab")
     served = root / "notebooks"
     served.mkdir()
-    shutil.copy2(NOTEBOOK, served / NOTEBOOK.name)
-    private = root / "jupyter"
-    # fresh user settings: every cell in the DOM (no windowing), no news or update checks (no network)
-    settings = private / "settings"
-    _write_json(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
-                {"windowingMode": "none", "autoStartDefaultKernel": True})
-    _write_json(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
-                {"fetchNews": "false", "checkForUpdates": False})
-    env = _quiet_env(JUPYTER_CONFIG_DIR=str(private / "config"), JUPYTER_RUNTIME_DIR=str(private / "runtime"),
-                     JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(private / "workspaces"),
-                     IPYTHONDIR=str(private / "ipython"), MPLBACKEND="agg")
+    _write_notebooks(served)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     for stale in [*ARTEFACTS.glob("*.png"), *ARTEFACTS.glob("*.html")]:   # screenshots of an earlier run
         stale.unlink()
-    token = secrets.token_hex(16)
-    process = None
-    log = open(ARTEFACTS / "jupyterlab.log", "w")
-    try:
-        for _attempt in range(3):   # a port taken between the probe and the bind: try another
-            port = _free_port()
-            command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                       "--ServerApp.port_retries=0", f"--ServerApp.token={token}", f"--ServerApp.root_dir={served}",
-                       "--ServerApp.allow_root=True", "--LabApp.news_url=None",
-                       "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-            process = subprocess.Popen(command, cwd=served, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + SERVER_START_S
-            while time.monotonic() < deadline and process.poll() is None:
-                if _answers(f"{base}/api/status?token={token}"):
-                    break
-                time.sleep(0.5)
-            if process.poll() is None and _answers(f"{base}/api/status?token={token}"):
-                break
-            _stop(process)
-            process = None
-        if process is None:
-            pytest.fail(f"JupyterLab did not start; see {ARTEFACTS / 'jupyterlab.log'}", pytrace=False)
-        yield base, token
-    finally:
-        if process is not None:
-            _stop(process)
-        log.close()
-
-
-# -- the browser -------------------------------------------------------------------------------------------------
+    started = time.monotonic()
+    # one BLAS/torch thread per kernel: the browser needs the other core
+    with JupyterLabServer(served, root / "jupyter", ARTEFACTS / "jupyterlab.log", env={"OMP_NUM_THREADS": "1"}) as lab:
+        yield lab
+    (ARTEFACTS / "timing.txt").write_text(f"browser tests: {time.monotonic() - started:.1f} s\n")
 
 
 @pytest.fixture(scope="module")
-def page(lab, sync_playwright, tmp_path_factory):
+def browser(server, sync_playwright, tmp_path_factory):
+    """A headless chromium at a 1280 x 800 viewport, pages opened from it."""
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000}, timeout=60_000)
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
+            timeout=60_000)
         try:
-            tab = context.pages[0] if context.pages else context.new_page()
-            tab.set_default_timeout(UI_S * 1000)
-            yield tab
+            yield context
         finally:
             context.close()
 
 
-def _shot(page, name: str) -> Path:
-    path = ARTEFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
-    return path
-
-
-# What the bqplot figures draw, read in the page: one entry per SVG element of a mark (bqplot draws Lines as
-# path.line, Scatter as path.dot, Bars as rect.bar), legends left out. "stems" counts the elements of the
-# Lines and Scatter marks that hold data (a stem plot draws one segment and one dot per Ritz value).
-MARKS_JS = """() => {
-    const drawn = Array.from(document.querySelectorAll(
-        '.bqplot svg.svg-figure path.line, .bqplot svg.svg-figure .dot, .bqplot svg.svg-figure rect.bar'))
-        .filter(node => !node.closest('.g_legend'));
-    const shape = node => ['tagName', 'class', 'd', 'transform', 'x', 'y', 'width', 'height', 'visibility']
-        .map(name => name === 'tagName' ? node.tagName : (node.getAttribute(name) || '')).join('|');
-    const holdsData = node => !node.matches('path.line') || /L/.test(node.getAttribute('d') || '');
-    return {shapes: drawn.map(shape),
-            stems: drawn.filter(node => !node.matches('rect.bar') && holdsData(node)).length};
-}"""
-
-
-def _marks(page) -> dict:
-    return page.evaluate(MARKS_JS)
-
-
-def _settled_marks(page, timeout_s: float = UI_S, quiet_s: float = 1.0) -> dict:
-    """The marks once they have stopped changing for ``quiet_s`` (redraws are throttled and batched)."""
-    deadline = time.monotonic() + timeout_s
-    marks, since = _marks(page), time.monotonic()
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-        now = _marks(page)
-        if now != marks:
-            marks, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            break
-    return marks
-
-
-def _button(page, label: str):
-    return page.locator(".jupyter-widgets button.widget-button", has_text=re.compile(rf"^\s*{label}\s*$")).first
-
-
-def _execution_state(page) -> dict:
-    return page.evaluate("""() => {
-        const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
-            .map(node => node.textContent.trim());
-        return {prompts, errors: Array.from(document.querySelectorAll(
-            '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')).map(n => n.textContent)};
-    }""")
-
-
-KERNEL_IDLE_JS = """() => Array.from(document.querySelectorAll('.jp-StatusBar-TextItem'))
-    .some(node => /^(?!No Kernel).+\\| Idle$/.test(node.textContent.trim()))"""
-
-
-def _accept_kernel_dialog(page) -> None:
-    """Answer JupyterLab's "Select Kernel" dialog, if it asks, with the notebook's own kernel."""
-    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    if dialog.count():
-        dialog.locator("button.jp-mod-accept").click()
-
-
-def _open_notebook(page, base: str, token: str) -> None:
-    """Open the notebook and wait until its kernel is idle; reload once if the kernel does not come up."""
-    url = f"{base}/lab/tree/{NOTEBOOK.name}?token={token}"
-    for attempt in range(2):
-        page.goto(url, timeout=PAGE_S * 1000)
-        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=PAGE_S * 1000)
-        deadline = time.monotonic() + PAGE_S
-        while time.monotonic() < deadline:
-            _accept_kernel_dialog(page)
-            if page.evaluate(KERNEL_IDLE_JS):
-                return
-            page.wait_for_timeout(250)
-        _shot(page, f"00-kernel-not-idle-{attempt}")
-    pytest.fail("the notebook's kernel never became idle", pytrace=False)
-
-
-def _run_all_cells(page) -> None:
-    """Run > Run All Cells, from JupyterLab's menu bar, as a user would."""
-    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
-    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
-
-
-def test_notebook_widgets_run_and_redraw_in_jupyterlab(lab, page):
-    base, token = lab
-    started = time.monotonic()
+def _lab_on(browser, server, notebook: str, widgets: int) -> Iterator[Lab]:
+    """A page showing ``notebook`` with all its cells run (screenshot and HTML kept if that fails)."""
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    lab = Lab(page, server, ARTEFACTS)
     try:
-        _open_notebook(page, base, token)
-        _shot(page, "01-opened")
-        _run_all_cells(page)
-
-        # every code cell executed ([n]: prompts, none pending), none raised
-        deadline = time.monotonic() + CELLS_S
-        while True:
-            _accept_kernel_dialog(page)
-            state = _execution_state(page)
-            prompts = state["prompts"]
-            if prompts and all(re.fullmatch(r"\[\d+\]:", prompt) for prompt in prompts):
-                break
-            if state["errors"] or time.monotonic() > deadline:
-                break
-            page.wait_for_timeout(500)
-        assert not state["errors"], f"a cell raised:\n{state['errors'][0]}"
-        assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"cells not all executed: {prompts}"
-
-        # the widgets rendered as widgets: no error box, no plain-text repr left behind
-        page.wait_for_selector(".jp-OutputArea-output .jupyter-widgets", timeout=UI_S * 1000)
-        page.wait_for_selector(".bqplot svg", timeout=UI_S * 1000)
-        body = page.inner_text(".jp-NotebookPanel")
-        for failure in ("Error displaying widget", "Failed to load model class", "Loading widget..."):
-            assert failure not in body, f"the widget front end failed: {failure!r} on the page"
-        assert not page.query_selector(
-            '.jp-OutputArea-output[data-mime-type="text/plain"]:has-text("Widget(")'), \
-            "a widget shows as its plain-text repr: the ipywidgets front end is missing"
-        run = _button(page, "Run")
-        run.scroll_into_view_if_needed()
-        _shot(page, "02-rendered")
-        marks_before = _settled_marks(page)
-
-        # type the number of steps, as a user would, then Run: the button becomes Cancel while the worker
-        # computes, stems appear, then the button is Run again
-        steps_box = page.locator(".widget-text", has=page.locator(".widget-label", has_text=re.compile(r"^steps m$")))
-        steps_box.first.locator("input").fill(str(STEPS))
-        steps_box.first.locator("input").press("Enter")
-        run.click()
-        page.wait_for_function("""() => Array.from(document.querySelectorAll('.jupyter-widgets button.widget-button'))
-            .some(node => node.textContent.trim() === 'Cancel')""", timeout=UI_S * 1000)
-        page.wait_for_function("""() => !Array.from(document.querySelectorAll('.jupyter-widgets button.widget-button'))
-            .some(node => node.textContent.trim() === 'Cancel')""", timeout=RUN_S * 1000)  # other widgets have Runs
-        marks_after_run = _settled_marks(page)
-        _shot(page, "03-after-run")
-        assert marks_after_run["stems"] > 0, "no stems drawn after the run"
-        assert marks_after_run != marks_before
-
-        # after the run the step slider stands at its last step, k = m, in the browser as in the kernel
-        slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile("step"))).first
-        readout, handle = slider.locator(".widget-readout"), slider.locator(".noUi-handle").first
-        value_after_run = readout.inner_text().strip()
-        assert float(handle.get_attribute("aria-valuemax")) == STEPS, "the slider's range is not the steps run"
-        assert value_after_run == str(STEPS), (
-            f"after the run the step slider shows k = {value_after_run} of {STEPS} while the plot shows all "
-            f"{STEPS} steps: the slider's browser state diverged from the kernel's")
-
-        # the step slider, from the keyboard: Home moves it to the first step, and fewer stems are drawn
-        handle.focus()
-        page.keyboard.press("Home")
-        page.wait_for_function("([node, before]) => node.textContent.trim() !== before",
-                               arg=[readout.element_handle(), value_after_run], timeout=UI_S * 1000)
-        marks_after_slider = _settled_marks(page)
-        _shot(page, "04-after-slider")
-        assert int(readout.inner_text().strip()) < int(value_after_run)
-        assert marks_after_slider["shapes"] != marks_after_run["shapes"], "moving the slider redrew nothing"
-        assert 0 < marks_after_slider["stems"] < marks_after_run["stems"], \
-            f"fewer steps should draw fewer stems: {marks_after_run['stems']} -> {marks_after_slider['stems']}"
-
-        # the dashboard renders its three tabs, and a click on one shows that tab's widget
-        tabs = page.locator(".jupyter-widgets .lm-TabBar-tab")
-        titles = [tabs.nth(index).inner_text().strip() for index in range(tabs.count())]
-        assert titles[-3:] == ["Train", "Spectrum", "Landscape"], f"dashboard tabs: {titles}"
-        spectrum_tab = tabs.nth(tabs.count() - 2)
-        spectrum_tab.scroll_into_view_if_needed()
-        spectrum_tab.click()
-        page.wait_for_function("node => node.classList.contains('lm-mod-current')",
-                               arg=spectrum_tab.element_handle(), timeout=UI_S * 1000)
-        page.get_by_text("All checkpoints").last.wait_for(state="visible", timeout=UI_S * 1000)
-        page.wait_for_function("""() => {  // the figures of a tab shown late are laid out at their size
-            const button = Array.from(document.querySelectorAll('.jupyter-widgets button'))
-                .filter(node => node.textContent.includes('All checkpoints')).pop();
-            let tab = button;
-            while (tab && !tab.querySelector('svg.svg-figure')) tab = tab.parentElement;
-            const figures = tab ? Array.from(tab.querySelectorAll('svg.svg-figure')) : [];
-            return figures.length > 0 && figures.every(svg => svg.getBoundingClientRect().width > 200);
-        }""", timeout=UI_S * 1000)
-        page.wait_for_timeout(1500)  # bqplot's relayout transition
-        _shot(page, "05-dashboard-spectrum-tab")
+        lab.open_notebook(notebook)
+        lab.run_all_cells(widgets=widgets, timeout_s=CELLS_S)
     except BaseException:
-        with contextlib.suppress(Exception):
-            _shot(page, "99-failure")
-            (ARTEFACTS / "99-failure.html").write_text(page.content())
+        lab.save_failure(f"failure-{Path(notebook).stem}-run-all")
         raise
-    finally:
-        (ARTEFACTS / "timing.txt").write_text(f"browser part: {time.monotonic() - started:.1f} s\n")
+    yield lab
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def synthetic_lab(browser, server) -> Iterator[Lab]:
+    """The scratch notebook of notebooks 01-06, run."""
+    yield from _lab_on(browser, server, SCRATCH, widgets=len(SYNTHETIC))
+
+
+@pytest.fixture(scope="module")
+def dashboard_lab(browser, server) -> Iterator[Lab]:
+    """Notebook 10 (spectrum, landscape, dashboard), run."""
+    yield from _lab_on(browser, server, DASHBOARD, widgets=3)
+
+
+@pytest.fixture(autouse=True)
+def _failure_artefacts(request):
+    """Screenshot and HTML of the page of a test that failed."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        for value in request.node.funcargs.values():
+            if isinstance(value, Lab):
+                value.save_failure(f"failure-{request.node.name}")
+
+
+# -- notebooks 01-06: SyntheticSpectrumWidget ------------------------------------------------------------------------
+
+
+def _expect_ensemble(user: WidgetUser, ensemble: str) -> None:
+    """The controls that must show, and those that must not, for ``ensemble``."""
+    only = [label for label, owner in ENSEMBLE_ONLY.items() if owner == ensemble]
+    user.controls = SYNTHETIC_CONTROLS + tuple(only)
+    user.hidden = tuple(label for label in ENSEMBLE_ONLY if label not in only)
+
+
+def test_synthetic_widgets_as_notebooks_01_to_06_leave_them(synthetic_lab):
+    for index, (stem, (ensemble, _values)) in enumerate(SYNTHETIC.items()):
+        widget = synthetic_lab.widget(index, f"synthetic-{stem}")
+        _expect_ensemble(widget, ensemble)
+        widget.expect_data = True   # each cell runs its widget
+        widget.looks_right("as-run")
+
+
+def test_synthetic_widget_slider_diagonal_ensembles_and_run(synthetic_lab):
+    stem = "03_wigner"
+    widget = synthetic_lab.widget(list(SYNTHETIC).index(stem), "synthetic-used")
+    _expect_ensemble(widget, "wigner")
+    widget.expect_data = True
+    steps = widget.readout("steps k")
+    widget.move_slider("steps k", "Home")
+    assert widget.readout("steps k") == "1"
+    widget.move_slider("steps k", "End")
+    assert widget.readout("steps k") == steps
+    widget.check("diagonal baseline")
+    widget.check("diagonal baseline")
+    for ensemble in ("marchenko-pastur", "section53", "typed", "wigner", "typed"):
+        _expect_ensemble(widget, ensemble)
+        widget.choose("ensemble", ENSEMBLE_LABELS[ensemble])
+    widget.type_into("eigenvalues", "0, 0, 0.5, 1, 2.5, 10")
+    widget.click("Run")
+    _expect_ensemble(widget, "marchenko-pastur")
+    widget.choose("ensemble", ENSEMBLE_LABELS["marchenko-pastur"])
+    widget.type_into("P", "150")
+    widget.click("Run")
+
+
+# -- notebook 10: SpectrumWidget, the LandscapeWidget it feeds, Dashboard ----------------------------------------------
+
+
+def test_spectrum_widget_run_cancel_sliders_and_scale(dashboard_lab):
+    spectrum = dashboard_lab.widget(0, "spectrum", SPECTRUM_CONTROLS)
+    spectrum.looks_right("before-run")
+    spectrum.type_into("steps m", SPECTRUM_STEPS)
+    spectrum.start("Run")
+    spectrum.wait_progress(3)
+    spectrum.expect_data = True   # stems, density and convergence grow with the run
+    spectrum.looks_right("computing", settle_s=1)
+    spectrum.cancel()
+    spectrum.click("Run")
+    assert spectrum.readout("steps k") == SPECTRUM_STEPS, "after the run the step slider is not at k = m"
+    spectrum.move_slider("steps k", "Home")
+    assert spectrum.readout("steps k") == "1"
+    # not End: noUiSlider's End goes to the maximum the slider had when first drawn (1 here, before any run)
+    spectrum.move_slider("steps k", "ArrowRight")
+    assert spectrum.readout("steps k") == "2"
+    spectrum.move_slider("σ", "ArrowLeft")
+    spectrum.toggle("log")
+    spectrum.toggle("linear")
+
+
+def _spectrum_computed(lab: Lab) -> None:
+    """The notebook's spectrum widget has a result (it feeds the landscape widget): run it when it has none."""
+    spectrum = lab.widget(0, "spectrum-for-landscape", SPECTRUM_CONTROLS)
+    spectrum.wait_idle()
+    if "done" not in spectrum.root.inner_text():
+        spectrum.click("Run")
+
+
+def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
+    _spectrum_computed(dashboard_lab)
+    landscape = dashboard_lab.widget(1, "landscape", LANDSCAPE_CONTROLS)
+    landscape.looks_right("before-run")
+    landscape.click_stem(1)
+    landscape.click_stem(2, ctrl=True)
+    assert landscape.root.inner_text().count("picked:") == 1
+    landscape.expect_data = True
+    landscape.click("Run")
+    for toggle in ("test", "accuracy", "train", "loss", "random"):
+        landscape.toggle(toggle)
+    landscape.toggle("filter-normalised")
+    landscape.click("Run")
+    landscape.toggle("eigenvectors")
+    landscape.check("plane of two directions")
+    landscape.type_into("points", str(PLANE_POINTS))
+    landscape.start("Run")
+    landscape.wait_progress(PLANE_POINTS + 1)   # a column of the plane computed
+    landscape.looks_right("plane-computing", settle_s=1)
+    landscape.cancel()
+
+
+def test_dashboard_train_then_spectrum_then_landscape(dashboard_lab):
+    dashboard = dashboard_lab.widget(2, "dashboard", TRAINING_CONTROLS + TABS)
+    dashboard.looks_right("before-training")
+    dashboard.expect_data = True
+    dashboard.click("Train")
+    dashboard.controls, dashboard.expect_data = SPECTRUM_CONTROLS + TABS + ("All checkpoints",), False
+    dashboard.tab("Spectrum")
+    dashboard.expect_data = True
+    dashboard.click("Run")
+    dashboard.move_slider("checkpoint", "Home")
+    assert dashboard.readout("checkpoint") == "epoch 1"
+    dashboard.move_slider("checkpoint", "ArrowRight")   # not End: see the spectrum widget's test
+    assert dashboard.readout("checkpoint") == f"epoch {DASHBOARD_PARAMETERS['dashboard_epochs']}"
+    dashboard.click("All checkpoints")
+    dashboard.controls, dashboard.expect_data = LANDSCAPE_CONTROLS + TABS, False
+    dashboard.tab("Landscape")
+    last = f"checkpoint-{DASHBOARD_PARAMETERS['dashboard_epochs']:05d}.pt"
+    assert dashboard.value_of("checkpoint").endswith(last), "the Landscape tab is not on the checkpoint shown"
+    dashboard.expect_data = True
+    dashboard.click("Run")
+    dashboard.toggle("test")
+    dashboard.toggle("accuracy")
