@@ -147,6 +147,31 @@ def test_controls_follow_the_ensemble(ensemble):
     assert widget.dim.disabled == (ensemble in ("typed", "section53"))
 
 
+def test_p_shows_the_size_of_a_typed_spectrum_and_of_section_53_and_the_users_p_comes_back():
+    widget = SyntheticSpectrumWidget(P=300)
+    widget.eigenvalues.value = "0, 1, 2, 3.5"
+    widget.ensemble.value = "typed"
+    assert (widget.dim.value, widget.dim.disabled) == (4, True)
+    widget.eigenvalues.value = "0, 1, 2"
+    assert widget.dim.value == 3
+    widget.ensemble.value = "section53"
+    assert (widget.dim.value, widget.dim.disabled) == (1000, True)
+    widget.ensemble.value = "wigner"
+    assert (widget.dim.value, widget.dim.disabled) == (300, False)
+
+
+def test_every_scale_has_a_finite_range_of_nonzero_width_before_and_after_a_run():
+    """bqplot derives a domain of one value from one stem or bar and then draws no ticks."""
+    widget = SyntheticSpectrumWidget("typed", eigenvalues="2.0", steps=1)
+    for state in ("before", "after"):
+        for mark in (widget.eigen_bars, widget.stem_heads):
+            for scale in mark.scales.values():
+                assert np.isfinite([scale.min, scale.max]).all() and scale.max > scale.min, (state, scale)
+        widget.run(block=True)
+    x = widget.stem_heads.scales["x"]
+    assert x.min < 2.0 < x.max and widget.stem_heads.scales["y"].max > widget.stem_heads.y[0] == 1.0
+
+
 def test_every_control_has_a_layout_of_its_own():
     widget = SyntheticSpectrumWidget()
     controls = [widget.ensemble, widget.dim, widget.ratio, widget.eigenvalues, widget.steps, widget.num_vectors,

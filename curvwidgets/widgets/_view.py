@@ -17,9 +17,9 @@ import html
 from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-from ipywidgets import Layout, Widget
+from ipywidgets import HBox, Layout, Widget
 
-__all__ = ["field_layout", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+__all__ = ["field_layout", "controls_row", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
            "LEGEND_SYMBOLS"]
 
 
@@ -30,6 +30,20 @@ def field_layout(width: str = "180px") -> Layout:
     its ``display`` too, so hiding one of them hides them all.
     """
     return Layout(width=width)
+
+
+def controls_row(*children: Widget) -> HBox:
+    """A row of controls that wraps onto the next line when the output area is narrower than the row."""
+    return HBox(list(children), layout=Layout(flex_flow="row wrap", align_items="center"))
+
+
+def set_range(scale: Widget, low: Optional[float], high: Optional[float], empty: Tuple[float, float] = (0.0, 1.0)) \
+        -> None:
+    """Give ``scale`` the range ``[low, high]``, or ``empty`` when ``low`` is None (no data yet).
+
+    Call inside ``hold_sync`` of ``scale`` to send both ends in one message.
+    """
+    scale.min, scale.max = (float(low), float(high)) if low is not None else empty
 
 
 @contextlib.contextmanager

@@ -10,13 +10,15 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..linalg import LanczosResult, stem_density
-from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, run_synthetic
-from ._view import field_layout, hold_sync, legend_html, set_slider, stem_segments
+from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
+from ._view import (controls_row, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
+                    stem_segments)
 from .runner import TaskRunner
 
 __all__ = ["SyntheticSpectrumWidget"]
 
 EIGEN_COLOR, DIAGONAL_COLOR, LANCZOS_COLOR = "#1f77b4", "#e6b800", "#d62728"
+SECTION53_SIZE = 1000  # the matrix of section 5.3 (Figure 5)
 
 
 def _histogram(values: Optional[np.ndarray], bins: int) -> tuple:
@@ -110,23 +112,25 @@ class SyntheticSpectrumWidget(widgets.VBox):
         self.runner = TaskRunner(on_run=self.run)
         self._drawn: Optional[SyntheticRun] = None
         self._quiet_slider = False
+        self._chosen_P = P  # the user's P, shown again when leaving an ensemble of fixed size
         self._build_figure()
 
         self.ensemble.observe(self._show_relevant_controls, "value")
         self.step_slider.observe(self._step_moved, "value")
         self.show_diagonal.observe(self._toggle_diagonal, "value")
         self._show_relevant_controls()
+        self.eigenvalues.observe(self._show_relevant_controls, "value")
         controls = widgets.VBox([
-            widgets.HBox([self.ensemble, self.dim, self.ratio]),
+            controls_row(self.ensemble, self.dim, self.ratio),
             self.eigenvalues,
-            widgets.HBox([self.steps, self.num_vectors, self.seed]),
+            controls_row(self.steps, self.num_vectors, self.seed),
         ])
         super().__init__([controls, self.runner, self.figure, self.legend,
-                          widgets.HBox([self.step_slider, self.show_diagonal])])
+                          controls_row(self.step_slider, self.show_diagonal)])
 
     def _build_figure(self) -> None:
-        x = bq.LinearScale()
-        density, weight = bq.LinearScale(min=0.0), bq.LinearScale(min=0.0)
+        x = bq.LinearScale(min=0.0, max=1.0)
+        density, weight = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
         self.eigen_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[EIGEN_COLOR], opacities=[0.55],
                                   padding=0.0)
         self.diagonal_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[DIAGONAL_COLOR],
@@ -137,10 +141,11 @@ class SyntheticSpectrumWidget(widgets.VBox):
                                      default_size=18)
         axes = [bq.Axis(scale=x, label="eigenvalue", num_ticks=8),
                 bq.Axis(scale=density, side="left", label="density", num_ticks=5),
-                bq.Axis(scale=weight, side="right", label="Gauss weight", label_color=LANCZOS_COLOR, num_ticks=5)]
+                bq.Axis(scale=weight, side="right", label="Gauss weight", label_color=LANCZOS_COLOR, num_ticks=5,
+                        label_offset="52px")]
         self.figure = bq.Figure(marks=[self.eigen_bars, self.diagonal_bars, self.limit_line, self.stem_lines,
                                        self.stem_heads], axes=axes,
-                                fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 60},
+                                fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 80},
                                 layout=widgets.Layout(width="100%", height="420px"))
         self.legend = widgets.HTML()
 
@@ -184,6 +189,10 @@ class SyntheticSpectrumWidget(widgets.VBox):
                 self.diagonal_bars.x, self.diagonal_bars.y = _histogram(None if run is None else run.diagonal,
                                                                         self.bins)
                 self.limit_line.x, self.limit_line.y = (run and run.limiting_density) or (np.zeros(0), np.zeros(0))
+            density = self.eigen_bars.scales["y"]
+            with density.hold_sync():
+                top = padded_range(self.eigen_bars.y, self.diagonal_bars.y, self.limit_line.y)[1]
+                set_range(density, 0.0 if top is not None else None, top)
         self.figure.title = "" if run is None else run.caption
         steps = 1 if run is None or run.lanczos is None else run.lanczos.steps
         with self._slider_quiet():
@@ -199,9 +208,18 @@ class SyntheticSpectrumWidget(widgets.VBox):
         else:
             k = min(self.step_slider.value, result.steps)
             nodes, weights = stem_density(result if k == result.steps else result.truncate(k))
-        with hold_sync(self.stem_lines, self.stem_heads):
+        drawn = [nodes, np.asarray(self.limit_line.x)]  # and every eigenvalue of the run, so the axis stays put
+        if self._drawn is not None:
+            drawn += [self._drawn.diagonal, *([] if self._drawn.eigenvalues is None else [self._drawn.eigenvalues]),
+                      *([] if result is None else [result.ritz_values])]
+        low, high = padded_range(*drawn)
+        x, weight = self.stem_heads.scales["x"], self.stem_heads.scales["y"]
+        with hold_sync(self.stem_lines, self.stem_heads, x, weight):
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights)
             self.stem_heads.x, self.stem_heads.y = nodes, weights
+            set_range(x, low, high)
+            top = padded_range(weights)[1]
+            set_range(weight, 0.0 if top is not None else None, top)
 
     @contextlib.contextmanager
     def _slider_quiet(self) -> Iterator[None]:
@@ -232,7 +250,24 @@ class SyntheticSpectrumWidget(widgets.VBox):
                                          if mark.visible and np.asarray(mark.x).size])
 
     def _show_relevant_controls(self, _change: Optional[dict] = None) -> None:
+        """T / P for Marchenko-Pastur, the eigenvalues for a typed spectrum; P shows the size the ensemble has."""
         ensemble = self.ensemble.value
         self.ratio.layout.display = "" if ensemble == "marchenko-pastur" else "none"
         self.eigenvalues.layout.display = "" if ensemble == "typed" else "none"
-        self.dim.disabled = ensemble in ("typed", "section53")
+        fixed = ensemble in ("typed", "section53")
+        if fixed and not self.dim.disabled:
+            self._chosen_P = self.dim.value
+        if fixed:
+            self.dim.value = self._fixed_size(ensemble) or self.dim.value
+        elif self.dim.disabled:
+            self.dim.value = self._chosen_P
+        self.dim.disabled = fixed
+
+    def _fixed_size(self, ensemble: str) -> Optional[int]:
+        """The size of a typed spectrum (None while the text is not numbers) or of section 5.3's matrix."""
+        if ensemble == "section53":
+            return SECTION53_SIZE
+        try:
+            return parse_eigenvalues(self.eigenvalues.value).size
+        except ValueError:
+            return None
