@@ -89,17 +89,21 @@ def test_step_slider_log_toggle_and_sigma_redraw_from_the_result(widget):
     assert_shows(widget, result.truncate(3), widget.sigma_slider.value)
     np.testing.assert_array_equal(widget.step_marker.x, [3, 3])
 
+    scale = widget.stem_heads.scales["y"]
     widget.weight_scale.value = "log"
     nodes, weights = result.truncate(3).stem()
-    assert isinstance(widget.stem_lines.scales["y"], type(widget._log)) and widget.weight_axis.scale is widget._log
-    assert widget.stem_heads.scales["y"] is widget._log
     floor = max(weights[weights > 0].min() / 2, 1e-12)
-    np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 0], np.full(nodes.size, floor))
-    np.testing.assert_array_equal(widget.stem_heads.y, weights)
+    np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 0],
+                                  np.full(nodes.size, np.log10(floor)))
+    np.testing.assert_allclose(widget.stem_heads.y, np.log10(np.maximum(weights, floor)), rtol=1e-15)
+    assert widget.weight_axis.label == "log₁₀ Gauss weight"
+    assert scale.min < np.log10(floor) and scale.max > np.log10(weights.max())
+    assert widget.stem_heads.scales["y"] is scale is widget.weight_axis.scale  # one scale: never swapped
 
     widget.weight_scale.value = "linear"
     np.testing.assert_array_equal(np.asarray(widget.stem_lines.y).reshape(-1, 2)[:, 0], np.zeros(nodes.size))
-    assert widget.stem_lines.scales["y"] is widget._linear and widget.weight_axis.scale is widget._linear
+    np.testing.assert_array_equal(widget.stem_heads.y, weights)
+    assert widget.weight_axis.label == "Gauss weight" and scale.min == 0.0 and scale.max > weights.max()
 
     widget.sigma_slider.value = 2.5 * widget.sigma_slider.value
     assert_shows(widget, result.truncate(3), widget.sigma_slider.value)
@@ -170,10 +174,13 @@ def test_sigma_follows_the_default_until_the_user_moves_it_then_stays(model_and_
     assert 10 ** widget.sigma_slider.min <= chosen <= 10 ** widget.sigma_slider.max
 
 
-def test_the_eigenvalue_axis_can_be_fixed(widget):
+def test_the_eigenvalue_axis_fits_the_stems_and_density_or_is_fixed(widget):
     assert widget.eigenvalue_range is None
+    scale = widget.density_line.scales["x"]
+    grid = np.asarray(widget.density_line.x)
+    assert scale.min < grid.min() < grid.max() < scale.max
     widget.eigenvalue_range = (-1.0, 3.0)
-    assert widget.eigenvalue_range == (-1.0, 3.0) and widget.density_line.scales["x"].min == -1.0
+    assert widget.eigenvalue_range == (-1.0, 3.0) and (scale.min, scale.max) == (-1.0, 3.0)
     widget.weight_scale.value = "log"
     assert widget.eigenvalue_range == (-1.0, 3.0)
     widget.weight_scale.value = "linear"
@@ -181,7 +188,21 @@ def test_the_eigenvalue_axis_can_be_fixed(widget):
         with pytest.raises(ValueError, match="eigenvalue_range must be None or finite"):
             widget.eigenvalue_range = bad
     widget.eigenvalue_range = None
-    assert widget.eigenvalue_range is None
+    assert widget.eigenvalue_range is None and scale.min < grid.min()
+
+
+def test_the_convergence_axes_span_the_run_from_its_first_step(model_and_data):
+    """One Ritz value at step 1 must not collapse either axis to a point (bqplot then draws no ticks)."""
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    ranges = []
+    widget.pending_marks.observe(lambda change: ranges.append(
+        [(scale.min, scale.max) for scale in (widget.pending_marks.scales["x"], widget.pending_marks.scales["y"])]),
+        "x")
+    widget.run(block=True)
+    for (step_low, step_high), (value_low, value_high) in ranges:
+        assert (step_low, step_high) == (0.5, STEPS + 0.5) and value_low < value_high
 
 
 def test_cancel_after_three_steps_keeps_a_partial_spectrum_and_a_second_run_works(model_and_data):

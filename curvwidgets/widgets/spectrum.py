@@ -17,7 +17,8 @@ from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
 from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import field_layout, hold_sync, legend_html, log_floor, padded_range, set_slider, stem_segments
+from ._view import (controls_row, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
+                    set_slider, stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -115,7 +116,9 @@ class SpectrumWidget(widgets.VBox):
     step_slider : ipywidgets.IntSlider
         ``k``: stems, density and summary of ``result.truncate(k)``.
     weight_scale : ipywidgets.ToggleButtons
-        ``"linear"`` or ``"log"`` Gauss-weight axis.
+        ``"linear"`` or ``"log"`` Gauss weights: ``log`` draws ``log10`` of
+        the weights on the same linear axis, relabelled (one scale throughout:
+        bqplot draws broken ticks while a mark's scale object is swapped).
     sigma_slider : ipywidgets.FloatLogSlider
         Gaussian width of the density in eigenvalue units: ``default_sigma`` of
         the stems shown until the user moves it, then the user's value, kept
@@ -127,9 +130,9 @@ class SpectrumWidget(widgets.VBox):
         Start vector shown in the convergence plot.
     stem_lines : bqplot.Lines
         One segment per stem, ``x``/``y`` of shape ``(n, 2)``; bottoms at 0
-        (linear) or at :func:`log_floor` of the weights (log).
+        (linear) or at ``log10`` of :func:`log_floor` of the weights (log).
     stem_heads : bqplot.Scatter
-        ``x, y = result.truncate(k).stem()``.
+        ``x, y = result.truncate(k).stem()`` (``y`` in ``log10``, at least the floor, for log).
     density_line : bqplot.Lines
         ``x, y = result.truncate(k).smooth(sigma=sigma_slider.value)``.
     converged_marks, pending_marks : bqplot.Scatter
@@ -168,7 +171,8 @@ class SpectrumWidget(widgets.VBox):
         self.step_slider = widgets.IntSlider(value=1, min=1, max=1, description="steps k",
                                              layout=widgets.Layout(width="360px"))
         self.weight_scale = widgets.ToggleButtons(options=["linear", "log"], value="linear",
-                                                  style={"button_width": "60px"}, tooltip="Gauss-weight axis")
+                                                  style={"button_width": "60px"}, tooltip="Gauss-weight axis",
+                                                  layout=widgets.Layout(width="auto"))
         self.sigma_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=2, step=0.05, description="σ",
                                                    readout_format=".3g", layout=widgets.Layout(width="360px"))
         self.run_picker = widgets.Dropdown(options=[("vector 1", 0)], value=0, description="convergence of",
@@ -186,6 +190,8 @@ class SpectrumWidget(widgets.VBox):
         self._quiet = False
         self._sigma_chosen = False  # the user moved the sigma slider: keep their value
         self._trace = _ConvergenceTrace()
+        self._eigenvalue_range: Optional[Tuple[float, float]] = None
+        self._planned_steps = 1  # steps m of the run going (the convergence plot's step axis)
         self._build_figures()
 
         self.step_slider.observe(self._redraw_on_change, "value")
@@ -194,37 +200,37 @@ class SpectrumWidget(widgets.VBox):
         self.run_picker.observe(self._pick_run, "value")
         self.save_button.on_click(lambda _button: self.save())
         super().__init__([
-            widgets.HBox([self.checkpoint, self.matrix, self.bn_mode]),
-            widgets.HBox([self.steps, self.num_vectors, self.num_samples, self.seed]),
-            widgets.HBox([self.params, self.save_vectors]),
+            controls_row(self.checkpoint, self.matrix, self.bn_mode),
+            controls_row(self.steps, self.num_vectors, self.num_samples, self.seed),
+            controls_row(self.params, self.save_vectors),
             self.runner,
-            widgets.HBox([self.figure, self.convergence_figure]),
-            widgets.HBox([self.legend, self.convergence_legend]),
-            widgets.HBox([self.step_slider, self.weight_scale, self.sigma_slider]),
-            widgets.HBox([self.summary, self.run_picker]),
-            widgets.HBox([self.save_path, self.save_button, self.save_status]),
+            widgets.HBox([widgets.VBox([self.figure, self.legend], layout=widgets.Layout(width="58%")),
+                          widgets.VBox([self.convergence_figure, self.convergence_legend],
+                                       layout=widgets.Layout(width="40%"))]),
+            controls_row(self.step_slider, self.weight_scale, self.sigma_slider),
+            controls_row(self.summary, self.run_picker),
+            controls_row(self.save_path, self.save_button, self.save_status),
         ])
 
     def _build_figures(self) -> None:
-        eigenvalue, density = bq.LinearScale(), bq.LinearScale(min=0.0)
-        self._linear, self._log = bq.LinearScale(min=0.0), bq.LogScale()
-        weight = {"x": eigenvalue, "y": self._linear}
+        eigenvalue, density = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
+        weight = {"x": eigenvalue, "y": bq.LinearScale(min=0.0, max=1.0)}
         self.stem_lines = bq.Lines(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], stroke_width=1.5)
         self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18)
         self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR])
-        self.weight_axis = bq.Axis(scale=self._linear, side="left", label="Gauss weight", label_color=LANCZOS_COLOR,
+        self.weight_axis = bq.Axis(scale=weight["y"], side="left", label="Gauss weight", label_color=LANCZOS_COLOR,
                                    num_ticks=5)
         self.figure = bq.Figure(
             marks=[self.density_line, self.stem_lines, self.stem_heads],
             axes=[bq.Axis(scale=eigenvalue, label="eigenvalue", num_ticks=6), self.weight_axis,
-                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR, num_ticks=5)],
-            fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 60},
-            layout=widgets.Layout(width="58%", height="380px"))
+                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR, num_ticks=5,
+                          label_offset="52px")],
+            fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 80},
+            layout=widgets.Layout(width="100%", height="380px"))
         self.legend = widgets.HTML(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
-                                                 "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]),
-                                   layout=widgets.Layout(width="58%"))
+                                                 "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]))
 
-        step, value = bq.LinearScale(), bq.LinearScale()
+        step, value = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
         scales = {"x": step, "y": value}
         self.converged_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[LANCZOS_COLOR], default_size=14)
         self.pending_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[PENDING_COLOR], fill=False,
@@ -235,10 +241,10 @@ class SpectrumWidget(widgets.VBox):
             axes=[bq.Axis(scale=step, label="Lanczos step k", num_ticks=6),
                   bq.Axis(scale=value, side="left", label="Ritz value", num_ticks=6)],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 20},
-            layout=widgets.Layout(width="40%", height="380px"))
+            layout=widgets.Layout(width="100%", height="380px"))
         self.convergence_legend = widgets.HTML(
             legend_html([("converged", LANCZOS_COLOR, "dot"), ("not converged", PENDING_COLOR, "circle"),
-                         ("step k shown", "black", "dashed")]), layout=widgets.Layout(width="40%"))
+                         ("step k shown", "black", "dashed")]))
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -261,6 +267,7 @@ class SpectrumWidget(widgets.VBox):
         Returns False, starting nothing, while a run is going.
         """
         settings = self.settings
+        self._planned_steps = settings.steps if isinstance(settings.steps, int) else 1
 
         def task(progress, cancel):
             return run_spectrum(settings, self.model, self.data, self.loss_fn, self.source, progress, cancel)
@@ -284,6 +291,7 @@ class SpectrumWidget(widgets.VBox):
         if self.runner.running:
             raise RuntimeError("a spectrum is being computed: cancel it before showing another")
         self.runner.result = spectrum
+        self._planned_steps = spectrum.steps
         self._show(spectrum, final=True)
 
     def save(self) -> Optional[str]:
@@ -337,24 +345,18 @@ class SpectrumWidget(widgets.VBox):
     @property
     def eigenvalue_range(self) -> Optional[Tuple[float, float]]:
         """Fixed ``(low, high)`` of the eigenvalue axis, or None to fit each spectrum shown."""
-        scale = self.stem_heads.scales["x"]
-        return None if scale.min is None else (scale.min, scale.max)
+        return self._eigenvalue_range
 
     @eigenvalue_range.setter
     def eigenvalue_range(self, limits: Optional[Tuple[float, float]]) -> None:
         low, high = (None, None) if limits is None else (float(limits[0]), float(limits[1]))
         if low is not None and not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise ValueError(f"eigenvalue_range must be None or finite (low, high) with low < high; got {limits!r}")
-        scale = self.stem_heads.scales["x"]
-
-        def fix() -> None:
-            with scale.hold_sync():
-                scale.min, scale.max = low, high
-
-        self.runner.dispatch(fix)
+        self._eigenvalue_range = None if low is None else (low, high)
+        self.runner.dispatch(self._draw)
 
     def _draw(self) -> None:
-        """Stems, density and summary of the first ``k`` steps, and the step marker."""
+        """Stems, density and summary of the first ``k`` steps, the axes' ranges, and the step marker."""
         spectrum = self._drawn
         if spectrum is None:
             nodes = weights = grid = density = np.zeros(0)
@@ -364,16 +366,25 @@ class SpectrumWidget(widgets.VBox):
             nodes, weights = shown.stem()
             grid, density = shown.smooth(sigma=self.sigma_slider.value)
             self.summary_values = shown.summary()
-        log = self.weight_scale.value == "log"
-        scale = self._log if log else self._linear
+        if self.weight_scale.value == "log":
+            floor = log_floor(weights)
+            heights, base, label = np.log10(np.maximum(weights, floor)), np.log10(floor), "log₁₀ Gauss weight"
+            low, high = padded_range(heights, [base])
+        else:
+            heights, base, label = weights, 0.0, "Gauss weight"
+            low, high = 0.0, padded_range(weights, [0.0])[1]
+        eigenvalue, weight, density_scale = (self.stem_heads.scales["x"], self.stem_heads.scales["y"],
+                                             self.density_line.scales["y"])
         with hold_sync(self.stem_lines, self.stem_heads, self.density_line, self.weight_axis, self.step_marker,
-                       self.summary):
-            if self.stem_lines.scales["y"] is not scale:
-                self.stem_lines.scales = self.stem_heads.scales = {"x": self.stem_lines.scales["x"], "y": scale}
-                self.weight_axis.scale = scale
-            self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights, log_floor(weights) if log else 0.0)
-            self.stem_heads.x, self.stem_heads.y = nodes, weights
+                       self.summary, eigenvalue, weight, density_scale):
+            self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, heights, base)
+            self.stem_heads.x, self.stem_heads.y = nodes, heights
             self.density_line.x, self.density_line.y = grid, density
+            set_range(eigenvalue, *(self._eigenvalue_range or padded_range(nodes, grid, margin=0.02)))
+            set_range(weight, low if spectrum is not None else None, high)
+            top = padded_range(density)[1]
+            set_range(density_scale, 0.0 if top is not None else None, top)
+            self.weight_axis.label = label
             self.summary.value = _summary_table(self.summary_values)
             self._draw_step_marker()
 
@@ -392,7 +403,10 @@ class SpectrumWidget(widgets.VBox):
             self.step_marker.x = self.step_marker.y = np.zeros(0)
 
     def _draw_convergence(self, spectrum: Optional[Spectrum]) -> None:
-        """Ritz values against the step for the chosen start vector, as far as ``spectrum`` goes; None clears."""
+        """Ritz values against the step for the chosen start vector, as far as ``spectrum`` goes; None clears.
+
+        The step axis spans the steps of the run (``steps m`` while it goes), so it does not stretch as steps land.
+        """
         run = self.run_picker.value
         if self._convergence_of == (spectrum, run):
             return
@@ -402,7 +416,11 @@ class SpectrumWidget(widgets.VBox):
             converged = np.zeros(0, dtype=bool)
         else:
             steps, values, converged = self._trace.points(spectrum, run, self.tolerance)
-        with hold_sync(self.converged_marks, self.pending_marks, self.step_marker):
+        step_scale, value_scale = self.converged_marks.scales["x"], self.converged_marks.scales["y"]
+        last = max(spectrum.steps if spectrum is not None else 1, self._planned_steps)
+        with hold_sync(self.converged_marks, self.pending_marks, self.step_marker, step_scale, value_scale):
+            set_range(step_scale, 0.5 if spectrum is not None else None, last + 0.5)
+            set_range(value_scale, *padded_range(values))
             self.converged_marks.x, self.converged_marks.y = steps[converged], values[converged]
             self.pending_marks.x, self.pending_marks.y = steps[~converged], values[~converged]
             self._draw_step_marker()
