@@ -3,14 +3,20 @@
 Binder (repo2docker) reads ``binder/``: ``runtime.txt`` picks the Python,
 ``requirements.txt`` is installed with pip from the repository root. It must
 install this package (``.``, with the dependencies ``pyproject.toml``
-declares) and nothing else, so there is no second dependency list to drift,
-with torch from PyTorch's CPU wheel index. The launch link opens
-``notebooks/10_dashboard.ipynb`` in JupyterLab; that notebook must exist and be
-among those ``make test`` validates with nbval.
+declares, Voila among them) and nothing else, so there is no second
+dependency list to drift, with torch from PyTorch's CPU wheel index.
+
+The README's badge opens the Voila app ``app/dashboard.ipynb`` (live widgets,
+no code); a second link opens ``notebooks/10_dashboard.ipynb`` in JupyterLab,
+and that notebook must be among those ``make test`` validates with nbval. The
+app may import only what Binder installs and only the package's public names.
 """
 
+import ast
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -21,7 +27,12 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-LAUNCH_PATH = "lab/tree/notebooks/10_dashboard.ipynb"   # the urlpath of the launch link
+APP_URLPATH = "voila/render/app/dashboard.ipynb"          # the badge: the app, rendered by Voila
+LAB_URLPATH = "lab/tree/notebooks/10_dashboard.ipynb"     # the second link: the notebook in JupyterLab
+# how a Binder urlpath names a file of the repository
+URLPATH_PREFIXES = ("voila/render/", "lab/tree/")
+BADGE_LINK = re.compile(r"\[!\[[^\]]*\]\(https://mybinder\.org/badge[^)]*\)\]\((https://mybinder\.org/v2/[^)\s]+)\)")
+BINDER_LINK = re.compile(r"https://mybinder\.org/v2/[^\s)\]\"']+")
 # files that would make repo2docker install something beside `pip install .`
 OTHER_ENVIRONMENTS = ("environment.yml", "Pipfile", "Pipfile.lock", "setup.py", "install.R", "apt.txt",
                       "postBuild", "requirements3.txt", "Project.toml", "Dockerfile")
@@ -69,11 +80,30 @@ def test_binder_python_is_one_the_package_supports():
     assert Version(match.group(1)) in supported
 
 
-def test_the_launched_notebook_exists_and_is_validated_by_make_test():
-    notebook_path = REPO / LAUNCH_PATH.removeprefix("lab/tree/")
-    assert notebook_path.is_file()
-    notebook = json.loads(notebook_path.read_text())
+def _repository_file(urlpath: str) -> Path:
+    prefix = next((prefix for prefix in URLPATH_PREFIXES if urlpath.startswith(prefix)), None)
+    assert prefix, f"the Binder link should open the Voila app or JupyterLab ({URLPATH_PREFIXES}), not {urlpath!r}"
+    return REPO / urlpath.removeprefix(prefix)
+
+
+def _urlpath(link: str) -> str:
+    query = parse_qs(urlparse(link).query)
+    assert "urlpath" in query, f"the Binder link opens no notebook: {link}"
+    return query["urlpath"][0]
+
+
+def _notebook(path: Path) -> dict:
+    notebook = json.loads(path.read_text())
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    return notebook
+
+
+def _code(notebook: dict) -> list:
+    return ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def test_the_lab_notebook_exists_and_is_validated_by_make_test():
+    notebook = _notebook(_repository_file(LAB_URLPATH))
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert "parameters" in code[0]["metadata"].get("tags", []), "the first code cell is tagged parameters"
     makefile = (REPO / "Makefile").read_text()
@@ -82,11 +112,69 @@ def test_the_launched_notebook_exists_and_is_validated_by_make_test():
         "make test no longer runs nbval over notebooks/"
 
 
-def test_binder_links_in_the_readme_open_notebooks_that_exist():
+def test_binder_links_in_the_readme_open_the_app_and_the_notebook():
     readme = (REPO / "README.md").read_text()
-    for link in re.findall(r"https://mybinder\.org/v2/[^\s)\]\"']+", readme):
-        query = parse_qs(urlparse(link).query)
-        assert "urlpath" in query, f"the Binder link opens no notebook: {link}"
-        urlpath = query["urlpath"][0]
-        assert urlpath.startswith("lab/tree/"), f"the Binder link should open JupyterLab: {link}"
-        assert (REPO / urlpath.removeprefix("lab/tree/")).is_file(), f"the Binder link opens a missing file: {link}"
+    badges = [_urlpath(link) for link in BADGE_LINK.findall(readme)]
+    assert badges and set(badges) == {APP_URLPATH}, f"the Binder badge should open the Voila app: {badges}"
+    urlpaths = {_urlpath(link) for link in BINDER_LINK.findall(readme)}
+    assert urlpaths >= {APP_URLPATH, LAB_URLPATH}, f"the README should link both {APP_URLPATH} and {LAB_URLPATH}"
+    for urlpath in urlpaths:
+        assert _repository_file(urlpath).is_file(), f"a Binder link opens a missing file: {urlpath}"
+
+
+def _dependency_names() -> set:
+    """The distributions ``pyproject.toml`` depends on, as import names (``jupyter-server`` -> ``jupyter_server``)."""
+    return {re.split(r"[\s<>=!~\[;]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+            for requirement in _pyproject()["project"]["dependencies"]}
+
+
+def test_voila_comes_with_the_package():
+    assert "voila" in _dependency_names(), "Binder installs only `.`: voila must be one of the package's dependencies"
+
+
+def _imports(tree: ast.AST):
+    """``(module, names)`` of every import statement; ``names`` is empty for ``import module``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module, [alias.name for alias in node.names]
+
+
+def _package_aliases(tree: ast.AST) -> set:
+    """Names the code binds to a curvwidgets module (``import curvwidgets as cw``: ``{"cw"}``)."""
+    return {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for alias in node.names if alias.name.split(".")[0] == "curvwidgets"}
+
+
+def _attribute_chain(node: ast.Attribute):
+    """``cw.data.load`` -> ``("cw", ["data", "load"])``; None when the chain does not start at a name."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.insert(0, node.attr)
+        node = node.value
+    return (node.id, names) if isinstance(node, ast.Name) else None
+
+
+def test_the_app_exists_and_uses_only_what_binder_installs_and_public_names():
+    notebook = _notebook(_repository_file(APP_URLPATH))
+    assert notebook["cells"][0]["cell_type"] == "markdown", "the app opens with a short introduction"
+    assert not any(cell.get("outputs") for cell in notebook["cells"]), "the app is stored without outputs"
+    tree = ast.parse("\n".join(_code(notebook)))
+    dependencies = _dependency_names()
+    for module, names in _imports(tree):
+        top = module.split(".")[0]
+        assert top in sys.stdlib_module_names or top == "curvwidgets" or top in dependencies, \
+            f"the app imports {module}, which Binder does not install (not a dependency of the package)"
+        if top != "curvwidgets":
+            continue
+        assert not any(part.startswith("_") for part in module.split(".")), f"the app imports private {module}"
+        public = importlib.import_module(module).__all__
+        private = [name for name in names if name not in public]
+        assert not private, f"the app imports {private} from {module}, not in its __all__"
+    aliases = _package_aliases(tree)
+    chains = [_attribute_chain(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute)]
+    for root, names in filter(None, chains):
+        if root in aliases:
+            assert not any(name.startswith("_") for name in names), f"the app uses private {root}.{'.'.join(names)}"
+            assert names[0] in importlib.import_module("curvwidgets").__all__, f"{root}.{names[0]} is not public"
