@@ -80,7 +80,7 @@ ENSEMBLE_ONLY = {"T / P": "marchenko-pastur", "eigenvalues": "typed"}
 DASHBOARD = "10_dashboard.ipynb"
 DASHBOARD_PARAMETERS = {"epochs": 0, "steps": 10, "num_samples": 64, "n_points": 5, "dashboard_epochs": 2}
 SPECTRUM_STEPS = "30"    # typed into the spectrum widget, so that it runs long enough to be seen computing
-PLANE_POINTS = 3         # points per axis of the plane
+PLANE_POINTS = 5         # points per axis of the plane
 SPECTRUM_CONTROLS = ("checkpoint", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples", "seed",
                      "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",
                      "save to", "Save")
@@ -304,7 +304,7 @@ def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
     landscape.check("plane of two directions")
     landscape.type_into("points", str(PLANE_POINTS))
     landscape.start("Run")
-    landscape.wait_progress(PLANE_POINTS + 1)   # a column of the plane computed
+    landscape.wait_progress(2 * PLANE_POINTS + 1)   # two columns of the plane computed: the first it draws
     landscape.looks_right("plane-computing", settle_s=1)
     landscape.cancel()
 

@@ -112,7 +112,7 @@ def test_marks_hold_the_landscape_along_the_picked_eigenvectors(widget, model_an
         np.testing.assert_array_equal(curve.x, reference.offsets)
     np.testing.assert_array_equal(drawn_curves(widget), reference["train_loss"])
     assert all(label in widget.legend.value for label in reference.labels)
-    assert widget.figures.children == (widget.picker_figure, widget.line_figure)
+    assert widget.view.children == (widget.line_figure, widget.legend)
 
 
 def test_quadratic_models_are_the_ritz_values_times_half_t_squared(widget, spectrum):
@@ -249,7 +249,7 @@ def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
     colour = widget.heatmap.scales["color"]
     assert (colour.min, colour.max) == (reference["train_loss"].min(), reference["train_loss"].max())
     assert (widget.plane_x_axis.label, widget.plane_y_axis.label) == (eigen[0].label, eigen[-1].label)
-    assert widget.figures.children == (widget.picker_figure, widget.plane_figure)
+    assert widget.view.children == (widget.plane_figure, widget.legend)
 
     # filled as the points arrived: each draw shows the columns (points of the first direction) computed in full,
     # never a NaN; nothing before the first two columns (bqplot would read one column as a row)
@@ -267,7 +267,7 @@ def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
     assert widget.color_axis.label == "train accuracy"
     widget.plane.value = False
     widget.run(block=True)
-    assert widget.figures.children == (widget.picker_figure, widget.line_figure)
+    assert widget.view.children == (widget.line_figure, widget.legend)
 
 
 def test_cell_edges_are_half_a_spacing_around_each_point():
@@ -278,8 +278,11 @@ def test_curves_fill_in_as_points_arrive(model_and_data, spectrum):
     model, data = model_and_data
     widget = LandscapeWidget(model, data, spectrum=spectrum, **OPTIONS)
     widget.runner.min_interval = 0.0
-    draws = record_draws(widget)
+    x_ranges = []   # one point alone must not collapse the t axis to a value (bqplot then draws no ticks)
+    draws = record_draws(widget, after_draw=lambda done: x_ranges.append(
+        (widget._line_scales["x"].min, widget._line_scales["x"].max)))
     widget.run(block=True)
+    assert all(low < -DIST and high > DIST for low, high in x_ranges)
     total = 2 * N_POINTS
     final = widget.result["train_loss"].reshape(-1)
     assert [done for done, _, _ in draws] == list(range(0, total, CHUNK)) + [total] * 2  # passes, then the result

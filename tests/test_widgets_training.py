@@ -74,6 +74,21 @@ def test_marks_hold_the_history_which_is_what_train_computes(finished, dataset):
         torch.testing.assert_close(trained, expected, rtol=0, atol=0)
 
 
+def test_axes_span_the_run_and_the_values_with_ticks_on_whole_epochs(finished):
+    """Explicit ranges: a first epoch alone would give bqplot a one-value domain, drawn without ticks."""
+    widget = finished[0]
+    for figure, columns in ((widget.loss_figure, ("train_loss", "test_loss")),
+                            (widget.accuracy_figure, ("train_top1", "test_top1"))):
+        epoch_axis, value_axis = figure.axes
+        assert (epoch_axis.scale.min, epoch_axis.scale.max) == (0.5, EPOCHS + 0.5)
+        assert epoch_axis.num_ticks == EPOCHS
+        values = np.concatenate([widget.result[column] for column in columns])
+        assert value_axis.scale.min < values.min() <= values.max() < value_axis.scale.max
+    batch = widget.batch_loss_line
+    assert (batch.scales["x"].min, batch.scales["x"].max) == (EPOCHS - 1, EPOCHS)
+    assert batch.scales["y"].min < np.min(batch.y) <= np.max(batch.y) < batch.scales["y"].max
+
+
 def test_the_checkpoints_trait_grows_with_the_files_written(finished):
     widget, _, lists = finished
     folder = widget.out_dir.value

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import ipywidgets as widgets
 
 from ..results import Spectrum
-from ._view import padded_range
+from ._view import controls_row, padded_range
 from ..training import data as datasets
 from ..training.checkpoint import checkpoint_epoch
 from ._spectrum_task import SpectrumSettings
@@ -126,7 +126,7 @@ class Dashboard(widgets.VBox):
         self.spectrum.runner.on_finish(self._spectrum_finished)
         self.tabs = widgets.Tab(children=[
             self.training,
-            widgets.VBox([widgets.HBox([self.checkpoint_slider, self.all_button, self.cache_status]), self.spectrum]),
+            widgets.VBox([controls_row(self.checkpoint_slider, self.all_button, self.cache_status), self.spectrum]),
             self.landscape,
         ], titles=TAB_TITLES)
         super().__init__([self.tabs])

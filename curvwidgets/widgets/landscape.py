@@ -15,7 +15,8 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import field_layout, finite_points, hold_sync, legend_html, padded_range, stem_segments
+from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
+                    stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -151,8 +152,11 @@ class LandscapeWidget(widgets.VBox):
         (``column`` cut to ``c + 1``), ``c`` the columns computed in full so
         far; hidden before the first two; the axes span the whole grid throughout.
     line_figure, plane_figure : bqplot.Figure
+    view : ipywidgets.VBox
+        The figure matching ``result.kind`` (swapped in, so bqplot lays it out
+        when it is shown) above :attr:`legend`.
     figures : ipywidgets.HBox
-        The picker and the figure matching ``result.kind``.
+        The picker and :attr:`view`.
     note : ipywidgets.HTML
         Says when the result has no metrics of the chosen split.
     """
@@ -201,17 +205,18 @@ class LandscapeWidget(widgets.VBox):
         self.metric.observe(lambda _change: self.runner.dispatch(self._draw), "value")
         super().__init__([
             self.checkpoint,
-            widgets.HBox([self.directions, self.count, self.seed]),
-            widgets.HBox([self.dist, self.n_points, self.bn, self.plane]),
+            controls_row(self.directions, self.count, self.seed),
+            controls_row(self.dist, self.n_points, self.bn, self.plane),
             self.runner,
             self.figures,
-            widgets.HBox([self.run_picker, self.picked_labels, self.legend]),
-            widgets.HBox([self.split, self.metric, self.note]),
+            self.run_picker,
+            self.picked_labels,
+            controls_row(self.split, self.metric, self.note),
         ])
         self.spectrum = spectrum
 
     def _build_figures(self) -> None:
-        scales = {"x": bq.LinearScale(), "y": bq.LinearScale(min=0.0)}
+        scales = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
         self.stem_lines = bq.Lines(x=[], y=[], scales=scales, colors=[STEM_COLOR], stroke_width=1.5)
         self.stem_picker = bq.Scatter(
             x=[], y=[], scales=scales, colors=[STEM_COLOR], default_size=48,
@@ -225,7 +230,7 @@ class LandscapeWidget(widgets.VBox):
             fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="40%", height="380px"))
 
-        self._line_scales = {"x": bq.LinearScale(), "y": bq.LinearScale()}
+        self._line_scales = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
         self._curve_pool: List[bq.Lines] = []
         self._model_pool: List[bq.Lines] = []
         self.curves: Tuple[bq.Lines, ...] = ()
@@ -235,22 +240,23 @@ class LandscapeWidget(widgets.VBox):
             marks=[], axes=[bq.Axis(scale=self._line_scales["x"], label="t (distance along the direction)",
                                     num_ticks=5), self.value_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 20},
-            layout=widgets.Layout(width="58%", height="380px"))
+            layout=widgets.Layout(width="100%", height="380px"))
         self.legend = widgets.HTML()
 
-        column, row = bq.LinearScale(), bq.LinearScale()
+        column, row = bq.LinearScale(min=-1.0, max=1.0), bq.LinearScale(min=-1.0, max=1.0)
         self._colour = bq.ColorScale(scheme="viridis")
         self.heatmap = bq.GridHeatMap(color=np.zeros((2, 2)), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
                                       scales={"row": row, "column": column, "color": self._colour}, stroke=None,
                                       visible=False)
         self.plane_x_axis = bq.Axis(scale=column, label="", num_ticks=5)
         self.plane_y_axis = bq.Axis(scale=row, side="left", label="", num_ticks=5)
-        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", num_ticks=5)
+        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", num_ticks=5, label_offset="60px")
         self.plane_figure = bq.Figure(
             marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 110},
-            layout=widgets.Layout(width="58%", height="380px"))
-        self.figures = widgets.HBox([self.picker_figure, self.line_figure])
+            layout=widgets.Layout(width="100%", height="380px"))
+        self.view = widgets.VBox([self.line_figure, self.legend], layout=widgets.Layout(width="58%"))
+        self.figures = widgets.HBox([self.picker_figure, self.view])
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -337,7 +343,11 @@ class LandscapeWidget(widgets.VBox):
             order = stem_order(spectrum, run)
             nodes, weights = spectrum.lanczos.nodes(run)[order], spectrum.lanczos.weights(run)[order]
         picks = np.unique([0, nodes.size - 1]) if nodes.size else None
-        with hold_sync(self.stem_lines, self.stem_picker):
+        x, y = self.stem_picker.scales["x"], self.stem_picker.scales["y"]
+        with hold_sync(self.stem_lines, self.stem_picker, x, y):
+            set_range(x, *padded_range(nodes))
+            top = padded_range(weights, [0.0])[1]
+            set_range(y, 0.0 if nodes.size else None, top)
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights)
             self.stem_picker.x, self.stem_picker.y = nodes, weights
             self.stem_picker.selected = picks
@@ -370,10 +380,10 @@ class LandscapeWidget(widgets.VBox):
         shown = landscape if landscape is not None and metric in landscape.values else None
         plane = landscape is not None and landscape.kind == "plane"
         figure = self.plane_figure if plane else self.line_figure
-        if self.figures.children[1] is not figure:
+        if self.view.children[0] is not figure:
             # a figure is swapped in, never shown by a display change: bqplot lays out a view when it is
             # attached, and one laid out while hidden stays squashed into a corner when shown
-            self.figures.children = (self.picker_figure, figure)
+            self.view.children = (figure, self.legend)
         self.note.value = "" if shown is landscape else f"this landscape has no {split} metrics (no {split} data)"
         if plane:
             self._draw_plane(shown, metric)
@@ -402,13 +412,14 @@ class LandscapeWidget(widgets.VBox):
             models = np.full(values.shape, np.nan)
             models[lines] = model
         self._line_marks(len(labels))
-        low, high = padded_range(values)
-        with hold_sync(*self.curves, *self.quadratic_lines, self._line_scales["y"], self.value_axis, self.legend):
+        with hold_sync(*self.curves, *self.quadratic_lines, *self._line_scales.values(), self.value_axis,
+                       self.legend):
+            set_range(self._line_scales["x"], *padded_range(offsets, margin=0.03))  # every t from the start
+            # the range of the curves: a quadratic model leaving it is clipped, not allowed to flatten them
+            set_range(self._line_scales["y"], *padded_range(values))
             for curve, quadratic, row, model_row in zip(self.curves, self.quadratic_lines, values, models):
                 curve.x, curve.y = finite_points(offsets, row)
                 quadratic.x, quadratic.y = finite_points(offsets, model_row)
-            # the range of the curves: a quadratic model leaving it is clipped, not allowed to flatten them
-            self._line_scales["y"].min, self._line_scales["y"].max = low, high
             self.value_axis.label = metric.replace("_", " ")
             entries = [(label, curve.colors[0], "line") for label, curve in zip(labels, self.curves)]
             if np.isfinite(models).any():

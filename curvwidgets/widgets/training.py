@@ -18,7 +18,7 @@ from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
 from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
-from ._view import field_layout, finite_points, hold_sync, legend_html
+from ._view import controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
 from .runner import TaskRunner
 
 __all__ = ["TrainingWidget", "batch_points"]
@@ -168,25 +168,27 @@ class TrainingWidget(widgets.VBox):
         self.final_summary = widgets.HTML()
         self.runner = TaskRunner(on_run=self.run, description="Train", cancel_labels=("Stop", "Stopping"))
         self._loaded: Optional[Tuple[Tuple[str, int, str], datasets.DataSet]] = None
+        self._planned_epochs = epochs if isinstance(epochs, int) else 1  # the epoch axes span the run
         self._build_figures()
 
         self.optimizer_name.observe(self._optimizer_picked, "value")
         self.swa_start.observe(self._swa_toggled, "value")
         self.out_dir.observe(lambda _change: self.runner.dispatch(self._refresh_resume), "value")
         super().__init__([
-            widgets.HBox([self.model_name, self.dataset_name, self.optimizer_name, self.lr]),
-            widgets.HBox([self.epochs, self.schedule_name, self.swa_start, self.swa_lr]),
-            widgets.HBox([self.out_dir, self.save_every, self.seed, self.resume]),
+            controls_row(self.model_name, self.dataset_name, self.optimizer_name, self.lr),
+            controls_row(self.epochs, self.schedule_name, self.swa_start, self.swa_lr),
+            controls_row(self.out_dir, self.save_every, self.seed, self.resume),
             self.runner,
             widgets.HBox([self.loss_figure, self.accuracy_figure]),
             self.legend,
-            widgets.HBox([self.batch_figure, widgets.VBox([self.checkpoint_list, self.final_summary])]),
+            widgets.HBox([self.batch_figure, widgets.VBox([self.checkpoint_list, self.final_summary],
+                                                          layout=widgets.Layout(width="40%"))]),
         ])
 
     def _build_figures(self) -> None:
         self.loss_figure, (self.train_loss_line, self.test_loss_line) = _epoch_figure("loss")
         self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure("top-1 accuracy")
-        epoch, loss = bq.LinearScale(), bq.LinearScale()
+        epoch, loss = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
         self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
             marks=[self.batch_loss_line], title="this epoch's batch losses",
@@ -195,7 +197,7 @@ class TrainingWidget(widgets.VBox):
             fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="58%", height="300px"))
         self.checkpoint_list = widgets.Select(options=[], rows=8, description="checkpoints",
-                                              layout=widgets.Layout(width="420px"))
+                                              layout=widgets.Layout(width="95%"))
         self.legend = widgets.HTML(legend_html([("train", TRAIN_COLOR, "line"), ("test", TEST_COLOR, "line")]))
 
     # -- public -----------------------------------------------------------------------------------------------------
@@ -233,6 +235,7 @@ class TrainingWidget(widgets.VBox):
         Returns False, starting nothing, while a run is going.
         """
         settings, interval = self.settings, self.runner.min_interval
+        self._planned_epochs = settings.epochs if isinstance(settings.epochs, int) else 1
 
         def task(progress, cancel):
             return run_training(settings, self.data, self._load, self.device, interval, progress, cancel)
@@ -263,21 +266,38 @@ class TrainingWidget(widgets.VBox):
         self._refresh_resume()
 
     def _draw_history(self, history: TrainingHistory) -> None:
-        """Loss and accuracy curves, the checkpoint list and the SWA figures of ``history``."""
+        """Loss and accuracy curves, the checkpoint list and the SWA figures of ``history``.
+
+        The epoch axes span the run's epochs from the start; each value axis the values drawn.
+        """
         epochs = history["epoch"]
+        last = max([self._planned_epochs, *epochs.astype(int)])
+        pairs = (((self.train_loss_line, "train_loss"), (self.test_loss_line, "test_loss")),
+                 ((self.train_accuracy_line, "train_top1"), (self.test_accuracy_line, "test_top1")))
+        scales = [scale for (line, _), _ in pairs for scale in line.scales.values()]
+        epoch_axes = [figure.axes[0] for figure in (self.loss_figure, self.accuracy_figure)]
         with hold_sync(self.train_loss_line, self.test_loss_line, self.train_accuracy_line, self.test_accuracy_line,
-                       self.checkpoint_list, self.final_summary):
-            for line, column in ((self.train_loss_line, "train_loss"), (self.test_loss_line, "test_loss"),
-                                 (self.train_accuracy_line, "train_top1"), (self.test_accuracy_line, "test_top1")):
-                line.x, line.y = finite_points(epochs, history[column])
+                       self.checkpoint_list, self.final_summary, *scales, *epoch_axes):
+            for axis in epoch_axes:
+                axis.num_ticks = min(last, 6)  # ticks on whole epochs only: a tick at 1.5 would read "2"
+            for (first, first_column), (second, second_column) in pairs:
+                set_range(first.scales["x"], 0.5, last + 0.5)
+                set_range(first.scales["y"], *padded_range(history[first_column], history[second_column]))
+                for line, column in ((first, first_column), (second, second_column)):
+                    line.x, line.y = finite_points(epochs, history[column])
             self.checkpoint_list.options = tuple(history.checkpoints)
             self.final_summary.value = " · ".join(f"{key} <b>{value:.4g}</b>" for key, value in history.final.items())
         if history.checkpoints != self.checkpoints:  # observers hear of new files only
             self.set_trait("checkpoints", list(history.checkpoints))
 
     def _draw_batches(self, batch: Optional[BatchLosses]) -> None:
-        with self.batch_loss_line.hold_sync():
-            self.batch_loss_line.x, self.batch_loss_line.y = batch_points(batch)
+        """The batch losses of the running epoch, on an axis spanning that whole epoch."""
+        x, y = batch_points(batch)
+        epoch, loss = self.batch_loss_line.scales["x"], self.batch_loss_line.scales["y"]
+        with hold_sync(self.batch_loss_line, epoch, loss):
+            set_range(epoch, batch.epoch - 1 if batch is not None else None, batch.epoch if batch is not None else 1)
+            set_range(loss, *padded_range(y))
+            self.batch_loss_line.x, self.batch_loss_line.y = x, y
 
     def _refresh_resume(self) -> None:
         self.resume.value = has_checkpoint(self.out_dir.value)
@@ -291,11 +311,11 @@ class TrainingWidget(widgets.VBox):
 
 def _epoch_figure(quantity: str) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
     """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales."""
-    epoch, value = bq.LinearScale(), bq.LinearScale()
+    epoch, value = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
     lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle")
                   for color in (TRAIN_COLOR, TEST_COLOR))
     figure = bq.Figure(marks=list(lines), title=quantity,
-                       axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=6),
+                       axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=1),
                              bq.Axis(scale=value, side="left", label=quantity, num_ticks=5)],
                        fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
                        layout=widgets.Layout(width="49%", height="300px"))
