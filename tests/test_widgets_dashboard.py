@@ -51,9 +51,20 @@ def finished(dataset, tmp_path_factory):
 
 
 def test_the_tabs_hold_the_three_widgets(finished):
-    assert [type(child) for child in finished.tabs.children[::2]] == [TrainingWidget, LandscapeWidget]
-    assert finished.spectrum in finished.tabs.children[1].children
+    assert [type(pane) for pane in finished.panes[::2]] == [TrainingWidget, LandscapeWidget]
+    assert finished.spectrum in finished.panes[1].children
     assert tuple(finished.tabs.titles) == ("Train", "Spectrum", "Landscape")
+
+
+def test_only_the_tab_shown_holds_its_pane(finished):
+    """A figure drawn in a hidden tab is laid out at zero size in the browser."""
+    try:
+        for shown in (1, 2, 0):
+            finished.tabs.selected_index = shown
+            assert [holder.children for holder in finished.tabs.children] == [
+                (pane,) if index == shown else () for index, pane in enumerate(finished.panes)]
+    finally:
+        finished.tabs.selected_index = 0
 
 
 def test_the_slider_lists_every_checkpoint_written(finished):

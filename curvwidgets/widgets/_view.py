@@ -17,9 +17,9 @@ import html
 from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
-from ipywidgets import HBox, Layout, Widget
+from ipywidgets import HTML, HBox, Layout, Widget
 
-__all__ = ["field_layout", "controls_row", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+__all__ = ["field_layout", "controls_row", "wide_html", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
            "LEGEND_SYMBOLS"]
 
 
@@ -35,6 +35,15 @@ def field_layout(width: str = "180px") -> Layout:
 def controls_row(*children: Widget) -> HBox:
     """A row of controls that wraps onto the next line when the output area is narrower than the row."""
     return HBox(list(children), layout=Layout(flex_flow="row wrap", align_items="center"))
+
+
+def wide_html(value: str = "") -> HTML:
+    """An HTML widget as wide as its box, for legends and lines of text.
+
+    ipywidgets gives an HTML widget the fixed width of an inline control;
+    longer text then spills over the widget beside it.
+    """
+    return HTML(value, layout=Layout(width="100%"))
 
 
 def set_range(scale: Widget, low: Optional[float], high: Optional[float], empty: Tuple[float, float] = (0.0, 1.0)) \

@@ -80,6 +80,9 @@ class Dashboard(widgets.VBox):
     training : TrainingWidget
     spectrum : SpectrumWidget
     landscape : LandscapeWidget
+    panes : (TrainingWidget, ipywidgets.VBox, LandscapeWidget)
+        The content of each tab (the VBox holds the checkpoint slider and the
+        spectrum widget); only the tab shown holds its pane.
     tabs : ipywidgets.Tab
     checkpoint_slider : ipywidgets.SelectionSlider
         Options ``(checkpoint_label(path), path)`` of the checkpoints written so far.
@@ -124,11 +127,14 @@ class Dashboard(widgets.VBox):
         self.all_button.on_click(lambda _button: self.compute_all())
         self.spectrum.runner.on_run = self._compute  # the spectrum's own Run button, too, fills the cache
         self.spectrum.runner.on_finish(self._spectrum_finished)
-        self.tabs = widgets.Tab(children=[
-            self.training,
-            widgets.VBox([controls_row(self.checkpoint_slider, self.all_button, self.cache_status), self.spectrum]),
-            self.landscape,
-        ], titles=TAB_TITLES)
+        self.panes = (self.training,
+                      widgets.VBox([controls_row(self.checkpoint_slider, self.all_button, self.cache_status),
+                                    self.spectrum]),
+                      self.landscape)
+        self.tabs = widgets.Tab(children=[widgets.VBox(layout=widgets.Layout(width="100%")) for _ in self.panes],
+                                titles=TAB_TITLES)
+        self.tabs.observe(self._tab_shown, "selected_index")
+        self._tab_shown()
         super().__init__([self.tabs])
         self._checkpoints_written({"new": list(self.training.checkpoints)})
 
@@ -213,6 +219,17 @@ class Dashboard(widgets.VBox):
         finally:
             self._moving = False
         self._show_checkpoint(path, block, from_queue)
+
+    def _tab_shown(self, _change: Optional[Dict[str, Any]] = None) -> None:
+        """Only the tab shown holds its pane.
+
+        bqplot lays a figure out when its view is attached; a view attached in
+        a hidden tab is laid out at zero size (negative SVG sizes, errors in the
+        browser console). A pane's widgets keep their state while it is out of
+        view, and their views are drawn afresh when its tab is shown.
+        """
+        for index, (holder, pane) in enumerate(zip(self.tabs.children, self.panes)):
+            holder.children = (pane,) if index == self.tabs.selected_index else ()
 
     def _checkpoints_written(self, change: Dict[str, Any]) -> None:
         paths: Sequence[str] = change["new"]

@@ -15,7 +15,7 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
+from ._view import (controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
                     stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
@@ -188,7 +188,7 @@ class LandscapeWidget(widgets.VBox):
                                    layout=field_layout())
         self.run_picker = widgets.Dropdown(options=[("vector 1", 0)], value=0, description="stems of",
                                            layout=widgets.Layout(width="220px"))
-        self.picked_labels = widgets.HTML()
+        self.picked_labels = wide_html()
         self.split = widgets.ToggleButtons(options=list(SPLITS), value=split, style={"button_width": "70px"})
         self.metric = widgets.ToggleButtons(options=list(METRICS), value=metric, style={"button_width": "80px"})
         self.note = widgets.HTML()
@@ -241,7 +241,7 @@ class LandscapeWidget(widgets.VBox):
                                     num_ticks=5), self.value_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="100%", height="380px"))
-        self.legend = widgets.HTML()
+        self.legend = wide_html()
 
         column, row = bq.LinearScale(min=-1.0, max=1.0), bq.LinearScale(min=-1.0, max=1.0)
         self._colour = bq.ColorScale(scheme="viridis")

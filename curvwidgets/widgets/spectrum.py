@@ -17,7 +17,7 @@ from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
 from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import (controls_row, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
+from ._view import (controls_row, wide_html, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
                     set_slider, stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
@@ -227,7 +227,7 @@ class SpectrumWidget(widgets.VBox):
                           label_offset="52px")],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 80},
             layout=widgets.Layout(width="100%", height="380px"))
-        self.legend = widgets.HTML(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
+        self.legend = wide_html(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
                                                  "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]))
 
         step, value = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
@@ -242,7 +242,7 @@ class SpectrumWidget(widgets.VBox):
                   bq.Axis(scale=value, side="left", label="Ritz value", num_ticks=6)],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="100%", height="380px"))
-        self.convergence_legend = widgets.HTML(
+        self.convergence_legend = wide_html(
             legend_html([("converged", LANCZOS_COLOR, "dot"), ("not converged", PENDING_COLOR, "circle"),
                          ("step k shown", "black", "dashed")]))
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..linalg import LanczosResult, stem_density
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
-from ._view import (controls_row, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
+from ._view import (controls_row, wide_html, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
                     stem_segments)
 from .runner import TaskRunner
 
@@ -147,7 +147,7 @@ class SyntheticSpectrumWidget(widgets.VBox):
                                        self.stem_heads], axes=axes,
                                 fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 80},
                                 layout=widgets.Layout(width="100%", height="420px"))
-        self.legend = widgets.HTML()
+        self.legend = wide_html()
 
     # -- public -----------------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
 from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
-from ._view import controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
+from ._view import wide_html, controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
 from .runner import TaskRunner
 
 __all__ = ["TrainingWidget", "batch_points"]
@@ -198,7 +198,7 @@ class TrainingWidget(widgets.VBox):
             layout=widgets.Layout(width="58%", height="300px"))
         self.checkpoint_list = widgets.Select(options=[], rows=8, description="checkpoints",
                                               layout=widgets.Layout(width="95%"))
-        self.legend = widgets.HTML(legend_html([("train", TRAIN_COLOR, "line"), ("test", TEST_COLOR, "line")]))
+        self.legend = wide_html(legend_html([("train", TRAIN_COLOR, "line"), ("test", TEST_COLOR, "line")]))
 
     # -- public -----------------------------------------------------------------------------------------------------
 
