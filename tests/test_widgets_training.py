@@ -81,7 +81,7 @@ def test_axes_span_the_run_and_the_values_with_ticks_on_whole_epochs(finished):
                             (widget.accuracy_figure, ("train_top1", "test_top1"))):
         epoch_axis, value_axis = figure.axes
         assert (epoch_axis.scale.min, epoch_axis.scale.max) == (0.5, EPOCHS + 0.5)
-        assert epoch_axis.num_ticks == EPOCHS
+        np.testing.assert_array_equal(epoch_axis.tick_values, np.arange(1, EPOCHS + 1))
         values = np.concatenate([widget.result[column] for column in columns])
         assert value_axis.scale.min < values.min() <= values.max() < value_axis.scale.max
     batch = widget.batch_loss_line

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import html
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 from ipywidgets import HTML, HBox, Layout, Widget
 
-__all__ = ["field_layout", "controls_row", "wide_html", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+__all__ = ["field_layout", "controls_row", "wide_html", "linear_scale", "nice_ticks", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
            "LEGEND_SYMBOLS"]
 
 
@@ -46,13 +46,45 @@ def wide_html(value: str = "") -> HTML:
     return HTML(value, layout=Layout(width="100%"))
 
 
-def set_range(scale: Widget, low: Optional[float], high: Optional[float], empty: Tuple[float, float] = (0.0, 1.0)) \
-        -> None:
-    """Give ``scale`` the range ``[low, high]``, or ``empty`` when ``low`` is None (no data yet).
+def linear_scale() -> Any:
+    """A bqplot ``LinearScale`` on ``[0, 1]`` that adds no padding of its own (:func:`set_range` sets its range)."""
+    import bqplot
 
-    Call inside ``hold_sync`` of ``scale`` to send both ends in one message.
+    return bqplot.LinearScale(min=0.0, max=1.0, allow_padding=False)
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
+    """About ``count`` round tick values in ``[low, high]``: multiples of 1, 2 or 5 times a power of ten.
+
+    bqplot's own ticks for a given number of ticks split the range evenly
+    (ticks like 0.19 and 2.2e-16); these are what d3 would choose, computed
+    as integer multiples of the step and rounded, so zero is exactly 0.
+
+    Examples
+    --------
+    >>> nice_ticks(-1.05, 1.05, 5)
+    array([-1. , -0.5,  0. ,  0.5,  1. ])
+    >>> nice_ticks(0.5, 3.5, 3)
+    array([1., 2., 3.])
     """
-    scale.min, scale.max = (float(low), float(high)) if low is not None else empty
+    span = high - low
+    if not (np.isfinite(span) and span > 0):
+        return np.array([low], dtype=float) if np.isfinite(low) else np.zeros(0)
+    raw = span / max(int(count), 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(multiple * power for multiple in (1, 2, 5, 10) if multiple * power >= raw * (1 - 1e-9))
+    ticks = np.arange(np.ceil(low / step - 1e-9), np.floor(high / step + 1e-9) + 1) * step
+    return np.round(ticks, max(0, int(-np.floor(np.log10(step))) + 1)) + 0.0  # + 0.0: no -0
+
+
+def set_range(axis: Any, low: Optional[float], high: Optional[float], count: int = 5,
+              empty: Tuple[float, float] = (0.0, 1.0)) -> None:
+    """Give ``axis.scale`` the range ``[low, high]`` (``empty`` when ``low`` is None: no data yet) and
+    ``axis`` about ``count`` :func:`nice_ticks` in it, in one message each."""
+    low, high = (float(low), float(high)) if low is not None else empty
+    with hold_sync(axis, axis.scale):
+        axis.scale.min, axis.scale.max = low, high
+        axis.tick_values = nice_ticks(low, high, count)
 
 
 @contextlib.contextmanager
@@ -169,12 +201,13 @@ def legend_html(entries: Sequence[Tuple[str, str, str]]) -> str:
     """A one-line HTML legend: for each ``(label, colour, kind)`` a coloured symbol and the label.
 
     ``kind`` is a key of :data:`LEGEND_SYMBOLS`. Labels are escaped. Drawn
-    beside a figure rather than inside it, a legend never covers the data.
+    beside a figure rather than inside it, a legend never covers the data;
+    entries are separated by spaces, where a narrow box wraps the line.
 
     Examples
     --------
     >>> legend_html([("train", "#1f77b4", "line")])
     '<span style="white-space:nowrap;margin-right:14px"><span style="color:#1f77b4">━━</span> train</span>'
     """
-    return "".join(f'<span style="white-space:nowrap;margin-right:14px"><span style="color:{colour}">'
-                   f"{LEGEND_SYMBOLS[kind]}</span> {html.escape(label)}</span>" for label, colour, kind in entries)
+    return " ".join(f'<span style="white-space:nowrap;margin-right:14px"><span style="color:{colour}">'
+                    f"{LEGEND_SYMBOLS[kind]}</span> {html.escape(label)}</span>" for label, colour, kind in entries)

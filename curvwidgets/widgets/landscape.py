@@ -15,7 +15,7 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
+from ._view import (linear_scale, nice_ticks, controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
                     stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
@@ -216,7 +216,7 @@ class LandscapeWidget(widgets.VBox):
         self.spectrum = spectrum
 
     def _build_figures(self) -> None:
-        scales = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
+        scales = {"x": linear_scale(), "y": linear_scale()}
         self.stem_lines = bq.Lines(x=[], y=[], scales=scales, colors=[STEM_COLOR], stroke_width=1.5)
         self.stem_picker = bq.Scatter(
             x=[], y=[], scales=scales, colors=[STEM_COLOR], default_size=48,
@@ -225,32 +225,32 @@ class LandscapeWidget(widgets.VBox):
             selected_style={"fill": PICKED_COLOR, "stroke": PICKED_COLOR}, unselected_style={"opacity": 0.8})
         self.picker_figure = bq.Figure(
             marks=[self.stem_lines, self.stem_picker], title="click a stem: its eigenvector",
-            axes=[bq.Axis(scale=scales["x"], label="Ritz value θ", num_ticks=5),
-                  bq.Axis(scale=scales["y"], side="left", label="Gauss weight", num_ticks=5)],
+            axes=[bq.Axis(scale=scales["x"], label="Ritz value θ"),
+                  bq.Axis(scale=scales["y"], side="left", label="Gauss weight")],
             fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="40%", height="380px"))
 
-        self._line_scales = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
+        self._line_scales = {"x": linear_scale(), "y": linear_scale()}
         self._curve_pool: List[bq.Lines] = []
         self._model_pool: List[bq.Lines] = []
         self.curves: Tuple[bq.Lines, ...] = ()
         self.quadratic_lines: Tuple[bq.Lines, ...] = ()
-        self.value_axis = bq.Axis(scale=self._line_scales["y"], side="left", label="", num_ticks=6)
+        self.value_axis = bq.Axis(scale=self._line_scales["y"], side="left", label="")
+        self.offset_axis = bq.Axis(scale=self._line_scales["x"], label="t (distance along the direction)")
         self.line_figure = bq.Figure(
-            marks=[], axes=[bq.Axis(scale=self._line_scales["x"], label="t (distance along the direction)",
-                                    num_ticks=5), self.value_axis],
+            marks=[], axes=[self.offset_axis, self.value_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="100%", height="380px"))
         self.legend = wide_html()
 
-        column, row = bq.LinearScale(min=-1.0, max=1.0), bq.LinearScale(min=-1.0, max=1.0)
+        column, row = linear_scale(), linear_scale()
         self._colour = bq.ColorScale(scheme="viridis")
         self.heatmap = bq.GridHeatMap(color=np.zeros((2, 2)), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
                                       scales={"row": row, "column": column, "color": self._colour}, stroke=None,
                                       visible=False)
-        self.plane_x_axis = bq.Axis(scale=column, label="", num_ticks=5)
-        self.plane_y_axis = bq.Axis(scale=row, side="left", label="", num_ticks=5)
-        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", num_ticks=5, label_offset="60px")
+        self.plane_x_axis = bq.Axis(scale=column, label="")
+        self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
+        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", label_offset="60px")
         self.plane_figure = bq.Figure(
             marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 110},
@@ -343,11 +343,10 @@ class LandscapeWidget(widgets.VBox):
             order = stem_order(spectrum, run)
             nodes, weights = spectrum.lanczos.nodes(run)[order], spectrum.lanczos.weights(run)[order]
         picks = np.unique([0, nodes.size - 1]) if nodes.size else None
-        x, y = self.stem_picker.scales["x"], self.stem_picker.scales["y"]
-        with hold_sync(self.stem_lines, self.stem_picker, x, y):
-            set_range(x, *padded_range(nodes))
-            top = padded_range(weights, [0.0])[1]
-            set_range(y, 0.0 if nodes.size else None, top)
+        x_axis, y_axis = self.picker_figure.axes
+        with hold_sync(self.stem_lines, self.stem_picker):
+            set_range(x_axis, *padded_range(nodes))
+            set_range(y_axis, 0.0 if nodes.size else None, padded_range(weights, [0.0])[1])
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights)
             self.stem_picker.x, self.stem_picker.y = nodes, weights
             self.stem_picker.selected = picks
@@ -412,11 +411,10 @@ class LandscapeWidget(widgets.VBox):
             models = np.full(values.shape, np.nan)
             models[lines] = model
         self._line_marks(len(labels))
-        with hold_sync(*self.curves, *self.quadratic_lines, *self._line_scales.values(), self.value_axis,
-                       self.legend):
-            set_range(self._line_scales["x"], *padded_range(offsets, margin=0.03))  # every t from the start
+        with hold_sync(*self.curves, *self.quadratic_lines, self.value_axis, self.legend):
+            set_range(self.offset_axis, *padded_range(offsets, margin=0.03))  # every t from the start
             # the range of the curves: a quadratic model leaving it is clipped, not allowed to flatten them
-            set_range(self._line_scales["y"], *padded_range(values))
+            set_range(self.value_axis, *padded_range(values))
             for curve, quadratic, row, model_row in zip(self.curves, self.quadratic_lines, values, models):
                 curve.x, curve.y = finite_points(offsets, row)
                 quadratic.x, quadratic.y = finite_points(offsets, model_row)
@@ -436,12 +434,13 @@ class LandscapeWidget(widgets.VBox):
         filled = int(complete.size if complete.all() else np.argmin(complete))
         filled = filled if filled >= 2 else 0  # bqplot reads a single column as a row
         low, high = padded_range(values[:filled], margin=0.0)
-        with hold_sync(*self.heatmap.scales.values(), self.heatmap, self.plane_x_axis,
-                       self.plane_y_axis, self.color_axis, self.legend):
-            for scale in (self.heatmap.scales["row"], self.heatmap.scales["column"]):
-                scale.min, scale.max = float(edges[0]), float(edges[-1])  # the whole grid from the first column
+        with hold_sync(self._colour, self.heatmap, self.plane_x_axis, self.plane_y_axis, self.color_axis,
+                       self.legend):
+            for axis in (self.plane_x_axis, self.plane_y_axis):
+                set_range(axis, float(edges[0]), float(edges[-1]))  # the whole grid from the first column
             if filled:
                 self._colour.min, self._colour.max = low, high
+                self.color_axis.tick_values = nice_ticks(low, high)
                 self.heatmap.color = values[:filled].T  # first: bqplot checks row and column against its shape
                 self.heatmap.row, self.heatmap.column = edges, edges[: filled + 1]
             self.heatmap.visible = bool(filled)

@@ -17,7 +17,7 @@ from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
 from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import (controls_row, wide_html, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
+from ._view import (linear_scale, controls_row, wide_html, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
                     set_slider, stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
@@ -213,24 +213,24 @@ class SpectrumWidget(widgets.VBox):
         ])
 
     def _build_figures(self) -> None:
-        eigenvalue, density = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
-        weight = {"x": eigenvalue, "y": bq.LinearScale(min=0.0, max=1.0)}
+        eigenvalue, density = linear_scale(), linear_scale()
+        weight = {"x": eigenvalue, "y": linear_scale()}
         self.stem_lines = bq.Lines(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], stroke_width=1.5)
         self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18)
         self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR])
-        self.weight_axis = bq.Axis(scale=weight["y"], side="left", label="Gauss weight", label_color=LANCZOS_COLOR,
-                                   num_ticks=5)
+        self.weight_axis = bq.Axis(scale=weight["y"], side="left", label="Gauss weight", label_color=LANCZOS_COLOR)
+        self.eigenvalue_axis = bq.Axis(scale=eigenvalue, label="eigenvalue")
+        self.density_axis = bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR,
+                                    label_offset="52px")
         self.figure = bq.Figure(
             marks=[self.density_line, self.stem_lines, self.stem_heads],
-            axes=[bq.Axis(scale=eigenvalue, label="eigenvalue", num_ticks=6), self.weight_axis,
-                  bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR, num_ticks=5,
-                          label_offset="52px")],
+            axes=[self.eigenvalue_axis, self.weight_axis, self.density_axis],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 80},
             layout=widgets.Layout(width="100%", height="380px"))
         self.legend = wide_html(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
                                                  "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]))
 
-        step, value = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
+        step, value = linear_scale(), linear_scale()
         scales = {"x": step, "y": value}
         self.converged_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[LANCZOS_COLOR], default_size=14)
         self.pending_marks = bq.Scatter(x=[], y=[], scales=scales, colors=[PENDING_COLOR], fill=False,
@@ -238,8 +238,7 @@ class SpectrumWidget(widgets.VBox):
         self.step_marker = bq.Lines(x=[], y=[], scales=scales, colors=["black"], line_style="dashed")
         self.convergence_figure = bq.Figure(
             marks=[self.pending_marks, self.converged_marks, self.step_marker],
-            axes=[bq.Axis(scale=step, label="Lanczos step k", num_ticks=6),
-                  bq.Axis(scale=value, side="left", label="Ritz value", num_ticks=6)],
+            axes=[bq.Axis(scale=step, label="Lanczos step k"), bq.Axis(scale=value, side="left", label="Ritz value")],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="100%", height="380px"))
         self.convergence_legend = wide_html(
@@ -373,17 +372,15 @@ class SpectrumWidget(widgets.VBox):
         else:
             heights, base, label = weights, 0.0, "Gauss weight"
             low, high = 0.0, padded_range(weights, [0.0])[1]
-        eigenvalue, weight, density_scale = (self.stem_heads.scales["x"], self.stem_heads.scales["y"],
-                                             self.density_line.scales["y"])
+        top = padded_range(density)[1]
         with hold_sync(self.stem_lines, self.stem_heads, self.density_line, self.weight_axis, self.step_marker,
-                       self.summary, eigenvalue, weight, density_scale):
+                       self.summary):
+            set_range(self.eigenvalue_axis, *(self._eigenvalue_range or padded_range(nodes, grid, margin=0.02)))
+            set_range(self.weight_axis, low if spectrum is not None else None, high)
+            set_range(self.density_axis, 0.0 if top is not None else None, top)
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, heights, base)
             self.stem_heads.x, self.stem_heads.y = nodes, heights
             self.density_line.x, self.density_line.y = grid, density
-            set_range(eigenvalue, *(self._eigenvalue_range or padded_range(nodes, grid, margin=0.02)))
-            set_range(weight, low if spectrum is not None else None, high)
-            top = padded_range(density)[1]
-            set_range(density_scale, 0.0 if top is not None else None, top)
             self.weight_axis.label = label
             self.summary.value = _summary_table(self.summary_values)
             self._draw_step_marker()
@@ -416,11 +413,11 @@ class SpectrumWidget(widgets.VBox):
             converged = np.zeros(0, dtype=bool)
         else:
             steps, values, converged = self._trace.points(spectrum, run, self.tolerance)
-        step_scale, value_scale = self.converged_marks.scales["x"], self.converged_marks.scales["y"]
+        step_axis, value_axis = self.convergence_figure.axes
         last = max(spectrum.steps if spectrum is not None else 1, self._planned_steps)
-        with hold_sync(self.converged_marks, self.pending_marks, self.step_marker, step_scale, value_scale):
-            set_range(step_scale, 0.5 if spectrum is not None else None, last + 0.5)
-            set_range(value_scale, *padded_range(values))
+        with hold_sync(self.converged_marks, self.pending_marks, self.step_marker):
+            set_range(step_axis, 0.5 if spectrum is not None else None, last + 0.5, count=min(last, 6))
+            set_range(value_axis, *padded_range(values))
             self.converged_marks.x, self.converged_marks.y = steps[converged], values[converged]
             self.pending_marks.x, self.pending_marks.y = steps[~converged], values[~converged]
             self._draw_step_marker()

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..linalg import LanczosResult, stem_density
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
-from ._view import (controls_row, wide_html, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
+from ._view import (linear_scale, controls_row, wide_html, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
                     stem_segments)
 from .runner import TaskRunner
 
@@ -129,8 +129,7 @@ class SyntheticSpectrumWidget(widgets.VBox):
                           controls_row(self.step_slider, self.show_diagonal)])
 
     def _build_figure(self) -> None:
-        x = bq.LinearScale(min=0.0, max=1.0)
-        density, weight = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
+        x, density, weight = linear_scale(), linear_scale(), linear_scale()
         self.eigen_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[EIGEN_COLOR], opacities=[0.55],
                                   padding=0.0)
         self.diagonal_bars = bq.Bars(x=[], y=[], scales={"x": x, "y": density}, colors=[DIAGONAL_COLOR],
@@ -139,10 +138,11 @@ class SyntheticSpectrumWidget(widgets.VBox):
         self.stem_lines = bq.Lines(x=[], y=[], scales={"x": x, "y": weight}, colors=[LANCZOS_COLOR], stroke_width=1.5)
         self.stem_heads = bq.Scatter(x=[], y=[], scales={"x": x, "y": weight}, colors=[LANCZOS_COLOR],
                                      default_size=18)
-        axes = [bq.Axis(scale=x, label="eigenvalue", num_ticks=8),
-                bq.Axis(scale=density, side="left", label="density", num_ticks=5),
-                bq.Axis(scale=weight, side="right", label="Gauss weight", label_color=LANCZOS_COLOR, num_ticks=5,
-                        label_offset="52px")]
+        self.x_axis = bq.Axis(scale=x, label="eigenvalue")
+        self.density_axis = bq.Axis(scale=density, side="left", label="density")
+        self.weight_axis = bq.Axis(scale=weight, side="right", label="Gauss weight", label_color=LANCZOS_COLOR,
+                                   label_offset="52px")
+        axes = [self.x_axis, self.density_axis, self.weight_axis]
         self.figure = bq.Figure(marks=[self.eigen_bars, self.diagonal_bars, self.limit_line, self.stem_lines,
                                        self.stem_heads], axes=axes,
                                 fig_margin={"top": 50, "bottom": 50, "left": 60, "right": 80},
@@ -189,10 +189,8 @@ class SyntheticSpectrumWidget(widgets.VBox):
                 self.diagonal_bars.x, self.diagonal_bars.y = _histogram(None if run is None else run.diagonal,
                                                                         self.bins)
                 self.limit_line.x, self.limit_line.y = (run and run.limiting_density) or (np.zeros(0), np.zeros(0))
-            density = self.eigen_bars.scales["y"]
-            with density.hold_sync():
-                top = padded_range(self.eigen_bars.y, self.diagonal_bars.y, self.limit_line.y)[1]
-                set_range(density, 0.0 if top is not None else None, top)
+            top = padded_range(self.eigen_bars.y, self.diagonal_bars.y, self.limit_line.y)[1]
+            set_range(self.density_axis, 0.0 if top is not None else None, top)
         self.figure.title = "" if run is None else run.caption
         steps = 1 if run is None or run.lanczos is None else run.lanczos.steps
         with self._slider_quiet():
@@ -213,13 +211,12 @@ class SyntheticSpectrumWidget(widgets.VBox):
             drawn += [self._drawn.diagonal, *([] if self._drawn.eigenvalues is None else [self._drawn.eigenvalues]),
                       *([] if result is None else [result.ritz_values])]
         low, high = padded_range(*drawn)
-        x, weight = self.stem_heads.scales["x"], self.stem_heads.scales["y"]
-        with hold_sync(self.stem_lines, self.stem_heads, x, weight):
+        top = padded_range(weights)[1]
+        with hold_sync(self.stem_lines, self.stem_heads):
+            set_range(self.x_axis, low, high, count=8)
+            set_range(self.weight_axis, 0.0 if top is not None else None, top)
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, weights)
             self.stem_heads.x, self.stem_heads.y = nodes, weights
-            set_range(x, low, high)
-            top = padded_range(weights)[1]
-            set_range(weight, 0.0 if top is not None else None, top)
 
     @contextlib.contextmanager
     def _slider_quiet(self) -> Iterator[None]:

@@ -18,7 +18,7 @@ from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
 from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
-from ._view import wide_html, controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
+from ._view import linear_scale, wide_html, controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
 from .runner import TaskRunner
 
 __all__ = ["TrainingWidget", "batch_points"]
@@ -188,12 +188,11 @@ class TrainingWidget(widgets.VBox):
     def _build_figures(self) -> None:
         self.loss_figure, (self.train_loss_line, self.test_loss_line) = _epoch_figure("loss")
         self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure("top-1 accuracy")
-        epoch, loss = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
+        epoch, loss = linear_scale(), linear_scale()
         self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
             marks=[self.batch_loss_line], title="this epoch's batch losses",
-            axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=6),
-                  bq.Axis(scale=loss, side="left", label="batch loss", num_ticks=5)],
+            axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=loss, side="left", label="batch loss")],
             fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="58%", height="300px"))
         self.checkpoint_list = widgets.Select(options=[], rows=8, description="checkpoints",
@@ -274,15 +273,13 @@ class TrainingWidget(widgets.VBox):
         last = max([self._planned_epochs, *epochs.astype(int)])
         pairs = (((self.train_loss_line, "train_loss"), (self.test_loss_line, "test_loss")),
                  ((self.train_accuracy_line, "train_top1"), (self.test_accuracy_line, "test_top1")))
-        scales = [scale for (line, _), _ in pairs for scale in line.scales.values()]
-        epoch_axes = [figure.axes[0] for figure in (self.loss_figure, self.accuracy_figure)]
         with hold_sync(self.train_loss_line, self.test_loss_line, self.train_accuracy_line, self.test_accuracy_line,
-                       self.checkpoint_list, self.final_summary, *scales, *epoch_axes):
-            for axis in epoch_axes:
-                axis.num_ticks = min(last, 6)  # ticks on whole epochs only: a tick at 1.5 would read "2"
-            for (first, first_column), (second, second_column) in pairs:
-                set_range(first.scales["x"], 0.5, last + 0.5)
-                set_range(first.scales["y"], *padded_range(history[first_column], history[second_column]))
+                       self.checkpoint_list, self.final_summary):
+            for figure, ((first, first_column), (second, second_column)) in zip(
+                    (self.loss_figure, self.accuracy_figure), pairs):
+                epoch_axis, value_axis = figure.axes
+                set_range(epoch_axis, 0.5, last + 0.5, count=min(last, 6))  # whole epochs: at most one tick each
+                set_range(value_axis, *padded_range(history[first_column], history[second_column]))
                 for line, column in ((first, first_column), (second, second_column)):
                     line.x, line.y = finite_points(epochs, history[column])
             self.checkpoint_list.options = tuple(history.checkpoints)
@@ -293,10 +290,11 @@ class TrainingWidget(widgets.VBox):
     def _draw_batches(self, batch: Optional[BatchLosses]) -> None:
         """The batch losses of the running epoch, on an axis spanning that whole epoch."""
         x, y = batch_points(batch)
-        epoch, loss = self.batch_loss_line.scales["x"], self.batch_loss_line.scales["y"]
-        with hold_sync(self.batch_loss_line, epoch, loss):
-            set_range(epoch, batch.epoch - 1 if batch is not None else None, batch.epoch if batch is not None else 1)
-            set_range(loss, *padded_range(y))
+        epoch_axis, loss_axis = self.batch_figure.axes
+        with hold_sync(self.batch_loss_line):
+            set_range(epoch_axis, batch.epoch - 1 if batch is not None else None,
+                      batch.epoch if batch is not None else None)
+            set_range(loss_axis, *padded_range(y))
             self.batch_loss_line.x, self.batch_loss_line.y = x, y
 
     def _refresh_resume(self) -> None:
@@ -311,12 +309,11 @@ class TrainingWidget(widgets.VBox):
 
 def _epoch_figure(quantity: str) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
     """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales."""
-    epoch, value = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale(min=0.0, max=1.0)
+    epoch, value = linear_scale(), linear_scale()
     lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle")
                   for color in (TRAIN_COLOR, TEST_COLOR))
     figure = bq.Figure(marks=list(lines), title=quantity,
-                       axes=[bq.Axis(scale=epoch, label="epoch", num_ticks=1),
-                             bq.Axis(scale=value, side="left", label=quantity, num_ticks=5)],
+                       axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=value, side="left", label=quantity)],
                        fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
                        layout=widgets.Layout(width="49%", height="300px"))
     return figure, lines
