@@ -765,7 +765,9 @@ FIGURES_JS = """(root, opts) => {
             .map(kind => `svg.svg-figure ${kind}`).join(', ')))
             .filter(el => !el.closest('.g_legend') && drawsData(el));
         if (opts.expectData && !marks.length) problems.push(`${name} draws no data`);
-        const axes = Array.from(figure.querySelectorAll('g.axis')).filter(a => !a.closest('.g_legend') && shown(a));
+        // a colour bar draws its label (g.label_g) and gradient (g.g-rect) as g.axis groups of their own
+        const axes = Array.from(figure.querySelectorAll('g.axis:not(.label_g):not(.g-rect)'))
+            .filter(a => !a.closest('.g_legend') && shown(a));
         for (const axis of axes) {
             const title = axis.querySelector('.axislabel'), label = `axis "${textOf(title)}"`;
             const ticks = Array.from(axis.querySelectorAll('.tick text')).filter(t => shown(t) && textOf(t));

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple
 import numpy as np
 from ipywidgets import HTML, HBox, Layout, Widget
 
-__all__ = ["field_layout", "controls_row", "wide_html", "linear_scale", "nice_ticks", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+__all__ = ["field_layout", "controls_row", "wide_html", "TICK_FORMAT", "linear_scale", "nice_ticks", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
            "LEGEND_SYMBOLS"]
 
 
@@ -80,11 +80,17 @@ def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
 def set_range(axis: Any, low: Optional[float], high: Optional[float], count: int = 5,
               empty: Tuple[float, float] = (0.0, 1.0)) -> None:
     """Give ``axis.scale`` the range ``[low, high]`` (``empty`` when ``low`` is None: no data yet) and
-    ``axis`` about ``count`` :func:`nice_ticks` in it, in one message each."""
+    ``axis`` about ``count`` :func:`nice_ticks` in it, in one message each.
+
+    The ticks are labelled with up to four significant digits, trailing zeros
+    dropped (``".4~g"``): bqplot's own format, chosen from the range, can
+    print 2.5 as "3" next to a 3.
+    """
     low, high = (float(low), float(high)) if low is not None else empty
     with hold_sync(axis, axis.scale):
         axis.scale.min, axis.scale.max = low, high
         axis.tick_values = nice_ticks(low, high, count)
+        axis.tick_format = TICK_FORMAT
 
 
 @contextlib.contextmanager
@@ -192,6 +198,9 @@ def padded_range(*arrays: np.ndarray, margin: float = 0.05) -> Tuple[Optional[fl
     span = high - low if high > low else max(abs(low), 1.0)
     return low - margin * span, high + margin * span
 
+
+#: The d3 format of tick labels (:func:`set_range`).
+TICK_FORMAT = ".4~g"
 
 #: How :func:`legend_html` draws each kind of mark.
 LEGEND_SYMBOLS = {"line": "━━", "dashed": "╍╍", "dot": "●", "circle": "○", "bar": "■"}

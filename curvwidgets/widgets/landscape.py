@@ -15,7 +15,7 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (linear_scale, nice_ticks, controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
+from ._view import (TICK_FORMAT, linear_scale, nice_ticks, controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
                     stem_segments)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
@@ -440,7 +440,7 @@ class LandscapeWidget(widgets.VBox):
                 set_range(axis, float(edges[0]), float(edges[-1]))  # the whole grid from the first column
             if filled:
                 self._colour.min, self._colour.max = low, high
-                self.color_axis.tick_values = nice_ticks(low, high)
+                self.color_axis.tick_values, self.color_axis.tick_format = nice_ticks(low, high), TICK_FORMAT
                 self.heatmap.color = values[:filled].T  # first: bqplot checks row and column against its shape
                 self.heatmap.row, self.heatmap.column = edges, edges[: filled + 1]
             self.heatmap.visible = bool(filled)
