@@ -114,6 +114,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import curvwidgets as cw  # noqa: E402
+from curvwidgets._machine import cpu_model  # noqa: E402
 
 # The module, not the function of the same name that curvwidgets.linalg re-exports.
 LANCZOS_MODULE = importlib.import_module("curvwidgets.linalg.lanczos")
@@ -176,16 +177,6 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- environment
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def cpu_family_model() -> str:

@@ -44,6 +44,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import psutil
 
+from curvwidgets._machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "dashboard.ipynb"
 NOTEBOOKS = REPO / "notebooks"
@@ -258,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="comma-separated notebook names (default: 01 to 06 and 10)")
     parser.add_argument("--json", type=Path, help="also write every row as JSON")
     args = parser.parse_args(argv)
-    print(f"cpu: {_cpu_model()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     for row in run(args.sections.split(","), args.threads, args.notebooks.split(",")):
         rows.append(row)
@@ -266,11 +268,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"\nload average {os.getloadavg()[0]:.1f}\n{HEADER}\n" + "\n".join(map(format_row, rows)))
     if args.json:
         args.json.write_text(json.dumps([asdict(row) for row in rows], indent=1))
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import List, Optional
 
+from curvwidgets._machine import cpu_model
 from curvwidgets.demo import DemoSummary, parse_demo_summary
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -108,20 +109,9 @@ def check_readme(readme: str) -> DemoSummary:
     return parse_demo_summary(summary)
 
 
-def cpu_name() -> str:
-    """The CPU's model name from ``/proc/cpuinfo``, else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "an unknown CPU"
-
-
 def provenance_line(date: datetime.date) -> str:
     """One line naming the date, CPU, torch and Python of a run on this machine."""
-    return (f"Printed on {date.isoformat()}; CPU: {cpu_name()} ({platform.machine()}, {os.cpu_count()} logical "
+    return (f"Printed on {date.isoformat()}; CPU: {cpu_model()} ({platform.machine()}, {os.cpu_count()} logical "
             f"CPUs); torch {version('torch')}; Python {platform.python_version()}. "
             "`scripts/update_readme_demo.py` reruns the demo and rewrites this block.")
 

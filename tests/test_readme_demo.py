@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from curvwidgets._machine import cpu_model
 from curvwidgets.cli import _torch_internal_warnings_ignored
 from curvwidgets.demo import DemoSummary, format_demo_summary, parse_demo_summary
 
@@ -213,7 +214,7 @@ def test_a_block_out_of_shape_is_an_error_naming_the_readme(text, message):
 
 def test_the_provenance_line_names_the_date_and_reads_back():
     line = script.provenance_line(datetime.date(2026, 1, 2))
-    assert line.startswith(f"Printed on 2026-01-02; CPU: {script.cpu_name()} (")
+    assert line.startswith(f"Printed on 2026-01-02; CPU: {cpu_model()} (")
     assert script.read_block(script.render_block(GOOD, line)) == (GOOD, line)
     with pytest.raises(ValueError, match="^provenance: one line"):
         script.render_block(GOOD, "made on a Tuesday")
