@@ -612,13 +612,19 @@ class WidgetUser:
         description = self.lab.page.locator("label.widget-label", has_text=exact)  # `has` is relative to `kind`
         return self.root.locator(f"{kind}:visible", has=description).first
 
-    def move_slider(self, label: str, key: str) -> None:
+    def move_slider(self, label: str, key: str, starts_run: bool = False) -> None:
         """Focus the handle of the slider labelled ``label`` and press ``key`` (``"Home"``, ``"ArrowLeft"``...).
+
+        With ``starts_run``, the move must start a run (e.g. a checkpoint whose
+        spectrum is not cached yet): it is waited for until it has begun (its
+        busy label shows, after a round trip to the kernel; the slider's own
+        change does not say so) and then until it ends.
 
         Raises
         ------
         AssertionError
-            The slider did not move (it was not at the end the key moves it to).
+            The slider did not move (it was not at the end the key moves it to),
+            or, with ``starts_run``, no run began within :data:`UI_S`.
         """
         handle = self._control(".widget-slider", label).locator(".noUi-handle").first
         position = handle.get_attribute("aria-valuenow")
@@ -631,6 +637,9 @@ class WidgetUser:
         assert moved or position == end, (f"{self.name}: pressing {key} on the slider {label!r} did not move it from "
                                           f"{position} (range {handle.get_attribute('aria-valuemin')} to "
                                           f"{handle.get_attribute('aria-valuemax')})")
+        if starts_run:
+            started = self._wait(BUSY_JS, [self._handle(), list(BUSY_LABELS)], UI_S)
+            assert started, f"{self.name}: moving the slider {label!r} with {key} started no run in {UI_S} s"
         self._after(before, f"slider {label} {key}")
 
     def toggle(self, label: str) -> None:
