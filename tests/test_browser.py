@@ -318,7 +318,7 @@ def test_dashboard_train_then_spectrum_then_landscape(dashboard_lab):
     dashboard.tab("Spectrum")
     dashboard.expect_data = True
     dashboard.click("Run")
-    dashboard.move_slider("checkpoint", "Home")
+    dashboard.move_slider("checkpoint", "Home", starts_run=True)   # epoch 1 is not cached yet
     assert dashboard.readout("checkpoint") == "epoch 1"
     dashboard.move_slider("checkpoint", "ArrowRight")   # not End: see the spectrum widget's test
     assert dashboard.readout("checkpoint") == f"epoch {DASHBOARD_PARAMETERS['dashboard_epochs']}"
