@@ -370,6 +370,12 @@ def test_the_spectrum_can_be_set_later_as_an_object_or_a_file(model_and_data, sp
     assert np.asarray(widget.stem_picker.x).size == 0 and widget.selected == []
 
 
+def test_a_new_spectrum_says_the_curves_drawn_are_of_the_one_before_until_the_next_run(widget, spectrum):
+    widget.spectrum = spectrum   # set again (a Dashboard hands over each spectrum it computes)
+    assert "computed before the spectrum changed" in widget.note.value
+    assert widget.run(block=True) and widget.note.value == ""
+
+
 def test_stems_of_another_start_vector(model_and_data):
     model, data = model_and_data
     spectrum = cw.spectrum(model, data[0], steps=5, num_vectors=2, seed=2, backend="double-backward",

@@ -158,7 +158,8 @@ class LandscapeWidget(widgets.VBox):
     figures : ipywidgets.HBox
         The picker and :attr:`view`.
     note : ipywidgets.HTML
-        Says when the result has no metrics of the chosen split.
+        Says when the result has no metrics of the chosen split, and when the
+        spectrum changed since the landscape drawn was computed.
     """
 
     def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, spectrum: Any = None,
@@ -196,6 +197,7 @@ class LandscapeWidget(widgets.VBox):
         self._spectrum: Optional[Spectrum] = None
         self._picker_of: Optional[Tuple[Optional[Spectrum], int]] = None
         self._drawn: Optional[Landscape] = None
+        self._stale = False  # the spectrum changed since the landscape drawn was computed
         self.source = CheckpointSource(device)
         self._build_figures()
 
@@ -282,7 +284,13 @@ class LandscapeWidget(widgets.VBox):
     @spectrum.setter
     def spectrum(self, value: Any) -> None:
         self._spectrum = as_spectrum(value)
-        self.runner.dispatch(self._draw_picker)
+
+        def redraw() -> None:
+            self._stale = self._drawn is not None
+            self._draw_picker()
+            self._draw()
+
+        self.runner.dispatch(redraw)
 
     @property
     def selected(self) -> List[int]:
@@ -369,7 +377,7 @@ class LandscapeWidget(widgets.VBox):
             self._show(event.partial)
 
     def _show(self, landscape: Optional[Landscape]) -> None:
-        self._drawn = landscape
+        self._drawn, self._stale = landscape, False
         self._draw()
 
     def _draw(self) -> None:
@@ -383,7 +391,10 @@ class LandscapeWidget(widgets.VBox):
             # a figure is swapped in, never shown by a display change: bqplot lays out a view when it is
             # attached, and one laid out while hidden stays squashed into a corner when shown
             self.view.children = (figure, self.legend)
-        self.note.value = "" if shown is landscape else f"this landscape has no {split} metrics (no {split} data)"
+        notes = [] if shown is landscape else [f"this landscape has no {split} metrics (no {split} data)"]
+        if self._stale:
+            notes.append("drawn: the landscape computed before the spectrum changed; <b>Run</b> walks the one shown")
+        self.note.value = "; ".join(notes)
         if plane:
             self._draw_plane(shown, metric)
         else:
