@@ -60,7 +60,7 @@ def stem_order(spectrum: Spectrum, run: int = 0) -> np.ndarray:
 
 
 def stem_label(position: int, theta: float, count: int) -> str:
-    """Label of the stem at ``position`` of a picker of ``count`` stems, as :func:`curvwidgets.eigen_directions` names it.
+    """Label of the stem at ``position`` of a picker of ``count`` stems, as ``cw.eigen_directions`` names it.
 
     The upper half of the picker (positions below ``ceil(count / 2)``) counts
     from the largest Ritz value, the lower half from the smallest, so the most

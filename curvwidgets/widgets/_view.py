@@ -1,13 +1,14 @@
-"""Small helpers shared by the widgets: batched trait updates, what marks may be sent, and HTML legends.
+"""Small helpers shared by the widgets: batched trait updates, what marks and axes may be sent, HTML legends.
 
-bqplot draws in the browser from whatever the kernel sends: a NaN in a mark's
-data or a scale whose domain has no finite value makes it write ``NaN`` into
-SVG attributes, a ``path d="null"`` and an axis tick format of
-``.undefinedg`` (seen in chromium, with an empty plot and hundreds of console
-errors). So the widgets send only finite points (:func:`finite_points`), give
-scales explicit finite ranges where the data may have none yet
-(:func:`padded_range`), and draw legends as HTML beside the figure
-(:func:`legend_html`), where they can never cover the data.
+bqplot draws in the browser from whatever the kernel sends. A NaN in a mark's
+data, or a scale whose domain has no finite value, makes it write ``NaN`` into
+SVG attributes, a ``path d="null"`` and an axis tick format of ``.undefinedg``
+(seen in chromium: an empty plot and hundreds of console errors). A domain it
+derives from one value (one point, one epoch, one Lanczos step) draws no ticks
+either. So the widgets send only finite points (:func:`finite_points`), give
+every axis an explicit range of non-zero width with round ticks
+(:func:`padded_range`, :func:`set_range`, :func:`nice_ticks`), and draw legends
+as HTML below the figure (:func:`legend_html`), where they never cover the data.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import contextlib
 import html
 from typing import Any, Iterator, Optional, Sequence, Tuple
 
+import bqplot
 import numpy as np
 from ipywidgets import HTML, HBox, Layout, Widget
 
-__all__ = ["field_layout", "controls_row", "wide_html", "TICK_FORMAT", "linear_scale", "nice_ticks", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
+__all__ = ["field_layout", "controls_row", "wide_html", "TICK_FORMAT", "linear_scale", "nice_ticks", "set_range",
+           "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
            "LEGEND_SYMBOLS"]
 
 
@@ -46,10 +49,8 @@ def wide_html(value: str = "") -> HTML:
     return HTML(value, layout=Layout(width="100%"))
 
 
-def linear_scale() -> Any:
+def linear_scale() -> bqplot.LinearScale:
     """A bqplot ``LinearScale`` on ``[0, 1]`` that adds no padding of its own (:func:`set_range` sets its range)."""
-    import bqplot
-
     return bqplot.LinearScale(min=0.0, max=1.0, allow_padding=False)
 
 

@@ -15,8 +15,8 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (TICK_FORMAT, linear_scale, nice_ticks, controls_row, wide_html, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range,
-                    stem_segments)
+from ._view import (TICK_FORMAT, controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale,
+                   nice_ticks, padded_range, set_range, stem_segments, wide_html)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 

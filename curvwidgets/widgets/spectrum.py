@@ -17,8 +17,8 @@ from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
 from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
-from ._view import (linear_scale, controls_row, wide_html, field_layout, hold_sync, legend_html, log_floor, padded_range, set_range,
-                    set_slider, stem_segments)
+from ._view import (controls_row, field_layout, hold_sync, legend_html, linear_scale, log_floor, padded_range,
+                   set_range, set_slider, stem_segments, wide_html)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -27,7 +27,8 @@ __all__ = ["SpectrumWidget", "convergence_points"]
 LANCZOS_COLOR, DENSITY_COLOR, PENDING_COLOR = "#d62728", "#1f77b4", "#9e9e9e"
 SUMMARY_ROWS = (("lambda_max", "λ<sub>max</sub>", "{:.6g}"), ("lambda_min", "λ<sub>min</sub>", "{:.6g}"),
                 ("negative_mass", "negative mass", "{:.2%}"),
-                ("negative_mass_beyond_zero", f"… beyond zero (θ &lt; −{ZERO_BAND:g}·λ<sub>max</sub>)", "{:.2%}"),
+                ("negative_mass_beyond_zero", f"… beyond zero (θ &lt; −{ZERO_BAND:g}·λ<sub>max</sub>)",
+                 "{:.2%}"),
                 ("trace_estimate", "trace estimate", "{:.6g}"),
                 ("converged", "converged Ritz pairs", "{:d}"), ("dim", "parameters P", "{:,d}"))
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..linalg import LanczosResult, stem_density
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
-from ._view import (linear_scale, controls_row, wide_html, field_layout, hold_sync, legend_html, padded_range, set_range, set_slider,
-                    stem_segments)
+from ._view import (controls_row, field_layout, hold_sync, legend_html, linear_scale, padded_range, set_range,
+                   set_slider, stem_segments, wide_html)
 from .runner import TaskRunner
 
 __all__ = ["SyntheticSpectrumWidget"]

@@ -18,7 +18,8 @@ from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
 from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
-from ._view import linear_scale, wide_html, controls_row, field_layout, finite_points, hold_sync, legend_html, padded_range, set_range
+from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, padded_range,
+                   set_range, wide_html)
 from .runner import TaskRunner
 
 __all__ = ["TrainingWidget", "batch_points"]
