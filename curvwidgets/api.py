@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 from ._atomic import atomic_path, check_writable
-from ._validate import choice, positive
+from ._validate import (boolean, check_cancel, check_progress, choice, device_value, non_negative_int, positive,
+                        positive_int, seed_value)
 from .progress import CancelToken, ProgressCallback, report
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result, npz_path
 
@@ -44,6 +47,13 @@ CURVATURE_MATRICES = {
     "ggn_diag": "Monte Carlo estimate of the GGN diagonal (the paper's Diag-GGN)",
     "hessian_diag": "Hutchinson estimate of the Hessian diagonal",
 }
+
+#: The core's argument names that the paper's functions call otherwise (each function uses those it passes on).
+_LOADING_NAMES = {"checkpoint": "checkpoint_path", "root": "data_path"}
+_TRAINING_NAMES = {"out_dir": "dir", "save_every": "save_freq", "root": "data_path"}
+_SPECTRUM_NAMES = {**_LOADING_NAMES, "steps": "lanczos_iters", "save_vectors": "save_eigvec",
+                   "matrix": "curvature_matrix"}
+_LANDSCAPE_NAMES = {**_LOADING_NAMES, "count": "num_random"}
 
 
 def train_network(
@@ -96,18 +106,39 @@ def train_network(
     TrainingHistory
     """
     from .training import data as datasets
-    from .training import train
+    from .training import models, optim, schedules, train
     from .training.distributed import default_device, join_process_group
+    from .training.loop import _optimizer_options, _options, _swa_settings, _writable_folder
 
-    rank, world = join_process_group()
-    device = device or default_device()
-    loaded = datasets.load(dataset, root=data_path, download=download, batch_size=batch_size, device=device,
-                           seed=seed, rank=rank, world_size=world)
-    every = None if save_freq is None or save_freq >= epochs else save_freq
-    report(progress, cancel, "train", 0, epochs, partial=lambda: None)  # data loaded; the first epoch next
-    return train(model, loaded, epochs, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, schedule=schedule,
-                 schedule_kwargs=schedule_kwargs, out_dir=dir, save_every=every, resume=resume, device=device, seed=seed, swa_start=swa_start,
-                 swa_lr=swa_lr, progress=progress, cancel=cancel)
+    with _api_names(_TRAINING_NAMES):
+        _path("dir", dir, required=True)
+        _writable_folder(dir)
+        dataset = _name("dataset", dataset, datasets.names())
+        _path("data_path", data_path)
+        model = _name("model", model, models.names())
+        epochs = positive_int("epochs", epochs)
+        _name("optimizer", optimizer, optim.names())
+        _optimizer_options(optimizer, optimizer_kwargs)
+        choice("schedule", schedule, schedules.names())
+        _options("schedule_kwargs", schedule_kwargs)
+        batch_size = positive_int("batch_size", batch_size)
+        save_freq = _optional(positive_int, "save_freq", save_freq)
+        _swa_settings(swa_start, swa_lr, epochs)
+        _path("resume", resume)
+        seed = seed_value("seed", seed)
+        device = device_value("device", device)
+        boolean("download", download)
+        _protocol(progress, cancel)
+
+        rank, world = join_process_group()
+        device = device or default_device()
+        loaded = datasets.load(dataset, root=data_path, download=download, batch_size=batch_size, device=device,
+                               seed=seed, rank=rank, world_size=world)
+        every = None if save_freq is None or save_freq >= epochs else save_freq
+        report(progress, cancel, "train", 0, epochs, partial=lambda: None)  # data loaded; the first epoch next
+        return train(model, loaded, epochs, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, schedule=schedule,
+                     schedule_kwargs=schedule_kwargs, out_dir=dir, save_every=every, resume=resume, device=device,
+                     seed=seed, swa_start=swa_start, swa_lr=swa_lr, progress=progress, cancel=cancel)
 
 
 def compute_eigenspectrum(
@@ -175,24 +206,44 @@ def compute_eigenspectrum(
     -------
     Spectrum or Diagonal
     """
-    choice("curvature_matrix", curvature_matrix, tuple(CURVATURE_MATRICES))
-    if checkpoint_path is None:
-        raise ValueError("checkpoint_path is required: the checkpoint whose curvature is wanted")
-    if save_spectrum_path is not None:
-        check_writable(npz_path(save_spectrum_path))
-    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
-    matrix = curvature_matrix.split("_")[0]
-    bn_mode = bn_mode or ("eval" if curvature_matrix == "ggn_diag" else "train")
-    meta = {**trained.metadata(), "data": trained.data.name, "curvature_matrix": curvature_matrix, "bn_mode": bn_mode}
-    if curvature_matrix.endswith("_lanczos"):
-        from .curvature import spectrum
+    from .curvature.operators import BN_MODES
+    from .curvature.spectrum import MATRICES
 
-        result: Union[Spectrum, Diagonal] = spectrum(
-            trained.model, trained.data, matrix, lanczos_iters, num_vectors, params=params, bn_mode=bn_mode,
-            num_samples=num_samples, seed=seed, backend=backend, save_vectors=save_eigvec, basis_device=basis_device,
-            meta=meta, progress=progress, cancel=cancel)
-    else:
-        result = _diagonal(trained, matrix, meta, params, bn_mode, num_samples, num_mc, seed, backend)
+    choice("curvature_matrix", curvature_matrix, tuple(CURVATURE_MATRICES))
+    matrix = curvature_matrix.split("_")[0]
+    _path("checkpoint_path", checkpoint_path, required=True)
+    _loading_options(dataset, data_path, model, swa, device, batch_size)
+    _path("save_spectrum_path", save_spectrum_path)
+    boolean("save_eigvec", save_eigvec)
+    positive_int("lanczos_iters", lanczos_iters)
+    positive_int("num_vectors", num_vectors)
+    bn_mode = choice("bn_mode", bn_mode, BN_MODES) if bn_mode is not None else \
+        ("eval" if curvature_matrix == "ggn_diag" else "train")
+    if curvature_matrix == "ggn_diag" and bn_mode != "eval":
+        raise ValueError(f"bn_mode must be 'eval' for curvature_matrix='ggn_diag' (with each batch's statistics a "
+                         f"sample has no gradient of its own); got {bn_mode!r}")
+    _optional(positive_int, "num_samples", num_samples)
+    positive_int("num_mc", num_mc)
+    seed_value("seed", seed)
+    choice("backend", backend, ("auto", MATRICES[matrix].preferred_backend, "double-backward"))
+    device_value("basis_device", basis_device)
+    _protocol(progress, cancel)
+    if save_spectrum_path is not None:
+        _writable("save_spectrum_path", npz_path(save_spectrum_path))
+
+    with _api_names(_SPECTRUM_NAMES):
+        trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+        meta = {**trained.metadata(), "data": trained.data.name, "curvature_matrix": curvature_matrix,
+                "bn_mode": bn_mode}
+        if curvature_matrix.endswith("_lanczos"):
+            from .curvature import spectrum
+
+            result: Union[Spectrum, Diagonal] = spectrum(
+                trained.model, trained.data, matrix, lanczos_iters, num_vectors, params=params, bn_mode=bn_mode,
+                num_samples=num_samples, seed=seed, backend=backend, save_vectors=save_eigvec,
+                basis_device=basis_device, meta=meta, progress=progress, cancel=cancel)
+        else:
+            result = _diagonal(trained, matrix, meta, params, bn_mode, num_samples, num_mc, seed, backend)
     if save_spectrum_path is not None:
         result.save(save_spectrum_path)
     return result
@@ -240,14 +291,26 @@ def compute_loss_stats(
     from torch import nn
 
     from .curvature import loss_stats
+    from .curvature.operators import BN_MODES
+    from .curvature.stats import _curvature_names
 
+    _path("checkpoint_path", checkpoint_path, required=True)
+    _loading_options(dataset, data_path, model, swa, device, batch_size)
+    _path("save_path", save_path)
+    _curvature_names(curvature)
+    positive_int("num_probes", num_probes)
+    choice("bn_mode", bn_mode, BN_MODES)
+    _optional(positive_int, "num_samples", num_samples)
+    seed_value("seed", seed)
+    _protocol(progress, cancel)
     if save_path is not None:
         save_path = Path(save_path).expanduser()
-        check_writable(save_path)
-    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
-    statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
-                            params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes, seed=seed,
-                            num_samples=num_samples, progress=progress, cancel=cancel)
+        _writable("save_path", save_path)
+    with _api_names(_LOADING_NAMES):
+        trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+        statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
+                                params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes,
+                                seed=seed, num_samples=num_samples, progress=progress, cancel=cancel)
     if save_path is not None:
         meta = {**trained.metadata(), "data": trained.data.name, "bn_mode": bn_mode, "batch_size": batch_size,
                 "num_probes": num_probes, "seed": seed}
@@ -305,31 +368,46 @@ def build_loss_landscape(
     bn : {"keep", "recompute"}, default: "keep"
         BatchNorm statistics at each point (see :func:`curvwidgets.landscape`).
     """
-    from .landscape import eigen_directions, loss_landscape, random_directions
+    from .landscape import BN_OPTIONS, eigen_directions, loss_landscape, random_directions
 
     choice("directions", directions, ("eigenvectors", "random", "filter-normalised"))
     positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
+    _path("checkpoint_path", checkpoint_path, required=True)
+    _loading_options(dataset, data_path, model, swa, device, batch_size)
+    _path("save_path", save_path)
+    picks = {name: non_negative_int(name, value)
+             for name, value in (("largest", largest), ("smallest", smallest), ("nearest_zero", nearest_zero))}
+    num_random = positive_int("num_random", num_random)
+    boolean("plane", plane)
+    choice("bn", bn, BN_OPTIONS)
+    seed_value("seed", seed)
+    _protocol(progress, cancel)
+    if directions == "eigenvectors":
+        _path("spectrum_path", spectrum_path, required=True)
+        if not any(picks.values()):
+            raise ValueError("largest, smallest and nearest_zero are all 0: pick at least one eigenvector")
+    elif plane and num_random < 2:
+        raise ValueError(f"num_random must be >= 2 for plane=True (the plane of the first two directions); "
+                         f"got {num_random}")
     if save_path is not None:
-        check_writable(npz_path(save_path))
+        _writable("save_path", npz_path(save_path))
     spectrum = None
     if directions == "eigenvectors":
-        if spectrum_path is None:
-            raise ValueError("spectrum_path is required for directions='eigenvectors' (a spectrum saved with "
-                             "save_eigvec=True)")
         spectrum = Spectrum.load(spectrum_path)
         if spectrum.ritz_vectors is None:
             raise ValueError(f"spectrum_path {os.fspath(spectrum_path)!r} was saved without eigenvectors; compute it "
                              "with save_eigvec=True")
-    trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
+    with _api_names(_LANDSCAPE_NAMES):
+        trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
     if spectrum is not None:
         size = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
         if spectrum.ritz_vectors.shape[-1] != size:
             raise ValueError(f"spectrum_path {os.fspath(spectrum_path)!r} holds eigenvectors of "
                              f"{spectrum.ritz_vectors.shape[-1]} parameters, but the model of {trained.checkpoint!r} "
                              f"has {size}: a spectrum of another model or of a parameter subset")
-        chosen = eigen_directions(spectrum, largest=largest, smallest=smallest, nearest_zero=nearest_zero)
+        chosen = eigen_directions(spectrum, **picks)
     else:
         chosen = random_directions(trained.model, num_random, seed=seed,
                                    filter_normalized=directions == "filter-normalised")
@@ -337,8 +415,9 @@ def build_loss_landscape(
         chosen = chosen[:2]
     meta = {**trained.metadata(), "data": trained.data.name, "spectrum": os.fspath(spectrum_path) if spectrum else None,
             "matrix": spectrum.meta.get("matrix") if spectrum else None, "direction_kind": directions}
-    result = loss_landscape(trained.model, trained.data, chosen, dist=dist, n_points=n_points, plane=plane, bn=bn,
-                       meta=meta, progress=progress, cancel=cancel)
+    with _api_names(_LANDSCAPE_NAMES):
+        result = loss_landscape(trained.model, trained.data, chosen, dist=dist, n_points=n_points, plane=plane, bn=bn,
+                                meta=meta, progress=progress, cancel=cancel)
     if save_path is not None:
         result.save(save_path)
     return result
@@ -348,6 +427,9 @@ def plot_training(dir: Union[PathLike, TrainingHistory], save_path: Optional[Pat
     """Loss and accuracy curves of a run (its folder, ``history.json`` or a TrainingHistory); returns the figure."""
     from . import plots
 
+    if not isinstance(dir, TrainingHistory):
+        _path("dir", dir, required=True)
+    _figure_path(save_path)
     history = dir if isinstance(dir, TrainingHistory) else TrainingHistory.load(
         Path(dir) / "history.json" if Path(dir).is_dir() else dir)
     axes = plots.training_curves(history)
@@ -365,6 +447,13 @@ def plot_spectrum(spectrum_path: Union[PathLike, Spectrum, Sequence[Union[PathLi
     from . import plots
 
     items = spectrum_path if isinstance(spectrum_path, (list, tuple)) else [spectrum_path]
+    if not items:
+        raise ValueError("spectrum_path must name at least one Spectrum; got an empty list")
+    for index, item in enumerate(items):
+        if not isinstance(item, (Spectrum, Diagonal, Landscape)):
+            _path(f"spectrum_path[{index}]" if items is spectrum_path else "spectrum_path", item, required=True)
+    _figure_path(save_path)
+    boolean("log", log)
     results = [item if isinstance(item, (Spectrum, Diagonal, Landscape)) else load_result(item) for item in items]
     spectra = [result for result in results if isinstance(result, Spectrum)]
     diagonals = [result for result in results if isinstance(result, Diagonal)]
@@ -388,6 +477,9 @@ def plot_loss_landscape(path: Union[PathLike, Landscape], save_path: Optional[Pa
 
     from . import plots
 
+    if not isinstance(path, Landscape):
+        _path("path", path, required=True)
+    _figure_path(save_path)
     choice("metric", metric, ("loss", "accuracy"))
     result = path if isinstance(path, Landscape) else Landscape.load(path)
     splits = [split for split in ("train", "test") if f"{split}_{metric}" in result.values]
@@ -399,14 +491,23 @@ def plot_loss_landscape(path: Union[PathLike, Landscape], save_path: Optional[Pa
     return _finish(figure, save_path)
 
 
+def _figure_path(save_path: Optional[PathLike]) -> None:
+    """Check, before drawing, that a figure can be saved to ``save_path`` (a path whose suffix names a format)."""
+    from matplotlib.figure import Figure
+
+    if _path("save_path", save_path) is None:
+        return
+    suffix = Path(save_path).suffix.lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise ValueError(f"save_path {os.fspath(save_path)!r}: matplotlib cannot write the format {suffix!r}; "
+                         f"use one of {', '.join(sorted(formats))}")
+    _writable("save_path", save_path)
+
+
 def _finish(figure, save_path: Optional[PathLike]):
-    """Save ``figure`` to ``save_path`` atomically (its suffix names the format); return it."""
+    """Save ``figure`` to ``save_path`` atomically (checked by :func:`_figure_path`); return it."""
     if save_path is not None:
-        suffix = Path(save_path).suffix.lstrip(".").lower()
-        formats = figure.canvas.get_supported_filetypes()
-        if suffix and suffix not in formats:
-            raise ValueError(f"save_path {os.fspath(save_path)!r}: matplotlib cannot write the format {suffix!r}; "
-                             f"use one of {', '.join(sorted(formats))}")
         with atomic_path(save_path) as temporary:
             figure.savefig(temporary, dpi=110)
     return figure
@@ -417,8 +518,6 @@ def _load(checkpoint_path, dataset, data_path, model, device, swa: bool, batch_s
     from .training import data as datasets
     from .training import load_trained, models
 
-    if checkpoint_path is None:
-        raise ValueError("checkpoint_path is required: a checkpoint file or a run's folder")
     trained = load_trained(checkpoint_path, device, swa=swa, root=data_path, batch_size=batch_size,
                            data=dataset is None)
     if model is not None and models.canonical_name(model) != trained.name:
@@ -432,3 +531,73 @@ def _load(checkpoint_path, dataset, data_path, model, device, swa: bool, batch_s
             raise ValueError(f"dataset={dataset!r} has {trained.data.num_classes} classes but the model of "
                              f"{trained.checkpoint!r} has {trained.config['architecture']['num_classes']} outputs")
     return trained
+
+
+def _loading_options(dataset, data_path, model, swa, device, batch_size) -> None:
+    """Check the arguments of :func:`_load` that every function reading a checkpoint takes."""
+    from .training import data as datasets
+    from .training import models
+
+    _optional(_name, "dataset", dataset, datasets.names())
+    _path("data_path", data_path)
+    _optional(_name, "model", model, models.names())
+    boolean("swa", swa)
+    device_value("device", device)
+    positive_int("batch_size", batch_size)
+
+
+def _optional(check: Callable[..., Any], name: str, value: Any, *options: Any) -> Any:
+    """None, or ``check(name, value, *options)``."""
+    return None if value is None else check(name, value, *options)
+
+
+def _name(name: str, value: Any, known: Sequence[str]) -> str:
+    """The spelling in ``known`` of ``value`` (any letter case), else ``ValueError`` naming ``name``."""
+    for option in known:
+        if isinstance(value, str) and value.lower() == option.lower():
+            return option
+    raise ValueError(f"{name} must be one of {tuple(known)} (any letter case); got {value!r}")
+
+
+def _path(name: str, value: Any, required: bool = False) -> Optional[Path]:
+    """``value`` as a Path (None when not ``required``), else an error naming ``name``."""
+    if value is None:
+        if required:
+            raise ValueError(f"{name} is required: a path")
+        return None
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise TypeError(f"{name} must be a path (str or os.PathLike); got {type(value).__name__} {value!r}")
+    if not os.fspath(value):
+        raise ValueError(f"{name} must be a path; got ''")
+    return Path(value)
+
+
+def _writable(name: str, path: Path) -> None:
+    """:func:`check_writable`, its error naming the argument ``name``."""
+    try:
+        check_writable(path)
+    except OSError as error:
+        raise type(error)(f"{name}: {error}") from None
+
+
+def _protocol(progress: Any, cancel: Any) -> None:
+    """Check the progress protocol's two arguments."""
+    check_progress(progress)
+    check_cancel(cancel)
+
+
+#: The exception types whose message :func:`_api_names` rewrites (those built from the message alone).
+_RENAMED_ERRORS = (TypeError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+@contextmanager
+def _api_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise an error of the core whose message begins with a core argument's name with the API's name instead."""
+    try:
+        yield
+    except _RENAMED_ERRORS as error:
+        message = str(error)
+        first = re.match(r"\w+", message)
+        if type(error) not in _RENAMED_ERRORS or first is None or first.group() not in names:
+            raise
+        raise type(error)(names[first.group()] + message[first.end():]) from error
