@@ -4,6 +4,11 @@
 files (read with ``allow_pickle=False``) whose entry ``meta.json`` holds the
 format name, the version and the metadata as JSON text. A name given without
 the ``.npz`` suffix (as the paper's ``save_spectrum_path`` is) gets it.
+
+Metadata is made JSON-safe where a result is made (see :func:`json_safe_meta`),
+so a value that cannot be saved is refused there, by its key, not at save time.
+The readers check every array and metadata entry they use (type, shape, range,
+agreement with each other) and raise :class:`ResultFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,16 +20,17 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
 from ._atomic import atomic_path
 from .linalg.densities import smooth_density, stem_density, trace_estimate
 from .linalg.lanczos import LanczosResult
 
 __all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
-           "ResultFileError", "load_result", "npz_path"]
+           "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -148,6 +154,59 @@ class ResultFileError(ValueError):
     """A results file that cannot be read: truncated, of a newer format version, or not one of ours."""
 
 
+_JSON_SAFE = ("None, bool, int, float, str, a path, a single-number (0-d) array or tensor, or a list, tuple "
+              "or str-keyed dict of these")
+
+
+def _json_safe(value: Any, where: str) -> Any:
+    """``value`` as plain JSON types (see :func:`json_safe_meta`); ``TypeError`` naming ``where`` otherwise."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):  # np.str_ included
+        return str(value)
+    if isinstance(value, float):  # np.float64 included
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        if value.ndim != 0:
+            raise TypeError(f"{where} must be {_JSON_SAFE}; got an array of shape {tuple(value.shape)} (give "
+                            "value.tolist() to keep its numbers as a list)")
+        return _json_safe(value.item(), where)
+    if isinstance(value, np.generic):
+        return _json_safe(value.item(), where)
+    if isinstance(value, os.PathLike) and isinstance(os.fspath(value), str):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"{where} must have str keys; got the key {key!r} of type {type(key).__name__}")
+        return {str(key): _json_safe(item, f"{where}[{str(key)!r}]") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    raise TypeError(f"{where} must be {_JSON_SAFE}; got {type(value).__name__} {value!r:.80}")
+
+
+def json_safe_meta(meta: Any) -> Dict[str, Any]:
+    """A copy of the metadata ``meta`` in plain JSON types, as results keep it.
+
+    NumPy scalars and 0-d arrays or tensors become Python ``bool``/``int``/
+    ``float``, paths ``str``, tuples lists; dicts and lists are converted
+    entry by entry. Non-finite floats are kept (they are saved as ``null``
+    and read back as ``None``).
+
+    Raises
+    ------
+    TypeError
+        ``meta`` is not a dict, or holds something else (an object, an array
+        or tensor of several numbers, a set, bytes, a complex number, a
+        non-str key); the message names its key path, e.g. ``meta['epoch']``.
+    """
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"meta must be a dict with str keys; got {type(meta).__name__}")
+    return _json_safe(meta, "meta")
+
+
 _META_ENTRY = "meta.json"
 
 
@@ -167,68 +226,169 @@ def _write_npz(path: PathLike, kind: str, version: int, arrays: Mapping[str, np.
     return target
 
 
-def _read_npz(path: PathLike, kind: str, version: int) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """The arrays and metadata of a file written by :func:`_write_npz`, or a :class:`ResultFileError` naming it."""
-    given = Path(path).expanduser()
-    target = given if given.is_file() else npz_path(given)
-    if not target.is_file():
-        raise FileNotFoundError(f"{kind} file {os.fspath(given)!r} does not exist")
-    where = os.fspath(target)
-    try:
-        with np.load(target, allow_pickle=False) as content:
-            arrays = {name: content[name] for name in content.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        reason = "it holds pickled objects, which curvwidgets never loads" if "pickle" in str(error) \
-            else f"{type(error).__name__}: {error}"
-        raise ResultFileError(f"{where!r} is not a readable {kind} file (truncated, or not an npz written by "
-                              f"curvwidgets): {reason}") from None
-    if _META_ENTRY not in arrays:
-        raise ResultFileError(f"{where!r} is an npz file but not a {kind} file of curvwidgets (no {_META_ENTRY} entry)")
-    try:
-        header = json.loads(str(arrays.pop(_META_ENTRY)))
-    except json.JSONDecodeError as error:
-        raise ResultFileError(f"{where!r}: its {_META_ENTRY} entry is not JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != kind:
-        found = header.get("format") if isinstance(header, dict) else None
-        raise ResultFileError(f"{where!r} holds a {found!r} result, not a {kind}")
-    if not isinstance(header.get("version"), int) or header["version"] > version:
-        raise ResultFileError(f"{where!r} is a {kind} file of format version {header.get('version')!r}, newer than "
-                              f"this curvwidgets reads ({version}); update curvwidgets")
-    return arrays, dict(header.get("meta", {}))  # non-finite numbers come back as None
+_DTYPE_KINDS = {"f": "of a floating-point dtype", "iu": "of an integer dtype", "U": "of text (a str dtype)"}
 
 
-def _require(arrays: Mapping[str, np.ndarray], names: Sequence[str], kind: str, path: PathLike) -> None:
-    missing = [name for name in names if name not in arrays]
-    if missing:
-        raise ResultFileError(f"{os.fspath(path)!r} is a {kind} file without the arrays {missing}: truncated or damaged")
+def _is_int(value: Any, minimum: int) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) ``>= minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@dataclass
+class _FileContents:
+    """The arrays and metadata of one results file, and checks that raise a :class:`ResultFileError` naming it."""
+
+    where: str
+    kind: str
+    arrays: Dict[str, np.ndarray]
+    meta: Dict[str, Any]
+
+    def error(self, problem: str) -> ResultFileError:
+        """The error for a file whose contents do not fit together."""
+        return ResultFileError(f"{self.where!r} is a {self.kind} file whose contents do not fit together (damaged, "
+                               f"or written by other code): {problem}")
+
+    def check(self, holds: bool, problem: str) -> None:
+        """Raise :meth:`error` of ``problem`` unless ``holds``."""
+        if not holds:
+            raise self.error(problem)
+
+    def require(self, *names: str) -> None:
+        """Raise unless the file holds all the arrays ``names``."""
+        missing = [name for name in names if name not in self.arrays]
+        if missing:
+            raise ResultFileError(f"{self.where!r} is a {self.kind} file without the arrays {missing}: truncated or "
+                                  "damaged")
+
+    def array(self, name: str, dtype: str, shape: Tuple[Optional[int], ...]) -> np.ndarray:
+        """The array ``name``, checked to be of a dtype kind in ``dtype`` (a key of ``_DTYPE_KINDS``) and of ``shape``.
+
+        ``None`` in ``shape`` accepts any length along that axis.
+        """
+        array = self.arrays[name]
+        self.check(array.dtype.kind in dtype, f"the array {name!r} must be {_DTYPE_KINDS[dtype]}; got {array.dtype}")
+        fits = array.ndim == len(shape) and all(want in (None, got) for want, got in zip(shape, array.shape))
+        lengths = ["any" if want is None else str(want) for want in shape]
+        wanted = f"({lengths[0]},)" if len(shape) == 1 else f"({', '.join(lengths)})"
+        self.check(fits, f"the array {name!r} must have shape {wanted}; got {array.shape}")
+        return array
+
+    def pop_meta(self, key: str, accepts: Callable[[Any], bool], accepted: str) -> Any:
+        """Remove the metadata entry ``key`` and return it, checked by ``accepts`` (``accepted`` says what passes)."""
+        self.check(key in self.meta, f"its metadata has no {key!r} entry (KeyError: {key!r})")
+        value = self.meta.pop(key)
+        self.check(accepts(value), f"meta[{key!r}] must be {accepted}; got {value!r}")
+        return value
+
+    def agrees(self, key: str, expected: Any, source: str) -> None:
+        """Raise when the metadata has an entry ``key`` that differs from ``expected`` (what ``source`` says)."""
+        if key in self.meta:
+            self.check(self.meta[key] == expected, f"meta[{key!r}] is {self.meta[key]!r} but {source} is "
+                                                   f"{expected!r}")
+
+
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError)
+
+
+def _unreadable(where: str, kind: str, error: Exception) -> ResultFileError:
+    """The error for a file that ``np.load`` cannot read as an npz archive of arrays (no pickles)."""
+    reason = "it holds pickled objects, which curvwidgets never loads" if "pickle" in str(error) \
+        else f"{type(error).__name__}: {error}"
+    return ResultFileError(f"{where!r} is not a readable {kind} file (truncated, or not an npz written by "
+                           f"curvwidgets): {reason}")
 
 
 @contextmanager
-def _contents_of(path: PathLike, kind: str) -> Iterator[None]:
-    """An error while rebuilding a result from its arrays and metadata, as a :class:`ResultFileError` naming ``path``."""
+def _opened_npz(target: Path, kind: str) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load(target)`` of an npz archive (no pickles) for reading its entries in the block.
+
+    An unreadable archive, a single ``.npy`` array or an entry that cannot be
+    read (a pickled one) is a :class:`ResultFileError` naming ``target``.
+    """
+    where = os.fspath(target)
     try:
-        yield
-    except (KeyError, ValueError, TypeError, IndexError) as error:
-        raise ResultFileError(f"{os.fspath(path)!r} is a {kind} file whose contents do not fit together (damaged, "
-                              f"or written by other code): {type(error).__name__}: {error}") from None
+        content = np.load(target, allow_pickle=False)
+    except _UNREADABLE as error:
+        raise _unreadable(where, kind, error) from None
+    if not isinstance(content, np.lib.npyio.NpzFile):
+        raise ResultFileError(f"{where!r} is not a readable {kind} file: it holds a single .npy array, not the npz "
+                              "archive that curvwidgets writes")
+    with content:
+        try:
+            yield content
+        except _UNREADABLE as error:
+            raise _unreadable(where, kind, error) from None
 
 
-def _spectrum_parts(arrays: Mapping[str, np.ndarray],
-                    meta: Dict[str, Any]) -> Tuple[LanczosResult, Optional[np.ndarray]]:
-    """The Lanczos run and Ritz vectors of a spectrum file; ``ValueError`` or ``KeyError`` when its parts disagree."""
-    alpha, num_steps, vectors = arrays["alpha"], arrays["num_steps"].astype(np.int64), arrays.get("ritz_vectors")
-    runs, steps = alpha.shape if alpha.ndim == 2 else (0, 0)
-    dim = int(meta.pop("dim"))
-    expected = {"alpha": (runs, steps), "beta": (runs, steps - 1), "residual_norm": (runs,), "num_steps": (runs,),
-                **({} if vectors is None else {"ritz_vectors": (runs, steps, dim)})}
-    found = {name: arrays[name].shape for name in expected}
-    if runs == 0 or found != expected or not np.all((num_steps >= 1) & (num_steps <= steps)):
-        raise ValueError(f"the arrays of the Lanczos run disagree: shapes {found}, num_steps {num_steps.tolist()}, "
-                         f"dim {dim}")
-    orthogonality = meta.pop("orthogonality")
-    orthogonality = math.nan if orthogonality is None else float(orthogonality)
-    run = LanczosResult(alpha=alpha, beta=arrays["beta"], residual_norm=arrays["residual_norm"], num_steps=num_steps,
-                        dim=dim, orthogonality=orthogonality)
+def _header(entry: np.ndarray, where: str) -> Dict[str, Any]:
+    """The JSON header of the ``meta.json`` entry: a dict, or a :class:`ResultFileError` naming ``where``."""
+    if entry.dtype.kind != "U" or entry.ndim != 0:
+        raise ResultFileError(f"{where!r}: its {_META_ENTRY} entry must be one text string; got an array of dtype "
+                              f"{entry.dtype} and shape {entry.shape}")
+    try:
+        header = json.loads(str(entry))
+    except json.JSONDecodeError as error:
+        raise ResultFileError(f"{where!r}: its {_META_ENTRY} entry is not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise ResultFileError(f"{where!r}: its {_META_ENTRY} entry must be a JSON object; got {type(header).__name__}")
+    return header
+
+
+def _target(path: PathLike) -> Path:
+    """The file a reader opens: ``path`` itself when it is a file, else ``npz_path(path)``."""
+    given = Path(path).expanduser()
+    return given if given.is_file() else npz_path(given)
+
+
+def _read_npz(path: PathLike, kind: str, version: int) -> _FileContents:
+    """The arrays and metadata of a file written by :func:`_write_npz`, or a :class:`ResultFileError` naming it."""
+    target = _target(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"{kind} file {os.fspath(path)!r} does not exist")
+    where = os.fspath(target)
+    with _opened_npz(target, kind) as content:
+        arrays = {name: content[name] for name in content.files}
+    if _META_ENTRY not in arrays:
+        raise ResultFileError(f"{where!r} is an npz file but not a {kind} file of curvwidgets (no {_META_ENTRY} entry)")
+    header = _header(arrays.pop(_META_ENTRY), where)
+    if header.get("format") != kind:
+        raise ResultFileError(f"{where!r} holds a {header.get('format')!r} result, not a {kind}")
+    if not _is_int(header.get("version"), 1) or header["version"] > version:
+        raise ResultFileError(f"{where!r} is a {kind} file of format version {header.get('version')!r}, newer than "
+                              f"this curvwidgets reads ({version}); update curvwidgets")
+    meta = header.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ResultFileError(f"{where!r}: the 'meta' entry of its {_META_ENTRY} must be a JSON object; got "
+                              f"{type(meta).__name__}")
+    return _FileContents(where, kind, arrays, dict(meta))  # non-finite numbers come back as None
+
+
+def _spectrum_parts(contents: _FileContents) -> Tuple[LanczosResult, Optional[np.ndarray]]:
+    """The Lanczos run and Ritz vectors of a spectrum file, every part checked against the others."""
+    contents.require("alpha", "beta", "residual_norm", "num_steps")
+    alpha = contents.array("alpha", "f", (None, None))
+    runs, steps = alpha.shape
+    contents.check(runs >= 1 and steps >= 1, f"the array 'alpha' must hold one step of one run at least; got shape "
+                                             f"{alpha.shape}")
+    beta = contents.array("beta", "f", (runs, steps - 1))
+    residual_norm = contents.array("residual_norm", "f", (runs,))
+    num_steps = contents.array("num_steps", "iu", (runs,))
+    dim = contents.pop_meta("dim", lambda value: _is_int(value, 1), "an int >= 1 (the number of parameters)")
+    orthogonality = contents.pop_meta("orthogonality", lambda value: value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0), "a number >= 0, or null")
+    contents.check(bool(np.all((num_steps >= 1) & (num_steps <= min(steps, dim)))),
+                   f"the arrays of the Lanczos run disagree: num_steps must lie in [1, min(steps, dim)] = "
+                   f"[1, {min(steps, dim)}]; got {num_steps.tolist()}")
+    for run, count in enumerate(num_steps):
+        contents.check(bool(np.all(np.isfinite(alpha[run, :count])) and np.all(np.isfinite(beta[run, :count - 1]))
+                            and np.all(beta[run, :count - 1] >= 0)),
+                       f"run {run}: alpha must be finite and beta finite and >= 0 over its num_steps = {count} steps")
+    contents.check(bool(np.all(np.isfinite(residual_norm) & (residual_norm >= 0))),
+                   f"residual_norm must be finite and >= 0; got {residual_norm.tolist()}")
+    contents.agrees("num_vectors", runs, "the number of runs in the arrays")
+    vectors = contents.array("ritz_vectors", "f", (runs, steps, dim)) if "ritz_vectors" in contents.arrays else None
+    run = LanczosResult(alpha=alpha, beta=beta, residual_norm=residual_norm, num_steps=num_steps.astype(np.int64),
+                        dim=dim, orthogonality=math.nan if orthogonality is None else float(orthogonality))
     return run, vectors
 
 
@@ -257,12 +417,17 @@ class Spectrum:
         How it was computed: ``matrix`` (``"hessian"``/``"ggn"``), ``model``,
         ``checkpoint``, ``epoch``, ``data``, ``num_samples``, ``params``,
         ``bn_mode``, ``backend``, ``steps``, ``seed``, ``seconds``,
-        ``seconds_per_step``, ``version`` (of curvwidgets), where known.
+        ``seconds_per_step``, ``version`` (of curvwidgets), where known. Made
+        JSON-safe by :func:`json_safe_meta` when the spectrum is made
+        (``TypeError`` naming the key of a value it cannot keep).
     """
 
     lanczos: LanczosResult
     ritz_vectors: Optional[np.ndarray] = field(default=None, repr=False)
     meta: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meta", json_safe_meta(self.meta))
 
     @classmethod
     def from_lanczos(cls, result: LanczosResult, meta: Optional[Mapping[str, Any]] = None, save_vectors: bool = False,
@@ -280,7 +445,7 @@ class Spectrum:
                 raise ValueError("save_vectors needs a Lanczos run with store_vectors=True (it kept no basis)")
             vectors = result.ritz_vectors.detach().cpu().numpy().astype(vector_dtype)
         bare = replace(result, basis=None) if result.basis is not None else result
-        return cls(bare, vectors, dict(meta or {}))
+        return cls(bare, vectors, {} if meta is None else meta)
 
     # ---- the run ------------------------------------------------------------------------------------------------
 
@@ -384,7 +549,7 @@ class Spectrum:
                   "residual_estimates": run.residual_estimates}
         if self.ritz_vectors is not None:
             arrays["ritz_vectors"] = self.ritz_vectors
-        meta = {**self.meta, "dim": run.dim, "orthogonality": run.orthogonality}
+        meta = {**self.meta, "dim": int(run.dim), "orthogonality": float(run.orthogonality)}
         return _write_npz(path, SPECTRUM_FORMAT, SPECTRUM_VERSION, arrays, meta)
 
     @classmethod
@@ -395,10 +560,8 @@ class Spectrum:
         ------
         FileNotFoundError, ResultFileError
         """
-        arrays, meta = _read_npz(path, SPECTRUM_FORMAT, SPECTRUM_VERSION)
-        _require(arrays, ("alpha", "beta", "residual_norm", "num_steps"), SPECTRUM_FORMAT, path)
-        with _contents_of(path, SPECTRUM_FORMAT):
-            return cls(*_spectrum_parts(arrays, meta), meta)
+        contents = _read_npz(path, SPECTRUM_FORMAT, SPECTRUM_VERSION)
+        return cls(*_spectrum_parts(contents), contents.meta)
 
 
 DIAGONAL_FORMAT, DIAGONAL_VERSION = "curvwidgets.Diagonal", 1
@@ -414,11 +577,15 @@ class Diagonal:
         The diagonal entries (float32 on disk).
     meta : dict
         ``matrix`` (``"ggn_diag"``: Monte Carlo Diag-GGN, ``"hessian_diag"``:
-        Hutchinson), model, checkpoint, data, seed, ...
+        Hutchinson), model, checkpoint, data, seed, ...; made JSON-safe as
+        :class:`Spectrum` makes its ``meta``.
     """
 
     values: np.ndarray
     meta: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meta", json_safe_meta(self.meta))
 
     def histogram(self, bins: Union[int, np.ndarray] = 100) -> Tuple[np.ndarray, np.ndarray]:
         """``(fractions, edges)``: the fraction of the entries in each bin (summing to 1), as the stems are."""
@@ -431,26 +598,40 @@ class Diagonal:
 
     @classmethod
     def load(cls, path: PathLike) -> "Diagonal":
-        """Read a file written by :meth:`save`."""
-        arrays, meta = _read_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION)
-        _require(arrays, ("values",), DIAGONAL_FORMAT, path)
-        return cls(arrays["values"], meta)
+        """Read a file written by :meth:`save` (``.npz`` may be left out).
+
+        Raises
+        ------
+        FileNotFoundError, ResultFileError
+            The latter also for values that are not a non-empty 1-D float array of finite numbers.
+        """
+        contents = _read_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION)
+        contents.require("values")
+        values = contents.array("values", "f", (None,))
+        contents.check(values.size >= 1 and bool(np.all(np.isfinite(values))),
+                       f"the array 'values' must hold one finite number at least and no NaN or inf; got {values.size} "
+                       f"values, {int(np.sum(~np.isfinite(values)))} not finite")
+        return cls(values, contents.meta)
 
 
 def load_result(path: PathLike) -> Union["Spectrum", Diagonal, "Landscape"]:
-    """Whichever result a curvwidgets npz file holds (by the format named in it)."""
+    """Whichever result a curvwidgets npz file holds (by the format named in it).
+
+    Raises
+    ------
+    FileNotFoundError, ResultFileError
+    """
     kinds = {SPECTRUM_FORMAT: Spectrum, DIAGONAL_FORMAT: Diagonal, LANDSCAPE_FORMAT: Landscape}
-    given = Path(path).expanduser()
-    target = given if given.is_file() else npz_path(given)
-    try:
-        with np.load(target, allow_pickle=False) as content:
-            kind = json.loads(str(content[_META_ENTRY])).get("format")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"result file {os.fspath(given)!r} does not exist") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, AttributeError):
-        raise ResultFileError(f"{os.fspath(target)!r} is not a readable curvwidgets result file") from None
+    target = _target(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"result file {os.fspath(path)!r} does not exist")
+    where = os.fspath(target)
+    with _opened_npz(target, "curvwidgets result") as content:
+        if _META_ENTRY not in content.files:
+            raise ResultFileError(f"{where!r} is an npz file but not a curvwidgets result (no {_META_ENTRY} entry)")
+        kind = _header(content[_META_ENTRY], where).get("format")
     if kind not in kinds:
-        raise ResultFileError(f"{os.fspath(target)!r} holds a {kind!r} result, not one of {sorted(kinds)}")
+        raise ResultFileError(f"{where!r} holds a {kind!r} result, not one of {sorted(kinds)}")
     return kinds[kind].load(target)
 
 
@@ -486,7 +667,8 @@ class Landscape:
         The :data:`LANDSCAPE_METRICS` that were computed; NaN at points not
         computed yet (a partial result).
     meta : dict
-        How it was computed (model, checkpoint, data, bn, dist, spectrum file, ...).
+        How it was computed (model, checkpoint, data, bn, dist, spectrum file, ...); made JSON-safe as
+        :class:`Spectrum` makes its ``meta``.
     """
 
     offsets: np.ndarray
@@ -506,6 +688,7 @@ class Landscape:
                 raise ValueError(f"unknown landscape metric {name!r}; known: {tuple(LANDSCAPE_METRICS)}")
             if array.shape != expected:
                 raise ValueError(f"{name} must have shape {expected}; got {array.shape}")
+        object.__setattr__(self, "meta", json_safe_meta(self.meta))
 
     def __getitem__(self, metric: str) -> np.ndarray:
         """The values of one metric (see :data:`LANDSCAPE_METRICS`)."""
@@ -557,9 +740,27 @@ class Landscape:
     @classmethod
     def load(cls, path: PathLike) -> "Landscape":
         """Read a file written by :meth:`save` (``.npz`` may be left out)."""
-        arrays, meta = _read_npz(path, LANDSCAPE_FORMAT, LANDSCAPE_VERSION)
-        _require(arrays, ("offsets", "labels", "curvatures"), LANDSCAPE_FORMAT, path)
-        values = {name.split("/", 1)[1]: array for name, array in arrays.items() if name.startswith("values/")}
-        with _contents_of(path, LANDSCAPE_FORMAT):
-            return cls(arrays["offsets"], tuple(str(label) for label in arrays["labels"]), arrays["curvatures"],
-                       meta.pop("kind"), values, meta)
+        contents = _read_npz(path, LANDSCAPE_FORMAT, LANDSCAPE_VERSION)
+        contents.require("offsets", "labels", "curvatures")
+        kind = contents.pop_meta("kind", lambda value: value in ("line", "plane"), "'line' or 'plane'")
+        offsets = contents.array("offsets", "f", (None,))
+        contents.check(offsets.size >= 1 and bool(np.all(np.isfinite(offsets))) and bool(np.all(np.diff(offsets) > 0)),
+                       f"the array 'offsets' must hold finite, strictly increasing steps; got {offsets.tolist()}")
+        labels = contents.array("labels", "U", (2,) if kind == "plane" else (None,))
+        contents.check(labels.size >= 1, "the array 'labels' must name one direction at least")
+        curvatures = contents.array("curvatures", "f", labels.shape)
+        contents.check(not np.any(np.isinf(curvatures)), f"the array 'curvatures' must hold finite numbers or NaN; "
+                                                         f"got {curvatures.tolist()}")
+        contents.agrees("n_points", offsets.size, "the number of offsets")
+        contents.agrees("directions", labels.tolist(), "the array 'labels'")
+        metrics = [name.split("/", 1)[1] for name in contents.arrays if name.startswith("values/")]
+        unknown = sorted(set(metrics) - set(LANDSCAPE_METRICS))
+        contents.check(bool(metrics) and not unknown, f"its values must be one or more of {tuple(LANDSCAPE_METRICS)}; "
+                                                      f"got {metrics}")
+        shape = (labels.size, offsets.size) if kind == "line" else (offsets.size, offsets.size)
+        values = {name: contents.array(f"values/{name}", "f", shape) for name in metrics}
+        for name in (name for name in metrics if name.endswith("accuracy")):
+            outside = ~np.isnan(values[name]) & ~((values[name] >= 0) & (values[name] <= 1))
+            contents.check(not np.any(outside), f"{name} must lie in [0, 1] (or be NaN where not computed); "
+                                                f"{int(outside.sum())} values do not")
+        return cls(offsets, tuple(str(label) for label in labels), curvatures, kind, values, contents.meta)
