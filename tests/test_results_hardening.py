@@ -35,7 +35,7 @@ def spectrum(meta=None, vectors=False):
 
 def landscape(kind="line"):
     offsets = np.linspace(-1.0, 1.0, 3)
-    labels = ("largest 1", "random 1") if kind == "line" or kind == "plane" else ()
+    labels = ("largest 1", "random 1")
     shape = (2, 3) if kind == "line" else (3, 3)
     return cw.Landscape(offsets, labels, np.array([2.0, np.nan]), kind,
                         {"train_loss": np.full(shape, 1.0), "train_accuracy": np.full(shape, 0.5)},
@@ -56,9 +56,8 @@ def rewritten(source, target, header=None, meta=None, drop=(), **arrays):
     for name in drop:
         saved.pop(name, None)
         saved_header["meta"].pop(name, None)
-    header_entry = saved_header.pop("raw") if "raw" in saved_header else np.array(json.dumps(saved_header))
     with open(target, "wb") as handle:
-        np.savez(handle, **{"meta.json": header_entry}, **saved)
+        np.savez(handle, **{"meta.json": np.array(json.dumps(saved_header))}, **saved)
     return target
 
 
@@ -145,14 +144,10 @@ def test_a_bad_header_is_refused_by_name(case, tmp_path):
     header, pattern = HEADER_DAMAGE[case]
     source = spectrum().save(tmp_path / "good.npz")
     target = tmp_path / "bad.npz"
-    if "raw" in header:
-        arrays, _ = entries(source)
-        with open(target, "wb") as handle:
-            np.savez(handle, **{"meta.json": header["raw"]}, **arrays)
-    else:
-        saved, saved_header = entries(source)
-        with open(target, "wb") as handle:
-            np.savez(handle, **{"meta.json": np.array(json.dumps({**saved_header, **header}))}, **saved)
+    arrays, saved_header = entries(source)
+    entry = header["raw"] if "raw" in header else np.array(json.dumps({**saved_header, **header}))
+    with open(target, "wb") as handle:
+        np.savez(handle, **{"meta.json": entry}, **arrays)
     if case == "meta a list":  # load_result reads only the format, which is right
         with pytest.raises(ResultFileError, match=pattern):
             cw.Spectrum.load(target)
@@ -167,9 +162,9 @@ def test_an_npy_file_renamed_npz_is_refused_by_name(reader, tmp_path):
         np.save(handle, np.arange(5.0))
     with pytest.raises(ResultFileError) as raised:
         reader(target)
-    assert str(raised.value).endswith(f"{str(target)!r} is not a readable "
-                                      f"{'curvwidgets result' if reader is load_result else reader.__self__.__name__.join(['curvwidgets.', ''])} "
-                                      "file: it holds a single .npy array, not the npz archive that curvwidgets writes")
+    kind = "curvwidgets result" if reader is load_result else f"curvwidgets.{reader.__self__.__name__}"
+    assert str(raised.value) == (f"{str(target)!r} is not a readable {kind} file: it holds a single .npy array, not "
+                                 "the npz archive that curvwidgets writes")
 
 
 DIAGONAL_DAMAGE = {
