@@ -51,13 +51,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import nbformat
+import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 __all__ = ["JupyterLabServer", "ConsoleLog", "Lab", "WidgetUser", "assert_drawn_right", "inject_parameters",
-           "scratch_notebook", "widget_cells", "quiet_env", "BUSY_LABELS"]
+           "scratch_notebook", "widget_cells", "quiet_env", "free_port", "answers", "stop_process_group",
+           "playwright_entry", "unavailable", "chromium", "BUSY_LABELS", "CHROMIUM", "CHROMIUM_ARGS", "VIEWPORT"]
+
+# Playwright's own browser download does not work everywhere: Debian's chromium, with the flags that keep it
+# from reaching for the network, at the viewport the issue's checks use
+CHROMIUM = os.environ.get("CURVWIDGETS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 800}
+REQUIRED = os.environ.get("CURVWIDGETS_REQUIRE_BROWSER", "") == "1"   # .ci/run: a missing tool fails, not skips
 
 SERVER_START_S = 90      # JupyterLab answering on its port
 PAGE_S = 90              # a notebook open with its kernel idle
@@ -84,18 +94,66 @@ def quiet_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def unavailable(what: str, reason: str, how_to_enable: str) -> None:
+    """Skip the test ``what`` saying why and how to run it; fail instead under ``CURVWIDGETS_REQUIRE_BROWSER=1``."""
+    message = f"{what} not run: {reason}; to run it, {how_to_enable}"
+    if REQUIRED:
+        pytest.fail(message + " (CURVWIDGETS_REQUIRE_BROWSER=1 is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def playwright_entry(what: str, how_to_enable: str) -> Any:
+    """Playwright's ``sync_playwright``, once it imports and :data:`CHROMIUM` is there (else :func:`unavailable`)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable(what, "the playwright package is not installed", how_to_enable)
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        unavailable(what, f"no chromium at {CHROMIUM}", how_to_enable)
+    return sync_playwright
+
+
+@contextlib.contextmanager
+def chromium(sync_playwright: Any, profile: Path) -> Iterator[Any]:
+    """Headless :data:`CHROMIUM` at :data:`VIEWPORT` with the profile folder ``profile``; yields its context."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
+            timeout=60_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking (a server may still lose it: retry)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 within 5 s."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """End a server started with ``start_new_session=True`` and the kernels it started, politely first."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -158,7 +216,7 @@ class JupyterLabServer(contextlib.AbstractContextManager):
         raise RuntimeError(f"JupyterLab did not start; see {self.log_path}")
 
     def _start(self, env: Dict[str, str]) -> bool:
-        port = _free_port()
+        port = free_port()
         command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                    "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
                    f"--ServerApp.root_dir={self.folder}", "--ServerApp.allow_root=True", "--LabApp.news_url=None",
@@ -170,7 +228,7 @@ class JupyterLabServer(contextlib.AbstractContextManager):
         self.base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + SERVER_START_S
         while time.monotonic() < deadline and self._process.poll() is None:
-            if _answers(self.url("api/status")):
+            if answers(self.url("api/status")):
                 return True
             time.sleep(0.5)
         self._stop()
@@ -179,16 +237,8 @@ class JupyterLabServer(contextlib.AbstractContextManager):
     def _stop(self) -> None:
         """End the server and the kernels it started (its own process group), politely first."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if process is not None:
+            stop_process_group(process)
 
     def __exit__(self, *_exc) -> None:
         self._stop()

@@ -40,19 +40,15 @@ from typing import Iterator
 import nbformat
 import pytest
 
-from browser_user import JupyterLabServer, Lab, WidgetUser, inject_parameters, quiet_env, scratch_notebook
+from browser_user import (JupyterLabServer, Lab, WidgetUser, chromium, inject_parameters, playwright_entry, quiet_env,
+                          scratch_notebook, unavailable)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 ARTEFACTS = Path(os.environ.get("CURVWIDGETS_ARTEFACTS") or REPO / "test-artefacts") / "browser"
-CHROMIUM = os.environ.get("CURVWIDGETS_CHROMIUM", "/usr/bin/chromium")
-REQUIRED = os.environ.get("CURVWIDGETS_REQUIRE_BROWSER", "") == "1"
 HOW_TO_ENABLE = ("install Debian's chromium (as root: apt-get install chromium) and the test tools "
                  "(make test installs jupyterlab and playwright into .venv), then run make test; "
                  "CURVWIDGETS_REQUIRE_BROWSER=1 turns this skip into a failure")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 800}
 # the JupyterLab front-end extensions the widgets need, as `jupyter labextension list` names them
 LAB_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "bqplot")
 CELLS_S = 300            # all cells of a notebook executed
@@ -94,10 +90,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _unavailable(reason: str) -> None:
-    message = f"browser test not run: {reason}; to run it, {HOW_TO_ENABLE}"
-    if REQUIRED:
-        pytest.fail(message + " (CURVWIDGETS_REQUIRE_BROWSER=1 is set)", pytrace=False)
-    pytest.skip(message)
+    unavailable("browser test", reason, HOW_TO_ENABLE)
 
 
 def _require_jupyterlab() -> None:
@@ -128,13 +121,7 @@ def test_lab_extensions_for_the_widgets_are_installed_and_enabled():
 def sync_playwright():
     """Playwright's entry point, once JupyterLab, Playwright and chromium are known to be there."""
     _require_jupyterlab()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _unavailable(f"no chromium at {CHROMIUM}")
-    return sync_playwright
+    return playwright_entry("browser test", HOW_TO_ENABLE)
 
 
 def _write_notebooks(folder: Path) -> None:
@@ -165,15 +152,8 @@ def server(tmp_path_factory, sync_playwright) -> Iterator[JupyterLabServer]:
 @pytest.fixture(scope="module")
 def browser(server, sync_playwright, tmp_path_factory):
     """A headless chromium at a 1280 x 800 viewport, pages opened from it."""
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
-            timeout=60_000)
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(sync_playwright, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 def _lab_on(browser, server, notebook: str, widgets: int) -> Iterator[Lab]:

@@ -39,8 +39,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,19 +49,15 @@ from typing import Callable, Dict, Iterator, List
 
 import pytest
 
-from browser_user import ConsoleLog, WidgetUser
+from browser_user import (ConsoleLog, WidgetUser, chromium, free_port, playwright_entry, stop_process_group,
+                          unavailable)
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "dashboard.ipynb"
 ARTEFACTS = Path(os.environ.get("CURVWIDGETS_ARTEFACTS") or REPO / "test-artefacts") / "browser"
-CHROMIUM = os.environ.get("CURVWIDGETS_CHROMIUM", "/usr/bin/chromium")
-REQUIRED = os.environ.get("CURVWIDGETS_REQUIRE_BROWSER", "") == "1"
 HOW_TO_ENABLE = ("install the package with its dependencies and the test tools (make test installs voila and "
                  "playwright into .venv) and Debian's chromium (as root: apt-get install chromium); "
                  "CURVWIDGETS_REQUIRE_BROWSER=1 turns this skip into a failure")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 800}
 BINDER_URLPATH = "voila/render/app/dashboard.ipynb"
 # the front-end extensions the dashboard needs, as Voila's page configuration names them
 WIDGET_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "bqplot")
@@ -78,10 +72,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _unavailable(reason: str) -> None:
-    message = f"Voila app test not run: {reason}; to run it, {HOW_TO_ENABLE}"
-    if REQUIRED:
-        pytest.fail(message + " (CURVWIDGETS_REQUIRE_BROWSER=1 is set)", pytrace=False)
-    pytest.skip(message)
+    unavailable("Voila app test", reason, HOW_TO_ENABLE)
 
 
 @pytest.fixture(scope="module")
@@ -95,22 +86,10 @@ def voila():
 
 @pytest.fixture(scope="module")
 def sync_playwright(voila):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _unavailable(f"no chromium at {CHROMIUM}")
-    return sync_playwright
+    return playwright_entry("Voila app test", HOW_TO_ENABLE)
 
 
 # -- the servers ---------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 5) -> str:
@@ -139,20 +118,6 @@ def _started(process: subprocess.Popen, url: str) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End the server and the kernels it started (its own process group), politely first."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def _serve(command: Callable[[int], List[str]], folder: Path, ready: str, log_name: str) -> Iterator[str]:
     """Run ``command(port)`` in ``folder`` on a free port until the block ends; yield its base URL.
@@ -167,7 +132,7 @@ def _serve(command: Callable[[int], List[str]], folder: Path, ready: str, log_na
                IPYTHONDIR=str(folder / ".ipython"), MPLBACKEND="agg")
     with open(ARTEFACTS / log_name, "w") as log:
         for _attempt in range(3):
-            port = _free_port()
+            port = free_port()
             log.write(f"$ {' '.join(command(port))}\n")
             log.flush()
             process = subprocess.Popen(command(port), cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -178,7 +143,7 @@ def _serve(command: Callable[[int], List[str]], folder: Path, ready: str, log_na
                     yield base
                     return
             finally:
-                _stop(process)
+                stop_process_group(process)
     pytest.fail(f"the server did not start; see {ARTEFACTS / log_name}", pytrace=False)
 
 
@@ -335,17 +300,10 @@ def app(sync_playwright, standalone, tmp_path_factory) -> Iterator[VoilaApp]:
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     for stale in [*ARTEFACTS.glob("voila-*.png"), *ARTEFACTS.glob("voila-*.html")]:   # of an earlier run
         stale.unlink()
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
-            timeout=60_000)
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(UI_S * 1000)
-            yield VoilaApp(page, ARTEFACTS)
-        finally:
-            context.close()
+    with chromium(sync_playwright, tmp_path_factory.mktemp("chromium-profile")) as context:
+        page = context.pages[0] if context.pages else context.new_page()
+        page.set_default_timeout(UI_S * 1000)
+        yield VoilaApp(page, ARTEFACTS)
 
 
 def test_the_app_trains_then_draws_spectra_and_a_landscape_in_the_browser(app, standalone):
