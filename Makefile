@@ -43,7 +43,8 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -x
 
 # every widget of the notebooks used in JupyterLab in headless chromium (the widget cells of notebooks 01-06,
-# notebook 10 with smaller parameters) and the Voila app, checked after each action; screenshots in test-artefacts/browser/
+# notebook 10 with smaller parameters) and the Voila app, checked after each action;
+# screenshots in test-artefacts/browser/
 test-browser: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -v --durations=0 tests/test_browser.py tests/test_voila.py
 
