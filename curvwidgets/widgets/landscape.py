@@ -15,8 +15,8 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (TICK_FORMAT, controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale,
-                   nice_ticks, padded_range, set_range, stem_segments, wide_html)
+from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, padded_range,
+                   set_range, stem_segments, wide_html)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -246,13 +246,13 @@ class LandscapeWidget(widgets.VBox):
         self.legend = wide_html()
 
         column, row = linear_scale(), linear_scale()
-        self._colour = bq.ColorScale(scheme="viridis")
+        colour = bq.ColorScale(scheme="viridis")
         self.heatmap = bq.GridHeatMap(color=np.zeros((2, 2)), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
-                                      scales={"row": row, "column": column, "color": self._colour}, stroke=None,
+                                      scales={"row": row, "column": column, "color": colour}, stroke=None,
                                       visible=False)
         self.plane_x_axis = bq.Axis(scale=column, label="")
         self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
-        self.color_axis = bq.ColorAxis(scale=self._colour, side="right", label="", label_offset="60px")
+        self.color_axis = bq.ColorAxis(scale=colour, side="right", label="", label_offset="60px")
         self.plane_figure = bq.Figure(
             marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 110},
@@ -445,13 +445,11 @@ class LandscapeWidget(widgets.VBox):
         filled = int(complete.size if complete.all() else np.argmin(complete))
         filled = filled if filled >= 2 else 0  # bqplot reads a single column as a row
         low, high = padded_range(values[:filled], margin=0.0)
-        with hold_sync(self._colour, self.heatmap, self.plane_x_axis, self.plane_y_axis, self.color_axis,
-                       self.legend):
+        with hold_sync(self.heatmap, self.plane_x_axis, self.plane_y_axis, self.color_axis, self.legend):
             for axis in (self.plane_x_axis, self.plane_y_axis):
                 set_range(axis, float(edges[0]), float(edges[-1]))  # the whole grid from the first column
             if filled:
-                self._colour.min, self._colour.max = low, high
-                self.color_axis.tick_values, self.color_axis.tick_format = nice_ticks(low, high), TICK_FORMAT
+                set_range(self.color_axis, low, high)
                 self.heatmap.color = values[:filled].T  # first: bqplot checks row and column against its shape
                 self.heatmap.row, self.heatmap.column = edges, edges[: filled + 1]
             self.heatmap.visible = bool(filled)

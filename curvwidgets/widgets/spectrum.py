@@ -456,8 +456,11 @@ class _ConvergenceTrace:
     """
 
     def __init__(self) -> None:
-        self.key: Optional[Tuple[int, Optional[float]]] = None
-        self.alpha = np.zeros((0, 0))
+        self._start(None, np.zeros((0, 0)))
+
+    def _start(self, key: Optional[Tuple[int, Optional[float]]], alpha: np.ndarray) -> None:
+        """Keep nothing yet, for the start vector and tolerance ``key`` of a run whose ``alpha`` this is."""
+        self.key, self.alpha = key, alpha[:, :0]
         self.kept = tuple(np.zeros(0, dtype=dtype) for dtype in (int, float, bool))
 
     def points(self, spectrum: Spectrum, run: int,
@@ -467,8 +470,7 @@ class _ConvergenceTrace:
         alpha = spectrum.lanczos.alpha
         if self.key != (run, tolerance) or kept_steps >= spectrum.steps or \
                 not np.array_equal(alpha[:, :kept_steps], self.alpha, equal_nan=True):
-            self.key, self.alpha = (run, tolerance), alpha[:, :0]
-            self.kept = tuple(np.zeros(0, dtype=dtype) for dtype in (int, float, bool))
+            self._start((run, tolerance), alpha)
             kept_steps = 0
         new = convergence_points(spectrum, run, tolerance, first=kept_steps + 1)
         points = tuple(np.concatenate([old, fresh]) for old, fresh in zip(self.kept, new))

@@ -10,6 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..linalg import LanczosResult, stem_density
+from ..synthetic import section53_eigenvalues
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
 from ._view import (controls_row, field_layout, hold_sync, legend_html, linear_scale, padded_range, set_range,
                    set_slider, stem_segments, wide_html)
@@ -18,7 +19,6 @@ from .runner import TaskRunner
 __all__ = ["SyntheticSpectrumWidget"]
 
 EIGEN_COLOR, DIAGONAL_COLOR, LANCZOS_COLOR = "#1f77b4", "#e6b800", "#d62728"
-SECTION53_SIZE = 1000  # the matrix of section 5.3 (Figure 5)
 
 
 def _histogram(values: Optional[np.ndarray], bins: int) -> tuple:
@@ -263,7 +263,7 @@ class SyntheticSpectrumWidget(widgets.VBox):
     def _fixed_size(self, ensemble: str) -> Optional[int]:
         """The size of a typed spectrum (None while the text is not numbers) or of section 5.3's matrix."""
         if ensemble == "section53":
-            return SECTION53_SIZE
+            return section53_eigenvalues().size
         try:
             return parse_eigenvalues(self.eigenvalues.value).size
         except ValueError:
