@@ -15,8 +15,8 @@ from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
-from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, padded_range,
-                   set_range, stem_segments, wide_html)
+from ._view import (TICK_FORMAT, controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale,
+                   padded_range, set_range, stem_segments, wide_html)
 from ._checkpoints import CheckpointSource
 from .runner import TaskRunner
 
@@ -252,7 +252,8 @@ class LandscapeWidget(widgets.VBox):
                                       visible=False)
         self.plane_x_axis = bq.Axis(scale=column, label="")
         self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
-        self.color_axis = bq.ColorAxis(scale=colour, side="right", label="", label_offset="60px")
+        self.color_axis = bq.ColorAxis(scale=colour, side="right", label="", label_offset="60px", num_ticks=3,
+                                       tick_format=TICK_FORMAT)
         self.plane_figure = bq.Figure(
             marks=[self.heatmap], axes=[self.plane_x_axis, self.plane_y_axis, self.color_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 110},
@@ -449,7 +450,9 @@ class LandscapeWidget(widgets.VBox):
             for axis in (self.plane_x_axis, self.plane_y_axis):
                 set_range(axis, float(edges[0]), float(edges[-1]))  # the whole grid from the first column
             if filled:
-                set_range(self.color_axis, low, high)
+                # bqplot's colour bar rebuilds its axis when the range changes and then ignores tick values:
+                # its own three evenly spaced ticks (num_ticks) are the ones that survive
+                self.color_axis.scale.min, self.color_axis.scale.max = low, high
                 self.heatmap.color = values[:filled].T  # first: bqplot checks row and column against its shape
                 self.heatmap.row, self.heatmap.column = edges, edges[: filled + 1]
             self.heatmap.visible = bool(filled)
