@@ -23,12 +23,13 @@ _EXPORTS = {
     "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
     # curvature of a model
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
+    "OtherWeightsError": ".curvature", "fingerprint": ".curvature",
     # landscapes
     "Direction": ".landscape", "eigen_directions": ".landscape", "loss_landscape": ".landscape",
     "random_directions": ".landscape",
     # progress protocol and results
     "Cancelled": ".progress", "ProgressEvent": ".progress", "TqdmProgress": ".progress",
-    "Diagonal": ".results", "Landscape": ".results", "Spectrum": ".results", "TrainingHistory": ".results",
+    "Diagonal": ".results", "Fingerprint": ".results", "Landscape": ".results", "Spectrum": ".results", "TrainingHistory": ".results",
     # training
     "Trained": ".training", "TrainingDiverged": ".training", "data": ".training", "load_trained": ".training",
     "models": ".training", "optim": ".training", "schedules": ".training", "train": ".training",

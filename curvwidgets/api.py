@@ -341,6 +341,7 @@ def build_loss_landscape(
     seed: int = 0,
     swa: bool = False,
     device: Optional[str] = None,
+    allow_other_weights: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> Landscape:
@@ -367,7 +368,14 @@ def build_loss_landscape(
         The plane of the first two directions on an ``n_points x n_points`` grid.
     bn : {"keep", "recompute"}, default: "keep"
         BatchNorm statistics at each point (see :func:`curvwidgets.landscape`).
+    allow_other_weights : bool, default: False
+        Use the eigenvectors of ``spectrum_path`` even though it records a
+        fingerprint of other weights than the checkpoint's (a spectrum of
+        another checkpoint or run); without it, an
+        :class:`~curvwidgets.OtherWeightsError` before any work. Spectra
+        written before fingerprints were recorded are not checked.
     """
+    from .curvature.fingerprint import check_same_weights, fingerprint
     from .landscape import BN_OPTIONS, eigen_directions, loss_landscape, random_directions
 
     choice("directions", directions, ("eigenvectors", "random", "filter-normalised"))
@@ -383,6 +391,7 @@ def build_loss_landscape(
     boolean("plane", plane)
     choice("bn", bn, BN_OPTIONS)
     seed_value("seed", seed)
+    boolean("allow_other_weights", allow_other_weights)
     _protocol(progress, cancel)
     if directions == "eigenvectors":
         _path("spectrum_path", spectrum_path, required=True)
@@ -407,6 +416,10 @@ def build_loss_landscape(
             raise ValueError(f"spectrum_path {os.fspath(spectrum_path)!r} holds eigenvectors of "
                              f"{spectrum.ritz_vectors.shape[-1]} parameters, but the model of {trained.checkpoint!r} "
                              f"has {size}: a spectrum of another model or of a parameter subset")
+        if not allow_other_weights:
+            check_same_weights(spectrum.fingerprint, fingerprint(trained.model),
+                               f"spectrum_path {os.fspath(spectrum_path)!r}", f"those of {trained.checkpoint!r}",
+                               "allow_other_weights=True")
         chosen = eigen_directions(spectrum, **picks)
     else:
         chosen = random_directions(trained.model, num_random, seed=seed,
@@ -417,7 +430,7 @@ def build_loss_landscape(
             "matrix": spectrum.meta.get("matrix") if spectrum else None, "direction_kind": directions}
     with _api_names(_LANDSCAPE_NAMES):
         result = loss_landscape(trained.model, trained.data, chosen, dist=dist, n_points=n_points, plane=plane, bn=bn,
-                                meta=meta, progress=progress, cancel=cancel)
+                                allow_other_weights=allow_other_weights, meta=meta, progress=progress, cancel=cancel)
     if save_path is not None:
         result.save(save_path)
     return result

@@ -120,15 +120,23 @@ def _stats(arguments: argparse.Namespace) -> int:
 
 def _landscape(arguments: argparse.Namespace) -> int:
     from . import api
+    from .curvature import OtherWeightsError
 
     with _bar("landscape") as bar:
-        result = api.build_loss_landscape(
-            dataset=arguments.data, data_path=arguments.root, dist=arguments.dist, n_points=arguments.points,
-            spectrum_path=arguments.spectrum, checkpoint_path=arguments.checkpoint, save_path=arguments.out,
-            largest=arguments.largest, smallest=arguments.smallest, nearest_zero=arguments.nearest_zero,
-            directions=arguments.directions, plane=arguments.plane, bn=arguments.bn, seed=arguments.seed,
-            device=arguments.device, progress=bar)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a diverged sweep is reported below
+                result = api.build_loss_landscape(
+                    dataset=arguments.data, data_path=arguments.root, dist=arguments.dist, n_points=arguments.points,
+                    spectrum_path=arguments.spectrum, checkpoint_path=arguments.checkpoint, save_path=arguments.out,
+                    largest=arguments.largest, smallest=arguments.smallest, nearest_zero=arguments.nearest_zero,
+                    directions=arguments.directions, plane=arguments.plane, bn=arguments.bn, seed=arguments.seed,
+                    device=arguments.device, allow_other_weights=arguments.allow_other_weights, progress=bar)
+        except OtherWeightsError as error:
+            raise OtherWeightsError(str(error).replace("allow_other_weights=True", "--allow-other-weights")) from None
     print(f"{len(result.labels)} direction(s), {result.offsets.size} points each; saved to {arguments.out}")
+    if result.not_finite.any():
+        print(f"warning: {result.not_finite_note()}")
     return 0
 
 
@@ -265,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--directions", default="eigenvectors", choices=["eigenvectors", "random", "filter-normalised"],
                       help="eigenvectors of --spectrum (default), or random / filter-normalised directions")
     walk.add_argument("--plane", action="store_true", help="the plane of the first two directions")
+    walk.add_argument("--allow-other-weights", action="store_true",
+                      help="walk along eigenvectors of a spectrum computed on other weights than the checkpoint's")
     walk.add_argument("--bn", default="keep", choices=["keep", "recompute"],
                       help="BatchNorm statistics at each point (default: keep)")
     walk.set_defaults(run=_landscape)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -29,10 +30,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validate import boolean, check_cancel, check_progress, choice, device_value, positive, positive_int, seed_value
 from .curvature.data import naming_data
+from .curvature.fingerprint import check_same_weights, fingerprint
 from .curvature.output_hessian import counted_weight, reduction_of
 from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
-from .results import Landscape, Spectrum
+from .results import Fingerprint, Landscape, Spectrum
 
 __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS"]
 
@@ -54,11 +56,16 @@ class Direction:
     curvature : float
         The Ritz value ``theta`` of an eigenvector direction (the quadratic
         model is ``L(0) + t g.v + theta t^2 / 2``), NaN for other directions.
+    fingerprint : Fingerprint or None
+        Of the weights and parameter selection an eigenvector was computed on
+        (its spectrum's); :func:`loss_landscape` refuses to walk along it from
+        other weights. None: belongs to no weights in particular.
     """
 
     vector: torch.Tensor
     label: str
     curvature: float = math.nan
+    fingerprint: Optional[Fingerprint] = None
 
 
 def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, nearest_zero: int = 0,
@@ -79,7 +86,8 @@ def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, ne
     -------
     list of Direction
         Largest first, then smallest, then nearest zero; labels like
-        ``"largest 1 (theta = 6.88)"``.
+        ``"largest 1 (theta = 6.88)"``; each carries the spectrum's
+        :attr:`~curvwidgets.Spectrum.fingerprint`.
     """
     if not isinstance(spectrum, Spectrum):
         raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
@@ -106,7 +114,8 @@ def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, ne
             seen.add(index)
             theta = float(values[index])
             vector = torch.from_numpy(np.array(spectrum.ritz_vectors[run, index]))
-            picked.append(Direction(vector, f"{name.replace('_', ' ')} {rank} (theta = {theta:.4g})", theta))
+            picked.append(Direction(vector, f"{name.replace('_', ' ')} {rank} (theta = {theta:.4g})", theta,
+                                    spectrum.fingerprint))
     return picked
 
 
@@ -166,6 +175,7 @@ def loss_landscape(
     bn: str = "keep",
     points_per_pass: Optional[int] = None,
     device: Union[str, torch.device, None] = None,
+    allow_other_weights: bool = False,
     meta: Optional[Mapping[str, Any]] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
@@ -212,14 +222,20 @@ def loss_landscape(
         ``meta["points_per_pass"]`` records the choice.
     device : optional
         Default: the model's device.
+    allow_other_weights : bool, default: False
+        Walk along eigenvectors whose :attr:`Direction.fingerprint` is not
+        the model's (computed on another checkpoint or run, on weights
+        changed since, or over another ``params`` selection); without it,
+        :class:`~curvwidgets.OtherWeightsError`. The labels of such directions
+        are recorded in ``meta["directions_of_other_weights"]``.
     meta : mapping, optional
         Extra metadata to record (model name, checkpoint, spectrum file...).
     progress, cancel
         The progress protocol: an event with ``step=0`` before the first pass
         and one after every pass (``stage="landscape"``,
         ``step`` = points done, the partial :class:`~curvwidgets.results.Landscape`
-        with NaN at the points not done); a cancel raises
-        :class:`~curvwidgets.Cancelled` carrying it.
+        whose ``computed`` mask marks the points done, NaN at the others); a
+        cancel raises :class:`~curvwidgets.Cancelled` carrying it.
 
     Returns
     -------
@@ -227,7 +243,16 @@ def loss_landscape(
         ``kind="line"`` with metrics of shape ``(len(directions), n_points)``,
         or ``kind="plane"`` with ``(n_points, n_points)``. The accuracy is NaN
         where the targets are not class indices of the outputs (a regression
-        loss such as MSE).
+        loss such as MSE). ``meta["weights_fingerprint"]`` records the model's
+        :func:`~curvwidgets.fingerprint`; ``meta["not_finite_points"]`` how
+        many points had a NaN or infinite loss.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the loss is NaN or infinite at some points (the model diverges
+        there): :meth:`~curvwidgets.results.Landscape.not_finite_note` says
+        where. Those points stay in the result, ``computed`` and not finite.
 
     Raises
     ------
@@ -238,12 +263,16 @@ def loss_landscape(
     TypeError
         ``directions``, ``data``, ``loss_fn``, ``meta`` or the progress
         protocol of the wrong kind.
+    OtherWeightsError
+        An eigenvector direction of other weights or another parameter
+        selection, without ``allow_other_weights=True``.
     """
     dist = positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
     choice("bn", bn, BN_OPTIONS)
     boolean("plane", plane)
+    boolean("allow_other_weights", allow_other_weights)
     if points_per_pass is not None:
         points_per_pass = positive_int("points_per_pass", points_per_pass)
     if loss_fn is not None and not callable(loss_fn):
@@ -258,6 +287,12 @@ def loss_landscape(
     resolved = _directions(directions, layout.dim, reference.dtype, device)
     if plane and len(resolved) != 2:
         raise ValueError(f"plane=True needs exactly two directions; got {len(resolved)}")
+    weights = fingerprint(model, params)
+    of_other_weights = [d.label for d in resolved if d.fingerprint not in (None, weights)]
+    if not allow_other_weights:
+        for direction in resolved:
+            check_same_weights(direction.fingerprint, weights, f"the eigenvector direction {direction.label!r}",
+                               "the model's", "allow_other_weights=True")
     splits = _splits(data)
     offsets = np.linspace(-dist, dist, n_points)
     grid = torch.as_tensor(offsets, dtype=reference.dtype, device=device)
@@ -270,15 +305,18 @@ def loss_landscape(
         coefficients = (eye[:, None, :] * grid[None, :, None]).reshape(-1, len(resolved))
     basis = torch.stack([direction.vector for direction in resolved])  # (n_directions, P)
     values = {f"{split}_{metric}": np.full(shape, np.nan) for split in splits for metric in ("loss", "accuracy")}
+    computed = np.zeros(shape, dtype=bool)
     evaluator = _Evaluator(model, layout, loss_fn if loss_fn is not None else nn.CrossEntropyLoss(), device, bn,
                            splits.get("train"))
     record = {**dict(meta or {}), "dist": dist, "n_points": n_points, "bn": bn,
-              "directions": [direction.label for direction in resolved]}
+              "directions": [direction.label for direction in resolved], Fingerprint.META_KEY: weights.to_meta()}
+    if of_other_weights:
+        record["directions_of_other_weights"] = of_other_weights
 
     def result() -> Landscape:
         return Landscape(offsets.copy(), tuple(d.label for d in resolved),
                          np.array([d.curvature for d in resolved], dtype=float), "plane" if plane else "line",
-                         {name: array.copy() for name, array in values.items()}, dict(record))
+                         {name: array.copy() for name, array in values.items()}, dict(record), computed.copy())
 
     total, done = coefficients.shape[0], 0
     began = time.perf_counter()
@@ -300,11 +338,16 @@ def loss_landscape(
             for split, (loss, accuracy) in columns.items():
                 for name, column in (("loss", loss), ("accuracy", accuracy)):
                     values[f"{split}_{name}"].reshape(-1)[done : done + len(points)] = column
+            computed.reshape(-1)[done : done + len(points)] = True
             done += len(points)
             record["points_per_pass"] = planner.chosen
             record["seconds"] = time.perf_counter() - began
             record["points_per_second"] = done / record["seconds"]
             report(progress, cancel, "landscape", done, total, partial=result)
+    landscape = result()
+    record["not_finite_points"] = int(landscape.not_finite.sum())
+    if record["not_finite_points"]:
+        warnings.warn(landscape.not_finite_note(), RuntimeWarning, stacklevel=2)
     return result()
 
 
@@ -329,7 +372,11 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
                              f"parameters have {dim}: a vector of another model or parameter selection?")
         if not torch.isfinite(vector).all():
             raise ValueError(f"direction {direction.label!r} contains NaN or inf")
-        resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, float(direction.curvature)))
+        if direction.fingerprint is not None and not isinstance(direction.fingerprint, Fingerprint):
+            raise TypeError(f"direction {direction.label!r}: its fingerprint must be a curvwidgets Fingerprint or "
+                            f"None; got {type(direction.fingerprint).__name__}")
+        resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, float(direction.curvature),
+                                  direction.fingerprint))
     return resolved
 
 

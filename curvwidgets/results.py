@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from .linalg.densities import smooth_density, stem_density, trace_estimate
 from .linalg.lanczos import LanczosResult
 
 __all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
-           "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
+           "Fingerprint", "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -226,7 +227,8 @@ def _write_npz(path: PathLike, kind: str, version: int, arrays: Mapping[str, np.
     return target
 
 
-_DTYPE_KINDS = {"f": "of a floating-point dtype", "iu": "of an integer dtype", "U": "of text (a str dtype)"}
+_DTYPE_KINDS = {"f": "of a floating-point dtype", "iu": "of an integer dtype", "U": "of text (a str dtype)",
+                "b": "of booleans"}
 
 
 def _is_int(value: Any, minimum: int) -> bool:
@@ -242,6 +244,7 @@ class _FileContents:
     kind: str
     arrays: Dict[str, np.ndarray]
     meta: Dict[str, Any]
+    version: int = 1
 
     def error(self, problem: str) -> ResultFileError:
         """The error for a file whose contents do not fit together."""
@@ -279,6 +282,13 @@ class _FileContents:
         value = self.meta.pop(key)
         self.check(accepts(value), f"meta[{key!r}] must be {accepted}; got {value!r}")
         return value
+
+    def fingerprint(self) -> None:
+        """Raise unless the metadata's fingerprint, where there is one, is well formed."""
+        try:
+            Fingerprint.from_meta(self.meta)
+        except ValueError as error:
+            raise self.error(str(error)) from None
 
     def agrees(self, key: str, expected: Any, source: str) -> None:
         """Raise when the metadata has an entry ``key`` that differs from ``expected`` (what ``source`` says)."""
@@ -360,7 +370,7 @@ def _read_npz(path: PathLike, kind: str, version: int) -> _FileContents:
     if not isinstance(meta, dict):
         raise ResultFileError(f"{where!r}: the 'meta' entry of its {_META_ENTRY} must be a JSON object; got "
                               f"{type(meta).__name__}")
-    return _FileContents(where, kind, arrays, dict(meta))  # non-finite numbers come back as None
+    return _FileContents(where, kind, arrays, dict(meta), header["version"])  # non-finite numbers come back as None
 
 
 def _spectrum_parts(contents: _FileContents) -> Tuple[LanczosResult, Optional[np.ndarray]]:
@@ -390,6 +400,65 @@ def _spectrum_parts(contents: _FileContents) -> Tuple[LanczosResult, Optional[np
     run = LanczosResult(alpha=alpha, beta=beta, residual_norm=residual_norm, num_steps=num_steps.astype(np.int64),
                         dim=dim, orthogonality=math.nan if orthogonality is None else float(orthogonality))
     return run, vectors
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Which weights a result was computed on: SHA-256 digests (64 hex digits each).
+
+    Made by :func:`curvwidgets.fingerprint`; kept in a result's
+    ``meta["weights_fingerprint"]`` as ``{"weights": ..., "selection": ...}``.
+
+    Attributes
+    ----------
+    weights : str
+        Of every parameter and buffer of the model: names, shapes and values
+        (floating-point values as float64, so a float32 model and its float64
+        copy agree, on any device).
+    selection : str
+        Of the names and shapes of the selected parameters, in the order of
+        the flat vectors.
+    """
+
+    weights: str
+    selection: str
+
+    #: The key of a result's ``meta`` that holds :meth:`to_meta`.
+    META_KEY = "weights_fingerprint"
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "selection"):
+            if not (isinstance(getattr(self, name), str) and _SHA256_HEX.fullmatch(getattr(self, name))):
+                raise ValueError(f"{name} must be a SHA-256 digest of 64 lower-case hex digits; got "
+                                 f"{getattr(self, name)!r:.80}")
+
+    def to_meta(self) -> Dict[str, str]:
+        """``{"weights": ..., "selection": ...}``, as a result's ``meta["weights_fingerprint"]``."""
+        return {"weights": self.weights, "selection": self.selection}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Optional["Fingerprint"]:
+        """The fingerprint ``meta`` records, or None for a result made without one (by an older version).
+
+        Raises
+        ------
+        ValueError
+            An entry that is not a dict of the two digests.
+        """
+        entry = meta.get(cls.META_KEY)
+        if entry is None:
+            return None
+        if not isinstance(entry, Mapping) or set(entry) != {"weights", "selection"}:
+            raise ValueError(f"meta[{cls.META_KEY!r}] must be a dict with the keys 'weights' and 'selection'; got "
+                             f"{entry!r:.120}")
+        return cls(entry["weights"], entry["selection"])
+
+    def short(self) -> str:
+        """The first 12 digits of each digest, for messages."""
+        return f"weights {self.weights[:12]}…, selection {self.selection[:12]}…"
 
 
 SPECTRUM_FORMAT, SPECTRUM_VERSION = "curvwidgets.Spectrum", 1
@@ -428,6 +497,12 @@ class Spectrum:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
+        Fingerprint.from_meta(self.meta)  # a malformed one is refused here
+
+    @property
+    def fingerprint(self) -> Optional[Fingerprint]:
+        """Of the weights and parameter selection the spectrum was computed on (None: not recorded)."""
+        return Fingerprint.from_meta(self.meta)
 
     @classmethod
     def from_lanczos(cls, result: LanczosResult, meta: Optional[Mapping[str, Any]] = None, save_vectors: bool = False,
@@ -561,7 +636,9 @@ class Spectrum:
         FileNotFoundError, ResultFileError
         """
         contents = _read_npz(path, SPECTRUM_FORMAT, SPECTRUM_VERSION)
-        return cls(*_spectrum_parts(contents), contents.meta)
+        parts = _spectrum_parts(contents)
+        contents.fingerprint()
+        return cls(*parts, contents.meta)
 
 
 DIAGONAL_FORMAT, DIAGONAL_VERSION = "curvwidgets.Diagonal", 1
@@ -635,9 +712,11 @@ def load_result(path: PathLike) -> Union["Spectrum", Diagonal, "Landscape"]:
     return kinds[kind].load(target)
 
 
-LANDSCAPE_FORMAT, LANDSCAPE_VERSION = "curvwidgets.Landscape", 1
+#: Version 2 added the ``computed`` mask; version 1 files read as computed wherever the first metric is finite.
+LANDSCAPE_FORMAT, LANDSCAPE_VERSION = "curvwidgets.Landscape", 2
 
 #: What a landscape holds at every point (each an array over the points; NaN where not computed yet).
+#: The losses are NaN or infinite where the model diverges (see :attr:`Landscape.not_finite`).
 LANDSCAPE_METRICS = {
     "train_loss": "mean loss over the training set (no augmentation)",
     "train_accuracy": "fraction of training samples classified correctly",
@@ -667,8 +746,13 @@ class Landscape:
         The :data:`LANDSCAPE_METRICS` that were computed; NaN at points not
         computed yet (a partial result).
     meta : dict
-        How it was computed (model, checkpoint, data, bn, dist, spectrum file, ...); made JSON-safe as
-        :class:`Spectrum` makes its ``meta``.
+        How it was computed (model, checkpoint, data, bn, dist, spectrum file,
+        ``weights_fingerprint``, ...); made JSON-safe as :class:`Spectrum`
+        makes its ``meta``.
+    computed : ndarray of bool, shape of a metric, optional
+        The points evaluated so far (default: all). A computed point may hold
+        NaN or inf where the model's loss is not finite (see :attr:`not_finite`);
+        a point not computed holds NaN in every metric.
     """
 
     offsets: np.ndarray
@@ -677,6 +761,7 @@ class Landscape:
     kind: str
     values: Dict[str, np.ndarray]
     meta: Dict[str, Any] = field(default_factory=dict)
+    computed: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("line", "plane"):
@@ -689,6 +774,16 @@ class Landscape:
             if array.shape != expected:
                 raise ValueError(f"{name} must have shape {expected}; got {array.shape}")
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
+        Fingerprint.from_meta(self.meta)  # a malformed one is refused here
+        computed = np.ones(expected, dtype=bool) if self.computed is None else np.asarray(self.computed)
+        if computed.dtype != bool or computed.shape != expected:
+            raise ValueError(f"computed must be a bool array of shape {expected}; got dtype {computed.dtype} and shape "
+                             f"{computed.shape}")
+        for name, array in self.values.items():
+            if not np.all(np.isnan(array[~computed])):
+                raise ValueError(f"{name} must be NaN at the points not computed (computed False); "
+                                 f"{int((~np.isnan(array[~computed])).sum())} are not")
+        object.__setattr__(self, "computed", computed)
 
     def __getitem__(self, metric: str) -> np.ndarray:
         """The values of one metric (see :data:`LANDSCAPE_METRICS`)."""
@@ -698,8 +793,29 @@ class Landscape:
 
     @property
     def done(self) -> np.ndarray:
-        """Boolean mask of the points computed so far (shape of a metric)."""
-        return np.isfinite(next(iter(self.values.values())))
+        """Boolean mask of the points computed so far, finite or not (shape of a metric): ``computed``."""
+        return self.computed
+
+    @property
+    def not_finite(self) -> np.ndarray:
+        """Boolean mask of the points computed whose loss (train or test) is NaN or infinite (the model diverges)."""
+        losses = [array for name, array in self.values.items() if name.endswith("_loss")]
+        return self.computed & ~np.logical_and.reduce([np.isfinite(array) for array in losses])
+
+    def not_finite_note(self) -> str:
+        """One line on where the loss is not finite, e.g. ``"... along 'largest 1' for t in [0.75, 1]"``; "" if nowhere."""
+        mask = self.not_finite
+        if not mask.any():
+            return ""
+        count = f"the loss is NaN or infinite at {int(mask.sum())} of {int(self.computed.sum())} points computed"
+        if self.kind == "plane":
+            rows, columns = np.nonzero(mask)
+            return (f"{count} (the model diverges there): a in [{self.offsets[rows].min():.4g}, "
+                    f"{self.offsets[rows].max():.4g}], b in [{self.offsets[columns].min():.4g}, "
+                    f"{self.offsets[columns].max():.4g}]")
+        where = [f"{label!r} for t in [{self.offsets[row].min():.4g}, {self.offsets[row].max():.4g}]"
+                 for label, row in zip(self.labels, mask) if row.any()]
+        return f"{count} (the model diverges there): along {'; '.join(where)}"
 
     @property
     def centre(self) -> int:
@@ -734,7 +850,7 @@ class Landscape:
     def save(self, path: PathLike) -> Path:
         """Write an npz file atomically (``.npz`` added when missing); returns its path."""
         arrays = {"offsets": self.offsets, "labels": np.array(self.labels, dtype=str), "curvatures": self.curvatures,
-                  **{f"values/{name}": array for name, array in self.values.items()}}
+                  "computed": self.computed, **{f"values/{name}": array for name, array in self.values.items()}}
         return _write_npz(path, LANDSCAPE_FORMAT, LANDSCAPE_VERSION, arrays, {**self.meta, "kind": self.kind})
 
     @classmethod
@@ -759,8 +875,18 @@ class Landscape:
                                                       f"got {metrics}")
         shape = (labels.size, offsets.size) if kind == "line" else (offsets.size, offsets.size)
         values = {name: contents.array(f"values/{name}", "f", shape) for name in metrics}
+        if contents.version >= 2:
+            contents.require("computed")
+            computed = contents.array("computed", "b", shape)
+        else:  # written before the mask: a point counts as computed where it is finite
+            computed = np.isfinite(values[metrics[0]])
+        for name in metrics:
+            stray = ~computed & ~np.isnan(values[name])
+            contents.check(not np.any(stray), f"{name} must be NaN at the points not computed; {int(stray.sum())} "
+                                              "are not")
         for name in (name for name in metrics if name.endswith("accuracy")):
             outside = ~np.isnan(values[name]) & ~((values[name] >= 0) & (values[name] <= 1))
-            contents.check(not np.any(outside), f"{name} must lie in [0, 1] (or be NaN where not computed); "
-                                                f"{int(outside.sum())} values do not")
-        return cls(offsets, tuple(str(label) for label in labels), curvatures, kind, values, contents.meta)
+            contents.check(not np.any(outside), f"{name} must lie in [0, 1] (or be NaN: not computed, or no class "
+                                                f"targets); {int(outside.sum())} values do not")
+        contents.fingerprint()
+        return cls(offsets, tuple(str(label) for label in labels), curvatures, kind, values, contents.meta, computed)

@@ -58,10 +58,13 @@ def landscape_example() -> cw.Landscape:
     train = np.array([[1.2, 1.05, 1.0, 1.07, 1.3], [1.1, 1.02, 1.0, 0.99, 1.01]])
     values = {"train_loss": train, "train_accuracy": np.full((2, 5), 0.75),
               "test_loss": train + 0.1, "test_accuracy": np.full((2, 5), 0.5)}
+    computed = np.ones((2, 5), dtype=bool)
+    computed[1, 3:] = False  # a partial result: the last points were not computed
     for array in values.values():
-        array[1, 3:] = np.nan  # a partial result: the last points were not computed
+        array[~computed] = np.nan
+    values["train_loss"][0, 4], values["test_loss"][0, 4] = np.inf, np.nan  # computed, and diverged there
     return cw.Landscape(offsets, ("largest 1 (theta = 5)", "random 1"), np.array([5.0, np.nan]), "line", values,
-                        {"dist": 0.5, "n_points": 5, "bn": "keep", "model": "MLP", "epoch": 3})
+                        {"dist": 0.5, "n_points": 5, "bn": "keep", "model": "MLP", "epoch": 3}, computed)
 
 
 # ---- the run the files hold ------------------------------------------------------------------------------
@@ -200,6 +203,9 @@ def test_landscape_round_trip_keeps_the_nan_of_a_partial_result(tmp_path):
         assert loaded.meta == landscape.meta
         np.testing.assert_array_equal(loaded.done, landscape.done)
         assert loaded.done.sum() == 8
+        assert np.argwhere(loaded.not_finite).tolist() == [[0, 4]]  # computed, not finite: not "not computed"
+        assert loaded.not_finite_note() == ("the loss is NaN or infinite at 1 of 8 points computed (the model "
+                                            "diverges there): along 'largest 1 (theta = 5)' for t in [0.5, 0.5]")
 
 
 def test_plane_landscape_round_trip(tmp_path):
@@ -298,9 +304,9 @@ def test_a_newer_format_version_is_a_clear_error(problem, tmp_path):
         message = str(raised.value)
         assert str(target) in message and "99" in message and "newer" in message
     landscape = tmp_path / "future-landscape.npz"
-    write_npz_by_hand(landscape, {"format": "curvwidgets.Landscape", "version": 2, "meta": {"kind": "line"}},
+    write_npz_by_hand(landscape, {"format": "curvwidgets.Landscape", "version": 3, "meta": {"kind": "line"}},
                       offsets=np.zeros(3))
-    with pytest.raises(ResultFileError, match="version 2, newer"):
+    with pytest.raises(ResultFileError, match="version 3, newer"):
         cw.Landscape.load(landscape)
 
 

@@ -101,6 +101,12 @@ SPECTRUM_DAMAGE = {
                                     r"'ritz_vectors' must have shape \(2, 4, 6\); got \(2, 4, 5\)"),
     "num_vectors disagrees": ({}, {"num_vectors": 3}, r"meta\['num_vectors'\] is 3 but the number of runs in the "
                                                       r"arrays is 2"),
+    "fingerprint without selection": ({}, {"weights_fingerprint": {"weights": "0" * 64}},
+                                      r"meta\['weights_fingerprint'\] must be a dict with the keys 'weights' and "
+                                      r"'selection'"),
+    "fingerprint as text": ({}, {"weights_fingerprint": "0" * 64}, r"meta\['weights_fingerprint'\] must be a dict"),
+    "fingerprint in capitals": ({}, {"weights_fingerprint": {"weights": "A" * 64, "selection": "0" * 64}},
+                                r"weights must be a SHA-256 digest of 64 lower-case hex digits"),
 }
 
 
@@ -204,7 +210,16 @@ LANDSCAPE_DAMAGE = {
     "integer metric": ({"values/train_loss": np.ones((2, 3), int)}, None, (), r"'values/train_loss' must be of a "
                                                                               r"floating-point dtype"),
     "accuracy above 1": ({"values/train_accuracy": np.array([[0.5, 1.5, np.nan], [0.1, 0.2, -0.1]])}, None, (),
-                         r"train_accuracy must lie in \[0, 1\] \(or be NaN where not computed\); 2 values do not"),
+                         r"train_accuracy must lie in \[0, 1\] \(or be NaN: not computed, or no class targets\); "
+                         r"2 values do not"),
+    "no computed mask": ({}, None, ("computed",), r"without the arrays \['computed'\]"),
+    "computed as numbers": ({"computed": np.ones((2, 3))}, None, (), r"'computed' must be of booleans; got float64"),
+    "computed of another shape": ({"computed": np.ones(3, bool)}, None, (),
+                                  r"'computed' must have shape \(2, 3\); got \(3,\)"),
+    "a value where not computed": ({"computed": np.array([[True, True, False], [True, True, True]])}, None, (),
+                                   r"train_loss must be NaN at the points not computed; 1 are not"),
+    "malformed fingerprint": ({}, {"weights_fingerprint": {"weights": "abc", "selection": "0" * 64}}, (),
+                              r"weights must be a SHA-256 digest of 64 lower-case hex digits; got 'abc'"),
 }
 
 

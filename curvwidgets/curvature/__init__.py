@@ -6,6 +6,7 @@ and reduce over ranks when ``torch.distributed`` is initialised.
 
 from . import diagonal
 from .diagonal import exact_diagonal, hutchinson_diagonal, mc_ggn_diagonal
+from .fingerprint import OtherWeightsError, fingerprint
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParameterLayout, select_parameters
 from .spectrum import MATRICES, spectrum
@@ -14,12 +15,14 @@ from .stats import STATISTICS, loss_stats
 __all__ = [
     "CurvatureOperator",
     "MATRICES",
+    "OtherWeightsError",
     "GGN",
     "Hessian",
     "ParameterLayout",
     "STATISTICS",
     "diagonal",
     "exact_diagonal",
+    "fingerprint",
     "hutchinson_diagonal",
     "loss_stats",
     "mc_ggn_diagonal",

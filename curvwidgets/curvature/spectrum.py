@@ -12,7 +12,8 @@ from .._validate import boolean, check_cancel, check_progress, choice, positive_
 from ..linalg._checks import NonFiniteProduct
 from ..linalg.lanczos import lanczos
 from ..progress import Cancelled, CancelToken, ProgressCallback, report
-from ..results import Spectrum
+from ..results import Fingerprint, Spectrum
+from .fingerprint import fingerprint
 from .operators import GGN, BN_MODES, Hessian
 from .params import ParamsLike
 
@@ -94,7 +95,10 @@ def spectrum(
     Spectrum
         With ``meta``: ``matrix``, ``params``, ``bn_mode``, ``backend`` (the one
         used), ``steps``, ``num_vectors``, ``seed``, ``num_samples``, ``dim``,
-        ``seconds``, ``seconds_per_step``, ``version``, and what ``meta`` gave.
+        ``seconds``, ``seconds_per_step``, ``version``,
+        ``weights_fingerprint`` (:func:`~curvwidgets.fingerprint` of ``model``
+        and ``params``: landscapes along its eigenvectors check it), and what
+        ``meta`` gave.
 
     Raises
     ------
@@ -115,6 +119,7 @@ def spectrum(
     check_cancel(cancel)
     op = curvature_operator(model, data, matrix, loss_fn=loss_fn, params=params, bn_mode=bn_mode,
                             num_samples=num_samples, seed=seed, backend=backend)
+    weights = fingerprint(model, params).to_meta()
     report(progress, cancel, "lanczos", 0, steps, partial=lambda: None)  # inputs checked, the first product next
     began = time.perf_counter()
 
@@ -124,7 +129,7 @@ def spectrum(
                   "bn_mode": bn_mode, "backend": op.backend, "steps": steps, "num_vectors": num_vectors, "seed": seed,
                   "num_samples": num_samples if num_samples is not None else getattr(op.data.data, "num_samples", None),
                   "seconds": seconds, "seconds_per_step": seconds / max(steps_done, 1),
-                  "version": __version__}
+                  "version": __version__, Fingerprint.META_KEY: weights}
         return Spectrum.from_lanczos(result, record, save_vectors=save_vectors)
 
     try:

@@ -109,7 +109,7 @@ def stem_directions(spectrum: Spectrum, positions: Sequence[int], run: int = 0) 
         index = order[position]
         theta = float(values[index])
         vector = torch.from_numpy(np.array(spectrum.ritz_vectors[run, index]))
-        directions.append(Direction(vector, stem_label(int(position), theta, order.size), theta))
+        directions.append(Direction(vector, stem_label(int(position), theta, order.size), theta, spectrum.fingerprint))
     return directions
 
 
@@ -140,6 +140,8 @@ class LandscapeSettings:
     bn : {"keep", "recompute"}
     points_per_pass : int or None
         Points evaluated together; None lets :func:`curvwidgets.loss_landscape` time it.
+    allow_other_weights : bool
+        Walk along eigenvectors of other weights (see :func:`curvwidgets.loss_landscape`).
     """
 
     checkpoint: str = ""
@@ -153,11 +155,12 @@ class LandscapeSettings:
     plane: bool = False
     bn: str = "keep"
     points_per_pass: Optional[int] = None
+    allow_other_weights: bool = False
 
     def options(self) -> Dict[str, Any]:
         """Keyword arguments of :func:`curvwidgets.loss_landscape` set by the controls."""
         return dict(dist=self.dist, n_points=self.n_points, plane=self.plane, bn=self.bn,
-                    points_per_pass=self.points_per_pass)
+                    points_per_pass=self.points_per_pass, allow_other_weights=self.allow_other_weights)
 
     def chosen(self, model: nn.Module, spectrum: Optional[Spectrum]) -> Tuple[List[Direction], Any]:
         """The directions, and the parameters they move (the spectrum's for eigenvectors, all for random ones).

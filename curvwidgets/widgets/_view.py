@@ -204,7 +204,7 @@ def padded_range(*arrays: np.ndarray, margin: float = 0.05) -> Tuple[Optional[fl
 TICK_FORMAT = ".4~g"
 
 #: How :func:`legend_html` draws each kind of mark.
-LEGEND_SYMBOLS = {"line": "━━", "dashed": "╍╍", "dot": "●", "circle": "○", "bar": "■"}
+LEGEND_SYMBOLS = {"line": "━━", "dashed": "╍╍", "dot": "●", "circle": "○", "bar": "■", "cross": "✕"}
 
 
 def legend_html(entries: Sequence[Tuple[str, str, str]]) -> str:

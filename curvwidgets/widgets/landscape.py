@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import numbers
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -10,7 +11,7 @@ import ipywidgets as widgets
 import numpy as np
 from torch import nn
 
-from .._validate import choice
+from .._validate import boolean, choice
 from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
@@ -26,6 +27,8 @@ STEM_COLOR, PICKED_COLOR = "#9e9e9e", "#d62728"
 CURVE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
                 "#17becf")
 SPLITS, METRICS = ("train", "test"), ("loss", "accuracy")
+#: Points computed where the loss is NaN or infinite: crosses along the top of the line figure, cells of the plane.
+DIVERGED_COLOR = "#e00000"
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -115,6 +118,10 @@ class LandscapeWidget(widgets.VBox):
         Where a checkpoint's model goes (default: CUDA when available).
     points_per_pass : int, optional
         Points evaluated together (default: timed by :func:`curvwidgets.loss_landscape`).
+    allow_other_weights : bool, default: False
+        Walk along eigenvectors of a spectrum computed on other weights than
+        the model's or the checkpoint's; without it such a run stops with an
+        error saying so (see :func:`curvwidgets.loss_landscape`).
 
     Attributes
     ----------
@@ -138,6 +145,11 @@ class LandscapeWidget(widgets.VBox):
         One per direction: ``x`` the offsets ``t`` whose ``result[f"{split}_{metric}"]``
         is computed and finite, ``y`` those values (:func:`finite_points`); a
         point not computed yet is left out, never sent as NaN.
+    diverged : bqplot.Scatter
+        Red crosses along the top of the value axis at the offsets of the
+        points computed where the loss is NaN or infinite
+        (``result.not_finite``), so a diverged sweep is not drawn as one
+        not finished; :attr:`note` says where.
     quadratic_lines : tuple of bqplot.Lines
         Dashed, in the colour of the curve of the same direction: its row of
         ``quadratic_rows(result, f"{split}_{metric}")``, empty for a direction
@@ -150,7 +162,9 @@ class LandscapeWidget(widgets.VBox):
         direction, columns over the first, as :func:`curvwidgets.plots.landscape_plane`),
         ``row`` and ``column`` the :func:`cell_edges` of ``result.offsets``
         (``column`` cut to ``c + 1``), ``c`` the columns computed in full so
-        far; hidden before the first two; the axes span the whole grid throughout.
+        far; hidden before the first two; the axes span the whole grid
+        throughout. Cells where the loss is NaN or infinite are drawn red
+        (its ``null_color``).
     line_figure, plane_figure : bqplot.Figure
     view : ipywidgets.VBox
         The figure matching ``result.kind`` (swapped in, so bqplot lays it out
@@ -158,21 +172,23 @@ class LandscapeWidget(widgets.VBox):
     figures : ipywidgets.HBox
         The picker and :attr:`view`.
     note : ipywidgets.HTML
-        Says when the result has no metrics of the chosen split, and when the
-        spectrum changed since the landscape drawn was computed.
+        Says when the result has no metrics of the chosen split, where the
+        loss is not finite (:meth:`~curvwidgets.results.Landscape.not_finite_note`),
+        and when the spectrum changed since the landscape drawn was computed.
     """
 
     def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, spectrum: Any = None,
                  checkpoint: str = "", loss_fn: Optional[Callable] = None, directions: str = "eigen", count: int = 2,
                  seed: int = 0, dist: float = 1.0, n_points: int = 21, split: str = "train", metric: str = "loss",
                  plane: bool = False, bn: str = "keep", device: Optional[str] = None,
-                 points_per_pass: Optional[int] = None):
+                 points_per_pass: Optional[int] = None, allow_other_weights: bool = False):
         choice("directions", directions, DIRECTION_KINDS)
         choice("split", split, SPLITS)
         choice("metric", metric, METRICS)
         choice("bn", bn, BN_OPTIONS)
         self.model, self.data, self.loss_fn, self.device = model, data, loss_fn, device
         self.points_per_pass = points_per_pass
+        self.allow_other_weights = boolean("allow_other_weights", allow_other_weights)
         self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
                                        layout=widgets.Layout(width="420px"))
         self.directions = widgets.ToggleButtons(
@@ -239,8 +255,10 @@ class LandscapeWidget(widgets.VBox):
         self.quadratic_lines: Tuple[bq.Lines, ...] = ()
         self.value_axis = bq.Axis(scale=self._line_scales["y"], side="left", label="")
         self.offset_axis = bq.Axis(scale=self._line_scales["x"], label="t (distance along the direction)")
+        self.diverged = bq.Scatter(x=[], y=[], scales=self._line_scales, marker="cross", colors=[DIVERGED_COLOR],
+                                   default_size=64)
         self.line_figure = bq.Figure(
-            marks=[], axes=[self.offset_axis, self.value_axis],
+            marks=[self.diverged], axes=[self.offset_axis, self.value_axis],
             fig_margin={"top": 30, "bottom": 50, "left": 60, "right": 20},
             layout=widgets.Layout(width="100%", height="380px"))
         self.legend = wide_html()
@@ -249,7 +267,7 @@ class LandscapeWidget(widgets.VBox):
         colour = bq.ColorScale(scheme="viridis")
         self.heatmap = bq.GridHeatMap(color=np.zeros((2, 2)), row=[-1.0, 0.0, 1.0], column=[-1.0, 0.0, 1.0],
                                       scales={"row": row, "column": column, "color": colour}, stroke=None,
-                                      visible=False)
+                                      null_color=DIVERGED_COLOR, visible=False)
         self.plane_x_axis = bq.Axis(scale=column, label="")
         self.plane_y_axis = bq.Axis(scale=row, side="left", label="")
         self.color_axis = bq.ColorAxis(scale=colour, side="right", label="", label_offset="60px", num_ticks=3,
@@ -320,7 +338,8 @@ class LandscapeWidget(widgets.VBox):
         return LandscapeSettings(checkpoint=self.checkpoint.value, directions=self.directions.value,
                                  picked=tuple(self.selected), run=self.run_picker.value, count=self.count.value,
                                  seed=self.seed.value, dist=self.dist.value, n_points=self.n_points.value,
-                                 plane=self.plane.value, bn=self.bn.value, points_per_pass=self.points_per_pass)
+                                 plane=self.plane.value, bn=self.bn.value, points_per_pass=self.points_per_pass,
+                                 allow_other_weights=self.allow_other_weights)
 
     def run(self, block: bool = False) -> bool:
         """Compute the landscape of the current controls and spectrum (see :meth:`TaskRunner.start`).
@@ -393,6 +412,10 @@ class LandscapeWidget(widgets.VBox):
             # attached, and one laid out while hidden stays squashed into a corner when shown
             self.view.children = (figure, self.legend)
         notes = [] if shown is landscape else [f"this landscape has no {split} metrics (no {split} data)"]
+        if landscape is not None and landscape.not_finite.any():
+            where = "red cells" if plane else "red crosses along the top"
+            notes.append(f'<span style="color:{DIVERGED_COLOR}">{html.escape(landscape.not_finite_note())} ({where})'
+                         "</span>")
         if self._stale:
             notes.append("drawn: the landscape computed before the spectrum changed; <b>Run</b> walks the one shown")
         self.note.value = "; ".join(notes)
@@ -411,29 +434,39 @@ class LandscapeWidget(widgets.VBox):
                                              line_style="dashed"))
         if len(self.curves) != count:
             self.curves, self.quadratic_lines = tuple(self._curve_pool[:count]), tuple(self._model_pool[:count])
-            self.line_figure.marks = [*self.quadratic_lines, *self.curves]
+            self.line_figure.marks = [*self.quadratic_lines, *self.curves, self.diverged]
 
     def _draw_lines(self, landscape: Optional[Landscape], metric: str) -> None:
         """One curve per direction through its computed points, and its quadratic model once ``L(0)`` is known."""
         if landscape is None:
             offsets, values, labels, models = np.zeros(0), np.zeros((0, 0)), (), np.zeros((0, 0))
+            diverged = np.zeros((0, 0), dtype=bool)
         else:
             offsets, values, labels = landscape.offsets, landscape[metric], landscape.labels
             lines, model = quadratic_rows(landscape, metric)
             models = np.full(values.shape, np.nan)
             models[lines] = model
+            diverged = landscape.not_finite
         self._line_marks(len(labels))
-        with hold_sync(*self.curves, *self.quadratic_lines, self.value_axis, self.legend):
+        with hold_sync(*self.curves, *self.quadratic_lines, self.diverged, self.value_axis, self.legend):
             set_range(self.offset_axis, *padded_range(offsets, margin=0.03))  # every t from the start
             # the range of the curves: a quadratic model leaving it is clipped, not allowed to flatten them
-            set_range(self.value_axis, *padded_range(values))
+            low, high = padded_range(values)
+            if diverged.any() and low is None:
+                low, high = 0.0, 1.0  # nothing finite to span: the crosses still need an axis
+            set_range(self.value_axis, low, high)
             for curve, quadratic, row, model_row in zip(self.curves, self.quadratic_lines, values, models):
                 curve.x, curve.y = finite_points(offsets, row)
                 quadratic.x, quadratic.y = finite_points(offsets, model_row)
+            # a point computed where the loss is not finite is not left out like one not computed yet
+            crosses = np.broadcast_to(offsets, diverged.shape)[diverged]
+            self.diverged.x, self.diverged.y = crosses, np.full(crosses.size, high if crosses.size else 0.0)
             self.value_axis.label = metric.replace("_", " ")
             entries = [(label, curve.colors[0], "line") for label, curve in zip(labels, self.curves)]
             if np.isfinite(models).any():
                 entries.append(("quadratic model L(0) + θt²/2", "#555555", "dashed"))
+            if crosses.size:
+                entries.append(("loss NaN or infinite", DIVERGED_COLOR, "cross"))
             self.legend.value = legend_html(entries)
 
     def _draw_plane(self, landscape: Optional[Landscape], metric: str) -> None:
@@ -442,7 +475,8 @@ class LandscapeWidget(widgets.VBox):
             self.heatmap.visible = False
             return
         values, edges = landscape[metric], cell_edges(landscape.offsets)
-        complete = np.isfinite(values).all(axis=1)
+        values = np.where(landscape.not_finite, np.nan, values)  # drawn in the heatmap's null colour
+        complete = landscape.computed.all(axis=1)
         filled = int(complete.size if complete.all() else np.argmin(complete))
         filled = filled if filled >= 2 else 0  # bqplot reads a single column as a row
         low, high = padded_range(values[:filled], margin=0.0)
