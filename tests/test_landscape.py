@@ -534,3 +534,63 @@ def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn):
         assert landscape["train_loss"][0, index] == pytest.approx(float(mean_loss(outputs, targets)), rel=1e-12)
         accuracy = float((outputs.argmax(-1) == targets)[counted].double().mean())
         assert landscape["train_accuracy"][0, index] == pytest.approx(accuracy, rel=1e-12)
+
+
+# ---- points computed where the loss is not finite ---------------------------------------------------------------
+
+def exp_loss(outputs, targets):
+    """``mean(exp(outputs))``: overflows float32 beyond ``outputs = 88.7``."""
+    return outputs.exp().mean()
+
+
+def bias_walk():
+    """A one-output linear model at w = 0 on inputs 1, and the unit direction of its bias: ``outputs = t``."""
+    model = nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    data = [(torch.ones(4, 1), torch.zeros(4, dtype=torch.long))]
+    return model, data, torch.tensor([0.0, 1.0])
+
+
+def test_a_sweep_that_overflows_keeps_the_point_computed_and_says_where():
+    model, data, bias = bias_walk()
+    with pytest.warns(RuntimeWarning, match=r"^the loss is NaN or infinite at 1 of 5 points computed \(the model "
+                                            r"diverges there\): along 'vector 1' for t in \[100, 100\]$"):
+        result = loss_landscape(model, data, [bias], dist=100.0, n_points=5, loss_fn=exp_loss)
+    offsets = np.array([-100.0, -50.0, 0.0, 50.0, 100.0])
+    np.testing.assert_array_equal(result.offsets, offsets)
+    assert result.done.all() and result.computed.all()  # every point computed ...
+    assert result.not_finite.tolist() == [[False, False, False, False, True]]  # ... one of them diverged
+    assert result["train_loss"][0, 4] == np.inf
+    np.testing.assert_allclose(result["train_loss"][0, 1:4], np.exp(offsets[1:4]), rtol=1e-6)  # exp(t), float32
+    assert 0 < result["train_loss"][0, 0] < 1e-43  # exp(-100): a float32 subnormal, finite
+    assert result.meta["not_finite_points"] == 1
+
+
+def test_a_sweep_that_is_nan_everywhere_is_finished_not_pending(tmp_path):
+    model, data, bias = bias_walk()
+    with pytest.warns(RuntimeWarning, match=r"at 3 of 3 points computed"):
+        result = loss_landscape(model, data, [bias], n_points=3, loss_fn=lambda outputs, targets: outputs.sum() * np.nan)
+    assert result.done.all() and result.not_finite.all() and np.isnan(result["train_loss"]).all()
+    loaded = cw.Landscape.load(result.save(tmp_path / "nan"))
+    assert loaded.done.all() and loaded.not_finite.all()
+
+
+def test_a_finite_sweep_neither_warns_nor_marks_a_point(recwarn):
+    model, data, bias = bias_walk()
+    result = loss_landscape(model, data, [bias], dist=10.0, n_points=3, loss_fn=exp_loss)
+    assert not result.not_finite.any() and result.not_finite_note() == "" and result.meta["not_finite_points"] == 0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_plane_that_diverges_names_the_rectangle():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    data = [(torch.ones(3, 2), torch.zeros(3, dtype=torch.long))]
+    directions = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])]  # outputs = a + b
+    with pytest.warns(RuntimeWarning, match=r"at 1 of 9 points computed .*: a in \[60, 60\], b in \[60, 60\]$"):
+        result = loss_landscape(model, data, directions, dist=60.0, n_points=3, plane=True, loss_fn=exp_loss)
+    assert np.argwhere(result.not_finite).tolist() == [[2, 2]]  # exp(120) overflows, exp(60) does not

@@ -376,3 +376,29 @@ def test_a_writer_killed_mid_write_leaves_a_temporary_that_the_next_write_remove
     spectrum().save(target)
     assert list(tmp_path.iterdir()) == [target]
     assert cw.Spectrum.load(target).meta == {"matrix": "hessian", "num_vectors": 2}
+
+
+def test_a_landscape_file_of_version_1_reads_its_finite_points_as_the_computed_ones(tmp_path):
+    partial = landscape()
+    values = {name: array.copy() for name, array in partial.values.items()}
+    for array in values.values():
+        array[1, 2] = np.nan
+    computed = np.ones((2, 3), bool)
+    computed[1, 2] = False
+    source = cw.Landscape(partial.offsets, partial.labels, partial.curvatures, "line", values, partial.meta,
+                          computed).save(tmp_path / "v2.npz")
+    old = rewritten(source, tmp_path / "v1.npz", header={"version": 1}, drop=("computed",))
+    loaded = cw.Landscape.load(old)
+    np.testing.assert_array_equal(loaded.computed, computed)
+    assert not loaded.not_finite.any()
+
+
+@pytest.mark.parametrize("computed, message", [
+    (np.ones((2, 3)), r"computed must be a bool array of shape \(2, 3\); got dtype float64"),
+    (np.ones(3, bool), r"computed must be a bool array of shape \(2, 3\); got dtype bool and shape \(3,\)"),
+    (np.zeros((2, 3), bool), r"train_loss must be NaN at the points not computed \(computed False\); 6 are not"),
+])
+def test_a_landscape_made_with_a_bad_computed_mask_is_refused(computed, message):
+    made = landscape()
+    with pytest.raises(ValueError, match=message):
+        cw.Landscape(made.offsets, made.labels, made.curvatures, "line", made.values, made.meta, computed)

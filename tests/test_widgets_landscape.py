@@ -9,7 +9,7 @@ import curvwidgets as cw
 from curvwidgets.training import trained as trained_module
 from curvwidgets.widgets import LandscapeWidget
 from curvwidgets.widgets._landscape_task import stem_directions
-from curvwidgets.widgets.landscape import CURVE_COLORS, cell_edges
+from curvwidgets.widgets.landscape import CURVE_COLORS, DIVERGED_COLOR, cell_edges
 from curvwidgets.widgets._landscape_task import stem_label
 
 from gates import Gate
@@ -426,3 +426,32 @@ def test_a_checkpoint_is_loaded_once_and_recorded(model_and_data, monkeypatch):
     assert widget.result.meta["checkpoint"] == "runs/tiny" and widget.result.meta["epoch"] == 7
     reference = cw.loss_landscape(model, data, cw.random_directions(model, 2), **OPTIONS)
     np.testing.assert_array_equal(widget.result["train_loss"], reference["train_loss"])
+
+
+def test_points_where_the_loss_overflows_are_drawn_as_diverged_not_as_pending():
+    model = nn.Linear(1, 1)  # outputs = t (v_w + v_b) on inputs 1: exp overflows float32 on one side
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    data = [(torch.ones(4, 1), torch.zeros(4, dtype=torch.long))]
+    options = dict(directions="random", count=2, dist=1000.0, n_points=5, loss_fn=lambda o, t: o.exp().mean())
+    line = LandscapeWidget(model, data, **options)
+    with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+        assert line.run(block=True)
+    result = line.result
+    assert result.done.all() and result.not_finite.any() and not result.not_finite.all()
+    rows, columns = np.nonzero(result.not_finite)
+    np.testing.assert_array_equal(np.sort(line.diverged.x), np.sort(result.offsets[columns]))
+    assert np.all(np.asarray(line.diverged.y) == line.value_axis.scale.max)  # along the top of the figure
+    curves = drawn_curves(line)
+    np.testing.assert_array_equal(np.isnan(curves), result.not_finite)  # only the diverged points are left out
+    assert "NaN or infinite" in line.note.value and "red crosses" in line.note.value
+    assert "loss NaN or infinite" in line.legend.value
+
+    plane = LandscapeWidget(model, data, **{**options, "plane": True})
+    with pytest.warns(RuntimeWarning, match="NaN or infinite"):
+        assert plane.run(block=True)
+    colour = np.asarray(plane.heatmap.color, dtype=float)
+    assert plane.heatmap.visible and colour.shape == (5, 5)  # every column, diverged or not
+    np.testing.assert_array_equal(np.isnan(colour), plane.result.not_finite.T)
+    assert plane.heatmap.null_color == DIVERGED_COLOR and "red cells" in plane.note.value
