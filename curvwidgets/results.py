@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_path
+from ._validate import boolean, finite, non_negative, path_value, positive_int, real_array, type_name
 from .linalg.densities import smooth_density, stem_density, trace_estimate
 from .linalg.lanczos import LanczosResult
 
@@ -94,15 +95,38 @@ class TrainingHistory:
 
     @classmethod
     def from_dict(cls, content: Dict[str, Any]) -> "TrainingHistory":
-        """The history of :meth:`to_dict`'s output; ``ValueError`` for another format or a newer version."""
+        """The history of :meth:`to_dict`'s output (``null`` numbers, as :meth:`save` writes NaN, read as NaN).
+
+        Raises
+        ------
+        ValueError
+            Another format, a newer version, or a field of the wrong type or
+            range: the message names the field (``rows[3]['lr']``, ``final``, ...).
+        """
         if not isinstance(content, dict) or content.get("format") != HISTORY_FORMAT:
             found = content.get("format") if isinstance(content, dict) else type(content).__name__
             raise ValueError(f"not a training history: format is {found!r}")
-        if content.get("version", 0) > HISTORY_VERSION:
-            raise ValueError(f"training history version {content['version']} is newer than this curvwidgets reads "
+        version = content.get("version")
+        if not _is_int(version, 1):
+            raise ValueError(f"version must be an int >= 1; got {version!r}")
+        if version > HISTORY_VERSION:
+            raise ValueError(f"training history version {version} is newer than this curvwidgets reads "
                              f"({HISTORY_VERSION})")
-        return cls(rows=list(content["rows"]), config=dict(content["config"]), final=dict(content.get("final", {})),
-                   checkpoints=list(content.get("checkpoints", [])))
+        rows = _json_field(content, "rows", list, [])
+        for number, row in enumerate(rows):
+            if not isinstance(row, dict) or not set(row) <= set(HISTORY_COLUMNS) or "epoch" not in row:
+                raise ValueError(f"rows[{number}] must be a dict with an 'epoch' and columns of {tuple(HISTORY_COLUMNS)};"
+                                 f" got {row!r:.200}")
+        rows = [_numbers(row, f"rows[{number}]") for number, row in enumerate(rows)]
+        epochs = [row["epoch"] for row in rows]
+        if not all(float(epoch).is_integer() and epoch >= 1 for epoch in epochs) or \
+                any(later <= earlier for earlier, later in zip(epochs, epochs[1:])):
+            raise ValueError(f"the rows' epochs must be increasing whole numbers >= 1; got {epochs}")
+        checkpoints = _json_field(content, "checkpoints", list, [])
+        if not all(isinstance(path, str) for path in checkpoints):
+            raise ValueError(f"checkpoints must be a list of paths (str); got {checkpoints!r:.200}")
+        return cls(rows=rows, config=dict(_json_field(content, "config", dict, None)),
+                   final=_numbers(_json_field(content, "final", dict, {}), "final"), checkpoints=list(checkpoints))
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write JSON atomically (non-finite numbers as ``null``); returns the path."""
@@ -126,10 +150,10 @@ class TrainingHistory:
         if not source.is_file():
             raise FileNotFoundError(f"training history {os.fspath(source)!r} does not exist")
         try:
-            return cls.from_dict(_none_to_nan(json.loads(source.read_text(encoding="utf-8"))))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:  # undecodable text and bad JSON included
+            return cls.from_dict(json.loads(source.read_text(encoding="utf-8")))
+        except ValueError as error:  # undecodable text and bad JSON included
             raise ResultFileError(f"{os.fspath(source)!r} is not a readable training history (the history.json "
-                                  f"that curvwidgets writes): {type(error).__name__}: {error}") from None
+                                  f"that curvwidgets writes): {error}") from None
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -142,10 +166,26 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _none_to_nan(content: Dict[str, Any]) -> Dict[str, Any]:
-    content["rows"] = [{key: (math.nan if item is None else item) for key, item in row.items()}
-                       for row in content.get("rows", [])]
-    return content
+def _json_field(content: Dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    """``content[key]``, checked to be of ``kind``; ``default`` when absent (``ValueError`` when None: required)."""
+    if key not in content and default is not None:
+        return default
+    value = content.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"{key} must be a JSON {'array' if kind is list else 'object'}; got {value!r:.120}")
+    return value
+
+
+def _numbers(entries: Dict[str, Any], where: str) -> Dict[str, float]:
+    """``entries`` with every value a number (``null``, as non-finite numbers are saved, read as NaN)."""
+    numbers = {}
+    for key, value in entries.items():
+        if value is None:
+            value = math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}[{key!r}] must be a number (or null for NaN); got {value!r:.80}")
+        numbers[str(key)] = value
+    return numbers
 
 
 # ---- npz results -------------------------------------------------------------------------------------------
@@ -204,7 +244,7 @@ def json_safe_meta(meta: Any) -> Dict[str, Any]:
         non-str key); the message names its key path, e.g. ``meta['epoch']``.
     """
     if not isinstance(meta, Mapping):
-        raise TypeError(f"meta must be a dict with str keys; got {type(meta).__name__}")
+        raise TypeError(f"meta must be a dict with str keys; got {type_name(meta)}")
     return _json_safe(meta, "meta")
 
 
@@ -213,12 +253,15 @@ _META_ENTRY = "meta.json"
 
 def npz_path(path: PathLike) -> Path:
     """``path`` with the ``.npz`` suffix added when it has none (``spectrum-00300-ggn_lanczos`` -> ``....npz``)."""
-    path = Path(path).expanduser()
+    path = path_value("path", path)
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
 def _write_npz(path: PathLike, kind: str, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Write ``arrays`` and the JSON header atomically to ``npz_path(path)``; returns that path."""
+    if path_value("path", path).is_dir():  # npz_path would write '<folder>.npz' beside it
+        raise IsADirectoryError(f"cannot write {os.fspath(path)!r}: it is a folder; give a file's path (.npz is added "
+                                "when missing)")
     target = npz_path(path)
     header = json.dumps(_finite_or_none({"format": kind, "version": version, "meta": dict(meta)}))
     with atomic_path(target) as temporary:
@@ -278,7 +321,7 @@ class _FileContents:
 
     def pop_meta(self, key: str, accepts: Callable[[Any], bool], accepted: str) -> Any:
         """Remove the metadata entry ``key`` and return it, checked by ``accepts`` (``accepted`` says what passes)."""
-        self.check(key in self.meta, f"its metadata has no {key!r} entry (KeyError: {key!r})")
+        self.check(key in self.meta, f"its metadata has no {key!r} entry")
         value = self.meta.pop(key)
         self.check(accepts(value), f"meta[{key!r}] must be {accepted}; got {value!r}")
         return value
@@ -346,7 +389,9 @@ def _header(entry: np.ndarray, where: str) -> Dict[str, Any]:
 
 def _target(path: PathLike) -> Path:
     """The file a reader opens: ``path`` itself when it is a file, else ``npz_path(path)``."""
-    given = Path(path).expanduser()
+    given = path_value("path", path)
+    if given.is_dir() and not npz_path(given).is_file():
+        raise IsADirectoryError(f"{os.fspath(path)!r} is a folder; give the path of a results file (.npz)")
     return given if given.is_file() else npz_path(given)
 
 
@@ -496,6 +541,7 @@ class Spectrum:
     meta: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_spectrum_parts(self.lanczos, self.ritz_vectors)
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
         Fingerprint.from_meta(self.meta)  # a malformed one is refused here
 
@@ -514,6 +560,10 @@ class Spectrum:
         ValueError
             ``save_vectors`` for a run that kept no basis.
         """
+        if not isinstance(result, LanczosResult):
+            raise TypeError(f"result must be a LanczosResult (of curvwidgets.lanczos); got {type_name(result)}")
+        boolean("save_vectors", save_vectors)
+        _float_dtype("vector_dtype", vector_dtype)
         vectors = None
         if save_vectors:
             if result.ritz_vectors is None:
@@ -578,6 +628,7 @@ class Spectrum:
         negative ``below`` leaves out a node at about zero (the paper's
         37% at -0.0003 that drops to 0.05% without it).
         """
+        below = finite("below", below)
         nodes, weights = self.stem()
         return float(weights[nodes < below].sum())
 
@@ -593,6 +644,8 @@ class Spectrum:
         """
         if tolerance is None:
             tolerance = 1e-3 * float(np.nanmax(np.abs(self.ritz_values)))
+        else:
+            tolerance = non_negative("tolerance", tolerance)
         with np.errstate(invalid="ignore"):
             return np.nan_to_num(self.residual_estimates, nan=np.inf) <= tolerance
 
@@ -662,11 +715,12 @@ class Diagonal:
     meta: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_diagonal_values(self.values)
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
 
     def histogram(self, bins: Union[int, np.ndarray] = 100) -> Tuple[np.ndarray, np.ndarray]:
         """``(fractions, edges)``: the fraction of the entries in each bin (summing to 1), as the stems are."""
-        counts, edges = np.histogram(self.values, bins=bins)
+        counts, edges = np.histogram(self.values, bins=_histogram_bins(bins))
         return counts / self.values.size, edges
 
     def save(self, path: PathLike) -> Path:
@@ -766,6 +820,7 @@ class Landscape:
     def __post_init__(self) -> None:
         if self.kind not in ("line", "plane"):
             raise ValueError(f"kind must be 'line' or 'plane'; got {self.kind!r}")
+        _check_landscape_types(self)
         expected = ((len(self.labels), self.offsets.size) if self.kind == "line"
                     else (self.offsets.size, self.offsets.size))
         for name, array in self.values.items():
@@ -773,6 +828,7 @@ class Landscape:
                 raise ValueError(f"unknown landscape metric {name!r}; known: {tuple(LANDSCAPE_METRICS)}")
             if array.shape != expected:
                 raise ValueError(f"{name} must have shape {expected}; got {array.shape}")
+        _check_landscape_values(self)
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
         Fingerprint.from_meta(self.meta)  # a malformed one is refused here
         computed = np.ones(expected, dtype=bool) if self.computed is None else np.asarray(self.computed)
@@ -890,3 +946,101 @@ class Landscape:
                                                 f"targets); {int(outside.sum())} values do not")
         contents.fingerprint()
         return cls(offsets, tuple(str(label) for label in labels), curvatures, kind, values, contents.meta, computed)
+
+
+# ---- checks of the results' parts where they are made ----------------------------------------------------------
+
+
+def _array_description(value: Any) -> str:
+    """How a message names ``value``: an array by its dtype and shape, anything else by its type."""
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return type_name(value)
+
+
+def _float_dtype(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` names a floating-point numpy dtype."""
+    try:
+        kind = np.dtype(value).kind
+    except TypeError:
+        kind = None
+    if kind != "f":
+        raise ValueError(f"{name} must be a floating-point dtype such as np.float32 or np.float64; got {value!r}")
+
+
+def _check_spectrum_parts(lanczos: Any, ritz_vectors: Any) -> None:
+    """The run of a :class:`Spectrum` and its Ritz vectors, checked against each other."""
+    if not isinstance(lanczos, LanczosResult):
+        raise TypeError(f"lanczos must be a LanczosResult (of curvwidgets.lanczos); got {type_name(lanczos)}")
+    if ritz_vectors is None:
+        return
+    shape = (lanczos.num_vectors, lanczos.steps, lanczos.dim)
+    if not isinstance(ritz_vectors, np.ndarray):
+        raise TypeError(f"ritz_vectors must be None or a numpy array of shape {shape} (start vectors, steps, "
+                        f"parameters); got {type_name(ritz_vectors)}")
+    if ritz_vectors.dtype.kind != "f" or ritz_vectors.shape != shape:
+        raise ValueError(f"ritz_vectors must be a floating-point array of shape {shape} (start vectors, steps, "
+                         f"parameters); got {_array_description(ritz_vectors)}")
+
+
+def _check_diagonal_values(values: Any) -> None:
+    """The entries of a :class:`Diagonal`: a non-empty 1-D float array of finite numbers, as its file must hold."""
+    if not isinstance(values, np.ndarray):
+        raise TypeError(f"values must be a 1-D numpy array of floats (the diagonal entries); got {type_name(values)}")
+    if values.dtype.kind != "f" or values.ndim != 1 or values.size < 1 or not np.all(np.isfinite(values)):
+        found = _array_description(values)
+        if values.dtype.kind == "f" and values.ndim == 1 and values.size:
+            found += f" with {int(np.sum(~np.isfinite(values)))} entries NaN or inf"
+        raise ValueError(f"values must be a non-empty 1-D floating-point array of finite numbers; got {found}")
+
+
+def _histogram_bins(bins: Any) -> Any:
+    """``bins`` of :meth:`Diagonal.histogram`: an int >= 1, or at least two finite, increasing edges."""
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+        return positive_int("bins", bins)
+    edges = real_array("bins", bins)
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"bins must be an int >= 1 or at least two finite, increasing bin edges; got {bins!r:.80}")
+    return edges
+
+
+def _check_landscape_types(landscape: "Landscape") -> None:
+    """The kinds of a :class:`Landscape`'s parts, before their shapes are compared; ``labels`` made a tuple."""
+    if not isinstance(landscape.offsets, np.ndarray) or landscape.offsets.dtype.kind != "f" \
+            or landscape.offsets.ndim != 1 or landscape.offsets.size < 1:
+        raise TypeError(f"offsets must be a non-empty 1-D numpy array of floats (the steps t); got "
+                        f"{_array_description(landscape.offsets)}")
+    labels = landscape.labels
+    if not isinstance(labels, (tuple, list)) or not all(isinstance(label, str) for label in labels):
+        raise TypeError(f"labels must be a tuple of str, one per direction; got {labels!r:.120}")
+    object.__setattr__(landscape, "labels", tuple(labels))
+    if not isinstance(landscape.curvatures, np.ndarray) or landscape.curvatures.dtype.kind != "f":
+        raise TypeError(f"curvatures must be a numpy array of floats, one per direction (NaN where unknown); got "
+                        f"{_array_description(landscape.curvatures)}")
+    if not isinstance(landscape.values, Mapping) or not landscape.values:
+        raise TypeError(f"values must be a dict of one or more of {tuple(LANDSCAPE_METRICS)} to arrays; got "
+                        f"{landscape.values!r:.80}")
+    for name, array in landscape.values.items():
+        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+            raise TypeError(f"values[{name!r}] must be a numpy array of floats (NaN where not computed); got "
+                            f"{_array_description(array)}")
+
+
+def _check_landscape_values(landscape: "Landscape") -> None:
+    """What a :class:`Landscape`'s file must hold: increasing offsets, one curvature per label, accuracies in [0, 1]."""
+    offsets, labels, curvatures = landscape.offsets, landscape.labels, landscape.curvatures
+    if not (np.all(np.isfinite(offsets)) and np.all(np.diff(offsets) > 0)):
+        raise ValueError(f"offsets must hold finite, strictly increasing steps; got {offsets.tolist()!r:.120}")
+    if landscape.kind == "plane" and len(labels) != 2:
+        raise ValueError(f"a plane has two directions: labels must hold 2; got {len(labels)}")
+    if len(labels) < 1:
+        raise ValueError("labels must name one direction at least; got ()")
+    if curvatures.shape != (len(labels),) or np.any(np.isinf(curvatures)):
+        raise ValueError(f"curvatures must hold one finite number (or NaN) per label, shape ({len(labels)},); got "
+                         f"{curvatures.tolist()!r:.120}")
+    for name, array in landscape.values.items():
+        if name.endswith("accuracy"):
+            outside = ~np.isnan(array) & ~((array >= 0) & (array <= 1))
+            if np.any(outside):
+                raise ValueError(f"values[{name!r}] must lie in [0, 1] (or be NaN); {int(outside.sum())} values do "
+                                 "not")

@@ -2,6 +2,7 @@
 result is made, and the temporary files of killed writers removed by the next write (issue 17)."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -402,3 +403,59 @@ def test_a_landscape_made_with_a_bad_computed_mask_is_refused(computed, message)
     made = landscape()
     with pytest.raises(ValueError, match=message):
         cw.Landscape(made.offsets, made.labels, made.curvatures, "line", made.values, made.meta, computed)
+
+
+# ---- training histories --------------------------------------------------------------------------------------
+
+def history():
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 2.0, "test_loss": float("nan")},
+            {"epoch": 2, "lr": 0.05, "train_loss": 1.5, "test_loss": 1.7}]
+    return cw.TrainingHistory(rows=rows, config={"model": "MLP"}, final={"swa_test_loss": float("nan"),
+                                                                        "swa_test_top1": 0.5},
+                              checkpoints=["run/checkpoint-00001.pt"])
+
+
+def test_a_history_round_trip_keeps_final_and_reads_null_as_nan(tmp_path):
+    loaded = cw.TrainingHistory.load(history().save(tmp_path / "history.json"))
+    assert math.isnan(loaded.rows[0]["test_loss"]) and loaded.rows[1] == history().rows[1]
+    assert math.isnan(loaded.final["swa_test_loss"]) and loaded.final["swa_test_top1"] == 0.5
+    assert loaded.config == {"model": "MLP"} and loaded.checkpoints == ["run/checkpoint-00001.pt"]
+    assert json.loads((tmp_path / "history.json").read_text())["final"]["swa_test_loss"] is None
+
+
+HISTORY_DAMAGE = {
+    "rows an object": ({"rows": {"epoch": 1}}, r"rows must be a JSON array; got \{'epoch': 1\}"),
+    "a row a number": ({"rows": [3]}, r"rows\[0\] must be a dict with an 'epoch' and columns of"),
+    "a row without epoch": ({"rows": [{"lr": 0.1}]}, r"rows\[0\] must be a dict with an 'epoch'"),
+    "an unknown column": ({"rows": [{"epoch": 1, "speed": 3}]}, r"rows\[0\] must be a dict .*got \{'epoch': 1, "
+                                                               r"'speed': 3\}"),
+    "a text value": ({"rows": [{"epoch": 1, "lr": "0.1"}]}, r"rows\[0\]\['lr'\] must be a number \(or null for NaN\); "
+                                                           r"got '0\.1'"),
+    "a boolean value": ({"rows": [{"epoch": 1, "lr": True}]}, r"rows\[0\]\['lr'\] must be a number"),
+    "epochs going back": ({"rows": [{"epoch": 2}, {"epoch": 1}]}, r"epochs must be increasing whole numbers >= 1; "
+                                                                 r"got \[2, 1\]"),
+    "a fractional epoch": ({"rows": [{"epoch": 1.5}]}, r"increasing whole numbers >= 1; got \[1\.5\]"),
+    "epoch 0": ({"rows": [{"epoch": 0}]}, r"increasing whole numbers >= 1; got \[0\]"),
+    "final a list": ({"final": [1.0]}, r"final must be a JSON object; got \[1\.0\]"),
+    "a text final": ({"final": {"swa_test_loss": "low"}}, r"final\['swa_test_loss'\] must be a number"),
+    "config missing": ({"config": None}, r"config must be a JSON object; got None"),
+    "checkpoints a path": ({"checkpoints": "run/c.pt"}, r"checkpoints must be a JSON array"),
+    "a checkpoint a number": ({"checkpoints": [1]}, r"checkpoints must be a list of paths \(str\); got \[1\]"),
+    "version text": ({"version": "1"}, r"version must be an int >= 1; got '1'"),
+}
+
+
+@pytest.mark.parametrize("case", list(HISTORY_DAMAGE))
+def test_a_history_file_with_a_bad_field_is_refused_by_name(case, tmp_path):
+    change, pattern = HISTORY_DAMAGE[case]
+    content = json.loads(history().save(tmp_path / "good.json").read_text())
+    content.update(change)
+    if change.get("config", 0) is None:
+        del content["config"]
+    target = tmp_path / "history.json"
+    target.write_text(json.dumps(content))
+    with pytest.raises(ResultFileError) as raised:
+        cw.TrainingHistory.load(target)
+    message = str(raised.value)
+    assert message.startswith(f"{str(target)!r} is not a readable training history") and re.search(pattern, message), \
+        message
