@@ -108,23 +108,26 @@ def train_network(
     from .training import data as datasets
     from .training import models, optim, schedules, train
     from .training.distributed import default_device, join_process_group
-    from .training.loop import _optimizer_options, _options, _swa_settings, _writable_folder
+    from .training.loop import keyword_options, optimizer_options, swa_settings, writable_folder
 
     with _api_names(_TRAINING_NAMES):
         _path("dir", dir, required=True)
-        _writable_folder(dir)
+        writable_folder(dir)
         dataset = _name("dataset", dataset, datasets.names())
         _path("data_path", data_path)
         model = _name("model", model, models.names())
         epochs = positive_int("epochs", epochs)
         _name("optimizer", optimizer, optim.names())
-        _optimizer_options(optimizer, optimizer_kwargs)
+        optimizer_options(optimizer, optimizer_kwargs)
         choice("schedule", schedule, schedules.names())
-        _options("schedule_kwargs", schedule_kwargs)
+        try:
+            schedules.create(schedule, epochs, **keyword_options("schedule_kwargs", schedule_kwargs))
+        except ValueError as error:  # its options, checked before any data is read
+            raise ValueError(f"schedule_kwargs: {error}") from None
         batch_size = positive_int("batch_size", batch_size)
         save_freq = _optional(positive_int, "save_freq", save_freq)
-        _swa_settings(swa_start, swa_lr, epochs)
-        _path("resume", resume)
+        swa_settings(swa_start, swa_lr, epochs)
+        _resumable(_path("resume", resume))
         seed = seed_value("seed", seed)
         device = device_value("device", device)
         boolean("download", download)
@@ -292,12 +295,12 @@ def compute_loss_stats(
 
     from .curvature import loss_stats
     from .curvature.operators import BN_MODES
-    from .curvature.stats import _curvature_names
+    from .curvature.stats import curvature_names
 
     _path("checkpoint_path", checkpoint_path, required=True)
     _loading_options(dataset, data_path, model, swa, device, batch_size)
     _path("save_path", save_path)
-    _curvature_names(curvature)
+    curvature_names(curvature)
     positive_int("num_probes", num_probes)
     choice("bn_mode", bn_mode, BN_MODES)
     _optional(positive_int, "num_samples", num_samples)
@@ -583,6 +586,18 @@ def _path(name: str, value: Any, required: bool = False) -> Optional[Path]:
     if not os.fspath(value):
         raise ValueError(f"{name} must be a path; got ''")
     return Path(value)
+
+
+def _resumable(resume: Optional[Path]) -> None:
+    """Raise ``FileNotFoundError`` unless ``resume`` is None, a file, or a folder holding checkpoints."""
+    from .training.checkpoint import latest_checkpoint
+
+    if resume is None or resume.is_file():
+        return
+    if not resume.is_dir():
+        raise FileNotFoundError(f"resume {os.fspath(resume)!r} does not exist (give a checkpoint file or the run "
+                                "folder of one)")
+    latest_checkpoint(resume)
 
 
 def _writable(name: str, path: Path) -> None:

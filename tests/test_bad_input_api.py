@@ -108,6 +108,11 @@ CASES = [
     (T, {"optimizer_kwargs": {"betas": (0.9, 0.99)}}, TypeError, r"^optimizer_kwargs: SGD takes no keyword"),
     (T, {"schedule": "exponential"}, ValueError, r"^schedule must be one of \(.*'linear'.*\); got 'exponential'"),
     (T, {"schedule_kwargs": [0.1]}, TypeError, r"^schedule_kwargs must be a dict"),
+    (T, {"schedule_kwargs": {"final_ratio": 1.5}}, ValueError, r"^schedule_kwargs: final_ratio must be"),
+    (T, {"schedule_kwargs": {"gamma": 0.1}}, ValueError, r"^schedule_kwargs: schedule 'linear' takes options "
+                                                         r"\('final_ratio',\); got unknown \['gamma'\]"),
+    (T, {"schedule": "step", "schedule_kwargs": {"milestones": [0.5, 2.0]}}, ValueError,
+     r"^schedule_kwargs: milestones\[1\] must be a number in \(0, 1\]; got 2\.0"),
     (T, {"batch_size": 0}, ValueError, rf"^batch_size {INT_1}0"),
     (T, {"batch_size": 1.5}, ValueError, rf"^batch_size {INT_1}1\.5"),
     (T, {"save_freq": 0}, ValueError, rf"^save_freq {INT_1}0"),
@@ -117,6 +122,10 @@ CASES = [
     (T, {"swa_lr": 0.01}, ValueError, r"^swa_lr=0\.01 needs swa_start"),
     (T, {"epochs": 2, "swa_start": 1, "swa_lr": "0.01"}, ValueError, r"^swa_lr must be a finite number > 0"),
     (T, {"resume": 3}, TypeError, rf"^resume {PATH}int 3"),
+    (T, {"resume": MISSING}, FileNotFoundError, r"^resume '.*missing/checkpoint-00001\.pt' does not exist \(give a "
+                                                r"checkpoint file or the run folder of one\)"),
+    (T, {"resume": At("empty folder", lambda folder: folder)}, FileNotFoundError,
+     r"^resume: no checkpoint-XXXXX\.pt files in '"),
     (T, {"seed": -1}, ValueError, rf"^{SEED}-1"),
     (T, {"seed": True}, ValueError, rf"^{SEED}True"),
     (T, {"device": "gpu"}, ValueError, rf"^{DEVICE}.*got 'gpu'"),

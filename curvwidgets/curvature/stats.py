@@ -23,7 +23,7 @@ from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParamsLike
 
-__all__ = ["loss_stats", "STATISTICS", "BACKENDS"]
+__all__ = ["loss_stats", "STATISTICS", "BACKENDS", "curvature_names"]
 
 #: ``loss_stats(backend=...)``: "forward-mode" is each matrix's forward-mode backend.
 BACKENDS = ("auto", "forward-mode", "double-backward")
@@ -168,7 +168,7 @@ def loss_stats(
         ``curvature`` neither a name nor a sequence of names; ``progress`` or
         ``cancel`` not following the progress protocol.
     """
-    curvature = _curvature_names(curvature)
+    curvature = curvature_names(curvature)
     positive_int("num_probes", num_probes)
     seed_value("seed", seed)
     choice("backend", backend, BACKENDS)
@@ -230,7 +230,7 @@ def loss_stats(
     return statistics
 
 
-def _curvature_names(curvature: Union[str, Sequence[str]]) -> List[str]:
+def curvature_names(curvature: Union[str, Sequence[str]]) -> List[str]:
     """``curvature`` as a list of distinct names from ``("hessian", "ggn")``, in the order given."""
     names = [curvature] if isinstance(curvature, str) else curvature
     if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):

@@ -39,7 +39,9 @@ from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save
 from ..curvature.data import all_reduce_sum, naming_data
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 
-__all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged"]
+__all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged",
+           # the checks of train's arguments, which the paper's train_network makes before it loads any data
+           "keyword_options", "optimizer_options", "swa_settings", "writable_folder"]
 
 #: The settings a resumed run must share with the checkpoint's run (the argument that carries each).
 RESUME_MUST_MATCH = {"optimizer": "optimizer", "seed": "seed", "schedule": "schedule",
@@ -189,15 +191,15 @@ def train(
         positive_int("save_every", save_every)
     if save_every is not None and out_dir is None:
         raise ValueError("save_every needs out_dir (where the checkpoints go)")
-    swa_start, swa_lr = _swa_settings(swa_start, swa_lr, epochs)
-    optimizer_kwargs = _optimizer_options(optimizer, optimizer_kwargs)
-    schedule_kwargs = _options("schedule_kwargs", schedule_kwargs)
+    swa_start, swa_lr = swa_settings(swa_start, swa_lr, epochs)
+    optimizer_kwargs = optimizer_options(optimizer, optimizer_kwargs)
+    schedule_kwargs = keyword_options("schedule_kwargs", schedule_kwargs)
     for name, value in (("amp", amp), ("channels_last", channels_last)):
         if value is not None:
             boolean(name, value)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
-    out_dir = _writable_folder(out_dir)
+    out_dir = writable_folder(out_dir)
     rank, world = join_process_group()
     device = _device_of(model, device)
     checkpoint = load_checkpoint(resume, map_location=device) if resume is not None else None
@@ -409,7 +411,7 @@ def _device_of(model: Union[str, nn.Module], device) -> torch.device:
     return default_device()
 
 
-def _options(name: str, options: Any) -> Dict[str, Any]:
+def keyword_options(name: str, options: Any) -> Dict[str, Any]:
     """``options`` as a new dict (None: empty), or ``TypeError`` naming the argument unless it maps str keys."""
     if options is None:
         return {}
@@ -418,9 +420,9 @@ def _options(name: str, options: Any) -> Dict[str, Any]:
     return dict(options)
 
 
-def _optimizer_options(optimizer: Any, options: Any) -> Dict[str, Any]:
+def optimizer_options(optimizer: Any, options: Any) -> Dict[str, Any]:
     """The checked options a named optimiser is built with (``optim.DEFAULTS`` filled in); ``{}`` for a given one."""
-    options = _options("optimizer_kwargs", options)
+    options = keyword_options("optimizer_kwargs", options)
     if isinstance(optimizer, str):
         optim.canonical_name(optimizer)  # an unknown name is an error about optimizer, not its options
         try:
@@ -453,7 +455,7 @@ def _optimizer(optimizer, options: Dict[str, Any], model: nn.Module, loss_fn):
                                                   if isinstance(value, plain)}
 
 
-def _swa_settings(start: Any, lr: Any, epochs: int) -> Tuple[Optional[int], Optional[float]]:
+def swa_settings(start: Any, lr: Any, epochs: int) -> Tuple[Optional[int], Optional[float]]:
     """``(swa_start, swa_lr)`` checked together: both None, or an epoch in ``[1, epochs)`` and a rate > 0."""
     if start is None:
         if lr is not None:
@@ -468,7 +470,7 @@ def _swa_settings(start: Any, lr: Any, epochs: int) -> Tuple[Optional[int], Opti
     return start, positive("swa_lr", lr)
 
 
-def _writable_folder(out_dir: Any) -> Optional[Path]:
+def writable_folder(out_dir: Any) -> Optional[Path]:
     """``out_dir`` as a Path, once a file could be created there (nothing is left behind), or None.
 
     The check creates an unnamed temporary file in ``out_dir``, or in its
