@@ -287,6 +287,14 @@ def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
     landscape.wait_progress(2 * PLANE_POINTS + 1)   # two columns of the plane computed: the first it draws
     landscape.looks_right("plane-computing", settle_s=1)
     landscape.cancel()
+    landscape.check("plane of two directions")
+    landscape.type_into("dist", "1e36")   # so far that the network's outputs overflow everywhere but at t = 0
+    landscape.click("Run")
+    assert "NaN or infinite" in landscape.root.inner_text(), "a diverged sweep does not say so"
+    red = landscape.root.evaluate("""root => [...root.querySelectorAll('.bqplot.figure path')]
+        .filter(node => node.getBoundingClientRect().width > 0 && getComputedStyle(node).fill === 'rgb(224, 0, 0)')
+        .length""")
+    assert red == 2 * (PLANE_POINTS - 1), f"{red} red crosses drawn for the {2 * (PLANE_POINTS - 1)} diverged points"
 
 
 def test_dashboard_train_then_spectrum_then_landscape(dashboard_lab):
