@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
 
@@ -160,3 +163,109 @@ def device_value(name: str, value: Any):
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"{name} {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def type_name(value: Any) -> str:
+    """How a message names the kind of ``value``: ``None`` for None (not ``NoneType``), else its type's name."""
+    return "None" if value is None else type(value).__name__
+
+
+def integer(name: str, value: Any) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer (Python or numpy; not a bool); any sign.
+
+    For a widget's integer field, which may hold any int: its range is checked where it is used.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int; got {value!r}")
+    return int(value)
+
+
+def real(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a real number (Python or numpy; not a bool); NaN passes.
+
+    For a widget's number field, which may hold any float: its range is checked where it is used.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    return float(value)
+
+
+def text_value(name: str, value: Any, accepted: str = "a str") -> str:
+    """``value`` unless it is not a ``str`` (``TypeError`` naming ``name`` and saying it must be ``accepted``)."""
+    if not isinstance(value, str):
+        found = "None" if value is None else f"{type(value).__name__} {value!r:.60}"
+        raise TypeError(f"{name} must be {accepted}; got {found}")
+    return value
+
+
+def path_text(name: str, value: Any, accepted: str = "a str or os.PathLike") -> str:
+    """``value`` as the text of a path (a ``str``, or ``os.PathLike`` of one; may be empty), else ``TypeError``.
+
+    For a widget's path field, which holds text.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        found = "None" if value is None else f"{type(value).__name__} {value!r:.60}"
+        raise TypeError(f"{name} must be {accepted}; got {found}")
+    return os.fspath(value)
+
+
+def path_value(name: str, value: Any) -> Path:
+    """``value`` as a ``Path`` (``~`` expanded), or an error naming ``name``.
+
+    A ``str`` or ``os.PathLike`` of text is accepted; anything else (None,
+    a number, bytes) is a ``TypeError``, the empty path a ``ValueError``.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        found = "None" if value is None else f"{type(value).__name__} {value!r:.80}"
+        raise TypeError(f"{name} must be a path (str or os.PathLike); got {found}")
+    if not os.fspath(value):
+        raise ValueError(f"{name} must be a path; got ''")
+    return Path(value).expanduser()
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest parent that exists (``.`` ends a relative path)."""
+    return next(candidate for candidate in (path, *path.parents) if candidate.exists())
+
+
+def _can_create_in(name: str, path: Path, folder: Path) -> None:
+    """``ValueError`` naming ``name`` unless a file can be created in ``folder`` now (an unnamed one: none is left)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"{name}: cannot write {os.fspath(path)!r}: creating a file in {os.fspath(folder)!r} fails "
+                         f"({error.strerror})") from None
+
+
+def writable_file(name: str, value: Any) -> Path:
+    """``value`` as the ``Path`` of a file that can be written now, or an error naming ``name``.
+
+    Not a folder; every existing part above it a folder; and a file can be
+    created in the nearest existing one (missing folders are made by the
+    write). Nothing is created. Errors: those of :func:`path_value`, else
+    ``ValueError``.
+    """
+    path = path_value(name, value)
+    if path.is_dir():
+        raise ValueError(f"{name}: cannot write {os.fspath(path)!r}: it is a folder; give the path of a file")
+    folder = _nearest_existing(path.parent)
+    if not folder.is_dir():
+        raise ValueError(f"{name}: cannot write {os.fspath(path)!r}: {os.fspath(folder)!r} is a file, not a folder")
+    _can_create_in(name, path, folder)
+    return path
+
+
+def writable_folder(name: str, value: Any) -> Path:
+    """``value`` as the ``Path`` of a folder that exists or can be made, and where files can be written now.
+
+    Errors name ``name``: those of :func:`path_value`, else ``ValueError``
+    (a file stands at the path or above it, or no file can be created).
+    Nothing is created.
+    """
+    path = path_value(name, value)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise ValueError(f"{name} {os.fspath(path)!r} cannot be a folder: {os.fspath(existing)!r} is a file")
+    _can_create_in(name, path, existing)
+    return path

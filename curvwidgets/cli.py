@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
-from ._validate import device_value
+from ._validate import device_value, writable_file, writable_folder
 
 __all__ = ["main", "build_parser"]
 
@@ -323,18 +325,124 @@ def _torch_internal_warnings_ignored() -> Iterator[None]:
         yield
 
 
+#: The options of each verb by the names the messages of :mod:`curvwidgets.api` give them (its arguments').
+_OPTION_NAMES: Dict[str, Dict[str, str]] = {
+    "train": {"dir": "--out", "out_dir": "--out", "dataset": "--data", "data_path": "--root", "model": "--model",
+              "epochs": "--epochs", "optimizer": "--optimizer", "lr": "--lr", "momentum": "--momentum",
+              "weight_decay": "--weight-decay", "schedule": "--schedule", "final_ratio": "--final-ratio",
+              "batch_size": "--batch-size", "save_freq": "--save-every", "save_every": "--save-every",
+              "swa_start": "--swa-start", "swa_lr": "--swa-lr", "resume": "--resume", "seed": "--seed",
+              "device": "--device", "download": "--download"},
+    "spectrum": {"checkpoint_path": "--checkpoint", "dataset": "--data", "data_path": "--root",
+                 "save_spectrum_path": "--out", "lanczos_iters": "--steps", "curvature_matrix": "--matrix",
+                 "num_vectors": "--vectors", "bn_mode": "--bn-mode", "params": "--params", "num_samples": "--samples",
+                 "seed": "--seed", "swa": "--swa", "device": "--device"},
+    "stats": {"checkpoint_path": "--checkpoint", "dataset": "--data", "data_path": "--root", "save_path": "--out",
+              "curvature": "--curvature", "num_probes": "--probes", "batch_size": "--batch-size", "seed": "--seed",
+              "device": "--device"},
+    "landscape": {"checkpoint_path": "--checkpoint", "dataset": "--data", "data_path": "--root",
+                  "spectrum_path": "--spectrum", "save_path": "--out", "dist": "--dist", "n_points": "--points",
+                  "largest": "--largest", "smallest": "--smallest", "nearest_zero": "--nearest-zero",
+                  "directions": "--directions", "plane": "--plane", "bn": "--bn", "seed": "--seed",
+                  "device": "--device"},
+    "plot": {"save_path": "--out", "metric": "--metric", "spectrum_path": "inputs", "path": "inputs", "dir": "inputs"},
+    "synthetic": {"seed": "--seed", "steps": "--steps", "size": "--size"},
+    "demo": {"dir": "--out", "model": "--model", "epochs": "--epochs", "steps": "--steps", "seed": "--seed",
+             "device": "--device"},
+    "reproduce": {"preset": "--preset"},
+}
+_FLAGS = ("--plane", "--swa", "--download", "--save-eigvec")
+#: Options whose value is a path, per verb: a message that quotes the path gets the option's name.
+_PATH_OPTIONS = {"train": ("--out", "--resume", "--root"), "spectrum": ("--checkpoint", "--out", "--root"),
+                 "stats": ("--checkpoint", "--out", "--root"),
+                 "landscape": ("--checkpoint", "--spectrum", "--out", "--root"), "plot": ("inputs", "--out"),
+                 "synthetic": ("--out",), "demo": ("--out",), "reproduce": ("--out",)}
+
+
+def _in_option_words(verb: str, message: str, arguments: argparse.Namespace) -> str:
+    """An error message of :mod:`curvwidgets.api` with the verb's option names (``--points``) for its arguments'.
+
+    A name at the start, ``name=value`` anywhere, and names with an underscore
+    anywhere are replaced; a message about a file given to an option, which
+    names the file but not the option, gets the option's name in front.
+    """
+    names = _OPTION_NAMES.get(verb, {})
+    message = " ".join(message.splitlines())
+    message = re.sub(r"^(?:optimizer|schedule)_kwargs: (?=\w+ must)", "", message)
+    message = message.replace("largest, smallest and nearest_zero", "--largest, --smallest and --nearest-zero")
+
+    def assignment(match: "re.Match[str]") -> str:
+        option = names.get(match.group(1))
+        if option is None:
+            return match.group(0)
+        return option if option in _FLAGS and match.group(2) == "True" else f"{option} {match.group(2)}"
+
+    message = re.sub(r"(?:^|(?<=[^,] ))([a-z_]+)=('[^']*'|[^\s,;:)]+)", assignment, message)  # not in a call's list
+    first = re.match(r"[a-z_]+\b", message)
+    if first is not None and first.group() in names:
+        message = names[first.group()] + message[first.end():]
+    for name, option in names.items():
+        if "_" in name:
+            message = re.sub(rf"(?<![\w'/.-]){name}(?![\w'/])", option, message)
+    option = _option_of_quoted_path(verb, message, arguments)
+    if option is not None and not message.startswith(("--", option)):
+        message = f"{option}: {message}"
+    return message
+
+
+def _option_of_quoted_path(verb: str, message: str, arguments: argparse.Namespace) -> Optional[str]:
+    """The path option whose value (or the file it leads to: ``.npz`` added, a folder's file) the message quotes."""
+    quoted = [Path(text) for text in re.findall(r"'([^']+)'", message)]
+    found = []
+    for option in _PATH_OPTIONS.get(verb, ()):
+        values = getattr(arguments, option.lstrip("-").replace("-", "_"), None)
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str) or not value:
+                continue
+            given = Path(value).expanduser()
+            if any(path in (given, given.with_name(given.name + ".npz")) or path.parent == given for path in quoted):
+                found.append(option)
+    # one file given to two options: the option of the kind of file the message speaks of
+    unquoted = re.sub(r"'[^']*'", "", message).lower()
+    return next((option for option in found if option.lstrip("-") in unquoted), found[0] if found else None)
+
+
+def _check_outputs(arguments: argparse.Namespace) -> None:
+    """Refuse, before any work, an ``--out`` that cannot be written (a folder given for a file, a file under a file)."""
+    out = getattr(arguments, "out", None)
+    if out is None:
+        return
+    if arguments.verb in ("train", "synthetic", "demo", "reproduce"):
+        writable_folder("--out", out)
+        return
+    writable_file("--out", out)
+    if arguments.verb == "plot" and not Path(out).suffix:
+        raise ValueError(f"--out {out!r} needs a suffix naming the image format, such as .png, .pdf or .svg")
+
+
+def _text(error: BaseException) -> str:
+    """The message of ``error`` without the ``[Errno 2]`` of an ``OSError`` or the quotes of a ``KeyError``."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return error.strerror + (f": {os.fspath(error.filename)!r}" if error.filename else "")
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    return str(error)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``curvwidgets`` command."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
     _positive_ints(parser, arguments)
     try:
+        _check_outputs(arguments)
         with _torch_internal_warnings_ignored():
             return arguments.run(arguments)
     except (ValueError, TypeError, KeyError, OSError) as error:  # a bad value, file or folder
         if arguments.debug:
             raise
-        print(f"curvwidgets {arguments.verb}: error: {error}", file=sys.stderr)
+        print(f"curvwidgets {arguments.verb}: error: {_in_option_words(arguments.verb, _text(error), arguments)}",
+              file=sys.stderr)
         return 2
     except Exception as error:  # anything else still ends in one line; --debug shows where it came from
         if arguments.debug:

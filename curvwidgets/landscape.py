@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._validate import boolean, check_cancel, check_progress, choice, device_value, positive, positive_int, seed_value
+from ._validate import (boolean, check_cancel, check_progress, choice, device_value, non_negative_int, positive,
+                        positive_int, seed_value, type_name)
 from .curvature.data import naming_data
 from .curvature.fingerprint import check_same_weights, fingerprint
 from .curvature.output_hessian import counted_weight, reduction_of
@@ -90,16 +92,15 @@ def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, ne
         :attr:`~curvwidgets.Spectrum.fingerprint`.
     """
     if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
+        raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type_name(spectrum)}")
     if spectrum.ritz_vectors is None:
         raise ValueError("spectrum has no Ritz vectors: compute it with save_vectors=True (save_eigvec=True in "
                          "compute_eigenspectrum) to walk along its eigenvectors")
-    if isinstance(run, bool) or not isinstance(run, int) or not 0 <= run < spectrum.num_vectors:
+    if isinstance(run, bool) or not isinstance(run, numbers.Integral) or not 0 <= run < spectrum.num_vectors:
         raise ValueError(f"run must be an int in [0, {spectrum.num_vectors}); got {run!r}")
+    run = int(run)
     counts = {"largest": largest, "smallest": smallest, "nearest_zero": nearest_zero}
-    for name, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"{name} must be an int >= 0; got {count!r}")
+    counts = {name: non_negative_int(name, count) for name, count in counts.items()}
     if not any(counts.values()):
         raise ValueError("pick at least one direction: largest, smallest or nearest_zero must be > 0")
     values = spectrum.lanczos.nodes(run)  # ascending; the first num_steps rows of ritz_vectors
@@ -136,9 +137,15 @@ def random_directions(model: nn.Module, count: int = 2, seed: int = 0, params: P
         the CPU from ``seed``, so the same seed gives the same directions on
         any device.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type_name(model)}")
     count = positive_int("count", count)
     boolean("filter_normalized", filter_normalized)
     layout = select_parameters(model, params)
+    if filter_normalized and all(len(shape) <= 1 for shape in layout.shapes):
+        raise ValueError("filter_normalized=True: the selected parameters all have one axis (biases, BatchNorm), "
+                         "where filter-normalised directions are zero; select weights of two or more axes, or use "
+                         "filter_normalized=False")
     weights = dict(model.named_parameters())
     generator = torch.Generator().manual_seed(seed_value("seed", seed))
     directions = []
@@ -267,9 +274,13 @@ def loss_landscape(
         An eigenvector direction of other weights or another parameter
         selection, without ``allow_other_weights=True``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type_name(model)}")
+    _check_data_kind(data)
     dist = positive("dist", dist)
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+    if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
+    n_points = int(n_points)
     choice("bn", bn, BN_OPTIONS)
     boolean("plane", plane)
     boolean("allow_other_weights", allow_other_weights)
@@ -277,6 +288,9 @@ def loss_landscape(
         points_per_pass = positive_int("points_per_pass", points_per_pass)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be None or callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+    if isinstance(loss_fn, type):
+        raise TypeError(f"loss_fn must be a loss function or module, e.g. nn.CrossEntropyLoss(); got the class "
+                        f"{loss_fn.__name__} itself")
     if meta is not None and not isinstance(meta, Mapping):
         raise TypeError(f"meta must be None or a mapping of metadata; got {type(meta).__name__}")
     check_progress(progress)
@@ -362,9 +376,11 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
         if not isinstance(direction, Direction):
             if not isinstance(direction, (torch.Tensor, np.ndarray)):
                 raise TypeError(f"directions[{number - 1}] must be a Direction or a flat vector; got "
-                                f"{type(direction).__name__}")
-            direction = Direction(torch.as_tensor(direction), f"vector {number}")
-        vector = direction.vector.reshape(-1)
+                                f"{type_name(direction)}")
+            direction = Direction(direction, f"vector {number}")
+        if not isinstance(direction.label, str):
+            raise TypeError(f"directions[{number - 1}].label must be a str; got {direction.label!r:.40}")
+        vector = _flat_vector(direction.vector, f"direction {direction.label!r}")
         if vector.is_complex():
             raise TypeError(f"direction {direction.label!r} must be real; got dtype {vector.dtype}")
         if vector.numel() != dim:
@@ -372,12 +388,76 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
                              f"parameters have {dim}: a vector of another model or parameter selection?")
         if not torch.isfinite(vector).all():
             raise ValueError(f"direction {direction.label!r} contains NaN or inf")
+        if not bool((vector != 0).any()):
+            raise ValueError(f"direction {direction.label!r} is zero everywhere: it moves no weight (filter-normalised "
+                             "directions are zero on one-axis parameters such as biases)")
+        curvature = _curvature(direction.curvature, f"direction {direction.label!r}")
         if direction.fingerprint is not None and not isinstance(direction.fingerprint, Fingerprint):
             raise TypeError(f"direction {direction.label!r}: its fingerprint must be a curvwidgets Fingerprint or "
                             f"None; got {type(direction.fingerprint).__name__}")
-        resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, float(direction.curvature),
+        resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, curvature,
                                   direction.fingerprint))
     return resolved
+
+
+def _flat_vector(value: Any, where: str) -> torch.Tensor:
+    """A direction's vector as a flat tensor (of a tensor or numpy array of numbers), else an error naming ``where``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            raise TypeError(f"{where} must hold real numbers; got an array of dtype {value.dtype}")
+        value = torch.as_tensor(value)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where}: its vector must be a torch.Tensor or a numpy array; got {type_name(value)}")
+    if value.device.type == "meta":
+        raise ValueError(f"{where} is a tensor on the 'meta' device, which holds no numbers")
+    return value.reshape(-1)
+
+
+def _curvature(value: Any, where: str) -> float:
+    """A direction's Ritz value as a float (NaN: unknown); ``TypeError``/``ValueError`` naming ``where`` otherwise."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: its curvature must be a real number (NaN when unknown); got {value!r:.40}")
+    if math.isinf(value):
+        raise ValueError(f"{where}: its curvature must be finite, or NaN when unknown; got {value!r}")
+    return float(value)
+
+
+_DATA_KINDS = "a DataSet, a (train, test) pair or a re-iterable of (inputs, targets) batches"
+
+
+def _check_data_kind(data: Any) -> None:
+    """``TypeError`` for data of a kind the sweep cannot read, before any work.
+
+    Of a list or tuple of batches the first batch is looked at (a pair of
+    tensors); a loader is not read.
+    """
+    from .training.data import DataSet
+
+    if data is None or isinstance(data, (str, bytes, Mapping, torch.Tensor, np.ndarray)):
+        raise TypeError(f"data must be {_DATA_KINDS}; got {type_name(data)}")
+    if isinstance(data, DataSet):
+        return
+    pair = isinstance(data, tuple) and len(data) == 2 and all(hasattr(part, "__iter__") for part in data) \
+        and not isinstance(data[0], torch.Tensor)
+    for split, batches in zip(("train", "test"), data if pair else (data,)):
+        if not isinstance(batches, (list, tuple)):
+            continue
+        if not batches:  # as the sweep would find, but before it starts
+            raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no "
+                             "samples, or every target is the loss's ignore_index)")
+        batch, where = batches[0], f"data: the first {split} batch" if pair else "data: the first batch"
+        if isinstance(batch, torch.Tensor):
+            raise TypeError(f"{where} is a tensor of shape {tuple(batch.shape)}, not an (inputs, targets) pair; give "
+                            "batches as a list of pairs, e.g. [(inputs, targets)]")
+        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            found = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (list, tuple)) else type_name(batch)
+            raise TypeError(f"{where} must be an (inputs, targets) pair of tensors; got {found}")
+        if not all(isinstance(part, torch.Tensor) for part in batch):
+            kinds = ", ".join(type_name(part) for part in batch)
+            raise TypeError(f"{where} must be an (inputs, targets) pair of tensors; got ({kinds}) (torch.from_numpy "
+                            "turns an array into a tensor)")
 
 
 def _splits(data: Any) -> Dict[str, Iterable]:

@@ -79,6 +79,9 @@ class TrainingHistory:
     checkpoints: List[str] = field(default_factory=list)
     model: Optional[Any] = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        _check_history_parts(self)
+
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -130,6 +133,10 @@ class TrainingHistory:
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write JSON atomically (non-finite numbers as ``null``); returns the path."""
+        if path_value("path", path).is_dir():
+            raise IsADirectoryError(f"cannot write {os.fspath(path)!r}: it is a folder; give a file's path (such as "
+                                    "history.json)")
+        _json_safe(self.config, "config")  # a value JSON cannot hold is named before anything is written
         with atomic_path(path) as temporary:
             temporary.write_text(json.dumps(_finite_or_none(self.to_dict()), indent=1))
         return Path(path)
@@ -146,7 +153,7 @@ class TrainingHistory:
             The file is not a history written by curvwidgets (a checkpoint, truncated JSON, another JSON
             document) or is of a newer format version; the message names it.
         """
-        source = Path(path).expanduser()
+        source = path_value("path", path)
         if not source.is_file():
             raise FileNotFoundError(f"training history {os.fspath(source)!r} does not exist")
         try:
@@ -390,7 +397,7 @@ def _header(entry: np.ndarray, where: str) -> Dict[str, Any]:
 def _target(path: PathLike) -> Path:
     """The file a reader opens: ``path`` itself when it is a file, else ``npz_path(path)``."""
     given = path_value("path", path)
-    if given.is_dir() and not npz_path(given).is_file():
+    if given.is_dir() and (not given.name or not npz_path(given).is_file()):
         raise IsADirectoryError(f"{os.fspath(path)!r} is a folder; give the path of a results file (.npz)")
     return given if given.is_file() else npz_path(given)
 
@@ -1044,3 +1051,16 @@ def _check_landscape_values(landscape: "Landscape") -> None:
             if np.any(outside):
                 raise ValueError(f"values[{name!r}] must lie in [0, 1] (or be NaN); {int(outside.sum())} values do "
                                  "not")
+
+
+def _check_history_parts(history: "TrainingHistory") -> None:
+    """The kinds of a :class:`TrainingHistory`'s fields: rows a list of dicts, config and final dicts, paths a list."""
+    if not isinstance(history.rows, list) or not all(isinstance(row, dict) for row in history.rows):
+        found = type_name(history.rows) if not isinstance(history.rows, list) else "a list holding " + ", ".join(
+            sorted({type_name(row) for row in history.rows if not isinstance(row, dict)}))
+        raise TypeError(f"rows must be a list of dicts, one per epoch; got {found}")
+    for name in ("config", "final"):
+        if not isinstance(getattr(history, name), dict):
+            raise TypeError(f"{name} must be a dict; got {type_name(getattr(history, name))}")
+    if not isinstance(history.checkpoints, list):
+        raise TypeError(f"checkpoints must be a list of paths; got {type_name(history.checkpoints)}")

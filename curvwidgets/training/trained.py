@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
-from .._validate import boolean, device_value
+from .._validate import boolean, device_value, path_value, positive_int, type_name
 from ..results import TrainingHistory
 from . import data as datasets
 from . import models
-from .checkpoint import CheckpointError, load_checkpoint, load_model_state
+from .checkpoint import CheckpointError, checkpoint_epoch, load_checkpoint, load_model_state
 from .distributed import default_device
 
 __all__ = ["Trained", "load_trained"]
@@ -106,10 +107,20 @@ def load_trained(
         for a run without SWA; ``device`` not a device of this machine, or
         ``swa``, ``data`` or ``download`` not a bool.
     """
+    path = path_value("checkpoint", checkpoint)
     for name, flag in (("swa", swa), ("data", data), ("download", download)):
         boolean(name, flag)
+    if root is not None:
+        path_value("root", root)
+    positive_int("batch_size", batch_size)
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be None or a torch.nn.Module of the checkpoint's architecture; got "
+                        f"{type_name(model)}")
     device = device_value("device", device) if device is not None else default_device()
-    state = load_checkpoint(checkpoint, map_location="cpu")
+    if path.is_dir() and not _checkpoint_files(path):
+        raise FileNotFoundError(f"checkpoint: the folder {os.fspath(path)!r} holds no checkpoint-XXXXX.pt files; give "
+                                "a checkpoint file or the folder of a training run")
+    state = load_checkpoint(path, map_location="cpu")
     source, config = state["path"], dict(state.get("config", {}))
     model = _build(config, model, source)
     weights = state["model"]
@@ -157,3 +168,8 @@ def _build(config: Dict[str, Any], model: Optional[nn.Module], source: str) -> n
                              **architecture.get("options", {}))
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{source!r}: its architecture entry {architecture!r} is damaged ({error})") from None
+
+
+def _checkpoint_files(folder: Path) -> List[Path]:
+    """The ``checkpoint-XXXXX.pt`` files in ``folder`` (any order)."""
+    return [path for path in folder.glob("checkpoint-*.pt") if checkpoint_epoch(path) is not None]

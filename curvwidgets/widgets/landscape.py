@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import html
 import numbers
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 from torch import nn
 
-from .._validate import boolean, choice
+from .._validate import boolean, choice, device_value, integer, path_text, positive_int, real, type_name
 from ..landscape import BN_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
@@ -186,6 +186,14 @@ class LandscapeWidget(widgets.VBox):
         choice("split", split, SPLITS)
         choice("metric", metric, METRICS)
         choice("bn", bn, BN_OPTIONS)
+        count, seed, dist, n_points = _checked_numbers(count, seed, dist, n_points, points_per_pass)
+        boolean("plane", plane)
+        device_value("device", device)
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be None or a torch.nn.Module; got {type_name(model)}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be None or callable as loss_fn(outputs, targets); got {type_name(loss_fn)}")
+        checkpoint = path_text("checkpoint", checkpoint)
         self.model, self.data, self.loss_fn, self.device = model, data, loss_fn, device
         self.points_per_pass = points_per_pass
         self.allow_other_weights = boolean("allow_other_weights", allow_other_weights)
@@ -326,7 +334,10 @@ class LandscapeWidget(widgets.VBox):
     @selected.setter
     def selected(self, positions: Sequence[int]) -> None:
         count = len(self.stem_picker.x)
-        if not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and 0 <= p < count for p in positions):
+        if isinstance(positions, Iterable) and not isinstance(positions, (str, bytes)):
+            positions = list(positions)  # a generator is read once
+        if not isinstance(positions, list) or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool)
+                                                      and 0 <= p < count for p in positions):
             raise ValueError(f"selected must list stem positions, ints in [0, {count}) for the {count} stems shown; "
                              f"got {positions!r}")
         picks = np.array(sorted({int(position) for position in positions}), dtype=int)
@@ -493,3 +504,15 @@ class LandscapeWidget(widgets.VBox):
             self.plane_x_axis.label, self.plane_y_axis.label = landscape.labels
             self.color_axis.label = metric.replace("_", " ")
             self.legend.value = ""
+
+
+def _checked_numbers(count: Any, seed: Any, dist: Any, n_points: Any,
+                     points_per_pass: Any) -> Tuple[int, int, float, int]:
+    """The :class:`LandscapeWidget`'s numeric arguments, of the kinds of their fields.
+
+    The fields hold any int or float: their range is checked when a run
+    starts (the error shown in the widget). ``points_per_pass`` has no field.
+    """
+    if points_per_pass is not None:
+        positive_int("points_per_pass", points_per_pass)
+    return integer("count", count), integer("seed", seed), real("dist", dist), integer("n_points", n_points)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import numbers
 import os
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -12,6 +13,9 @@ import ipywidgets as widgets
 import numpy as np
 from torch import nn
 
+from .._validate import boolean, choice, device_value, integer, non_negative, path_text, text_value, type_name
+from ..curvature.operators import BN_MODES
+from ..curvature.spectrum import MATRICES
 from ..linalg import LanczosResult
 from ..linalg.densities import default_sigma
 from ..progress import ProgressEvent
@@ -152,6 +156,21 @@ class SpectrumWidget(widgets.VBox):
                  params: str = "", num_samples: int = 0, seed: int = 0, bn_mode: str = "eval",
                  device: Optional[str] = None, tolerance: Optional[float] = None, save_path: str = "spectrum.npz",
                  backend: str = "auto", save_vectors: bool = False):
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be None or a torch.nn.Module; got {type_name(model)}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be None or callable as loss_fn(outputs, targets); got {type_name(loss_fn)}")
+        checkpoint, save_path = path_text("checkpoint", checkpoint), path_text("save_path", save_path)
+        text_value("params", params)
+        choice("matrix", matrix, tuple(MATRICES))
+        choice("bn_mode", bn_mode, BN_MODES)
+        # the fields hold any int (their range is checked when a run starts, the error shown in the widget)
+        steps, num_vectors, num_samples, seed = (integer(name, value) for name, value in (
+            ("steps", steps), ("num_vectors", num_vectors), ("num_samples", num_samples), ("seed", seed)))
+        device_value("device", device)
+        tolerance = None if tolerance is None else non_negative("tolerance", tolerance)
+        choice("backend", backend, ("auto", MATRICES[matrix].preferred_backend, "double-backward"))
+        boolean("save_vectors", save_vectors)
         self.model, self.data, self.loss_fn, self.device, self.tolerance = model, data, loss_fn, device, tolerance
         self.backend = backend
         self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
@@ -287,7 +306,7 @@ class SpectrumWidget(widgets.VBox):
             A run is going (cancel it first).
         """
         if not isinstance(spectrum, Spectrum):
-            raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type(spectrum).__name__}")
+            raise TypeError(f"spectrum must be a curvwidgets Spectrum; got {type_name(spectrum)}")
         if self.runner.running:
             raise RuntimeError("a spectrum is being computed: cancel it before showing another")
         self.runner.result = spectrum
@@ -302,6 +321,8 @@ class SpectrumWidget(widgets.VBox):
         try:
             if self.result is None:
                 raise ValueError("nothing to save yet: run first")
+            if not self.save_path.value.strip():
+                raise ValueError("save_path is empty: give the path of a file to write the spectrum to")
             path = os.fspath(self.result.save(self.save_path.value))
         except (OSError, ValueError) as error:
             self.save_status.value = f'<span style="color:#b00020">{html.escape(f"{type(error).__name__}: {error}")}</span>'
@@ -349,8 +370,10 @@ class SpectrumWidget(widgets.VBox):
 
     @eigenvalue_range.setter
     def eigenvalue_range(self, limits: Optional[Tuple[float, float]]) -> None:
-        low, high = (None, None) if limits is None else (float(limits[0]), float(limits[1]))
-        if low is not None and not (np.isfinite(low) and np.isfinite(high) and low < high):
+        pair = isinstance(limits, (tuple, list, np.ndarray)) and len(limits) == 2 and \
+            all(isinstance(limit, numbers.Real) and not isinstance(limit, bool) for limit in limits)
+        low, high = (float(limits[0]), float(limits[1])) if pair else (None, None)
+        if limits is not None and not (pair and np.isfinite(low) and np.isfinite(high) and low < high):
             raise ValueError(f"eigenvalue_range must be None or finite (low, high) with low < high; got {limits!r}")
         self._eigenvalue_range = None if low is None else (low, high)
         self.runner.dispatch(self._draw)

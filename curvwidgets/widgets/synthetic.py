@@ -9,6 +9,7 @@ import bqplot as bq
 import ipywidgets as widgets
 import numpy as np
 
+from .._validate import choice, integer, positive_int, real, text_value
 from ..linalg import LanczosResult, stem_density
 from ..synthetic import section53_eigenvalues
 from ._synthetic_task import ENSEMBLES, SyntheticRun, SyntheticSettings, parse_eigenvalues, run_synthetic
@@ -96,6 +97,11 @@ class SyntheticSpectrumWidget(widgets.VBox):
 
     def __init__(self, ensemble: str = "wigner", P: int = 225, ratio: float = 2.0, eigenvalues: str = "",
                  steps: int = 30, num_vectors: int = 1, seed: int = 0, bins: int = 60):
+        choice("ensemble", ensemble, tuple(ENSEMBLES))
+        # the fields hold any number (their range is checked when a run starts, the error shown in the widget)
+        P, ratio, steps = integer("P", P), real("ratio", ratio), integer("steps", steps)
+        num_vectors, seed, bins = integer("num_vectors", num_vectors), integer("seed", seed), positive_int("bins", bins)
+        text_value("eigenvalues", eigenvalues, "a str of comma-separated numbers, e.g. '0, 1, 2.5'")
         self.ensemble = widgets.Dropdown(options=[(label, key) for key, label in ENSEMBLES.items()], value=ensemble,
                                          description="ensemble", layout=widgets.Layout(width="260px"))
         self.dim = widgets.IntText(value=P, description="P", layout=field_layout("190px"))

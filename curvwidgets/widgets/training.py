@@ -11,7 +11,7 @@ import torch
 import traitlets
 from torch import nn
 
-from .._validate import choice
+from .._validate import choice, device_value, integer, path_text, real
 from ..progress import ProgressEvent
 from ..results import TrainingHistory
 from ..training import data as datasets
@@ -140,6 +140,12 @@ class TrainingWidget(widgets.VBox):
                  save_every: int = 1, seed: int = 0, device: Optional[str] = None):
         if data is not None and not isinstance(data, datasets.DataSet):
             raise TypeError(f"data must be a DataSet (cw.data.load(...)) or None; got {type(data).__name__}")
+        # the fields hold any number (their range is checked when a run starts, the error shown in the widget)
+        lr, swa_lr = None if lr is None else real("lr", lr), real("swa_lr", swa_lr)
+        epochs, save_every, seed = integer("epochs", epochs), integer("save_every", save_every), integer("seed", seed)
+        swa_start = None if swa_start is None else integer("swa_start", swa_start)
+        out_dir = path_text("out_dir", out_dir, "a str or os.PathLike (empty for no files)")
+        device_value("device", device)
         self.data, self.device = data, device
         self.model_name = widgets.Dropdown(options=models.names(), value=choice("model", model, models.names()),
                                            description="model", layout=field_layout("200px"))
