@@ -9,7 +9,7 @@ import curvwidgets as cw
 from curvwidgets.training import trained as trained_module
 from curvwidgets.widgets import LandscapeWidget
 from curvwidgets.widgets._landscape_task import stem_directions
-from curvwidgets.widgets.landscape import CURVE_COLORS, DIVERGED_COLOR, cell_edges
+from curvwidgets.widgets.landscape import CURVE_COLORS, DIVERGED_COLOR, MODEL_REACH, cell_edges
 from curvwidgets.widgets._landscape_task import stem_label
 
 from gates import Gate
@@ -442,7 +442,9 @@ def test_points_where_the_loss_overflows_are_drawn_as_diverged_not_as_pending():
     assert result.done.all() and result.not_finite.any() and not result.not_finite.all()
     rows, columns = np.nonzero(result.not_finite)
     np.testing.assert_array_equal(np.sort(line.diverged.x), np.sort(result.offsets[columns]))
-    assert np.all(np.asarray(line.diverged.y) == line.value_axis.scale.max)  # along the top of the figure
+    low, high = line.value_axis.scale.min, line.value_axis.scale.max
+    assert np.all(np.asarray(line.diverged.y) == high - 0.03 * (high - low))  # along the top, above the data
+    assert np.nanmax(drawn_curves(line)) < high - 0.03 * (high - low)
     curves = drawn_curves(line)
     np.testing.assert_array_equal(np.isnan(curves), result.not_finite)  # only the diverged points are left out
     assert "NaN or infinite" in line.note.value and "red crosses" in line.note.value
@@ -455,3 +457,15 @@ def test_points_where_the_loss_overflows_are_drawn_as_diverged_not_as_pending():
     assert plane.heatmap.visible and colour.shape == (5, 5)  # every column, diverged or not
     np.testing.assert_array_equal(np.isnan(colour), plane.result.not_finite.T)
     assert plane.heatmap.null_color == DIVERGED_COLOR and "red cells" in plane.note.value
+
+
+def test_a_quadratic_model_far_beyond_the_axis_is_cut_where_a_browser_still_draws_it():
+    offsets = np.array([-1e36, 0.0, 1e36])  # theta t^2 / 2 = 5e71: no SVG coordinate a browser parses
+    landscape = cw.Landscape(offsets, ("largest 1",), np.array([1.0]), "line",
+                             {"train_loss": np.array([[2.0, 1.0, 3.0]]), "train_accuracy": np.array([[0.5] * 3])})
+    widget = LandscapeWidget()
+    widget._show(landscape)
+    low, high = widget.value_axis.scale.min, widget.value_axis.scale.max
+    reach = MODEL_REACH * (high - low)
+    np.testing.assert_array_equal(widget.quadratic_lines[0].y, [high + reach, 1.0, high + reach])
+    np.testing.assert_array_equal(widget.curves[0].y, [2.0, 1.0, 3.0])

@@ -29,6 +29,8 @@ CURVE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
 SPLITS, METRICS = ("train", "test"), ("loss", "accuracy")
 #: Points computed where the loss is NaN or infinite: crosses along the top of the line figure, cells of the plane.
 DIVERGED_COLOR = "#e00000"
+#: How far beyond the value axis, in spans of the axis, a quadratic model is drawn (see ``_draw_lines``).
+MODEL_REACH = 1e3
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -146,7 +148,8 @@ class LandscapeWidget(widgets.VBox):
         is computed and finite, ``y`` those values (:func:`finite_points`); a
         point not computed yet is left out, never sent as NaN.
     diverged : bqplot.Scatter
-        Red crosses along the top of the value axis at the offsets of the
+        Red crosses along the top of the value axis (3% of its span below
+        the top, above every point drawn) at the offsets of the
         points computed where the loss is NaN or infinite
         (``result.not_finite``), so a diverged sweep is not drawn as one
         not finished; :attr:`note` says where.
@@ -154,7 +157,8 @@ class LandscapeWidget(widgets.VBox):
         Dashed, in the colour of the curve of the same direction: its row of
         ``quadratic_rows(result, f"{split}_{metric}")``, empty for a direction
         without a Ritz value, for an accuracy, or while ``L(0)`` is not computed.
-        The value axis spans the curves; a model leaving that range is clipped.
+        The value axis spans the curves; a model leaving that range is clipped
+        (its values are cut at :data:`MODEL_REACH` spans of the axis beyond it).
     legend : ipywidgets.HTML
         The directions' colours and labels, beside the figure (:func:`legend_html`).
     heatmap : bqplot.GridHeatMap
@@ -466,12 +470,19 @@ class LandscapeWidget(widgets.VBox):
             if diverged.any() and low is None:
                 low, high = 0.0, 1.0  # nothing finite to span: the crosses still need an axis
             set_range(self.value_axis, low, high)
+            if low is not None:
+                # far outside the axis a model is drawn as if it ended MODEL_REACH spans away: a segment leaving
+                # the axis crosses its edge where it would (to 1/MODEL_REACH of a step), and the SVG coordinates
+                # stay numbers a browser parses (a model of 1e72 is not: nothing of the figure is drawn then)
+                reach = MODEL_REACH * (high - low)
+                models = np.clip(models, low - reach, high + reach)
             for curve, quadratic, row, model_row in zip(self.curves, self.quadratic_lines, values, models):
                 curve.x, curve.y = finite_points(offsets, row)
                 quadratic.x, quadratic.y = finite_points(offsets, model_row)
             # a point computed where the loss is not finite is not left out like one not computed yet
             crosses = np.broadcast_to(offsets, diverged.shape)[diverged]
-            self.diverged.x, self.diverged.y = crosses, np.full(crosses.size, high if crosses.size else 0.0)
+            top = high - 0.03 * (high - low) if crosses.size else 0.0  # inside the axis' padding above the data
+            self.diverged.x, self.diverged.y = crosses, np.full(crosses.size, top)
             self.value_axis.label = metric.replace("_", " ")
             entries = [(label, curve.colors[0], "line") for label, curve in zip(labels, self.curves)]
             if np.isfinite(models).any():
