@@ -531,7 +531,13 @@ class _Evaluator:
                  k: int) -> Tuple[np.ndarray, np.ndarray]:
         # loss * W, W (what the loss counts: see counted_weight), correct and counted samples
         sums = torch.zeros(4, k, dtype=torch.float64, device=self.device)
-        for inputs, targets in batches:
+        for batch in batches:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2
+                    and all(isinstance(part, torch.Tensor) for part in batch)):
+                kind = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) \
+                    else type_name(batch)
+                raise TypeError(f"data: a {split} batch must be an (inputs, targets) pair of tensors; got {kind}")
+            inputs, targets = batch
             inputs = inputs.to(self.device, non_blocking=True)
             inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
             targets = targets.to(self.device, non_blocking=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import ipywidgets as widgets
 
+from .._validate import type_name
 from ..results import Spectrum
 from ._view import controls_row, padded_range
 from ..training import data as datasets
@@ -99,12 +100,17 @@ class Dashboard(widgets.VBox):
                  training_options: Optional[Dict[str, Any]] = None,
                  spectrum_options: Optional[Dict[str, Any]] = None,
                  landscape_options: Optional[Dict[str, Any]] = None):
-        self.training = TrainingWidget(data, model=model, dataset=dataset, optimizer=optimizer, epochs=epochs,
-                                       out_dir=out_dir, save_every=save_every, seed=seed, device=device,
-                                       **dict(training_options or {}))
-        self.spectrum = SpectrumWidget(matrix=matrix, steps=steps, num_vectors=num_vectors, num_samples=num_samples,
-                                       seed=seed, device=device, save_vectors=True, **dict(spectrum_options or {}))
-        self.landscape = LandscapeWidget(dist=dist, n_points=n_points, device=device, **dict(landscape_options or {}))
+        training = dict(model=model, dataset=dataset, optimizer=optimizer, epochs=epochs, out_dir=out_dir,
+                        save_every=save_every, seed=seed, device=device)
+        spectrum = dict(matrix=matrix, steps=steps, num_vectors=num_vectors, num_samples=num_samples, seed=seed,
+                        device=device, save_vectors=True)
+        landscape = dict(dist=dist, n_points=n_points, device=device)
+        self.training = TrainingWidget(data, **training, **_options("training_options", training_options,
+                                                                    "TrainingWidget", training))
+        self.spectrum = SpectrumWidget(**spectrum, **_options("spectrum_options", spectrum_options, "SpectrumWidget",
+                                                              spectrum))
+        self.landscape = LandscapeWidget(**landscape, **_options("landscape_options", landscape_options,
+                                                                 "LandscapeWidget", landscape))
         self.landscape.source = self.spectrum.source  # a checkpoint is read once for both tabs
         self.spectrum.checkpoint.layout.display = "none"  # the slider above chooses the checkpoint
         self.cache: Dict[SpectrumSettings, Spectrum] = {}
@@ -288,3 +294,18 @@ class Dashboard(widgets.VBox):
     def _show_cache_status(self) -> None:
         cached = sum(self._settings_for(path) in self.cache for path in self.checkpoints)
         self.cache_status.value = f"{cached}/{len(self.checkpoints)} spectra cached"
+
+
+def _options(name: str, options: Any, widget: str, given: Dict[str, Any]) -> Dict[str, Any]:
+    """``options`` for ``widget`` as a dict, none of whose keys the Dashboard sets itself (``given``)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(key, str) for key in options):
+        raise TypeError(f"{name} must be None or a dict of {widget} arguments; got {type_name(options)}")
+    for key, value in options.items():
+        if key == "save_vectors":
+            raise ValueError(f"{name}: the Dashboard sets save_vectors=True itself (its landscapes walk along the "
+                             "eigenvectors)")
+        if key in given:
+            raise ValueError(f"{name}: {key!r} is an argument of Dashboard itself; give {key}={value!r}")
+    return dict(options)
