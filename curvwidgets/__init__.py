@@ -29,7 +29,8 @@ _EXPORTS = {
     "random_directions": ".landscape",
     # progress protocol and results
     "Cancelled": ".progress", "ProgressEvent": ".progress", "TqdmProgress": ".progress",
-    "Diagonal": ".results", "Fingerprint": ".results", "Landscape": ".results", "Spectrum": ".results", "TrainingHistory": ".results",
+    "Diagonal": ".results", "Fingerprint": ".results", "Landscape": ".results", "Spectrum": ".results",
+    "TrainingHistory": ".results",
     # training
     "Trained": ".training", "TrainingDiverged": ".training", "data": ".training", "load_trained": ".training",
     "models": ".training", "optim": ".training", "schedules": ".training", "train": ".training",

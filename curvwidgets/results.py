@@ -118,8 +118,8 @@ class TrainingHistory:
         rows = _json_field(content, "rows", list, [])
         for number, row in enumerate(rows):
             if not isinstance(row, dict) or not set(row) <= set(HISTORY_COLUMNS) or "epoch" not in row:
-                raise ValueError(f"rows[{number}] must be a dict with an 'epoch' and columns of {tuple(HISTORY_COLUMNS)};"
-                                 f" got {row!r:.200}")
+                raise ValueError(f"rows[{number}] must be a dict with an 'epoch' and columns of "
+                                 f"{tuple(HISTORY_COLUMNS)}; got {row!r:.200}")
         rows = [_numbers(row, f"rows[{number}]") for number, row in enumerate(rows)]
         epochs = [row["epoch"] for row in rows]
         if not all(float(epoch).is_integer() and epoch >= 1 for epoch in epochs) or \

@@ -1053,7 +1053,8 @@ def test_loader_batches_and_dashboard_options(case, tiny, files, tmp_path):
 
 
 def test_the_tables_are_large_and_their_ids_unique():
-    tables = (CORE_CASES, CLI_CASES, WIDGET_ARGUMENT_CASES, WIDGET_RUN_CASES, WIDGET_METHOD_CASES, LOADER_AND_DASHBOARD_CASES)
+    tables = (CORE_CASES, CLI_CASES, WIDGET_ARGUMENT_CASES, WIDGET_RUN_CASES, WIDGET_METHOD_CASES,
+              LOADER_AND_DASHBOARD_CASES)
     assert sum(len(table) for table in tables) >= 180
     ids = [case for table in tables for case in table]
     assert len(ids) == len(set(ids))
