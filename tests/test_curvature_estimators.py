@@ -279,19 +279,20 @@ def test_loss_stats_backend_and_chunks_leave_the_statistics_unchanged(options):
     assert cw.loss_stats(model, LOSS, batches, num_probes=3, seed=2, **options) == pytest.approx(reference, rel=1e-10)
 
 
-def test_loss_stats_times_the_backends_on_one_vector(monkeypatch):
+def test_loss_stats_times_the_plans_once_per_matrix_on_a_slice(monkeypatch):
     model = mlp()
     batches, _, _ = classification_data(model)
     timed = []
     original = cw.curvature.CurvatureOperator._timed
 
-    def recording(self, method, inputs, targets, tangents):
-        timed.append(tangents[0].shape[0])
-        return original(self, method, inputs, targets, tangents)
+    def recording(self, backend, inputs, targets, tangents):
+        timed.append((tangents[0].shape[0], len(inputs)))
+        return original(self, backend, inputs, targets, tangents)
 
     monkeypatch.setattr(cw.curvature.CurvatureOperator, "_timed", recording)
-    cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors
-    assert timed == [1] * 10  # per matrix: a warm-up, then two rounds of each backend
+    cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors, the first batch of 7 samples
+    per_round = [(count, 7) for count in (11, 1, 2, 4, 8)] * 2  # the two backends
+    assert timed == per_round * 2 * 2  # two rounds, for the Hessian then the GGN; then every block is planned
 
 
 def test_loss_stats_reports_every_batch_and_cancels_with_the_passes_done():

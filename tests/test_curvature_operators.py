@@ -227,13 +227,9 @@ def test_double_backward_fallback_is_chosen_and_exact(monkeypatch):
         pinned @ block
 
 
-def test_fallback_when_forward_mode_fails_only_for_several_vectors(monkeypatch):
+def test_forward_mode_that_fails_for_several_vectors_is_left_out_of_the_plan(monkeypatch):
     model = mlp()
     batches, inputs, targets = classification_data(model)
-    op = cw.Hessian(model, LOSS, batches, backend="auto")
-    vector = random_block(op.dim, 1)
-    op @ vector
-    op.backend = op.preferred_backend  # as if the timing had chosen forward mode
     forward = cw.Hessian._forward_mode
 
     def single_vector_only(self, function, primals, inputs, targets, tangents):
@@ -242,10 +238,33 @@ def test_fallback_when_forward_mode_fails_only_for_several_vectors(monkeypatch):
         return forward(self, function, primals, inputs, targets, tangents)
 
     monkeypatch.setattr(cw.Hessian, "_forward_mode", single_vector_only)
+    op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 3)
     torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
                                rtol=1e-10, atol=1e-14)
-    assert op.backend == "double-backward" and "vmap" in op.fallback_reason
+    assert "vmap" in op.fallback_reason
+    assert sorted(op.plan.seconds) == ["double-backward x1", "double-backward x2", "double-backward x3",
+                                       "forward-over-reverse x1"]
+
+
+def test_forward_mode_that_fails_on_a_later_batch_turns_the_plan_to_double_backward(monkeypatch):
+    model = mlp()
+    batches, inputs, targets = classification_data(model)
+    forward = cw.Hessian._forward_mode
+
+    def first_batch_only(self, function, primals, inputs, targets, tangents):
+        if len(inputs) == 5:  # the second batch
+            raise RuntimeError("forward-mode AD is not implemented for this shape")
+        return forward(self, function, primals, inputs, targets, tangents)
+
+    monkeypatch.setattr(cw.Hessian, "_forward_mode", first_batch_only)
+    monkeypatch.setattr(cw.Hessian, "_timed", lambda self, backend, *args: 1.0 if backend == "double-backward" else 0.1)
+    op = cw.Hessian(model, LOSS, batches)
+    block = random_block(op.dim, 3)
+    torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
+                               rtol=1e-10, atol=1e-14)
+    assert op.plan.backend == "double-backward" and op.plan.chosen_by == "fallback" and op.plans[3] is op.plan
+    assert "not implemented for this shape" in op.fallback_reason
 
 
 def test_autograd_output_hessian_for_another_loss():
@@ -511,14 +530,15 @@ def test_auto_sample_chunk_splits_batches_into_passes_that_fit_the_cpu_budget(mo
     model = mlp()  # float64; the largest tensor of a forward pass: 6 hidden units, 48 bytes a sample
     batches, inputs, targets = classification_data(model)  # batches of 7, 5, 8 and 4 samples
     monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 48 * 3 * 2)  # 3 vectors of 2 samples
-    op = operator(model, LOSS, batches, backend=operator.preferred_backend)
+    plan = dict(backend=operator.preferred_backend, vector_chunk=3)  # pinned: no timing passes
+    op = operator(model, LOSS, batches, **plan)
     block = random_block(op.dim, 3)
     # the 1- and 2-sample probe, then one forward pass per pass carrying the 3 tangents
     assert forward_sizes(model, lambda: op @ block) == [1, 2] + [2, 2, 2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 2]
-    whole = operator(model, LOSS, batches, backend=operator.preferred_backend, sample_chunk=None)
+    whole = operator(model, LOSS, batches, **plan, sample_chunk=None)
     assert forward_sizes(model, lambda: whole @ block) == [7, 5, 8, 4]
     torch.testing.assert_close(op @ block, whole @ block, rtol=0, atol=1e-13 * (whole @ block).abs().max())
-    looped = operator(model, LOSS, batches, backend="double-backward")  # one vector at a time: 6 samples a pass
+    looped = operator(model, LOSS, batches, backend="double-backward", vector_chunk=3)  # 6 samples a pass
     assert forward_sizes(model, lambda: looped @ block) == [1, 2, 6, 1, 5, 6, 2, 4]
 
 
@@ -528,7 +548,8 @@ def test_auto_sample_chunk_keeps_whole_batches_where_splitting_could_change_the_
     batches, _, _ = classification_data(model)
     monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 1)
     loss = LOSS if case == "bn_train" else (lambda outputs, labels: nn.functional.cross_entropy(outputs, labels))
-    op = cw.GGN(model, loss, batches, bn_mode="train" if case == "bn_train" else "eval", backend="double-backward")
+    op = cw.GGN(model, loss, batches, bn_mode="train" if case == "bn_train" else "eval", backend="double-backward",
+                vector_chunk=2)
     assert forward_sizes(model, lambda: op @ random_block(op.dim, 2)) == [7, 5, 8, 4]
 
 
@@ -542,8 +563,8 @@ def test_an_int_sample_chunk_weights_passes_by_what_the_loss_counts(reduction):
     loss = nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64), ignore_index=-1,
                                reduction=reduction)
     for operator in (cw.Hessian, cw.GGN):
-        whole = operator(model, loss, batches, sample_chunk=None, backend="double-backward")
-        split = operator(model, loss, batches, sample_chunk=3, backend="double-backward")
+        whole = operator(model, loss, batches, sample_chunk=None, backend="double-backward", vector_chunk=2)
+        split = operator(model, loss, batches, sample_chunk=3, backend="double-backward", vector_chunk=2)
         block = random_block(whole.dim, 2)
         assert forward_sizes(model, lambda: split @ block) == [3, 3, 1, 2, 3, 3, 2, 3, 1]  # (7), (5), (8), (4)
         torch.testing.assert_close(split @ block, whole @ block, rtol=0, atol=1e-13 * (whole @ block).abs().max())
@@ -568,21 +589,43 @@ def test_an_int_sample_chunk_is_refused_with_batch_statistics():
         cw.GGN(model, LOSS, batches, bn_mode="train", sample_chunk=4)
 
 
-def test_auto_backend_is_timed_on_one_vector_and_chosen_before_the_first_product(monkeypatch):
+def test_the_plan_is_timed_on_a_slice_of_the_first_batch_and_kept_for_its_width(monkeypatch):
     model = mlp()
-    batches, _, _ = classification_data(model)
+    batches, _, _ = classification_data(model)  # batches of 7, 5, 8 and 4 samples
     timed = []
     original = cw.Hessian._timed
 
-    def recording(self, method, inputs, targets, tangents):
-        timed.append(tangents[0].shape[0])
-        return original(self, method, inputs, targets, tangents)
+    def recording(self, backend, inputs, targets, tangents):
+        timed.append((backend, tangents[0].shape[0], len(inputs)))
+        return original(self, backend, inputs, targets, tangents)
 
     monkeypatch.setattr(cw.Hessian, "_timed", recording)
+    monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
     op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 5)
     first = op @ block
-    assert timed == [1] * 5  # a warm-up, then two rounds of each backend
-    pinned = cw.Hessian(model, LOSS, batches, backend=op.backend)
-    assert torch.equal(first, pinned @ block) and torch.equal(first, op @ block)
-    assert len(timed) == 5
+    candidates = [(backend, count) for backend in ("forward-over-reverse", "double-backward") for count in (5, 1, 2, 4)]
+    assert timed == [(*candidate, 3) for candidate in candidates] * 2  # two rounds, on 3 samples of the first batch
+    plan = op.plan
+    assert op.plans == {5: plan} and plan.width == 5 and plan.chosen_by == "timing" and op.backend == plan.backend
+    assert (plan.backend, plan.vectors_per_pass) in candidates
+    assert sorted(plan.seconds) == sorted(f"{backend} x{count}" for backend, count in candidates)
+    assert plan.seconds[plan.label] == min(plan.seconds.values()) or plan.label == "forward-over-reverse x5"
+    assert torch.equal(first, op @ block) and len(timed) == 16  # kept: no more timing, the same arithmetic
+    pinned = cw.Hessian(model, LOSS, batches, backend=plan.backend, vector_chunk=plan.vectors_per_pass)
+    assert torch.equal(first, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 16
+    op.matvec(block[:, 0])  # another width: its own plan, two candidates
+    assert timed[16:] == [("forward-over-reverse", 1, 3), ("double-backward", 1, 3)] * 2 and sorted(op.plans) == [1, 5]
+
+
+def test_a_timed_plan_agrees_with_every_forced_plan_to_rounding():
+    model = mlp().float()
+    batches, inputs, targets = classification_data(model)
+    block = random_block(sum(p.numel() for p in model.parameters()), 6).float()
+    exact = dense_hessian(model.double(), LOSS, inputs.double(), targets, all_names(model)) @ block.double()
+    model.float()
+    for backend in ("forward-over-reverse", "double-backward"):
+        for count in (1, 2, 4, 6):
+            forced = cw.Hessian(model, LOSS, [(x.float(), y) for x, y in batches], backend=backend,
+                                vector_chunk=count) @ block
+            torch.testing.assert_close(forced.double(), exact, rtol=0, atol=1e-5 * exact.abs().max())

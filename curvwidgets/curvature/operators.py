@@ -8,13 +8,18 @@ model's state, input checks and the reduction over ranks; each subclass only
 says how one batch's products are made, with forward-mode differentiation
 where the model allows it and double backward otherwise.
 
-A block of ``k`` vectors shares each pass's primal computation: forward mode
-pushes the ``k`` tangents through one forward pass with ``torch.func.vmap``.
-On the CPU, batches are split into passes of fewer samples so that no batched
-activation outgrows :data:`CPU_PASS_BYTES` (see ``sample_chunk``): larger
-temporaries are fresh memory from the kernel on every allocation, and zeroing
-their pages cost more than the arithmetic, which made a block of 8 vectors
-dearer per vector than one vector (``benchmarks/README.md``, issue 11).
+A block of ``k`` vectors can share each pass's primal computation: forward
+mode pushes several tangents through one forward pass with ``torch.func.vmap``,
+double backward reuses one gradient graph. Whether that is cheaper per vector
+than a loop of single products depends on the machine's kernels (a vmapped
+convolution becomes a grouped one), so it is measured, not assumed: the first
+product of each block width times the candidate :class:`Plan` objects (backend
+and vectors per pass) on a slice of its first batch and keeps the fastest
+(:meth:`CurvatureOperator.plan_for`). On the CPU, batches are also split into
+passes of fewer samples so that no batched activation outgrows
+:data:`CPU_PASS_BYTES` (see ``sample_chunk``): larger temporaries are fresh
+memory from the kernel on every allocation, and zeroing their pages costs more
+than the arithmetic (``benchmarks/README.md``, issue 11).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -35,15 +41,65 @@ from .data import DataSource, all_reduce_sum, naming_data
 from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
-__all__ = ["CurvatureOperator", "Hessian", "GGN", "BN_MODES", "CPU_PASS_BYTES"]
+__all__ = ["CurvatureOperator", "Hessian", "GGN", "Plan", "BN_MODES", "CPU_PASS_BYTES"]
 
 BN_MODES = ("eval", "train")
-SWITCH_MARGIN = 0.9  # backend="auto" keeps double backward only when it takes under 90% of forward mode's time
-TIMING_ROUNDS = 2  # ... in the best of this many timed one-vector products of each on the first pass
+#: A timed plan replaces the default one (the preferred backend, every vector of the block in one pass, up to
+#: MAX_VECTORS_PER_PASS) only when it takes under this fraction of its time: near-ties do not follow timing noise.
+SWITCH_MARGIN = 0.9
+TIMING_ROUNDS = 2  # each candidate plan is timed this many times (the best counts; the first also warms up)
+#: ... on at most this many samples of the first batch (on a GPU, whose speed needs wide batches, 16 times more)
+TRIAL_SAMPLES = 32
+MAX_VECTORS_PER_PASS = 16  # the widest pass "auto" tries: activation memory grows with it
 #: ``sample_chunk="auto"`` on the CPU: the largest batched activation of a pass stays under this many
 #: bytes, half of glibc's largest mmap threshold (32 MiB), above which every allocation is fresh memory.
 CPU_PASS_BYTES = 16 * 2**20
 Tangents = Tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How an operator computes products of a block of ``width`` vectors.
+
+    Attributes
+    ----------
+    width : int
+        The block width ``k`` it is for (the vectors of one ``matmat``).
+    backend : str
+        ``"double-backward"`` or the class's forward-mode backend.
+    vectors_per_pass : int
+        How many of the ``k`` vectors share one pass over a batch (``vmap``
+        over tangents, or one gradient graph); 1 is a loop of single products.
+    chosen_by : {"pinned", "timing", "fallback"}
+        ``"pinned"``: the caller fixed ``backend`` and ``vector_chunk``.
+        ``"timing"``: the fastest candidate on a slice of the first batch.
+        ``"fallback"``: forward mode failed for this model (see
+        ``fallback_reason``), the rest was timed.
+    seconds : dict of str to float
+        Per candidate (``"<backend> x<vectors_per_pass>"``), the seconds per
+        vector and sample it took on the trial slice (best of
+        :data:`TIMING_ROUNDS`); empty for a pinned plan.
+    """
+
+    width: int
+    backend: str
+    vectors_per_pass: int
+    chosen_by: str
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``"<backend> x<vectors_per_pass>"``, as in :attr:`seconds`."""
+        return _label(self.backend, self.vectors_per_pass)
+
+    def to_meta(self) -> Dict[str, object]:
+        """Plain types, for a result's metadata."""
+        return {"width": self.width, "backend": self.backend, "vectors_per_pass": self.vectors_per_pass,
+                "chosen_by": self.chosen_by, "seconds_per_vector_sample": dict(self.seconds)}
+
+
+def _label(backend: str, vectors: int) -> str:
+    return f"{backend} x{vectors}"
 
 
 class CurvatureOperator(LinearOperator):
@@ -82,10 +138,12 @@ class CurvatureOperator(LinearOperator):
     dtype : optional
         float32 or float64; default the model's. A different dtype casts
         copies of the parameters and the inputs, never the model.
-    vector_chunk : int, default: 16
-        ``matmat`` pushes this many vectors at once through a pass with
-        ``torch.func.vmap`` (forward-mode backend); activation memory grows
-        with it.
+    vector_chunk : int or "auto", default: "auto"
+        How many vectors of a ``matmat`` block share one pass (``vmap`` over
+        tangents in forward mode, one gradient graph in double backward);
+        activation memory grows with it. ``"auto"``: timed at the first
+        product of each block width among 1, 2, 4, ... up to the width (at
+        most :data:`MAX_VECTORS_PER_PASS`), see :meth:`plan_for`.
     sample_chunk : int, "auto" or None, default: "auto"
         Samples per pass: each batch is split into passes of at most this
         many samples, whose products are summed, weighted as the loss counts
@@ -100,13 +158,12 @@ class CurvatureOperator(LinearOperator):
         tensor of a forward pass) under :data:`CPU_PASS_BYTES`; whole batches
         otherwise (on a GPU the caching allocator reuses memory).
     backend : {"auto", "double-backward"} or the class's forward-mode name, default: "auto"
-        How products are differentiated. ``"auto"`` tries forward mode at the
-        first product; if the model does not support it, double backward is
-        used and the reason kept in ``fallback_reason``; if it does, both are
-        timed on one vector and the first pass, and double backward is kept
-        only when it is more than 10% faster (the two agree to rounding). Name
-        a backend to pin it, for runs that must repeat bit for bit across
-        machines.
+        How products are differentiated. ``"auto"`` times both with the
+        vectors per pass (:meth:`plan_for`); where the model does not support
+        forward mode, double backward is used and the reason kept in
+        ``fallback_reason``. Pin ``backend`` and ``vector_chunk`` for runs
+        that must repeat bit for bit across machines (a timed choice may
+        differ from one machine to another; all agree to rounding).
 
     Attributes
     ----------
@@ -115,8 +172,13 @@ class CurvatureOperator(LinearOperator):
     layout : ParameterLayout
         Names and shapes of the selected parameters (``unflatten`` a vector).
     backend : str or None
-        How products are computed: the pinned backend, or with ``"auto"``
+        The backend of the last product: the pinned one, or with ``"auto"``
         ``None`` until the first product chooses one.
+    plan : Plan or None
+        How the last product was computed (None before the first).
+    plans : dict of int to Plan
+        The plan of each block width used so far, kept for the operator's
+        life, so that repeated products agree bit for bit.
     fallback_reason : str or None
         Why the forward-mode backend was not used, when it was not.
     """
@@ -136,7 +198,7 @@ class CurvatureOperator(LinearOperator):
         device: Union[str, torch.device, None] = None,
         dtype: Optional[torch.dtype] = None,
         *,
-        vector_chunk: int = 16,
+        vector_chunk: Union[int, str] = "auto",
         sample_chunk: Union[int, str, None] = "auto",
         backend: str = "auto",
     ):
@@ -144,7 +206,7 @@ class CurvatureOperator(LinearOperator):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
         self.model, self.loss_fn, self.bn_mode = model, loss_fn, choice("bn_mode", bn_mode, BN_MODES)
         seed_value("seed", seed)
-        self.vector_chunk = positive_int("vector_chunk", vector_chunk)
+        self.vector_chunk = vector_chunk if vector_chunk == "auto" else _vector_chunk_value(vector_chunk)
         self._automatic = choice("backend", backend, ("auto", self.preferred_backend, "double-backward")) == "auto"
         self.layout = select_parameters(model, params)
         reference = next(p for name, p in model.named_parameters() if name == self.layout.names[0])
@@ -158,7 +220,9 @@ class CurvatureOperator(LinearOperator):
         else:
             self._splits = self.sample_chunk is not None
         self._sample_bytes: Optional[int] = None  # probed at the first split batch
-        self.backend: Optional[str] = None if self._automatic else backend
+        self._pinned_backend: Optional[str] = None if self._automatic else backend
+        self.plans: Dict[int, Plan] = {}
+        self.plan: Optional[Plan] = None
         self.fallback_reason: Optional[str] = None
         self._data_checked = False  # a batch has gone through (_diagnosing_data)
 
@@ -189,14 +253,84 @@ class CurvatureOperator(LinearOperator):
         unless the loss ignores or weights targets), so the sum of the
         products over batches divided by the sum of ``W_b`` is ``C @ block``.
         A summed loss's product already is ``W_b C_b @ block``. Batches of
-        weight 0 are skipped. The products are float64, shape ``(dim, k)``.
+        weight 0 are skipped. The products are float64, shape ``(dim, k)``,
+        computed with :meth:`plan_for` of ``k`` (timed at the first batch of
+        the first block of that width).
         """
-        chunks = [self.layout.unflatten(part) for part in torch.split(block, self.vector_chunk, dim=1)]
+        width = block.shape[1]
         with self.evaluation_mode():
             for weight, inputs, targets in self._weighted_batches():
                 with self._diagnosing_data(inputs, targets):
-                    product = torch.cat([self._batch_product(inputs, targets, tangents) for tangents in chunks], dim=1)
+                    plan = self.plan_for(width, inputs, targets)
+                    parts = torch.split(block, plan.vectors_per_pass, dim=1)
+                    product = torch.cat([self._batch_product(inputs, targets, self.layout.unflatten(part), width)
+                                         for part in parts], dim=1)
                 yield weight, product
+
+    def plan_for(self, width: int, inputs: torch.Tensor, targets: torch.Tensor) -> Plan:
+        """The :class:`Plan` for blocks of ``width`` vectors: the one kept, the pinned one, or one timed now.
+
+        Timing runs each candidate (the backends, and 1, 2, 4, ... vectors per
+        pass up to ``width``; see ``backend`` and ``vector_chunk``) on at
+        most :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a
+        GPU; the products' values do not matter here, only their time), best of
+        :data:`TIMING_ROUNDS`, and keeps the cheapest per vector and sample;
+        the default (preferred backend, widest pass) unless another takes
+        under :data:`SWITCH_MARGIN` of its time. A loop of single products is
+        a candidate, so a block never costs more per vector than that loop by
+        more than timing noise.
+        """
+        plan = self.plans.get(width)
+        if plan is None:
+            plan = self.plans[width] = self._timed_plan(width, inputs, targets)
+        self.plan = plan
+        return plan
+
+    def _candidates(self, width: int) -> List[Tuple[str, int]]:
+        """``(backend, vectors_per_pass)`` pairs for a block of ``width``, the default one first."""
+        widest = min(width, MAX_VECTORS_PER_PASS)
+        if self.vector_chunk == "auto":
+            counts = [widest, *(2 ** power for power in range(widest.bit_length()) if 2 ** power < widest)]
+        else:
+            counts = [min(width, self.vector_chunk)]
+        backends = [self._pinned_backend] if self._pinned_backend else [self.preferred_backend, "double-backward"]
+        return [(backend, count) for backend in backends for count in counts]
+
+    def _timed_plan(self, width: int, inputs: torch.Tensor, targets: torch.Tensor) -> Plan:
+        """The fastest candidate on a slice of this batch (see :meth:`plan_for`); the only one when pinned."""
+        candidates = self._candidates(width)
+        if len(candidates) == 1:
+            return Plan(width, *candidates[0], "pinned")
+        trial = min(len(inputs), TRIAL_SAMPLES * (1 if self.device.type == "cpu" else 16))
+        part_inputs, part_targets = inputs[:trial], targets[:trial]
+        generator = torch.Generator().manual_seed(0)
+        block = torch.randn(self.dim, max(count for _, count in candidates), generator=generator, dtype=torch.float64)
+        tangents = self.layout.unflatten(block.to(device=self.device, dtype=self.dtype))
+        seconds: Dict[Tuple[str, int], float] = {}
+        failures: Dict[Tuple[str, int], str] = {}
+        for _ in range(TIMING_ROUNDS):
+            for backend, count in candidates:
+                if (backend, count) in failures:
+                    continue
+                try:
+                    elapsed = self._timed(backend, part_inputs, part_targets, tuple(t[:count] for t in tangents))
+                except (RuntimeError, NotImplementedError) as failed:
+                    if backend == "double-backward":
+                        raise
+                    error, failures[backend, count] = failed, f"{type(failed).__name__}: {failed}"
+                    continue
+                seconds[backend, count] = min(seconds.get((backend, count), math.inf), elapsed / (count * trial))
+        if not seconds:  # a pinned forward mode that the model does not support
+            raise error
+        if failures:
+            self.fallback_reason = next(iter(failures.values()))
+        best = min(seconds, key=seconds.get)
+        default = candidates[0]
+        if default in seconds and seconds[best] >= SWITCH_MARGIN * seconds[default]:
+            best = default
+        forward_worked = any(backend != "double-backward" for backend, _ in seconds)
+        return Plan(width, *best, "timing" if forward_worked or not failures else "fallback",
+                    {_label(*key): value for key, value in seconds.items()})
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
         """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
@@ -240,15 +374,17 @@ class CurvatureOperator(LinearOperator):
 
     # ---- shared machinery ---------------------------------------------------------------------
 
-    def _batch_product(self, inputs: torch.Tensor, targets: torch.Tensor, tangents: Tangents) -> torch.Tensor:
+    def _batch_product(self, inputs: torch.Tensor, targets: torch.Tensor, tangents: Tangents,
+                       width: int) -> torch.Tensor:
         """``W_b C_b @ tangents`` for one batch, float64 ``(dim, k)``: the sum over its passes of ``W_p C_p @ tangents``."""
         scale_by_weight = reduction_of(self.loss_fn) == "mean"
         count = tangents[0].shape[0]
         total = torch.zeros(self.dim, count, dtype=torch.float64, device=self.device)
-        vectors = 1 if self.backend == "double-backward" else count  # double backward takes one vector at a time
+        # double backward makes one vector's product at a time from the shared graph: its memory does not grow with k
+        vectors = 1 if self.plans[width].backend == "double-backward" else count
         primals, constants = self.functional_state()  # one copy of the state for all the batch's passes
         for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors):
-            product = self._with_backend(primals, constants, part_inputs, part_targets, tangents)
+            product = self._with_plan(width, primals, constants, part_inputs, part_targets, tangents)
             total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
         return total
 
@@ -314,8 +450,8 @@ class CurvatureOperator(LinearOperator):
                 with torch.no_grad(), naming_data(inputs, targets):
                     self._loss(self.outputs_function(constants, inputs)(*primals), targets)
             except ValueError:
-                if self._automatic:  # the data, not forward mode, made the choice of backend fail
-                    self.backend, self.fallback_reason = None, None
+                if self._automatic:  # the data, not forward mode, made the timing fail
+                    self.fallback_reason = None
                 raise
             raise
         self._data_checked = True
@@ -377,57 +513,49 @@ class CurvatureOperator(LinearOperator):
             raise ValueError(f"loss_fn must return a scalar tensor (use reduction='mean'); got {shape}")
         return loss
 
-    def _with_backend(self, primals, constants, inputs, targets, tangents) -> Tangents:
-        """The pass's products with the chosen backend; with ``"auto"``, chosen at the first pass, before its product.
+    @property
+    def backend(self) -> Optional[str]:
+        """The backend of the last product (the pinned one before any); None before the first with ``"auto"``."""
+        return self.plan.backend if self.plan is not None else self._pinned_backend
 
-        Choosing first makes every product of the operator come from one
-        backend, so that repeated products agree bit for bit.
+    def _method(self, backend: str) -> Callable:
+        return self._double_backward if backend == "double-backward" else self._forward_mode
+
+    def _with_plan(self, width: int, primals, constants, inputs, targets, tangents) -> Tangents:
+        """The pass's products with the plan of ``width``; double backward where timed forward mode fails here.
+
+        Forward mode may work on the trial slice and fail on a later batch
+        (another shape): with ``"auto"`` the plan then turns to double
+        backward for good, the reason kept in ``fallback_reason``.
         """
-        if self.backend is None:
-            self.backend = self._choose_backend(inputs, targets, tuple(tangent[:1] for tangent in tangents))
-        method = self._double_backward if self.backend == "double-backward" else self._forward_mode
+        plan = self.plans[width]
         try:
-            return method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+            return self._method(plan.backend)(self.outputs_function(constants, inputs), primals, inputs, targets,
+                                              tangents)
         except (RuntimeError, NotImplementedError) as error:
-            if not self._automatic or self.backend == "double-backward":
+            if not self._automatic or plan.backend == "double-backward":
                 raise
-            # forward mode worked for one vector and fails under vmap for several
-            self.backend, self.fallback_reason = "double-backward", f"{type(error).__name__}: {error}"
+            self.plans[width] = self.plan = Plan(width, "double-backward", plan.vectors_per_pass, "fallback",
+                                                 plan.seconds)
+            self.fallback_reason = f"{type(error).__name__}: {error}"
             primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
             return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
 
-    def _choose_backend(self, inputs, targets, vector: Tangents) -> str:
-        """Double backward where forward mode fails along ``vector`` (reason kept), else the faster of the two."""
-        try:
-            self._timed(self._forward_mode, inputs, targets, vector)  # also warms forward mode up
-        except (RuntimeError, NotImplementedError) as error:
-            self.fallback_reason = f"{type(error).__name__}: {error}"
-            return "double-backward"
-        return self._faster_backend(inputs, targets, vector)
-
-    def _faster_backend(self, inputs, targets, vector: Tangents) -> str:
-        """Time forward-mode and double-backward products of this pass along ``vector``; name the one to keep.
-
-        One vector, so that choosing costs a few single products whatever the
-        block. Double backward must be faster by more than ``1 -
-        SWITCH_MARGIN``, so that near-ties keep forward mode rather than
-        follow timing noise.
-        """
-        timings = {"double-backward": math.inf, self.preferred_backend: math.inf}
-        for _ in range(TIMING_ROUNDS):  # the best of a few rounds: the first double backward also warms up
-            for name, method in (("double-backward", self._double_backward), (self.preferred_backend, self._forward_mode)):
-                timings[name] = min(timings[name], self._timed(method, inputs, targets, vector))
-        faster = timings["double-backward"] < SWITCH_MARGIN * timings[self.preferred_backend]
-        return "double-backward" if faster else self.preferred_backend
-
-    def _timed(self, method: Callable, inputs, targets, tangents: Tangents) -> float:
-        """Seconds that ``method`` takes for the products of this pass along ``tangents``."""
+    def _timed(self, backend: str, inputs, targets, tangents: Tangents) -> float:
+        """Seconds that ``backend`` takes for the products of this pass along ``tangents``."""
         primals, constants = self.functional_state()
         _synchronise(self.device)
         start = time.perf_counter()
-        method(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+        self._method(backend)(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
         _synchronise(self.device)
         return time.perf_counter() - start
+
+
+def _vector_chunk_value(value: object) -> int:
+    """``vector_chunk`` checked: ``"auto"`` or an int >= 1."""
+    if isinstance(value, str):
+        raise ValueError(f"vector_chunk must be 'auto' or an int >= 1; got {value!r}")
+    return positive_int("vector_chunk", value)
 
 
 def _sample_chunk_value(value: Union[int, str, None], bn_mode: str) -> Union[int, str, None]:

@@ -94,7 +94,8 @@ def spectrum(
     -------
     Spectrum
         With ``meta``: ``matrix``, ``params``, ``bn_mode``, ``backend`` (the one
-        used), ``steps``, ``num_vectors``, ``seed``, ``num_samples``, ``dim``,
+        used), ``plan`` (:attr:`~curvwidgets.curvature.Plan.to_meta` of the
+        products' plan and its timings), ``steps``, ``num_vectors``, ``seed``, ``num_samples``, ``dim``,
         ``seconds``, ``seconds_per_step``, ``version``,
         ``weights_fingerprint`` (:func:`~curvwidgets.fingerprint` of ``model``
         and ``params``: landscapes along its eigenvectors check it), and what
@@ -126,7 +127,8 @@ def spectrum(
     def wrap(result: Any, steps_done: int) -> Spectrum:
         seconds = time.perf_counter() - began
         record = {**dict(meta or {}), "matrix": matrix, "params": params if isinstance(params, (str, list)) else None,
-                  "bn_mode": bn_mode, "backend": op.backend, "steps": steps, "num_vectors": num_vectors, "seed": seed,
+                  "bn_mode": bn_mode, "backend": op.backend, "plan": op.plan.to_meta() if op.plan else None,
+                  "steps": steps, "num_vectors": num_vectors, "seed": seed,
                   "num_samples": num_samples if num_samples is not None else getattr(op.data.data, "num_samples", None),
                   "seconds": seconds, "seconds_per_step": seconds / max(steps_done, 1),
                   "version": __version__, Fingerprint.META_KEY: weights}

@@ -113,7 +113,7 @@ def loss_stats(
     cancel: Optional[CancelToken] = None,
     *,
     backend: str = "auto",
-    vector_chunk: int = 16,
+    vector_chunk: Union[int, str] = "auto",
     sample_chunk: Union[int, str, None] = "auto",
 ) -> Dict[str, float]:
     """Loss, gradient and curvature statistics of ``model`` on ``data``.
@@ -140,10 +140,11 @@ def loss_stats(
     backend : {"auto", "forward-mode", "double-backward"}, default: "auto"
         How curvature products are differentiated (``"forward-mode"``: each
         matrix's forward-mode backend, forward-over-reverse for the Hessian).
-        ``"auto"`` times the backends once per matrix, on one vector.
-    vector_chunk : int, default: 16
-        Vectors pushed through a pass at once; the block of a pass is the
-        random unit vector and the ``num_probes`` probes.
+        ``"auto"`` times them once per matrix with ``vector_chunk``, on a
+        slice of the first batch (see :meth:`~curvwidgets.curvature.Hessian.plan_for`).
+    vector_chunk : int or "auto", default: "auto"
+        Vectors pushed through a pass at once (``"auto"``: timed); the block
+        of a pass is the random unit vector and the ``num_probes`` probes.
     sample_chunk : int, "auto" or None, default: "auto"
         Samples per pass; with ``vector_chunk`` it bounds the memory of the
         products. See :class:`~curvwidgets.curvature.Hessian`. The variances
