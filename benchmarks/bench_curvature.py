@@ -53,10 +53,12 @@ import torch
 from torch import nn
 
 import curvwidgets as cw
+from curvwidgets._machine import cpu_model
 
 TOL = 1e-3  # eigenvalue accuracy of section 4
 AGREE = 1e-4  # agreement required of every product
 BASELINE = "4704c06"  # --blocks / --loss-stats "before": the curvature operators and loss_stats before issue 11
+PLANS_BASELINE = "02e85d1"  # --plans "before": the operators before measured plans (issue 18)
 BLOCK_SIZES = (1, 2, 4, 8)
 
 
@@ -447,6 +449,90 @@ def block_flops(ops: Dict[str, object], blocks: Dict[int, torch.Tensor], gradien
             for label, op in ops.items() if "after" in label}
 
 
+def full_res_conv(classes: int = 10) -> nn.Module:
+    """Conv 16-32-64 with two full-resolution convolutions, BatchNorm (eval): issue 18's third model."""
+    layers, cin = [], 3
+    for index, width in enumerate((16, 16, 32, 64)):
+        layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        if index >= 1:  # the first two convolutions run at 32 x 32
+            layers.append(nn.MaxPool2d(2))
+        cin = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))
+
+
+def plan_models(quick: bool) -> Dict[str, Callable[[], nn.Module]]:
+    """The models of issue 18's table (narrow ones with ``--quick``)."""
+    import torchvision
+
+    if quick:
+        return {"vgg_bn": lambda: vgg_bn((8, 8, 16, 16)), "conv_full_res": full_res_conv}
+    return {"vgg_bn": vgg_bn, "preresnet20": lambda: cw.models.create("PreResNet20"),
+            "conv_full_res": full_res_conv, "resnet18": lambda: torchvision.models.resnet18(num_classes=10)}
+
+
+def bench_plans(model: nn.Module, data, device, args) -> dict:
+    """Per-vector cost of blocks of k = 1, 2, 4, 8 before (``--baseline``), as a loop of singles, and planned.
+
+    "loop": this tree with ``vector_chunk=1`` (its backend timed); "after":
+    the default (``vector_chunk="auto"``, ``backend="auto"``): its plan is
+    timed at its first product of each width, on a slice of the first batch.
+    That timing's cost (``Plan.cost``) is given as a fraction of one product
+    of the block (the best of the later ones); the rest as ratios to one gradient.
+    """
+    loss_fn = nn.CrossEntropyLoss()
+    before = baseline_operators(args.baseline)
+    generator = torch.Generator().manual_seed(2)
+    result = {"per_vector_ratio": {}, "plans": {}, "planning_cost": {}, "first_product": {}, "agreement": {}}
+    for kind, label in (("Hessian", "HVP"), ("GGN", "GGN")):
+        ops = {variant: {} for variant in ("before", "loop", "after")}
+        jobs: Dict[str, Callable[[], object]] = {"gradient": lambda: full_gradient(model, loss_fn, data)}
+        for k in BLOCK_SIZES:
+            ops["before"][k] = getattr(before, kind)(model, loss_fn, data)
+            ops["loop"][k] = getattr(cw, kind)(model, loss_fn, data, vector_chunk=1)
+            ops["after"][k] = getattr(cw, kind)(model, loss_fn, data)
+        blocks = {k: torch.randn(ops["after"][1].dim, k, generator=generator).to(device) for k in BLOCK_SIZES}
+        for k in BLOCK_SIZES:
+            for variant in ops:
+                op = ops[variant][k]
+                sync(device)
+                began = time.perf_counter()
+                products = op @ blocks[k]  # the first product: the plan is timed here
+                sync(device)
+                first = time.perf_counter() - began
+                if variant == "after":
+                    result["planning_cost"][f"{label} k={k}"] = op.plan.cost
+                    result["first_product"][f"{label} k={k}"] = first
+                    result["plans"][f"{label} k={k}"] = op.plan.to_meta()
+                    result["agreement"][f"{label} k={k}: after vs before"] = relative_difference(products, reference)
+                elif variant == "before":
+                    reference = products
+                jobs[f"{label} {variant} k={k}"] = lambda op=op, k=k: op @ blocks[k]
+        times = time_round_robin(jobs, args.repeats, device)
+        best = {name: min(t) for name, t in times.items()}
+        result["per_vector_ratio"][label] = {variant: {k: best[f"{label} {variant} k={k}"] / k / best["gradient"]
+                                                       for k in BLOCK_SIZES} for variant in ops}
+        for k in BLOCK_SIZES:
+            key = f"{label} k={k}"
+            one = best[f"{label} after k={k}"]
+            result["planning_cost"][key] /= one  # in products of the block
+        result.setdefault("t_grad", best["gradient"])
+    result["dim"] = ops["after"][1].dim
+    return result
+
+
+def report_plans(name: str, r: dict) -> None:
+    print(f"\n== {name}: P = {r['dim']}, t_grad = {r['t_grad']:.3f} s; per vector / t_grad")
+    print(f"  {'':22s}" + "".join(f"   k={k:<3d}" for k in BLOCK_SIZES) + "   plan chosen (k = 1, 2, 4, 8)")
+    for label, variants in r["per_vector_ratio"].items():
+        for variant, ratios in variants.items():
+            plans = ", ".join(r["plans"][f"{label} k={k}"]["backend"].split("-")[0][:3] + "x"
+                              + str(r["plans"][f"{label} k={k}"]["vectors_per_pass"]) for k in BLOCK_SIZES)
+            print(f"  {label + ' ' + variant:22s}" + "".join(f"{ratios[k]:8.2f}" for k in BLOCK_SIZES)
+                  + (f"   {plans}" if variant == "after" else ""))
+    print("  planning, in products of the block: " + ", ".join(f"{key} {cost:.2f}"
+                                                             for key, cost in r["planning_cost"].items()))
+
+
 def report_blocks(name: str, r: dict) -> None:
     print(f"\n== {name}: P = {r['dim']}, t_grad = {r['t_grad']:.3f} s, load average {r['load_average']}")
     print(f"  per vector / t_grad{'':27s}" + "".join(f"   k={k:<3d}" for k in BLOCK_SIZES))
@@ -513,13 +599,17 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead of benchmarking")
     parser.add_argument("--flops", action="store_true", help="count floating-point operations instead of timing")
     parser.add_argument("--blocks", action="store_true", help="per-vector cost of k-vector blocks, before and after")
+    parser.add_argument("--plans", action="store_true", help="issue 18: blocks before, as a loop of singles, and "
+                                                             "with the measured plan, on four models")
     parser.add_argument("--loss-stats", action="store_true", help="loss_stats on digits/SmallCNN, before and after")
     parser.add_argument("--loss-stats-child", choices=("before", "after"), help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", default=BASELINE, help=f"git commit of 'before' (default {BASELINE})")
+    parser.add_argument("--baseline", default=None, help=f"git commit of 'before' (default {BASELINE}; "
+                                                         f"{PLANS_BASELINE} with --plans)")
     args = parser.parse_args()
     if args.loss_stats_child:
         loss_stats_child(args.loss_stats_child, args.baseline)
         return
+    args.baseline = args.baseline or (PLANS_BASELINE if args.plans else BASELINE)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.lanczos_steps = args.lanczos_steps or (6 if args.quick else 30)
     args.power_iters = args.power_iters or (6 if args.quick else 40)
@@ -532,8 +622,8 @@ def main() -> None:
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
             "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "device": args.device, "samples": samples, "batch": batch, "repeats": args.repeats}
-    if args.blocks:
-        meta.update(samples=256, batch=256, baseline=args.baseline)
+    if args.blocks or args.plans:
+        meta.update(samples=256, batch=256, baseline=args.baseline, cpu=cpu_model())
     print(meta)
     results = {"meta": meta}
     if args.loss_stats:
@@ -547,7 +637,14 @@ def main() -> None:
             model = with_running_stats(build().to(args.device), block_data)
             results[f"blocks {name}"] = bench_blocks(model, block_data, args.device, args)
             report_blocks(name, results[f"blocks {name}"])
-    for name in ([] if args.blocks or args.loss_stats else args.models.split(",")):
+    if args.plans:
+        plan_data = make_data(256, 256, 0, args.device)
+        for name, build in plan_models(args.quick).items():
+            torch.manual_seed(0)
+            model = with_running_stats(build().to(args.device), plan_data)
+            results[f"plans {name}"] = bench_plans(model, plan_data, args.device, args)
+            report_plans(name, results[f"plans {name}"])
+    for name in ([] if args.blocks or args.loss_stats or args.plans else args.models.split(",")):
         model = with_running_stats(models[name]().to(args.device), data)
         if args.profile:
             profile(model, data, args.device)

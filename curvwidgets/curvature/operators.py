@@ -79,6 +79,8 @@ class Plan:
         Per candidate (``"<backend> x<vectors_per_pass>"``), the seconds per
         vector and sample it took on the trial slice (best of
         :data:`TIMING_ROUNDS`); empty for a pinned plan.
+    cost : float
+        Wall-clock seconds spent choosing it (0 for a pinned plan).
     """
 
     width: int
@@ -86,6 +88,7 @@ class Plan:
     vectors_per_pass: int
     chosen_by: str
     seconds: Dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
 
     @property
     def label(self) -> str:
@@ -95,7 +98,7 @@ class Plan:
     def to_meta(self) -> Dict[str, object]:
         """Plain types, for a result's metadata."""
         return {"width": self.width, "backend": self.backend, "vectors_per_pass": self.vectors_per_pass,
-                "chosen_by": self.chosen_by, "seconds_per_vector_sample": dict(self.seconds)}
+                "chosen_by": self.chosen_by, "seconds_per_vector_sample": dict(self.seconds), "cost": self.cost}
 
 
 def _label(backend: str, vectors: int) -> str:
@@ -301,6 +304,7 @@ class CurvatureOperator(LinearOperator):
         candidates = self._candidates(width)
         if len(candidates) == 1:
             return Plan(width, *candidates[0], "pinned")
+        began = time.perf_counter()
         trial = min(len(inputs), TRIAL_SAMPLES * (1 if self.device.type == "cpu" else 16))
         part_inputs, part_targets = inputs[:trial], targets[:trial]
         generator = torch.Generator().manual_seed(0)
@@ -330,7 +334,7 @@ class CurvatureOperator(LinearOperator):
             best = default
         forward_worked = any(backend != "double-backward" for backend, _ in seconds)
         return Plan(width, *best, "timing" if forward_worked or not failures else "fallback",
-                    {_label(*key): value for key, value in seconds.items()})
+                    {_label(*key): value for key, value in seconds.items()}, time.perf_counter() - began)
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
         """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
@@ -536,7 +540,7 @@ class CurvatureOperator(LinearOperator):
             if not self._automatic or plan.backend == "double-backward":
                 raise
             self.plans[width] = self.plan = Plan(width, "double-backward", plan.vectors_per_pass, "fallback",
-                                                 plan.seconds)
+                                                 plan.seconds, plan.cost)
             self.fallback_reason = f"{type(error).__name__}: {error}"
             primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
             return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
