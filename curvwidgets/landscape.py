@@ -43,6 +43,7 @@ __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape
 #: How BatchNorm is treated at every point: running statistics as trained, or recomputed for the new weights.
 BN_OPTIONS = ("keep", "recompute")
 _CANDIDATE_POINTS = 8  # points per pass that "auto" tries against one point at a time
+_TRIAL_SAMPLES = 64  # ... on this many samples of the first training batch
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,12 @@ def loss_landscape(
         one point at a time.
     points_per_pass : int, optional
         Points evaluated together in one pass over the data (``vmap`` over
-        stacked parameter sets; memory grows with it). Default: the first 8
-        points one per pass, the next 8 in one pass, the rest at the faster
-        of the two per point (timed on the sweep's own work; one at a time
-        where the model does not vmap); always 1 with ``bn="recompute"``.
-        ``meta["points_per_pass"]`` records the choice.
+        stacked parameter sets; memory grows with it). Default: 1 or 8,
+        whichever is faster per point, timed before the sweep on the first
+        64 samples of the first training batch (one at a time where the model
+        does not vmap); always 1 with ``bn="recompute"``.
+        ``meta["points_per_pass"]`` records the choice and
+        ``meta["pass_timing"]`` its timings and cost (seconds).
     device : optional
         Default: the model's device.
     allow_other_weights : bool, default: False
@@ -334,21 +336,24 @@ def loss_landscape(
 
     total, done = coefficients.shape[0], 0
     began = time.perf_counter()
-    planner = _PassPlanner(1 if bn == "recompute" else points_per_pass, _CANDIDATE_POINTS)
+    planner = _PassPlanner(1 if bn == "recompute" or total == 1 else points_per_pass, min(_CANDIDATE_POINTS, total))
     with evaluator.restoring():
         report(progress, cancel, "landscape", 0, total, partial=result)
+        trial = _trial_slice(splits["train"], evaluator) if planner.fixed is None else None
+        if trial is not None:
+            planner.choose(lambda count, samples: evaluator.evaluate(
+                coefficients[:count] @ basis, "train", [(trial[0][:samples], trial[1][:samples])]))
+            record["pass_timing"] = {"seconds_per_point": {str(k): v for k, v in planner.seconds.items()},
+                                     "samples": int(min(len(trial[0]), _TRIAL_SAMPLES)), "cost": planner.cost}
         while done < total:
-            chunk = planner.next_size(total - done)
+            chunk = min(planner.chosen, total - done)
             points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
-            chunk_began = time.perf_counter()
             try:
                 columns = {split: evaluator.evaluate(points, split, batches) for split, batches in splits.items()}
             except (RuntimeError, NotImplementedError):
-                if not planner.trying_together(chunk):
+                if chunk == 1 or not planner.failed_together():
                     raise
-                planner.failed_together()  # a model that does not vmap, or out of memory: one at a time
-                continue
-            planner.record(chunk, time.perf_counter() - chunk_began)
+                continue  # a model that vmaps the slice but not every batch (out of memory): one at a time
             for split, (loss, accuracy) in columns.items():
                 for name, column in (("loss", loss), ("accuracy", accuracy)):
                     values[f"{split}_{name}"].reshape(-1)[done : done + len(points)] = column
@@ -458,6 +463,23 @@ def _check_data_kind(data: Any) -> None:
             kinds = ", ".join(type_name(part) for part in batch)
             raise TypeError(f"{where} must be an (inputs, targets) pair of tensors; got ({kinds}) (torch.from_numpy "
                             "turns an array into a tensor)")
+
+
+def _trial_slice(batches: Iterable, evaluator: "_Evaluator") -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The first batch of ``batches`` on the evaluator's device, or None where it cannot time a choice.
+
+    None for data without a batch, or whose first :data:`_TRIAL_SAMPLES`
+    samples the loss does not count (all ignored): one point per pass then.
+    """
+    first = next(iter(batches), None)
+    if not (isinstance(first, (tuple, list)) and len(first) == 2
+            and all(isinstance(part, torch.Tensor) for part in first)):
+        return None  # the sweep's first pass names what is wrong with it
+    inputs, targets = (part.to(evaluator.device) for part in first)
+    inputs = inputs.to(evaluator.dtype) if inputs.is_floating_point() else inputs
+    if len(inputs) < 2 or counted_weight(evaluator.loss_fn, targets[:_TRIAL_SAMPLES]) == 0:
+        return None
+    return inputs, targets
 
 
 def _splits(data: Any) -> Dict[str, Iterable]:
@@ -608,47 +630,44 @@ class _Evaluator:
 
 
 class _PassPlanner:
-    """How many points each pass over the data evaluates, chosen by timing the sweep's own first passes.
+    """How many points each pass over the data evaluates: fixed, or timed on a slice before the sweep.
 
-    With a fixed ``points_per_pass`` every pass takes that many. Otherwise the
-    first ``trial`` points are evaluated one per pass, the next (up to)
-    ``trial`` together in one ``vmap`` pass, and the rest at whichever of the
-    two took less time per point: the choice costs no extra work. A model
-    that does not ``vmap`` (or runs out of memory doing so) stays at one.
+    Unless ``fixed``, one point and ``trial`` points together (one ``vmap``
+    pass) are timed on the first :data:`_TRIAL_SAMPLES` samples of the first
+    training batch (after a warm-up on two samples), and the sweep runs at the
+    faster per point: about ``2 (1 + trial)`` points on that slice, a few
+    percent of a sweep. A model that does not ``vmap`` (or runs out of memory
+    doing so) stays at one point per pass, also when that shows only later.
     """
 
     def __init__(self, fixed: Optional[int], trial: int):
         self.fixed, self.trial = fixed, trial
-        self.seconds = {1: 0.0, trial: 0.0}  # time spent and points done, per kind of pass
-        self.points = {1: 0, trial: 0}
-        self.together_failed = False
+        self.chosen = fixed if fixed is not None else 1
+        self.seconds: Dict[int, float] = {}  # seconds per point on the trial slice, by points per pass
+        self.cost = 0.0  # seconds spent timing
 
-    @property
-    def chosen(self) -> int:
-        """Points per pass of the passes to come (1 until both kinds have been timed)."""
+    def choose(self, evaluate: Callable[[int, int], Any]) -> None:
+        """Time ``evaluate(points, samples)`` (that many points on the first samples of the slice) and choose."""
         if self.fixed is not None:
-            return self.fixed
-        if self.together_failed or not self.points[1] or not self.points[self.trial]:
-            return 1
-        together = self.seconds[self.trial] / self.points[self.trial]
-        return self.trial if together < self.seconds[1] / self.points[1] else 1
+            return
+        began = time.perf_counter()
+        for count in (1, self.trial):
+            try:
+                evaluate(count, 2)  # warm-up, and vmap's first call
+                started = time.perf_counter()
+                evaluate(count, _TRIAL_SAMPLES)
+                self.seconds[count] = (time.perf_counter() - started) / count
+            except (RuntimeError, NotImplementedError):
+                if count == 1:
+                    raise
+                break
+        if self.seconds.get(self.trial, math.inf) < self.seconds[1]:
+            self.chosen = self.trial
+        self.cost = time.perf_counter() - began
 
-    def next_size(self, remaining: int) -> int:
-        """Points of the next pass, given ``remaining`` points left."""
-        if self.fixed is None and self.points[1] >= self.trial and not self.points[self.trial] \
-                and not self.together_failed and remaining >= 2:
-            return min(self.trial, remaining)
-        return self.chosen
-
-    def trying_together(self, size: int) -> bool:
-        """Whether a pass of ``size`` points is the timed trial of several points together."""
-        return self.fixed is None and size > 1 and not self.points[self.trial]
-
-    def failed_together(self) -> None:
-        self.together_failed = True
-
-    def record(self, size: int, seconds: float) -> None:
-        """One pass of ``size`` points took ``seconds`` (both splits)."""
-        key = 1 if size == 1 else self.trial
-        self.seconds[key] += seconds
-        self.points[key] += size
+    def failed_together(self) -> bool:
+        """A pass of several points failed: whether to go on one point at a time (not when ``fixed``)."""
+        if self.fixed is not None or self.chosen == 1:
+            return False
+        self.chosen = 1
+        return True

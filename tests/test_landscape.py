@@ -8,6 +8,7 @@ into it, dense autograd Hessians and third derivatives (``torch.func``),
 import copy
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -224,22 +225,41 @@ def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
     np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=32 * EPS32, atol=0)
 
 
-def test_the_automatic_choice_times_the_sweeps_own_passes():
-    from curvwidgets.landscape import _PassPlanner
+@pytest.mark.parametrize("together, chosen", [(0.5, 4), (1.5, 1)])
+def test_the_automatic_choice_times_a_slice_of_the_first_batch_before_the_sweep(together, chosen):
+    from curvwidgets.landscape import _TRIAL_SAMPLES, _PassPlanner
 
-    planner, sizes = _PassPlanner(None, 4), []
-    for seconds_per_point in (1.0, 1.0, 1.0, 1.0):  # four passes of one point
-        sizes.append(planner.next_size(20 - len(sizes)))
-        planner.record(sizes[-1], seconds_per_point)
-    sizes.append(planner.next_size(16))  # then one pass of four, at 0.5 s a point
-    planner.record(sizes[-1], 4 * 0.5)
-    assert sizes == [1, 1, 1, 1, 4] and planner.chosen == 4 and planner.next_size(12) == 4
-    slower = _PassPlanner(None, 4)
-    for _ in range(4):
-        slower.record(1, 1.0)
-    slower.record(4, 4 * 1.5)
-    assert slower.chosen == 1 and slower.next_size(12) == 1
-    assert _PassPlanner(3, 8).next_size(10) == 3 and _PassPlanner(None, 8).next_size(10) == 1
+    calls = []
+
+    def evaluate(count, samples):  # a fake clock: seconds per point of one point, and of four together
+        calls.append((count, samples))
+        clock[0] += 0.0 if samples == 2 else count * (1.0 if count == 1 else together)
+
+    clock = [0.0]
+    planner = _PassPlanner(None, 4)
+    original = time.perf_counter
+    time.perf_counter = lambda: clock[0]
+    try:
+        planner.choose(evaluate)
+    finally:
+        time.perf_counter = original
+    assert calls == [(1, 2), (1, _TRIAL_SAMPLES), (4, 2), (4, _TRIAL_SAMPLES)]  # a warm-up, then the slice
+    assert planner.chosen == chosen and planner.seconds == {1: 1.0, 4: together}
+    fixed = _PassPlanner(3, 8)
+    fixed.choose(evaluate)
+    assert fixed.chosen == 3 and len(calls) == 4  # a fixed choice is not timed
+
+
+def test_the_sweep_records_its_choice_and_agrees_with_one_point_at_a_time():
+    model, data = tiny_mlp(), batches()
+    directions = random_directions(model, 2, seed=0)
+    auto = loss_landscape(model, data, directions, dist=0.5, n_points=9)
+    alone = loss_landscape(model, data, directions, dist=0.5, n_points=9, points_per_pass=1)
+    assert auto.meta["points_per_pass"] in (1, 8) and set(auto.meta["pass_timing"]["seconds_per_point"]) == {"1", "8"}
+    assert auto.meta["pass_timing"]["samples"] == 16  # the first batch, smaller than the trial slice
+    assert "pass_timing" not in alone.meta
+    for name in alone.values:
+        np.testing.assert_allclose(auto[name], alone[name], rtol=1e-12, atol=1e-12)
 
 
 class ItemGate(nn.Module):
