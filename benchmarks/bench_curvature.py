@@ -601,6 +601,9 @@ def main() -> None:
     parser.add_argument("--blocks", action="store_true", help="per-vector cost of k-vector blocks, before and after")
     parser.add_argument("--plans", action="store_true", help="issue 18: blocks before, as a loop of singles, and "
                                                              "with the measured plan, on four models")
+    parser.add_argument("--plan-samples", type=lambda text: {k: int(v) for k, v in (p.split("=") for p in text.split(","))},
+                        default={}, help="samples (one batch) per model of --plans, e.g. resnet18=64 (default 256)")
+    parser.add_argument("--plan-models", default=None, help="comma-separated subset of --plans' models")
     parser.add_argument("--loss-stats", action="store_true", help="loss_stats on digits/SmallCNN, before and after")
     parser.add_argument("--loss-stats-child", choices=("before", "after"), help=argparse.SUPPRESS)
     parser.add_argument("--baseline", default=None, help=f"git commit of 'before' (default {BASELINE}; "
@@ -638,11 +641,14 @@ def main() -> None:
             results[f"blocks {name}"] = bench_blocks(model, block_data, args.device, args)
             report_blocks(name, results[f"blocks {name}"])
     if args.plans:
-        plan_data = make_data(256, 256, 0, args.device)
         for name, build in plan_models(args.quick).items():
+            if args.plan_models and name not in args.plan_models.split(","):
+                continue
+            samples = args.plan_samples.get(name, 256)
+            plan_data = make_data(samples, samples, 0, args.device)
             torch.manual_seed(0)
             model = with_running_stats(build().to(args.device), plan_data)
-            results[f"plans {name}"] = bench_plans(model, plan_data, args.device, args)
+            results[f"plans {name}"] = {"samples": samples, **bench_plans(model, plan_data, args.device, args)}
             report_plans(name, results[f"plans {name}"])
     for name in ([] if args.blocks or args.loss_stats or args.plans else args.models.split(",")):
         model = with_running_stats(models[name]().to(args.device), data)
