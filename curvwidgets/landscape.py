@@ -341,6 +341,7 @@ def loss_landscape(
         report(progress, cancel, "landscape", 0, total, partial=result)
         trial = _trial_slice(splits["train"], evaluator) if planner.fixed is None else None
         if trial is not None:
+            evaluator.evaluate(coefficients[:1] @ basis, "train", [trial])  # errors of the data name its batch
             planner.choose(lambda count, samples: evaluator.evaluate(
                 coefficients[:count] @ basis, "train", [(trial[0][:samples], trial[1][:samples])]))
             record["pass_timing"] = {"seconds_per_point": {str(k): v for k, v in planner.seconds.items()},

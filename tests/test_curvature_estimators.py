@@ -291,8 +291,8 @@ def test_loss_stats_times_the_plans_once_per_matrix_on_a_slice(monkeypatch):
 
     monkeypatch.setattr(cw.curvature.CurvatureOperator, "_timed", recording)
     cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors, the first batch of 7 samples
-    per_round = [(count, 7) for count in (11, 1, 2, 4, 8)] * 2  # the two backends
-    assert timed == per_round * 2 * 2  # two rounds, for the Hessian then the GGN; then every block is planned
+    per_matrix = [(1, 2), (1, 2)] + [(count, 7) for count in (11, 1)] * 2  # warm-ups, then the two backends
+    assert timed == per_matrix * 2  # for the Hessian, then the GGN; every later block follows its plan
 
 
 def test_loss_stats_reports_every_batch_and_cancels_with_the_passes_done():

@@ -243,8 +243,7 @@ def test_forward_mode_that_fails_for_several_vectors_is_left_out_of_the_plan(mon
     torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
                                rtol=1e-10, atol=1e-14)
     assert "vmap" in op.fallback_reason
-    assert sorted(op.plan.seconds) == ["double-backward x1", "double-backward x2", "double-backward x3",
-                                       "forward-over-reverse x1"]
+    assert sorted(op.plan.seconds) == ["double-backward x1", "double-backward x3", "forward-over-reverse x1"]
 
 
 def test_forward_mode_that_fails_on_a_later_batch_turns_the_plan_to_double_backward(monkeypatch):
@@ -604,18 +603,21 @@ def test_the_plan_is_timed_on_a_slice_of_the_first_batch_and_kept_for_its_width(
     op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 5)
     first = op @ block
-    candidates = [(backend, count) for backend in ("forward-over-reverse", "double-backward") for count in (5, 1, 2, 4)]
-    assert timed == [(*candidate, 3) for candidate in candidates] * 2  # two rounds, on 3 samples of the first batch
+    backends = ("forward-over-reverse", "double-backward")
+    candidates = [(backend, count) for backend in backends for count in (5, 1)]
+    # a warm-up of each backend on 2 samples, then each candidate once on 3 samples of the first batch
+    assert timed == [(backend, 1, 2) for backend in backends] + [(*candidate, 3) for candidate in candidates]
     plan = op.plan
     assert op.plans == {5: plan} and plan.width == 5 and plan.chosen_by == "timing" and op.backend == plan.backend
     assert (plan.backend, plan.vectors_per_pass) in candidates
     assert sorted(plan.seconds) == sorted(f"{backend} x{count}" for backend, count in candidates)
     assert plan.seconds[plan.label] == min(plan.seconds.values()) or plan.label == "forward-over-reverse x5"
-    assert torch.equal(first, op @ block) and len(timed) == 16  # kept: no more timing, the same arithmetic
+    assert torch.equal(first, op @ block) and len(timed) == 6  # kept: no more timing, the same arithmetic
     pinned = cw.Hessian(model, LOSS, batches, backend=plan.backend, vector_chunk=plan.vectors_per_pass)
-    assert torch.equal(first, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 16
+    assert torch.equal(first, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 6
     op.matvec(block[:, 0])  # another width: its own plan, two candidates
-    assert timed[16:] == [("forward-over-reverse", 1, 3), ("double-backward", 1, 3)] * 2 and sorted(op.plans) == [1, 5]
+    assert timed[6:] == [(backend, 1, 2) for backend in backends] + [(backend, 1, 3) for backend in backends]
+    assert sorted(op.plans) == [1, 5] and 0 < op.plans[5].cost
 
 
 def test_a_timed_plan_agrees_with_every_forced_plan_to_rounding():

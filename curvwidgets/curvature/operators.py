@@ -47,7 +47,6 @@ BN_MODES = ("eval", "train")
 #: A timed plan replaces the default one (the preferred backend, every vector of the block in one pass, up to
 #: MAX_VECTORS_PER_PASS) only when it takes under this fraction of its time: near-ties do not follow timing noise.
 SWITCH_MARGIN = 0.9
-TIMING_ROUNDS = 2  # each candidate plan is timed this many times (the best counts; the first also warms up)
 #: ... on at most this many samples of the first batch (on a GPU, whose speed needs wide batches, 16 times more)
 TRIAL_SAMPLES = 32
 MAX_VECTORS_PER_PASS = 16  # the widest pass "auto" tries: activation memory grows with it
@@ -77,8 +76,7 @@ class Plan:
         ``fallback_reason``), the rest was timed.
     seconds : dict of str to float
         Per candidate (``"<backend> x<vectors_per_pass>"``), the seconds per
-        vector and sample it took on the trial slice (best of
-        :data:`TIMING_ROUNDS`); empty for a pinned plan.
+        vector and sample it took on the trial slice; empty for a pinned plan.
     cost : float
         Wall-clock seconds spent choosing it (0 for a pinned plan).
     """
@@ -145,8 +143,8 @@ class CurvatureOperator(LinearOperator):
         How many vectors of a ``matmat`` block share one pass (``vmap`` over
         tangents in forward mode, one gradient graph in double backward);
         activation memory grows with it. ``"auto"``: timed at the first
-        product of each block width among 1, 2, 4, ... up to the width (at
-        most :data:`MAX_VECTORS_PER_PASS`), see :meth:`plan_for`.
+        product of each block width, one against the whole width (at most
+        :data:`MAX_VECTORS_PER_PASS`), see :meth:`plan_for`.
     sample_chunk : int, "auto" or None, default: "auto"
         Samples per pass: each batch is split into passes of at most this
         many samples, whose products are summed, weighted as the loss counts
@@ -273,11 +271,13 @@ class CurvatureOperator(LinearOperator):
     def plan_for(self, width: int, inputs: torch.Tensor, targets: torch.Tensor) -> Plan:
         """The :class:`Plan` for blocks of ``width`` vectors: the one kept, the pinned one, or one timed now.
 
-        Timing runs each candidate (the backends, and 1, 2, 4, ... vectors per
-        pass up to ``width``; see ``backend`` and ``vector_chunk``) on at
-        most :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a
-        GPU; the products' values do not matter here, only their time), best of
-        :data:`TIMING_ROUNDS`, and keeps the cheapest per vector and sample;
+        Timing runs each candidate (the backends, with the block's vectors in
+        one pass, up to :data:`MAX_VECTORS_PER_PASS`, or one at a time; see
+        ``backend`` and ``vector_chunk``) once on at most
+        :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a GPU;
+        the products' values do not matter here, only their time), after a
+        warm-up of each backend on two samples, and keeps the cheapest per
+        vector and sample;
         the default (preferred backend, widest pass) unless another takes
         under :data:`SWITCH_MARGIN` of its time. A loop of single products is
         a candidate, so a block never costs more per vector than that loop by
@@ -293,7 +293,7 @@ class CurvatureOperator(LinearOperator):
         """``(backend, vectors_per_pass)`` pairs for a block of ``width``, the default one first."""
         widest = min(width, MAX_VECTORS_PER_PASS)
         if self.vector_chunk == "auto":
-            counts = [widest, *(2 ** power for power in range(widest.bit_length()) if 2 ** power < widest)]
+            counts = [widest, 1] if widest > 1 else [1]  # the widest pass, or a loop of single products
         else:
             counts = [min(width, self.vector_chunk)]
         backends = [self._pinned_backend] if self._pinned_backend else [self.preferred_backend, "double-backward"]
@@ -312,18 +312,21 @@ class CurvatureOperator(LinearOperator):
         tangents = self.layout.unflatten(block.to(device=self.device, dtype=self.dtype))
         seconds: Dict[Tuple[str, int], float] = {}
         failures: Dict[Tuple[str, int], str] = {}
-        for _ in range(TIMING_ROUNDS):
-            for backend, count in candidates:
-                if (backend, count) in failures:
-                    continue
-                try:
-                    elapsed = self._timed(backend, part_inputs, part_targets, tuple(t[:count] for t in tangents))
-                except (RuntimeError, NotImplementedError) as failed:
-                    if backend == "double-backward":
-                        raise
-                    error, failures[backend, count] = failed, f"{type(failed).__name__}: {failed}"
-                    continue
-                seconds[backend, count] = min(seconds.get((backend, count), math.inf), elapsed / (count * trial))
+        warm = [(backend, 1, 2) for backend in dict.fromkeys(backend for backend, _ in candidates)]
+        for backend, count, samples in warm + [(backend, count, trial) for backend, count in candidates]:
+            # first a warm-up of each backend on two samples (forward mode's first use compiles its rules)
+            if (backend, count) in failures or (backend, 1) in failures:
+                continue
+            try:
+                elapsed = self._timed(backend, part_inputs[:samples], part_targets[:samples],
+                                      tuple(t[:count] for t in tangents))
+            except (RuntimeError, NotImplementedError) as failed:
+                if backend == "double-backward":
+                    raise
+                error, failures[backend, count] = failed, f"{type(failed).__name__}: {failed}"
+                continue
+            if samples == trial:
+                seconds[backend, count] = elapsed / (count * trial)
         if not seconds:  # a pinned forward mode that the model does not support
             raise error
         if failures:
