@@ -312,8 +312,10 @@ def test_largest_and_smallest_pick_the_ends_of_the_spectrum(run):
 
 def test_the_seed_is_passed_on(run):
     random = {seed: landscape_of(run, directions="random", seed=seed) for seed in (0, 1)}
-    assert random[1]["train_loss"].tobytes() == landscape_of(run, directions="random", seed=1)["train_loss"].tobytes()
-    assert not np.array_equal(random[0]["train_loss"], random[1]["train_loss"])
+    # the same seed, the same directions (the points per pass are timed: equal to float32 rounding, not bit for bit)
+    np.testing.assert_allclose(landscape_of(run, directions="random", seed=1)["train_loss"], random[1]["train_loss"],
+                               rtol=1e-6)
+    assert np.abs(random[0]["train_loss"] - random[1]["train_loss"]).max() > 1e-4  # far above the rounding
     spectra = {seed: cw.compute_eigenspectrum(checkpoint_path=run["checkpoint"], lanczos_iters=2, num_samples=64,
                                               seed=seed, device="cpu") for seed in (0, 1)}
     assert spectra[1].meta["seed"] == 1
