@@ -196,7 +196,7 @@ TRAIN_CASES: Dict[str, tuple] = {
     "out_dir under a file": (lambda f, c: train(f, out_dir=_written(b"keep", f / "file.txt") / "run"), ValueError,
                              r"out_dir '.*file\.txt/run' cannot be a folder: '.*file\.txt' is a file"),
     "out_dir unwritable": (lambda f, c: train(f, out_dir="/proc/curvwidgets-run"), ValueError,
-                           r"out_dir '/proc/curvwidgets-run' cannot be written: creating a file in '/proc' fails"),
+                           r"out_dir: cannot write '/proc/curvwidgets-run': creating a file in '/proc' fails"),
     "out_dir int": (lambda f, c: train(f, out_dir=3), TypeError, r"out_dir must be a path"),
     "data not a pair": (lambda f, c: train(f, data=(batches(),)), TypeError,
                         r"data must be a name of .*, a DataSet, or a pair \(training batches, test batches\)"),

@@ -860,14 +860,19 @@ WIDGET_ARGUMENT_CASES: Dict[str, tuple] = {
 }
 
 
-@pytest.mark.parametrize("case", list(WIDGET_ARGUMENT_CASES))
-def test_a_bad_widget_argument_is_refused_by_name(case, tiny, files, tmp_path):
-    make, error, pattern = WIDGET_ARGUMENT_CASES[case]
+def assert_refused(cases: Dict[str, tuple], case: str, tiny, files, tmp_path) -> None:
+    """``cases[case]`` raises its error, clear (see :func:`assert_clear`) and raised in curvwidgets."""
+    make, error, pattern = cases[case]
     context = Case(tiny=tiny, files=files, tmp=tmp_path, events=[])
     with pytest.raises(error) as raised:
         make(context)
     assert_clear(str(raised.value), pattern)
     assert_raised_here(raised.value)
+
+
+@pytest.mark.parametrize("case", list(WIDGET_ARGUMENT_CASES))
+def test_a_bad_widget_argument_is_refused_by_name(case, tiny, files, tmp_path):
+    assert_refused(WIDGET_ARGUMENT_CASES, case, tiny, files, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -1044,11 +1049,7 @@ LOADER_AND_DASHBOARD_CASES: Dict[str, tuple] = {
 
 @pytest.mark.parametrize("case", list(LOADER_AND_DASHBOARD_CASES))
 def test_loader_batches_and_dashboard_options(case, tiny, files, tmp_path):
-    call, error, pattern = LOADER_AND_DASHBOARD_CASES[case]
-    context = Case(tiny=tiny, files=files, tmp=tmp_path, events=[])
-    with pytest.raises(error) as raised:
-        call(context)
-    assert_clear(str(raised.value), pattern)
+    assert_refused(LOADER_AND_DASHBOARD_CASES, case, tiny, files, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,7 +19,6 @@ import contextlib
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._validate import boolean, device_value, non_negative, positive, positive_int, seed_value
+from .._validate import writable_folder as checked_folder
 from ..progress import Cancelled, CancelToken, ProgressCallback, ProgressEvent, check_protocol, report
 from ..results import TrainingHistory
 from . import data as datasets
@@ -482,17 +482,7 @@ def writable_folder(out_dir: Any) -> Optional[Path]:
         raise TypeError(f"out_dir must be a path (str or os.PathLike); got {type(out_dir).__name__}")
     if not os.fspath(out_dir):
         raise ValueError("out_dir must name a folder; got '' (pass '.' for the current folder, None for no files)")
-    folder = Path(out_dir).expanduser()
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
-    if not existing.is_dir():
-        raise ValueError(f"out_dir {os.fspath(folder)!r} cannot be a folder: {os.fspath(existing)!r} is a file")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise ValueError(f"out_dir {os.fspath(folder)!r} cannot be written: creating a file in "
-                         f"{os.fspath(existing)!r} fails ({error.strerror})") from None
-    return folder
+    return checked_folder("out_dir", Path(out_dir).expanduser())
 
 
 def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
