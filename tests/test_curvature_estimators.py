@@ -285,9 +285,9 @@ def test_loss_stats_times_the_plans_once_per_matrix_on_a_slice(monkeypatch):
     timed = []
     original = cw.curvature.CurvatureOperator._timed
 
-    def recording(self, backend, inputs, targets, tangents):
+    def recording(self, plan, inputs, targets, tangents):
         timed.append((tangents[0].shape[0], len(inputs)))
-        return original(self, backend, inputs, targets, tangents)
+        return original(self, plan, inputs, targets, tangents)
 
     monkeypatch.setattr(cw.curvature.CurvatureOperator, "_timed", recording)
     cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors, the first batch of 7 samples

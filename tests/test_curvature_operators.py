@@ -256,8 +256,14 @@ def test_forward_mode_that_fails_on_a_later_batch_turns_the_plan_to_double_backw
             raise RuntimeError("forward-mode AD is not implemented for this shape")
         return forward(self, function, primals, inputs, targets, tangents)
 
+    original = cw.Hessian._timed
+
+    def forward_looks_faster(self, plan, *args):
+        product, samples, _ = original(self, plan, *args)
+        return product, samples, 1.0 if plan.backend == "double-backward" else 0.1
+
     monkeypatch.setattr(cw.Hessian, "_forward_mode", first_batch_only)
-    monkeypatch.setattr(cw.Hessian, "_timed", lambda self, backend, *args: 1.0 if backend == "double-backward" else 0.1)
+    monkeypatch.setattr(cw.Hessian, "_timed", forward_looks_faster)
     op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 3)
     torch.testing.assert_close(op @ block, dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block,
@@ -349,7 +355,7 @@ def test_a_subset_of_data_in_a_changing_order_is_refused(shuffle_within_one_batc
         op @ random_block(op.dim, 1)
     fixed = cw.Hessian(model, LOSS, DataLoader(TensorDataset(inputs, targets), batch_size=batch_size), num_samples=9)
     vector = random_block(op.dim, 1)
-    torch.testing.assert_close(fixed @ vector, fixed @ vector, rtol=0, atol=0)
+    torch.testing.assert_close(fixed @ vector, fixed @ vector, rtol=1e-13, atol=0)  # the first: timed pieces
 
 
 def test_batch_statistics_over_a_changing_order_are_refused():
@@ -588,36 +594,65 @@ def test_an_int_sample_chunk_is_refused_with_batch_statistics():
         cw.GGN(model, LOSS, batches, bn_mode="train", sample_chunk=4)
 
 
-def test_the_plan_is_timed_on_a_slice_of_the_first_batch_and_kept_for_its_width(monkeypatch):
+def test_the_plan_is_timed_on_slices_of_the_first_batch_and_kept_for_its_width(monkeypatch):
     model = mlp()
-    batches, _, _ = classification_data(model)  # batches of 7, 5, 8 and 4 samples
+    batches, inputs, targets = classification_data(model)  # batches of 7, 5, 8 and 4 samples
     timed = []
     original = cw.Hessian._timed
 
-    def recording(self, backend, inputs, targets, tangents):
-        timed.append((backend, tangents[0].shape[0], len(inputs)))
-        return original(self, backend, inputs, targets, tangents)
+    def recording(self, plan, part_inputs, part_targets, tangents):
+        first_sample = next(i for i in range(len(inputs)) if torch.equal(inputs[i], part_inputs[0]))
+        timed.append((plan.backend, tangents[0].shape[0], first_sample, len(part_inputs)))
+        return original(self, plan, part_inputs, part_targets, tangents)
 
     monkeypatch.setattr(cw.Hessian, "_timed", recording)
     monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
     op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 5)
     first = op @ block
-    backends = ("forward-over-reverse", "double-backward")
-    candidates = [(backend, count) for backend in backends for count in (5, 1)]
-    # a warm-up of each backend on 2 samples, then each candidate once on 3 samples of the first batch
-    assert timed == [(backend, 1, 2) for backend in backends] + [(*candidate, 3) for candidate in candidates]
+    forward, double = "forward-over-reverse", "double-backward"
+    # a warm-up of each backend on 2 samples, then each candidate once on 3 samples of the first batch: the
+    # block on samples 0-2, one vector on 3-5, the block again on 0-2 (no room left: thrown away), one vector on 3-5
+    assert timed == [(forward, 1, 0, 2), (double, 1, 0, 2),
+                     (forward, 5, 0, 3), (forward, 1, 3, 3), (double, 5, 0, 3), (double, 1, 3, 3)]
     plan = op.plan
     assert op.plans == {5: plan} and plan.width == 5 and plan.chosen_by == "timing" and op.backend == plan.backend
+    candidates = [(backend, count) for backend in (forward, double) for count in (5, 1)]
     assert (plan.backend, plan.vectors_per_pass) in candidates
     assert sorted(plan.seconds) == sorted(f"{backend} x{count}" for backend, count in candidates)
     assert plan.seconds[plan.label] == min(plan.seconds.values()) or plan.label == "forward-over-reverse x5"
-    assert torch.equal(first, op @ block) and len(timed) == 6  # kept: no more timing, the same arithmetic
+    exact = dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block
+    torch.testing.assert_close(first, exact, rtol=1e-10, atol=1e-14)  # the timed pieces are part of it
+    again = op @ block
+    assert len(timed) == 6  # kept: no more timing
+    torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-15)
     pinned = cw.Hessian(model, LOSS, batches, backend=plan.backend, vector_chunk=plan.vectors_per_pass)
-    assert torch.equal(first, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 6
-    op.matvec(block[:, 0])  # another width: its own plan, two candidates
-    assert timed[6:] == [(backend, 1, 2) for backend in backends] + [(backend, 1, 3) for backend in backends]
+    assert torch.equal(again, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 6
+    op.matvec(block[:, 0])  # another width: its own plan, two candidates on slices 0-2 and 3-5
+    assert timed[6:] == [(forward, 1, 0, 2), (double, 1, 0, 2), (forward, 1, 0, 3), (double, 1, 3, 3)]
     assert sorted(op.plans) == [1, 5] and 0 < op.plans[5].cost
+
+
+@pytest.mark.parametrize("options, kept", [({}, True), ({"sample_chunk": None}, False), ({"bn_mode": "train"}, False)])
+def test_the_products_made_while_timing_are_part_of_the_first_product_where_samples_may_be_split(
+        monkeypatch, options, kept):
+    model = mlp()
+    batches, _, _ = classification_data(model)  # 24 samples
+    made = []  # (vectors, samples) of every product made
+    original = cw.Hessian._batch_product
+
+    def counting(self, part_inputs, part_targets, tangents, plan):
+        made.append(tangents[0].shape[0] * len(part_inputs))
+        return original(self, part_inputs, part_targets, tangents, plan)
+
+    monkeypatch.setattr(cw.Hessian, "_batch_product", counting)
+    monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
+    op = cw.Hessian(model, LOSS, batches, **options)
+    op @ random_block(op.dim, 5)
+    needed, warm_ups = 5 * 24, 2 * 2
+    # kept: only the block on samples 0-2 a second time (no room left) is extra; else every trial is
+    extra = 5 * 3 if kept else 3 * (5 + 1 + 5 + 1)
+    assert sum(made) == needed + warm_ups + extra
 
 
 def test_a_timed_plan_agrees_with_every_forced_plan_to_rounding():

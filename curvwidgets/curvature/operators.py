@@ -14,8 +14,9 @@ double backward reuses one gradient graph. Whether that is cheaper per vector
 than a loop of single products depends on the machine's kernels (a vmapped
 convolution becomes a grouped one), so it is measured, not assumed: the first
 product of each block width times the candidate :class:`Plan` objects (backend
-and vectors per pass) on a slice of its first batch and keeps the fastest
-(:meth:`CurvatureOperator.plan_for`). On the CPU, batches are also split into
+and vectors per pass) on slices of its first batch and keeps the fastest
+(:meth:`CurvatureOperator.plan_for`); the products made while timing are part
+of that first product, so the choice costs only the slower candidates' excess. On the CPU, batches are also split into
 passes of fewer samples so that no batched activation outgrows
 :data:`CPU_PASS_BYTES` (see ``sample_chunk``): larger temporaries are fresh
 memory from the kernel on every allocation, and zeroing their pages costs more
@@ -71,14 +72,17 @@ class Plan:
         over tangents, or one gradient graph); 1 is a loop of single products.
     chosen_by : {"pinned", "timing", "fallback"}
         ``"pinned"``: the caller fixed ``backend`` and ``vector_chunk``.
-        ``"timing"``: the fastest candidate on a slice of the first batch.
+        ``"timing"``: the fastest candidate on slices of the first batch.
         ``"fallback"``: forward mode failed for this model (see
         ``fallback_reason``), the rest was timed.
     seconds : dict of str to float
         Per candidate (``"<backend> x<vectors_per_pass>"``), the seconds per
         vector and sample it took on the trial slice; empty for a pinned plan.
     cost : float
-        Wall-clock seconds spent choosing it (0 for a pinned plan).
+        Wall-clock seconds that choosing it cost beyond the products it
+        made: the warm-ups, trials whose products were thrown away, and the
+        slower candidates' time over the chosen one's rate (0 for a pinned
+        plan).
     """
 
     width: int
@@ -179,7 +183,9 @@ class CurvatureOperator(LinearOperator):
         How the last product was computed (None before the first).
     plans : dict of int to Plan
         The plan of each block width used so far, kept for the operator's
-        life, so that repeated products agree bit for bit.
+        life, so that repeated products agree bit for bit (the first of a
+        width agrees with them to rounding: while it is timed, its first
+        batch is summed in other pieces).
     fallback_reason : str or None
         Why the forward-mode backend was not used, when it was not.
     """
@@ -216,10 +222,11 @@ class CurvatureOperator(LinearOperator):
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
         self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train")
         self.sample_chunk = _sample_chunk_value(sample_chunk, self.bn_mode)
-        if self.sample_chunk == "auto":
-            self._splits = self.device.type == "cpu" and self.bn_mode == "eval" and splits_by_sample(loss_fn)
+        if self.sample_chunk == "auto":  # may a batch's samples be split, and are they (on the CPU)
+            self._separable = self.bn_mode == "eval" and splits_by_sample(loss_fn)
+            self._splits = self._separable and self.device.type == "cpu"
         else:
-            self._splits = self.sample_chunk is not None
+            self._separable = self._splits = self.sample_chunk is not None
         self._sample_bytes: Optional[int] = None  # probed at the first split batch
         self._pinned_backend: Optional[str] = None if self._automatic else backend
         self.plans: Dict[int, Plan] = {}
@@ -255,17 +262,19 @@ class CurvatureOperator(LinearOperator):
         products over batches divided by the sum of ``W_b`` is ``C @ block``.
         A summed loss's product already is ``W_b C_b @ block``. Batches of
         weight 0 are skipped. The products are float64, shape ``(dim, k)``,
-        computed with :meth:`plan_for` of ``k`` (timed at the first batch of
-        the first block of that width).
+        computed with the plan of width ``k``: the pinned one, the one kept,
+        or at the first batch of the first block of that width one timed on
+        that batch's own work (:meth:`plan_for`).
         """
         width = block.shape[1]
         with self.evaluation_mode():
             for weight, inputs, targets in self._weighted_batches():
                 with self._diagnosing_data(inputs, targets):
-                    plan = self.plan_for(width, inputs, targets)
-                    parts = torch.split(block, plan.vectors_per_pass, dim=1)
-                    product = torch.cat([self._batch_product(inputs, targets, self.layout.unflatten(part), width)
-                                         for part in parts], dim=1)
+                    if width in self.plans:
+                        self.plan = self.plans[width]
+                        product = self._product(self.plan, inputs, targets, block)
+                    else:
+                        product = self._planning_product(width, inputs, targets, block)
                 yield weight, product
 
     def plan_for(self, width: int, inputs: torch.Tensor, targets: torch.Tensor) -> Plan:
@@ -273,21 +282,29 @@ class CurvatureOperator(LinearOperator):
 
         Timing runs each candidate (the backends, with the block's vectors in
         one pass, up to :data:`MAX_VECTORS_PER_PASS`, or one at a time; see
-        ``backend`` and ``vector_chunk``) once on at most
-        :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a GPU;
-        the products' values do not matter here, only their time), after a
+        ``backend`` and ``vector_chunk``) once on a slice of
+        :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a GPU),
+        split into passes as the real work is (``sample_chunk``), after a
         warm-up of each backend on two samples, and keeps the cheapest per
-        vector and sample;
-        the default (preferred backend, widest pass) unless another takes
-        under :data:`SWITCH_MARGIN` of its time. A loop of single products is
-        a candidate, so a block never costs more per vector than that loop by
-        more than timing noise.
+        vector and sample; the default (preferred backend, widest pass)
+        unless another takes under :data:`SWITCH_MARGIN` of its time. A loop
+        of single products is a candidate, so a block never costs more per
+        vector than that loop by more than timing noise.
+
+        Inside :meth:`matmat` the slices are the first batch's own work:
+        each candidate computes products that the block needs (distinct
+        slices of samples, or distinct vectors of one slice), and the chosen
+        plan completes the rest, so the choice costs only the warm-ups and
+        the slower candidates' excess time (``Plan.cost``). Where the samples
+        of a batch may not be split (``bn_mode="train"``, ``sample_chunk=None``,
+        a loss that does not split by sample), or here, the trial products
+        are thrown away.
         """
-        plan = self.plans.get(width)
-        if plan is None:
-            plan = self.plans[width] = self._timed_plan(width, inputs, targets)
-        self.plan = plan
-        return plan
+        if width not in self.plans:
+            block = torch.randn(self.dim, width, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+            self._planning_product(width, inputs, targets, block.to(self.device), keep=False)
+        self.plan = self.plans[width]
+        return self.plan
 
     def _candidates(self, width: int) -> List[Tuple[str, int]]:
         """``(backend, vectors_per_pass)`` pairs for a block of ``width``, the default one first."""
@@ -299,45 +316,81 @@ class CurvatureOperator(LinearOperator):
         backends = [self._pinned_backend] if self._pinned_backend else [self.preferred_backend, "double-backward"]
         return [(backend, count) for backend in backends for count in counts]
 
-    def _timed_plan(self, width: int, inputs: torch.Tensor, targets: torch.Tensor) -> Plan:
-        """The fastest candidate on a slice of this batch (see :meth:`plan_for`); the only one when pinned."""
+    def _planning_product(self, width: int, inputs: torch.Tensor, targets: torch.Tensor, block: torch.Tensor,
+                          keep: bool = True) -> torch.Tensor:
+        """``W_b C_b @ block`` for the first batch of a width, choosing and keeping its plan on the way (:meth:`plan_for`).
+
+        The candidates take the batch's slices of ``trial`` samples in turn,
+        each the next ``vectors_per_pass`` vectors of the current slice that
+        no candidate has computed (or the next slice), so that every product
+        made while timing is part of the result when ``keep`` and the
+        samples may be split; a candidate that finds no room is timed on
+        the first slice and its products thrown away.
+        """
         candidates = self._candidates(width)
         if len(candidates) == 1:
-            return Plan(width, *candidates[0], "pinned")
+            self.plans[width] = self.plan = Plan(width, *candidates[0], "pinned")
+            return self._product(self.plan, inputs, targets, block)
         began = time.perf_counter()
         trial = min(len(inputs), TRIAL_SAMPLES * (1 if self.device.type == "cpu" else 16))
-        part_inputs, part_targets = inputs[:trial], targets[:trial]
-        generator = torch.Generator().manual_seed(0)
-        block = torch.randn(self.dim, max(count for _, count in candidates), generator=generator, dtype=torch.float64)
-        tangents = self.layout.unflatten(block.to(device=self.device, dtype=self.dtype))
+        slices = len(inputs) // trial if keep and self._separable else 0
+        done = [0] * slices  # per slice, how many of its first vectors are computed
+        product = torch.zeros(self.dim, width, dtype=torch.float64, device=self.device)
+        for backend in dict.fromkeys(backend for backend, _ in candidates):  # a warm-up of each backend
+            with contextlib.suppress(RuntimeError, NotImplementedError):  # failures are met again below
+                self._timed(Plan(width, backend, 1, "trial"), inputs[:2], targets[:2],
+                            self.layout.unflatten(block[:, :1]))
         seconds: Dict[Tuple[str, int], float] = {}
+        spent: Dict[Tuple[str, int], Tuple[float, int]] = {}  # (seconds, vector-samples) of each candidate
         failures: Dict[Tuple[str, int], str] = {}
-        warm = [(backend, 1, 2) for backend in dict.fromkeys(backend for backend, _ in candidates)]
-        for backend, count, samples in warm + [(backend, count, trial) for backend, count in candidates]:
-            # first a warm-up of each backend on two samples (forward mode's first use compiles its rules)
-            if (backend, count) in failures or (backend, 1) in failures:
+        for backend, count in candidates:
+            if (backend, 1) in failures:
                 continue
+            where = next((index for index in range(slices) if done[index] + count <= width), None)
+            start, first = (0, 0) if where is None else (where * trial, done[where])
+            part = slice(start, start + trial)
             try:
-                elapsed = self._timed(backend, part_inputs[:samples], part_targets[:samples],
-                                      tuple(t[:count] for t in tangents))
+                pushed, samples, elapsed = self._timed(Plan(width, backend, count, "trial"), inputs[part],
+                                                       targets[part], self.layout.unflatten(block[:, first:first + count]))
             except (RuntimeError, NotImplementedError) as failed:
                 if backend == "double-backward":
                     raise
                 error, failures[backend, count] = failed, f"{type(failed).__name__}: {failed}"
                 continue
-            if samples == trial:
-                seconds[backend, count] = elapsed / (count * trial)
-        if not seconds:  # a pinned forward mode that the model does not support
+            if samples:
+                seconds[backend, count] = elapsed / (count * samples)
+            if where is not None:
+                product[:, first:first + count] += pushed
+                done[where] += count
+                spent[backend, count] = (elapsed, count * samples)
+            else:
+                spent[backend, count] = (elapsed, 0)
+        if failures and not seconds:  # a pinned forward mode that the model does not support
             raise error
         if failures:
             self.fallback_reason = next(iter(failures.values()))
-        best = min(seconds, key=seconds.get)
         default = candidates[0]
+        best = min(seconds, key=seconds.get, default=default)  # none timed: the slice's targets all ignored
         if default in seconds and seconds[best] >= SWITCH_MARGIN * seconds[default]:
             best = default
         forward_worked = any(backend != "double-backward" for backend, _ in seconds)
-        return Plan(width, *best, "timing" if forward_worked or not failures else "fallback",
-                    {_label(*key): value for key, value in seconds.items()}, time.perf_counter() - began)
+        timing = time.perf_counter() - began
+        excess = timing - sum(seconds.get(best, 0.0) * cells for _, cells in spent.values())
+        plan = self.plans[width] = self.plan = Plan(
+            width, *best, "timing" if forward_worked or not failures else "fallback",
+            {_label(*key): value for key, value in seconds.items()}, excess)
+        if not keep:
+            return product
+        if not any(done):
+            return self._product(plan, inputs, targets, block)
+        used = max(index for index in range(slices) if done[index]) + 1
+        for index in range(used):  # the vectors of each used slice that no candidate computed
+            part = slice(index * trial, (index + 1) * trial)
+            if done[index] < width:
+                product[:, done[index]:] += self._product(plan, inputs[part], targets[part], block[:, done[index]:])
+        if used * trial < len(inputs):
+            product += self._product(plan, inputs[used * trial:], targets[used * trial:], block)
+        return product
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
         """Per batch of this rank: ``(n_b, W_b, loss_b, gradient_b)`` of the batch's mean loss.
@@ -381,19 +434,34 @@ class CurvatureOperator(LinearOperator):
 
     # ---- shared machinery ---------------------------------------------------------------------
 
+    def _product(self, plan: Plan, inputs: torch.Tensor, targets: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        """``W C @ block`` over these samples with ``plan``, float64 ``(dim, k)``: its vectors ``vectors_per_pass`` at a time."""
+        parts = torch.split(block, plan.vectors_per_pass, dim=1)
+        products = []
+        for part in parts:
+            pushed, _ = self._batch_product(inputs, targets, self.layout.unflatten(part), plan)
+            plan = self.plans.get(plan.width, plan)  # a fallback may have replaced it
+            products.append(pushed)
+        return torch.cat(products, dim=1)
+
     def _batch_product(self, inputs: torch.Tensor, targets: torch.Tensor, tangents: Tangents,
-                       width: int) -> torch.Tensor:
-        """``W_b C_b @ tangents`` for one batch, float64 ``(dim, k)``: the sum over its passes of ``W_p C_p @ tangents``."""
+                       plan: Plan) -> Tuple[torch.Tensor, int]:
+        """``W C @ tangents`` over these samples with ``plan``, float64 ``(dim, k)``: the sum over its passes of ``W_p C_p @ tangents``.
+
+        Also the number of samples in passes of nonzero weight (those run).
+        """
         scale_by_weight = reduction_of(self.loss_fn) == "mean"
         count = tangents[0].shape[0]
         total = torch.zeros(self.dim, count, dtype=torch.float64, device=self.device)
         # double backward makes one vector's product at a time from the shared graph: its memory does not grow with k
-        vectors = 1 if self.plans[width].backend == "double-backward" else count
+        vectors = 1 if plan.backend == "double-backward" else count
         primals, constants = self.functional_state()  # one copy of the state for all the batch's passes
+        samples = 0
         for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors):
-            product = self._with_plan(width, primals, constants, part_inputs, part_targets, tangents)
+            product, plan = self._with_plan(plan, primals, constants, part_inputs, part_targets, tangents)
             total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
-        return total
+            samples += len(part_inputs)
+        return total, samples
 
     def _passes(self, inputs: torch.Tensor, targets: torch.Tensor, vectors: int) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
         """One batch as passes ``(W_p, inputs_p, targets_p)`` of ``sample_chunk`` samples; those of weight 0 left out."""
@@ -528,34 +596,34 @@ class CurvatureOperator(LinearOperator):
     def _method(self, backend: str) -> Callable:
         return self._double_backward if backend == "double-backward" else self._forward_mode
 
-    def _with_plan(self, width: int, primals, constants, inputs, targets, tangents) -> Tangents:
-        """The pass's products with the plan of ``width``; double backward where timed forward mode fails here.
+    def _with_plan(self, plan: Plan, primals, constants, inputs, targets, tangents) -> Tuple[Tangents, Plan]:
+        """The pass's products with ``plan``, and the plan used: double backward where a kept forward mode fails here.
 
         Forward mode may work on the trial slice and fail on a later batch
-        (another shape): with ``"auto"`` the plan then turns to double
-        backward for good, the reason kept in ``fallback_reason``.
+        (another shape): with ``"auto"`` the kept plan then turns to double
+        backward for good, the reason kept in ``fallback_reason``. A
+        candidate being timed, or a pinned backend, raises instead.
         """
-        plan = self.plans[width]
         try:
             return self._method(plan.backend)(self.outputs_function(constants, inputs), primals, inputs, targets,
-                                              tangents)
+                                              tangents), plan
         except (RuntimeError, NotImplementedError) as error:
-            if not self._automatic or plan.backend == "double-backward":
+            if not self._automatic or plan.backend == "double-backward" or self.plans.get(plan.width) is not plan:
                 raise
-            self.plans[width] = self.plan = Plan(width, "double-backward", plan.vectors_per_pass, "fallback",
-                                                 plan.seconds, plan.cost)
+            plan = self.plans[plan.width] = self.plan = Plan(plan.width, "double-backward", plan.vectors_per_pass,
+                                                             "fallback", plan.seconds, plan.cost)
             self.fallback_reason = f"{type(error).__name__}: {error}"
             primals, constants = self.functional_state()  # a failed attempt may have touched the buffer clones
-            return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+            return self._double_backward(self.outputs_function(constants, inputs), primals, inputs, targets,
+                                         tangents), plan
 
-    def _timed(self, backend: str, inputs, targets, tangents: Tangents) -> float:
-        """Seconds that ``backend`` takes for the products of this pass along ``tangents``."""
-        primals, constants = self.functional_state()
+    def _timed(self, plan: Plan, inputs, targets, tangents: Tangents) -> Tuple[torch.Tensor, int, float]:
+        """:meth:`_batch_product` with ``plan``, and the seconds it took."""
         _synchronise(self.device)
-        start = time.perf_counter()
-        self._method(backend)(self.outputs_function(constants, inputs), primals, inputs, targets, tangents)
+        clock = time.perf_counter()
+        product, samples = self._batch_product(inputs, targets, tangents, plan)
         _synchronise(self.device)
-        return time.perf_counter() - start
+        return product, samples, time.perf_counter() - clock
 
 
 def _vector_chunk_value(value: object) -> int:
