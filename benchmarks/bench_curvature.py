@@ -60,6 +60,10 @@ AGREE = 1e-4  # agreement required of every product
 BASELINE = "4704c06"  # --blocks / --loss-stats "before": the curvature operators and loss_stats before issue 11
 PLANS_BASELINE = "02e85d1"  # --plans "before": the operators before measured plans (issue 18)
 BLOCK_SIZES = (1, 2, 4, 8)
+#: Per-vector arithmetic of a block of k products, in gradients (counted with --flops, benchmarks/README.md):
+#: an HVP block shares one gradient and adds two per vector (a tangent through the forward and the backward pass);
+#: a GGN block shares the forward pass (1/3) and adds a Jacobian- and a vector-Jacobian product (2/3 each) per vector.
+FLOP_FLOORS = {"HVP": lambda k: 2 + 1 / k, "GGN": lambda k: 4 / 3 + 1 / (3 * k)}
 
 
 # ---- models and data -------------------------------------------------------------------------
@@ -529,6 +533,12 @@ def report_plans(name: str, r: dict) -> None:
                               + str(r["plans"][f"{label} k={k}"]["vectors_per_pass"]) for k in BLOCK_SIZES)
             print(f"  {label + ' ' + variant:22s}" + "".join(f"{ratios[k]:8.2f}" for k in BLOCK_SIZES)
                   + (f"   {plans}" if variant == "after" else ""))
+    for label, floor in FLOP_FLOORS.items():
+        print(f"  {label + ' FLOP floor':22s}" + "".join(f"{floor(k):8.2f}" for k in BLOCK_SIZES))
+        after = r["per_vector_ratio"][label]["after"]
+        print(f"  {label + ' after / floor':22s}" + "".join(f"{after[k] / floor(k):8.2f}" for k in BLOCK_SIZES)
+              + "   after / loop: " + ", ".join(f"{after[k] / r['per_vector_ratio'][label]['loop'][k]:.2f}"
+                                                for k in BLOCK_SIZES))
     print("  planning, in products of the block: " + ", ".join(f"{key} {cost:.2f}"
                                                              for key, cost in r["planning_cost"].items()))
 

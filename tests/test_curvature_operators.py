@@ -1,6 +1,7 @@
 """Hessian and GGN products against dense autograd references, in float64."""
 
 import copy
+import math
 import time
 
 import numpy as np
@@ -607,14 +608,15 @@ def test_the_plan_is_timed_on_slices_of_the_first_batch_and_kept_for_its_width(m
 
     monkeypatch.setattr(cw.Hessian, "_timed", recording)
     monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
+    monkeypatch.setattr(cw.curvature.operators, "RETIME_WITHIN", math.inf)  # every candidate timed twice
     op = cw.Hessian(model, LOSS, batches)
     block = random_block(op.dim, 5)
     first = op @ block
     forward, double = "forward-over-reverse", "double-backward"
-    # a warm-up of each backend on 2 samples, then each candidate once on 3 samples of the first batch: the
+    # a warm-up of each backend on 2 samples, then each candidate twice on 3 samples of the first batch: the
     # block on samples 0-2, one vector on 3-5, the block again on 0-2 (no room left: thrown away), one vector on 3-5
-    assert timed == [(forward, 1, 0, 2), (double, 1, 0, 2),
-                     (forward, 5, 0, 3), (forward, 1, 3, 3), (double, 5, 0, 3), (double, 1, 3, 3)]
+    assert timed == [(forward, 1, 0, 2), (double, 1, 0, 2)] + [
+        (forward, 5, 0, 3), (forward, 1, 3, 3), (double, 5, 0, 3), (double, 1, 3, 3)] * 2
     plan = op.plan
     assert op.plans == {5: plan} and plan.width == 5 and plan.chosen_by == "timing" and op.backend == plan.backend
     candidates = [(backend, count) for backend in (forward, double) for count in (5, 1)]
@@ -624,12 +626,13 @@ def test_the_plan_is_timed_on_slices_of_the_first_batch_and_kept_for_its_width(m
     exact = dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block
     torch.testing.assert_close(first, exact, rtol=1e-10, atol=1e-14)  # the timed pieces are part of it
     again = op @ block
-    assert len(timed) == 6  # kept: no more timing
+    assert len(timed) == 10  # kept: no more timing
     torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-15)
     pinned = cw.Hessian(model, LOSS, batches, backend=plan.backend, vector_chunk=plan.vectors_per_pass)
-    assert torch.equal(again, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 6
-    op.matvec(block[:, 0])  # another width: its own plan, two candidates on slices 0-2 and 3-5
-    assert timed[6:] == [(forward, 1, 0, 2), (double, 1, 0, 2), (forward, 1, 0, 3), (double, 1, 3, 3)]
+    assert torch.equal(again, pinned @ block) and pinned.plan.chosen_by == "pinned" and len(timed) == 10
+    op.matvec(block[:, 0])  # another width: its own plan, two candidates on slices 0-2 and 3-5, then thrown away
+    assert timed[10:] == [(forward, 1, 0, 2), (double, 1, 0, 2), (forward, 1, 0, 3), (double, 1, 3, 3),
+                          (forward, 1, 0, 3), (double, 1, 0, 3)]
     assert sorted(op.plans) == [1, 5] and 0 < op.plans[5].cost
 
 
@@ -647,12 +650,49 @@ def test_the_products_made_while_timing_are_part_of_the_first_product_where_samp
 
     monkeypatch.setattr(cw.Hessian, "_batch_product", counting)
     monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
+    monkeypatch.setattr(cw.curvature.operators, "RETIME_WITHIN", math.inf)  # every candidate timed twice
     op = cw.Hessian(model, LOSS, batches, **options)
     op @ random_block(op.dim, 5)
     needed, warm_ups = 5 * 24, 2 * 2
-    # kept: only the block on samples 0-2 a second time (no room left) is extra; else every trial is
-    extra = 5 * 3 if kept else 3 * (5 + 1 + 5 + 1)
+    # kept: only the block on samples 0-2 a second and third time (no room left) is extra; else every trial is
+    extra = 3 * 5 * 3 if kept else 2 * 3 * (5 + 1 + 5 + 1)
     assert sum(made) == needed + warm_ups + extra
+
+
+def test_the_samples_per_pass_are_timed_on_the_rest_of_the_first_batch(monkeypatch):
+    model = mlp()
+    batches, inputs, targets = classification_data(model, sizes=(24, 8))
+    probe = cw.Hessian(model, LOSS, batches)
+    sample_bytes = probe._bytes_per_sample(inputs[:2])
+    budget = 2 * 3 * sample_bytes  # passes of 2 samples for 3 vectors in one pass
+    monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", budget)
+    monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 2)
+    original, passes = cw.Hessian._timed, []
+
+    def half_the_budget_looks_faster(self, plan, part_inputs, *args):
+        product, samples, _ = original(self, plan, part_inputs, *args)
+        rate = 0.5 if plan.pass_bytes == budget // 2 else 1.0
+        return product, samples, rate * samples * args[-1][0].shape[0]
+
+    def recording(self, part_inputs, part_targets, vectors, pass_budget=None):
+        for part in original_passes(self, part_inputs, part_targets, vectors, pass_budget):
+            passes.append(len(part[1]))
+            yield part
+
+    original_passes = cw.Hessian._passes
+    monkeypatch.setattr(cw.Hessian, "_timed", half_the_budget_looks_faster)
+    monkeypatch.setattr(cw.Hessian, "_passes", recording)
+    op = cw.Hessian(model, LOSS, batches, backend="forward-over-reverse")
+    block = random_block(op.dim, 3)
+    first = op @ block
+    # one pass of each budget after the trial slices: 2 samples, then 1; the kept plan has the faster
+    assert op.plan.pass_seconds.keys() == {budget, budget // 2} and op.plan.pass_bytes == budget // 2
+    assert op.plan.to_meta()["pass_bytes"] == budget // 2
+    exact = dense_hessian(model, LOSS, inputs, targets, all_names(model)) @ block
+    torch.testing.assert_close(first, exact, rtol=1e-10, atol=1e-14)
+    passes.clear()
+    torch.testing.assert_close(op @ block, first, rtol=1e-12, atol=1e-15)
+    assert passes == [1] * 32  # 24 + 8 samples in passes of 1
 
 
 def test_a_timed_plan_agrees_with_every_forced_plan_to_rounding():

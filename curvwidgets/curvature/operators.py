@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -48,8 +48,14 @@ BN_MODES = ("eval", "train")
 #: A timed plan replaces the default one (the preferred backend, every vector of the block in one pass, up to
 #: MAX_VECTORS_PER_PASS) only when it takes under this fraction of its time: near-ties do not follow timing noise.
 SWITCH_MARGIN = 0.9
-#: ... on at most this many samples of the first batch (on a GPU, whose speed needs wide batches, 16 times more)
+#: ... on at most this many samples of the first batch (on a GPU, whose speed needs wide batches, 16 times more),
+#: each candidate this many times (the fastest kept: the first run of new shapes pays one-time costs)
 TRIAL_SAMPLES = 32
+TRIAL_ROUNDS = 2
+RETIME_WITHIN = 1.25  # ... but a candidate over this multiple of the fastest's time is not timed again
+#: The samples per pass of a timed budget replace those of CPU_PASS_BYTES only under this fraction of their time:
+#: each budget is timed on one pass, noisier than the vector plans' slices.
+BUDGET_MARGIN = 0.75
 MAX_VECTORS_PER_PASS = 16  # the widest pass "auto" tries: activation memory grows with it
 #: ``sample_chunk="auto"`` on the CPU: the largest batched activation of a pass stays under this many
 #: bytes, half of glibc's largest mmap threshold (32 MiB), above which every allocation is fresh memory.
@@ -78,6 +84,14 @@ class Plan:
     seconds : dict of str to float
         Per candidate (``"<backend> x<vectors_per_pass>"``), the seconds per
         vector and sample it took on the trial slice; empty for a pinned plan.
+    pass_bytes : int or None
+        With ``sample_chunk="auto"`` on the CPU, the budget of a pass's
+        largest batched activation that sets its samples per pass (see
+        ``sample_chunk``), timed between :data:`CPU_PASS_BYTES` and half of it
+        on the first batch's own work where that batch is large enough;
+        None (:data:`CPU_PASS_BYTES`) where it was not timed.
+    pass_seconds : dict of int to float
+        Per budget timed, the seconds per vector and sample; empty if none was.
     cost : float
         Wall-clock seconds that choosing it cost beyond the products it
         made: the warm-ups, trials whose products were thrown away, and the
@@ -91,6 +105,8 @@ class Plan:
     chosen_by: str
     seconds: Dict[str, float] = field(default_factory=dict)
     cost: float = 0.0
+    pass_bytes: Optional[int] = None
+    pass_seconds: Dict[int, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -100,7 +116,9 @@ class Plan:
     def to_meta(self) -> Dict[str, object]:
         """Plain types, for a result's metadata."""
         return {"width": self.width, "backend": self.backend, "vectors_per_pass": self.vectors_per_pass,
-                "chosen_by": self.chosen_by, "seconds_per_vector_sample": dict(self.seconds), "cost": self.cost}
+                "chosen_by": self.chosen_by, "seconds_per_vector_sample": dict(self.seconds), "cost": self.cost,
+                "pass_bytes": self.pass_bytes,
+                "pass_seconds_per_vector_sample": {str(budget): value for budget, value in self.pass_seconds.items()}}
 
 
 def _label(backend: str, vectors: int) -> str:
@@ -282,11 +300,11 @@ class CurvatureOperator(LinearOperator):
 
         Timing runs each candidate (the backends, with the block's vectors in
         one pass, up to :data:`MAX_VECTORS_PER_PASS`, or one at a time; see
-        ``backend`` and ``vector_chunk``) once on a slice of
-        :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more on a GPU),
-        split into passes as the real work is (``sample_chunk``), after a
-        warm-up of each backend on two samples, and keeps the cheapest per
-        vector and sample; the default (preferred backend, widest pass)
+        ``backend`` and ``vector_chunk``) :data:`TRIAL_ROUNDS` times, each on
+        a slice of :data:`TRIAL_SAMPLES` samples of ``inputs`` (16 times more
+        on a GPU), split into passes as the real work is (``sample_chunk``),
+        after a warm-up of each backend on two samples, and keeps the
+        cheapest per vector and sample (the best of its rounds); the default (preferred backend, widest pass)
         unless another takes under :data:`SWITCH_MARGIN` of its time. A loop
         of single products is a candidate, so a block never costs more per
         vector than that loop by more than timing noise.
@@ -341,11 +359,13 @@ class CurvatureOperator(LinearOperator):
                 self._timed(Plan(width, backend, 1, "trial"), inputs[:2], targets[:2],
                             self.layout.unflatten(block[:, :1]))
         seconds: Dict[Tuple[str, int], float] = {}
-        spent: Dict[Tuple[str, int], Tuple[float, int]] = {}  # (seconds, vector-samples) of each candidate
+        spent: List[Tuple[float, int]] = []  # (seconds, vector-samples kept) of each trial
         failures: Dict[Tuple[str, int], str] = {}
-        for backend, count in candidates:
-            if (backend, 1) in failures:
+        for position, (backend, count) in enumerate(candidates * TRIAL_ROUNDS):
+            if (backend, 1) in failures or (backend, count) in failures:
                 continue
+            if position >= len(candidates) and seconds.get((backend, count), 0) > RETIME_WITHIN * min(seconds.values()):
+                continue  # clearly slower: not timed again
             where = next((index for index in range(slices) if done[index] + count <= width), None)
             start, first = (0, 0) if where is None else (where * trial, done[where])
             part = slice(start, start + trial)
@@ -358,13 +378,11 @@ class CurvatureOperator(LinearOperator):
                 error, failures[backend, count] = failed, f"{type(failed).__name__}: {failed}"
                 continue
             if samples:
-                seconds[backend, count] = elapsed / (count * samples)
+                seconds[backend, count] = min(seconds.get((backend, count), math.inf), elapsed / (count * samples))
             if where is not None:
                 product[:, first:first + count] += pushed
                 done[where] += count
-                spent[backend, count] = (elapsed, count * samples)
-            else:
-                spent[backend, count] = (elapsed, 0)
+            spent.append((elapsed, count * samples if where is not None else 0))
         if failures and not seconds:  # a pinned forward mode that the model does not support
             raise error
         if failures:
@@ -375,7 +393,7 @@ class CurvatureOperator(LinearOperator):
             best = default
         forward_worked = any(backend != "double-backward" for backend, _ in seconds)
         timing = time.perf_counter() - began
-        excess = timing - sum(seconds.get(best, 0.0) * cells for _, cells in spent.values())
+        excess = timing - sum(seconds.get(best, 0.0) * cells for _, cells in spent)
         plan = self.plans[width] = self.plan = Plan(
             width, *best, "timing" if forward_worked or not failures else "fallback",
             {_label(*key): value for key, value in seconds.items()}, excess)
@@ -389,7 +407,56 @@ class CurvatureOperator(LinearOperator):
             if done[index] < width:
                 product[:, done[index]:] += self._product(plan, inputs[part], targets[part], block[:, done[index]:])
         if used * trial < len(inputs):
-            product += self._product(plan, inputs[used * trial:], targets[used * trial:], block)
+            product += self._budgeted_product(plan, inputs[used * trial:], targets[used * trial:], block)
+        return product
+
+    def _budgeted_product(self, plan: Plan, inputs: torch.Tensor, targets: torch.Tensor,
+                          block: torch.Tensor) -> torch.Tensor:
+        """``W C @ block`` over the rest of the first batch, timing the pass budgets on it; the plan kept gets the best.
+
+        With ``sample_chunk="auto"`` on the CPU, one pass of each budget
+        (:data:`CPU_PASS_BYTES` and half of it, in that order, each on
+        the next samples; one whose pass does not fit the samples left is
+        not timed) makes its share of the products, and the rest follows the
+        fastest per vector and sample: :data:`CPU_PASS_BYTES` unless another
+        takes under :data:`BUDGET_MARGIN` of its time.
+        """
+        trials: Dict[int, int] = {}  # the budgets to time, and their samples per pass
+        if self._splits and self.sample_chunk == "auto" and len(inputs) > 1:
+            vectors = 1 if plan.backend == "double-backward" else plan.vectors_per_pass
+            for budget in (CPU_PASS_BYTES, CPU_PASS_BYTES // 2):  # twice would cross glibc's mmap threshold
+                size = self._samples_per_pass(inputs, vectors, budget)
+                if sum(trials.values()) + size <= len(inputs) and size not in trials.values():
+                    trials[budget] = size  # room left, and other passes than a budget already timed
+        if len(trials) < 2:
+            return self._product(plan, inputs, targets, block)
+        product = torch.zeros(self.dim, block.shape[1], dtype=torch.float64, device=self.device)
+        seconds: Dict[int, float] = {}
+        spent: List[Tuple[float, int]] = []
+        start = 0
+        for budget, size in trials.items():
+            candidate = self.plans[plan.width] = replace(plan, pass_bytes=budget)
+            part, column, elapsed = slice(start, start + size), 0, 0.0
+            for piece in torch.split(block, plan.vectors_per_pass, dim=1):
+                pushed, samples, seconds_taken = self._timed(candidate, inputs[part], targets[part],
+                                                             self.layout.unflatten(piece))
+                product[:, column:column + piece.shape[1]] += pushed
+                column, elapsed = column + piece.shape[1], elapsed + seconds_taken
+            start += size
+            if self.plans[plan.width] is not candidate:  # forward mode failed here: the plan fell back
+                plan, seconds, spent = replace(self.plans[plan.width], pass_bytes=None), {}, []
+                break
+            if samples:
+                seconds[budget] = elapsed / (block.shape[1] * samples)
+                spent.append((elapsed, block.shape[1] * samples))
+        best = min(seconds, key=seconds.get, default=None)
+        if best is not None and seconds[best] >= BUDGET_MARGIN * seconds.get(CPU_PASS_BYTES, math.inf):
+            best = CPU_PASS_BYTES
+        excess = sum(elapsed - seconds[best] * cells for elapsed, cells in spent) if best is not None else 0.0
+        plan = self.plans[plan.width] = self.plan = replace(plan, pass_bytes=best, pass_seconds=seconds,
+                                                            cost=plan.cost + excess)
+        if start < len(inputs):
+            product += self._product(plan, inputs[start:], targets[start:], block)
         return product
 
     def batch_gradients(self) -> Iterator[Tuple[int, float, float, torch.Tensor]]:
@@ -457,29 +524,33 @@ class CurvatureOperator(LinearOperator):
         vectors = 1 if plan.backend == "double-backward" else count
         primals, constants = self.functional_state()  # one copy of the state for all the batch's passes
         samples = 0
-        for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors):
+        for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors, plan.pass_bytes):
             product, plan = self._with_plan(plan, primals, constants, part_inputs, part_targets, tangents)
             total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
             samples += len(part_inputs)
         return total, samples
 
-    def _passes(self, inputs: torch.Tensor, targets: torch.Tensor, vectors: int) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
+    def _passes(self, inputs: torch.Tensor, targets: torch.Tensor, vectors: int,
+                budget: Optional[int] = None) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
         """One batch as passes ``(W_p, inputs_p, targets_p)`` of ``sample_chunk`` samples; those of weight 0 left out."""
-        size = self._samples_per_pass(inputs, vectors) if self._splits else len(inputs)
+        size = self._samples_per_pass(inputs, vectors, budget) if self._splits else len(inputs)
         for part_inputs, part_targets in zip(inputs.split(size), targets.split(size)):
             weight = counted_weight(self.loss_fn, part_targets)
             if weight > 0:
                 yield weight, part_inputs, part_targets
 
-    def _samples_per_pass(self, inputs: torch.Tensor, vectors: int) -> int:
-        """``sample_chunk``, or with ``"auto"`` the most samples whose ``vectors`` tangents fit :data:`CPU_PASS_BYTES`."""
+    def _samples_per_pass(self, inputs: torch.Tensor, vectors: int, budget: Optional[int] = None) -> int:
+        """``sample_chunk``, or with ``"auto"`` the most samples whose ``vectors`` tangents fit ``budget`` bytes.
+
+        ``budget`` defaults to :data:`CPU_PASS_BYTES`.
+        """
         if self.sample_chunk != "auto":
             return self.sample_chunk
         if len(inputs) == 1:
             return 1
         if self._sample_bytes is None:
             self._sample_bytes = self._bytes_per_sample(inputs)
-        return max(1, CPU_PASS_BYTES // max(1, vectors * self._sample_bytes))
+        return max(1, (budget or CPU_PASS_BYTES) // max(1, vectors * self._sample_bytes))
 
     def _bytes_per_sample(self, inputs: torch.Tensor) -> int:
         """The most bytes that one sample adds to a tensor of the forward pass: forward passes of 1 and 2 samples compared.
