@@ -178,8 +178,9 @@ class CurvatureOperator(LinearOperator):
         (:func:`~curvwidgets.curvature.output_hessian.splits_by_sample`), as
         many samples as keep one batched activation (the vectors of a pass
         times the samples times the bytes one sample adds to the largest
-        tensor of a forward pass) under :data:`CPU_PASS_BYTES`; whole batches
-        otherwise (on a GPU the caching allocator reuses memory).
+        tensor of a forward pass) under :data:`CPU_PASS_BYTES`, or half of it
+        where that was timed faster on the first batch (:attr:`Plan.pass_bytes`);
+        whole batches otherwise (on a GPU the caching allocator reuses memory).
     backend : {"auto", "double-backward"} or the class's forward-mode name, default: "auto"
         How products are differentiated. ``"auto"`` times both with the
         vectors per pass (:meth:`plan_for`); where the model does not support
