@@ -292,7 +292,7 @@ def test_loss_stats_times_the_plans_once_per_matrix_on_a_slice(monkeypatch):
     monkeypatch.setattr(cw.curvature.CurvatureOperator, "_timed", recording)
     monkeypatch.setattr(cw.curvature.operators, "RETIME_WITHIN", math.inf)  # every candidate timed twice
     cw.loss_stats(model, LOSS, batches, num_probes=10)  # blocks of 11 vectors, the first batch of 7 samples
-    per_matrix = [(1, 2), (1, 2)] + [(count, 7) for count in (11, 1)] * 4  # warm-ups, the two backends twice
+    per_matrix = [(1, 2), (1, 2)] + [(count, 7) for count in (11, 1)] * 2  # warm-ups, the two backends (no room for more)
     assert timed == per_matrix * 2  # for the Hessian, then the GGN; every later block follows its plan
 
 

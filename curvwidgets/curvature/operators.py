@@ -343,8 +343,9 @@ class CurvatureOperator(LinearOperator):
         each the next ``vectors_per_pass`` vectors of the current slice that
         no candidate has computed (or the next slice), so that every product
         made while timing is part of the result when ``keep`` and the
-        samples may be split; a candidate that finds no room is timed on
-        the first slice and its products thrown away.
+        samples may be split. A candidate that finds no room is timed on
+        the first slice and its products thrown away in the first round, and
+        not timed again in the next.
         """
         candidates = self._candidates(width)
         if len(candidates) == 1:
@@ -368,6 +369,8 @@ class CurvatureOperator(LinearOperator):
             if position >= len(candidates) and seconds.get((backend, count), 0) > RETIME_WITHIN * min(seconds.values()):
                 continue  # clearly slower: not timed again
             where = next((index for index in range(slices) if done[index] + count <= width), None)
+            if where is None and position >= len(candidates):
+                continue  # timed already, and no products of the batch left to time it on
             start, first = (0, 0) if where is None else (where * trial, done[where])
             part = slice(start, start + trial)
             try:
@@ -520,16 +523,19 @@ class CurvatureOperator(LinearOperator):
         """
         scale_by_weight = reduction_of(self.loss_fn) == "mean"
         count = tangents[0].shape[0]
-        total = torch.zeros(self.dim, count, dtype=torch.float64, device=self.device)
+        # (k, P), the layout of the products' pieces, each added in place: no float64 temporary of k x P per pass
+        total = torch.zeros(count, self.dim, dtype=torch.float64, device=self.device)
+        columns = total.split(self.layout.sizes, dim=1)
         # double backward makes one vector's product at a time from the shared graph: its memory does not grow with k
         vectors = 1 if plan.backend == "double-backward" else count
         primals, constants = self.functional_state()  # one copy of the state for all the batch's passes
         samples = 0
         for weight, part_inputs, part_targets in self._passes(inputs, targets, vectors, plan.pass_bytes):
             product, plan = self._with_plan(plan, primals, constants, part_inputs, part_targets, tangents)
-            total += self.layout.flatten(product, batched=True).to(torch.float64) * (weight if scale_by_weight else 1.0)
+            for piece, column in zip(product, columns):
+                column.add_(piece.reshape(count, -1), alpha=weight if scale_by_weight else 1.0)
             samples += len(part_inputs)
-        return total, samples
+        return total.T, samples
 
     def _passes(self, inputs: torch.Tensor, targets: torch.Tensor, vectors: int,
                 budget: Optional[int] = None) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
