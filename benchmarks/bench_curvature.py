@@ -521,16 +521,24 @@ def bench_plans(model: nn.Module, data, device, args) -> dict:
             result["planning_cost"][key] /= one  # in products of the block
         result.setdefault("t_grad", best["gradient"])
     result["dim"] = ops["after"][1].dim
+    result["load_average"] = [round(load, 2) for load in os.getloadavg()]
     return result
 
 
+def plan_label(plan: dict) -> str:
+    """``forx8``: backend, vectors per pass, and ``/8M`` where the samples per pass follow a timed budget."""
+    budget = plan["pass_bytes"]
+    return (plan["backend"].split("-")[0][:3] + "x" + str(plan["vectors_per_pass"])
+            + (f"/{budget >> 20}M" if budget not in (None, cw.curvature.operators.CPU_PASS_BYTES) else ""))
+
+
 def report_plans(name: str, r: dict) -> None:
-    print(f"\n== {name}: P = {r['dim']}, t_grad = {r['t_grad']:.3f} s; per vector / t_grad")
+    print(f"\n== {name}: P = {r['dim']}, t_grad = {r['t_grad']:.3f} s, load average {r['load_average']}; "
+          "per vector / t_grad")
     print(f"  {'':22s}" + "".join(f"   k={k:<3d}" for k in BLOCK_SIZES) + "   plan chosen (k = 1, 2, 4, 8)")
     for label, variants in r["per_vector_ratio"].items():
         for variant, ratios in variants.items():
-            plans = ", ".join(r["plans"][f"{label} k={k}"]["backend"].split("-")[0][:3] + "x"
-                              + str(r["plans"][f"{label} k={k}"]["vectors_per_pass"]) for k in BLOCK_SIZES)
+            plans = ", ".join(plan_label(r["plans"][f"{label} k={k}"]) for k in BLOCK_SIZES)
             print(f"  {label + ' ' + variant:22s}" + "".join(f"{ratios[k]:8.2f}" for k in BLOCK_SIZES)
                   + (f"   {plans}" if variant == "after" else ""))
     for label, floor in FLOP_FLOORS.items():
