@@ -578,8 +578,9 @@ def loss_landscape(
     record["not_finite_points"] = int(landscape.not_finite.sum())
     if record["not_finite_points"]:
         negative = record.get("negative_variance_points", 0)
-        note = landscape.not_finite_note() + (f"; at {negative} point(s) a moved BatchNorm running variance plus eps is "
-                                              "negative (states directions)" if negative else "")
+        note = landscape.not_finite_note()
+        if negative:
+            note += f"; at {negative} point(s) a moved BatchNorm running variance plus eps is negative (states)"
         warnings.warn(note, RuntimeWarning, stacklevel=2)
     return result()
 
@@ -815,7 +816,7 @@ class _Evaluator:
         return tuple(base + delta for base, delta in zip(self.base, self.layout.unflatten(points.T)))
 
     def moved_buffers(self, coefficients: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The moved running statistics at the ``k`` points ``coefficients`` (``(k, n_directions)``): ``(k, *buffer)``."""
+        """The moved running statistics at the points ``coefficients``, ``(k, n_directions)``: ``(k, *buffer)`` each."""
         return {name: self.buffers[name] + torch.tensordot(coefficients.to(parts.dtype), parts, dims=1)
                 for name, parts in self.moved.items()}
 

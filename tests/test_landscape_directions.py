@@ -15,7 +15,6 @@ the model whose parameters and buffers are overwritten by hand.
 import contextlib
 import copy
 import io
-import warnings
 from pathlib import Path
 from typing import Dict, List, Tuple
 
