@@ -36,7 +36,7 @@ from .progress import CancelToken, ProgressCallback, report
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result, npz_path
 
 __all__ = ["train_network", "compute_eigenspectrum", "compute_loss_stats", "build_loss_landscape", "plot_training",
-           "plot_spectrum", "plot_loss_landscape", "CURVATURE_MATRICES"]
+           "plot_spectrum", "plot_loss_landscape", "CURVATURE_MATRICES", "LANDSCAPE_DIRECTIONS"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -47,6 +47,12 @@ CURVATURE_MATRICES = {
     "ggn_diag": "Monte Carlo estimate of the GGN diagonal (the paper's Diag-GGN)",
     "hessian_diag": "Hutchinson estimate of the Hessian diagonal",
 }
+
+#: ``directions`` of :func:`build_loss_landscape`: eigenvectors of a spectrum, or random ones, each named by how it
+#: is normalised (the ``norm`` of :func:`curvwidgets.random_directions`).
+LANDSCAPE_DIRECTIONS = ("eigenvectors", "random", "filter-normalised", "layer-normalised", "weight-normalised",
+                        "dfilter-normalised", "dlayer-normalised")
+_NORM_OF = {"random": "unit", **{name: name.split("-")[0] for name in LANDSCAPE_DIRECTIONS[2:]}}
 
 #: The core's argument names that the paper's functions call otherwise (each function uses those it passes on).
 _LOADING_NAMES = {"checkpoint": "checkpoint_path", "root": "data_path"}
@@ -338,6 +344,8 @@ def build_loss_landscape(
     nearest_zero: int = 0,
     directions: str = "eigenvectors",
     num_random: int = 2,
+    one_axis: Optional[str] = None,
+    states: bool = False,
     plane: bool = False,
     bn: str = "keep",
     batch_size: int = 256,
@@ -364,9 +372,23 @@ def build_loss_landscape(
     largest, smallest, nearest_zero : int, default: 3, 3, 0
         Which eigenvectors, by rank of their Ritz values (the paper shows the
         three largest and three most negative).
-    directions : {"eigenvectors", "random", "filter-normalised"}, default: "eigenvectors"
-        ``"random"``/``"filter-normalised"``: ``num_random`` random directions
-        (Li et al., 2018) instead, for comparison.
+    directions : str, default: "eigenvectors"
+        One of :data:`LANDSCAPE_DIRECTIONS`. The others are ``num_random``
+        random directions, for comparison, drawn from ``seed``: ``"random"``
+        Gaussian of unit length, or normalised as Li et al. (2018) define it:
+        ``"filter-normalised"``, ``"layer-normalised"``,
+        ``"weight-normalised"``, ``"dfilter-normalised"`` or
+        ``"dlayer-normalised"`` (their ``norm``; see
+        :func:`curvwidgets.random_directions`).
+    one_axis : {"zero", "weights"}, optional
+        With Li et al.'s normalisations: the direction of biases and
+        BatchNorm parameters is zero (the default, their ``ignore="biasbn"``)
+        or the parameter itself (``"weights"``, their ``ignore=""``).
+    states : bool, default: False
+        Li et al.'s ``dir_type="states"``: the directions move the BatchNorm
+        running statistics too (needs a Li normalisation and
+        ``one_axis="weights"``, and a model with BatchNorm). The options are
+        recorded in ``meta["direction_options"]``.
     plane : bool, default: False
         The plane of the first two directions on an ``n_points x n_points`` grid.
     bn : {"keep", "recompute"}, default: "keep"
@@ -379,9 +401,16 @@ def build_loss_landscape(
         written before fingerprints were recorded are not checked.
     """
     from .curvature.fingerprint import check_same_weights, fingerprint
-    from .landscape import BN_OPTIONS, eigen_directions, loss_landscape, random_directions
+    from .landscape import BN_OPTIONS, _recipe, eigen_directions, loss_landscape, random_directions
 
-    choice("directions", directions, ("eigenvectors", "random", "filter-normalised"))
+    choice("directions", directions, LANDSCAPE_DIRECTIONS)
+    boolean("states", states)
+    if directions == "eigenvectors":
+        if one_axis is not None or states:
+            raise ValueError(f"one_axis and states apply to random directions; got one_axis={one_axis!r} and "
+                             f"states={states!r} with directions='eigenvectors'")
+    else:
+        norm, one_axis = _recipe(_NORM_OF[directions], one_axis, states, unit="directions='random'")
     positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
@@ -393,6 +422,9 @@ def build_loss_landscape(
     num_random = positive_int("num_random", num_random)
     boolean("plane", plane)
     choice("bn", bn, BN_OPTIONS)
+    if states and bn == "recompute":
+        raise ValueError("states=True moves the BatchNorm running statistics, which bn='recompute' recomputes at "
+                         "every point: use bn='keep'")
     seed_value("seed", seed)
     boolean("allow_other_weights", allow_other_weights)
     _protocol(progress, cancel)
@@ -425,8 +457,7 @@ def build_loss_landscape(
                                "allow_other_weights=True")
         chosen = eigen_directions(spectrum, **picks)
     else:
-        chosen = random_directions(trained.model, num_random, seed=seed,
-                                   filter_normalized=directions == "filter-normalised")
+        chosen = random_directions(trained.model, num_random, seed=seed, norm=norm, one_axis=one_axis, states=states)
     if plane:
         chosen = chosen[:2]
     meta = {**trained.metadata(), "data": trained.data.name, "spectrum": os.fspath(spectrum_path) if spectrum else None,

@@ -132,7 +132,8 @@ def _landscape(arguments: argparse.Namespace) -> int:
                     dataset=arguments.data, data_path=arguments.root, dist=arguments.dist, n_points=arguments.points,
                     spectrum_path=arguments.spectrum, checkpoint_path=arguments.checkpoint, save_path=arguments.out,
                     largest=arguments.largest, smallest=arguments.smallest, nearest_zero=arguments.nearest_zero,
-                    directions=arguments.directions, plane=arguments.plane, bn=arguments.bn, seed=arguments.seed,
+                    directions=arguments.directions, one_axis=arguments.one_axis, states=arguments.states,
+                    plane=arguments.plane, bn=arguments.bn, seed=arguments.seed,
                     device=arguments.device, allow_other_weights=arguments.allow_other_weights, progress=bar)
         except OtherWeightsError as error:
             raise OtherWeightsError(str(error).replace("allow_other_weights=True", "--allow-other-weights")) from None
@@ -169,6 +170,11 @@ def _reproduce(arguments: argparse.Namespace) -> int:
     runs = run_notebooks(Path(arguments.out), preset=arguments.preset, names=arguments.notebooks or None)
     print(format_runs(runs))
     return 0 if all(run.error is None for run in runs) else 1
+
+
+#: ``--directions``: :data:`curvwidgets.api.LANDSCAPE_DIRECTIONS`, named here so that ``--help`` imports no torch.
+_LANDSCAPE_DIRECTIONS = ("eigenvectors", "random", "filter-normalised", "layer-normalised", "weight-normalised",
+                         "dfilter-normalised", "dlayer-normalised")
 
 
 def _device_option(text: str) -> str:
@@ -263,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--batch-size", type=int, default=128, help="mini-batch size of the variances (default: 128)")
     stats.set_defaults(run=_stats)
 
-    walk = verbs.add_parser("landscape", help="loss and accuracy along eigenvectors (build_loss_landscape)")
+    walk = verbs.add_parser("landscape", help="loss and accuracy along eigenvectors or random directions "
+                                                     "(build_loss_landscape)")
     _checkpoint_options(walk)
     walk.add_argument("--spectrum", default=None, help="a spectrum saved with --save-eigvec")
     walk.add_argument("--out", required=True, help="the landscape file (npz; the paper's save_path)")
@@ -272,8 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--largest", type=int, default=3, help="eigenvectors of the largest Ritz values (default: 3)")
     walk.add_argument("--smallest", type=int, default=3, help="... of the most negative (default: 3)")
     walk.add_argument("--nearest-zero", type=int, default=0, help="... of those nearest zero (default: 0)")
-    walk.add_argument("--directions", default="eigenvectors", choices=["eigenvectors", "random", "filter-normalised"],
-                      help="eigenvectors of --spectrum (default), or random / filter-normalised directions")
+    walk.add_argument("--directions", default="eigenvectors", choices=_LANDSCAPE_DIRECTIONS,
+                      help="eigenvectors of --spectrum (default), or random directions from --seed: 'random' of unit "
+                           "length, or normalised as Li et al. (2018): 'filter-normalised' scales each filter of a "
+                           "weight tensor to the weights' filter norm, 'layer-normalised' the tensor to the weights' "
+                           "norm, 'weight-normalised' multiplies it by the weights entrywise, 'dfilter-normalised' / "
+                           "'dlayer-normalised' scale each filter / tensor to unit norm")
+    walk.add_argument("--one-axis", default=None, choices=["zero", "weights"],
+                      help="with a Li normalisation, the direction of biases and BatchNorm parameters: 'zero' "
+                           "(default; their --xignore biasbn) or the parameter itself, 'weights' (their default)")
+    walk.add_argument("--states", action="store_true",
+                      help="also move the BatchNorm running statistics (Li et al.'s --dir_type states; with a Li "
+                           "normalisation and --one-axis weights): each by itself times t, so a variance turns "
+                           "negative, and the loss NaN, for t < -1")
     walk.add_argument("--plane", action="store_true", help="the plane of the first two directions")
     walk.add_argument("--allow-other-weights", action="store_true",
                       help="walk along eigenvectors of a spectrum computed on other weights than the checkpoint's")
@@ -343,15 +361,15 @@ _OPTION_NAMES: Dict[str, Dict[str, str]] = {
     "landscape": {"checkpoint_path": "--checkpoint", "dataset": "--data", "data_path": "--root",
                   "spectrum_path": "--spectrum", "save_path": "--out", "dist": "--dist", "n_points": "--points",
                   "largest": "--largest", "smallest": "--smallest", "nearest_zero": "--nearest-zero",
-                  "directions": "--directions", "plane": "--plane", "bn": "--bn", "seed": "--seed",
-                  "device": "--device"},
+                  "directions": "--directions", "one_axis": "--one-axis", "states": "--states", "plane": "--plane",
+                  "bn": "--bn", "seed": "--seed", "device": "--device"},
     "plot": {"save_path": "--out", "metric": "--metric", "spectrum_path": "inputs", "path": "inputs", "dir": "inputs"},
     "synthetic": {"seed": "--seed", "steps": "--steps", "size": "--size"},
     "demo": {"dir": "--out", "model": "--model", "epochs": "--epochs", "steps": "--steps", "seed": "--seed",
              "device": "--device"},
     "reproduce": {"preset": "--preset"},
 }
-_FLAGS = ("--plane", "--swa", "--download", "--save-eigvec")
+_FLAGS = ("--plane", "--swa", "--download", "--save-eigvec", "--states")
 #: Options whose value is a path, per verb: a message that quotes the path gets the option's name.
 _PATH_OPTIONS = {"train": ("--out", "--resume", "--root"), "spectrum": ("--checkpoint", "--out", "--root"),
                  "stats": ("--checkpoint", "--out", "--root"),

@@ -4,8 +4,11 @@ The paper's local loss landscape (section 6.1, Figures 8 to 11): the train
 and test loss and accuracy at ``w + t v`` for ``t`` in ``[-dist, dist]``, for
 unit eigenvectors ``v`` of the Hessian or GGN picked by their Ritz values (the
 largest, the most negative, those nearest zero), for comparison along random
-Gaussian directions or the filter-normalised ones of Li et al. (2018), and
-over a plane ``w + a v_0 + b v_1`` of two directions.
+Gaussian directions or the normalised ones of Li et al. (2018) (filter, layer,
+weight, dfilter, dlayer; biases and BatchNorm parameters zeroed or moved by
+their own values; optionally the BatchNorm running statistics as well, their
+``dir_type="states"``), and over a plane ``w + a v_0 + b v_1`` of two
+directions.
 
 The model itself is never written to: every point is evaluated with
 ``torch.func.functional_call`` on detached copies, several points per pass
@@ -38,10 +41,19 @@ from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
 from .results import Fingerprint, Landscape, Spectrum
 
-__all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS"]
+__all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS", "NORMS",
+           "ONE_AXIS_OPTIONS"]
 
 #: How BatchNorm is treated at every point: running statistics as trained, or recomputed for the new weights.
 BN_OPTIONS = ("keep", "recompute")
+#: How :func:`random_directions` scales a Gaussian draw: ``"unit"`` (the whole vector to length 1), or Li et al.'s
+#: normalisations of each tensor of two or more axes (their ``norm``, see :func:`random_directions`).
+NORMS = ("unit", "filter", "layer", "weight", "dfilter", "dlayer")
+#: Under Li et al.'s normalisations, the direction of a one-axis tensor (bias, BatchNorm scale and shift, running
+#: statistics): zero (their ``ignore="biasbn"``) or the tensor's own values (their ``ignore=""``, ``d = w``).
+ONE_AXIS_OPTIONS = ("zero", "weights")
+_NAMES = {"unit": "random", **{norm: f"{norm}-normalised" for norm in NORMS[1:]}}  # labels, by norm
+_FILTER_GUARD = 1e-12  # a filter of the draw with a smaller norm (never, for a Gaussian draw) is divided by this
 _CANDIDATE_POINTS = 8  # points per pass that "auto" tries against one point at a time
 _TRIAL_SAMPLES = 64  # ... on this many samples of the first training batch
 
@@ -63,12 +75,24 @@ class Direction:
         Of the weights and parameter selection an eigenvector was computed on
         (its spectrum's); :func:`loss_landscape` refuses to walk along it from
         other weights. None: belongs to no weights in particular.
+    states : dict of str to Tensor, or None
+        The direction's part on BatchNorm running statistics (Li et al.'s
+        ``dir_type="states"``): buffer name (``"features.1.running_var"``) to
+        a tensor of that buffer's shape, ``(C,)``, moved along with the
+        parameters by :func:`loss_landscape`. None: the buffers stay as they are.
+    options : dict or None
+        How the direction was made, recorded in the landscape's
+        ``meta["direction_options"]``: for :func:`random_directions`
+        ``{"kind": "random", "norm", "one_axis", "states", "seed", "number"}``.
+        None for eigenvectors and vectors given as they are.
     """
 
     vector: torch.Tensor
     label: str
     curvature: float = math.nan
     fingerprint: Optional[Fingerprint] = None
+    states: Optional[Mapping[str, torch.Tensor]] = None
+    options: Optional[Mapping[str, Any]] = None
 
 
 def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, nearest_zero: int = 0,
@@ -122,52 +146,213 @@ def eigen_directions(spectrum: Spectrum, largest: int = 3, smallest: int = 3, ne
 
 
 def random_directions(model: nn.Module, count: int = 2, seed: int = 0, params: ParamsLike = None,
-                      filter_normalized: bool = False) -> List[Direction]:
-    """Random Gaussian directions, unit length, or filter-normalised ones (Li et al., 2018).
+                      filter_normalized: bool = False, *, norm: Optional[str] = None, one_axis: Optional[str] = None,
+                      states: bool = False) -> List[Direction]:
+    """Random Gaussian directions of unit length, or normalised as Li et al. (2018) define them.
 
-    Filter normalisation scales each filter of ``v`` (each slice along the
-    first axis of a weight with two or more axes) to the norm of the same
-    filter of the weights, and sets ``v`` to zero on biases and BatchNorm
-    parameters (one-axis parameters), so that ``dist = 1`` is a perturbation
-    as large as the weights themselves, whatever their scale.
+    Each direction starts from a draw ``d`` of independent standard normal
+    numbers: one ``torch.randn`` per tensor, float64, from a CPU generator
+    seeded with ``seed`` (the same directions on any device), over the
+    selected parameters in the order of ``model.named_parameters()``; with
+    ``states=True`` one per entry of ``model.state_dict()`` in its order, as
+    Li et al.'s ``dir_type="states"`` draws them. Then, by ``norm``:
+
+    - ``"unit"`` (the default): ``d / ||d||`` over all selected parameters, one-axis ones included.
+    - Li et al.'s normalisations, of each tensor ``d_k`` of two or more axes
+      against the parameter ``w_k`` it moves (a filter ``d_k[i]`` is a slice
+      along the first axis: an output unit or channel):
+
+      - ``"filter"``: each filter to the norm of the weights' filter, ``d_k[i] ||w_k[i]|| / ||d_k[i]||``;
+      - ``"layer"``: the tensor to the norm of the weights, ``d_k ||w_k|| / ||d_k||``;
+      - ``"weight"``: entrywise by the weights, ``d_k * w_k``;
+      - ``"dfilter"``: each filter to unit norm, ``d_k[i] / ||d_k[i]||``;
+      - ``"dlayer"``: the tensor to unit norm, ``d_k / ||d_k||``;
+
+      and each tensor of one axis or none (biases, BatchNorm scales and
+      shifts, running statistics) as ``one_axis`` says: ``"zero"`` (their
+      ``ignore="biasbn"``), or ``"weights"``: the tensor's own values,
+      ``d_k = w_k``, as their code does when nothing is ignored
+      (``ignore=""``, their command line's default), so that ``t = -1``
+      takes a bias or a running statistic to zero.
+
+    With ``"filter"``, ``"layer"`` and ``"weight"``, ``dist = 1`` is a step as
+    large as the weights themselves, whatever their scale. Their code adds
+    1e-10 to the filter norms it divides by (and its ``"dfilter"`` branch
+    calls a misspelt method, ``ngorm``); here a norm is only kept from zero
+    (at 1e-12, which a Gaussian draw does not reach), so the directions are
+    those of the definition.
+
+    Parameters
+    ----------
+    model : nn.Module
+    count : int, default: 2
+    seed : int, default: 0
+    params : optional
+        Which parameters the directions move (as for :class:`~curvwidgets.Hessian`).
+    filter_normalized : bool, default: False
+        The same as ``norm="filter"`` (kept for existing code).
+    norm : {"unit", "filter", "layer", "weight", "dfilter", "dlayer"}, optional
+        Default ``"unit"``, or ``"filter"`` with ``filter_normalized=True``.
+    one_axis : {"zero", "weights"}, optional
+        Li et al.'s normalisations only; default ``"zero"`` (as before this option).
+    states : bool, default: False
+        Also move the BatchNorm running statistics (``running_mean`` and
+        ``running_var`` of every BatchNorm module that tracks them), Li et
+        al.'s ``dir_type="states"``: needs a Li normalisation and
+        ``one_axis="weights"`` (the statistics have one axis; zeroed, they
+        would not move). :attr:`Direction.states` holds that part, shape
+        ``(C,)`` per buffer, equal to the buffer itself; ``loss_landscape``
+        evaluates at ``running_var (1 + t)``, negative for ``t < -1`` (see
+        there). ``num_batches_tracked`` and other buffers do not move
+        (their draws are still made, so the parameters' parts are those of
+        Li et al.'s draw order).
 
     Returns
     -------
     list of Direction
-        Labelled ``"random 1"``... or ``"filter-normalised 1"``...; drawn on
-        the CPU from ``seed``, so the same seed gives the same directions on
-        any device.
+        Vectors of shape ``(P,)`` in the selected parameters' dtype, labelled
+        ``"random 1"``... (``"unit"``) or ``"filter-normalised 1"``,
+        ``"layer-normalised 1"``...; :attr:`Direction.options` records
+        ``{"kind": "random", "norm", "one_axis" (None for "unit"), "states",
+        "seed", "number"}``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``norm`` or ``one_axis`` (the message lists those
+        accepted); ``filter_normalized=True`` with another ``norm``;
+        ``one_axis`` with ``norm="unit"``; ``states=True`` without a Li
+        normalisation and ``one_axis="weights"``, or on a model without
+        BatchNorm running statistics; a Li normalisation with
+        ``one_axis="zero"`` over parameters that all have one axis (the
+        directions would be zero).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type_name(model)}")
     count = positive_int("count", count)
     boolean("filter_normalized", filter_normalized)
+    norm, one_axis = _recipe(norm, one_axis, states, filter_normalized)
     layout = select_parameters(model, params)
-    if filter_normalized and all(len(shape) <= 1 for shape in layout.shapes):
-        raise ValueError("filter_normalized=True: the selected parameters all have one axis (biases, BatchNorm), "
-                         "where filter-normalised directions are zero; select weights of two or more axes, or use "
-                         "filter_normalized=False")
+    statistics = _running_statistics(model) if states else {}
+    if states and not statistics:
+        raise ValueError("states=True: the model has no BatchNorm running statistics to move (no BatchNorm module "
+                         "tracks running_mean and running_var); use states=False")
+    if one_axis == "zero" and all(len(shape) <= 1 for shape in layout.shapes):
+        how, instead = (("filter_normalized=True", "filter_normalized=False") if filter_normalized
+                        else (f"norm={norm!r}", "norm='unit'"))
+        raise ValueError(f"{how}: the selected parameters all have one axis (biases, BatchNorm), where "
+                         f"{_NAMES[norm]} directions are zero with one_axis='zero'; select weights of two or more "
+                         f"axes, pass one_axis='weights', or use {instead}")
     weights = dict(model.named_parameters())
     generator = torch.Generator().manual_seed(seed_value("seed", seed))
     directions = []
     for number in range(1, count + 1):
-        pieces = []
-        for name, shape in zip(layout.names, layout.shapes):
-            weight = weights[name].detach().cpu().to(torch.float64)
-            piece = torch.randn(shape, generator=generator, dtype=torch.float64)
-            if filter_normalized:
-                if piece.ndim <= 1:
-                    piece = torch.zeros_like(piece)
-                else:
-                    filters = piece.flatten(1).norm(dim=1).clamp_min(1e-12)
-                    piece = piece * (weight.flatten(1).norm(dim=1) / filters).view(-1, *[1] * (piece.ndim - 1))
-            pieces.append(piece.reshape(-1))
-        vector = torch.cat(pieces)
-        if not filter_normalized:
+        draws = _draws(model, layout, states, generator)
+        vector = torch.cat([_normalised(draws[name], weights[name], norm, one_axis).reshape(-1)
+                            for name in layout.names])
+        if norm == "unit":
             vector = vector / vector.norm()
-        label = "filter-normalised" if filter_normalized else "random"
-        directions.append(Direction(vector.to(weights[layout.names[0]].dtype), f"{label} {number}"))
+        moved = None
+        if states:
+            moved = {name: _normalised(draws[name], buffer, norm, one_axis).to(buffer.dtype)
+                     for name, buffer in statistics.items()}
+        options = {"kind": "random", "norm": norm, "one_axis": one_axis, "states": states, "seed": seed,
+                   "number": number}
+        directions.append(Direction(vector.to(weights[layout.names[0]].dtype), f"{_NAMES[norm]} {number}",
+                                    states=moved, options=options))
     return directions
+
+
+def _recipe(norm: Any, one_axis: Any, states: Any, filter_normalized: bool = False,
+            unit: str = "norm='unit'") -> Tuple[str, Optional[str]]:
+    """``(norm, one_axis)`` resolved from :func:`random_directions`' arguments, or a ``ValueError`` naming them.
+
+    ``unit`` is how the caller's messages name unit directions (the API's
+    ``directions='random'``). ``one_axis`` comes back None for ``"unit"``.
+    """
+    if norm is None:
+        norm = "filter" if filter_normalized else "unit"
+    elif not isinstance(norm, str) or norm not in NORMS:
+        raise ValueError(f"norm must be None or one of {NORMS}; got {norm!r}")
+    elif filter_normalized and norm != "filter":
+        raise ValueError(f"filter_normalized=True asks for norm='filter' but norm={norm!r}: give one of them")
+    boolean("states", states)
+    if norm == "unit":
+        if one_axis is not None:
+            raise ValueError(f"one_axis={one_axis!r} applies to Li et al.'s normalisations {NORMS[1:]}; with {unit} "
+                             "the one-axis parameters are drawn like the others: leave one_axis=None")
+        if states:
+            raise ValueError(f"states=True needs one of Li et al.'s normalisations {NORMS[1:]} with "
+                             f"one_axis='weights'; got {unit}")
+        return norm, None
+    if one_axis is None:
+        one_axis = "zero"
+    elif not isinstance(one_axis, str) or one_axis not in ONE_AXIS_OPTIONS:
+        raise ValueError(f"one_axis must be None or one of {ONE_AXIS_OPTIONS}; got {one_axis!r}")
+    if states and one_axis == "zero":
+        raise ValueError("states=True with one_axis='zero' moves no running statistic: they have one axis, whose "
+                         "directions one_axis='zero' sets to zero (Li et al.'s ignore='biasbn'); pass "
+                         "one_axis='weights'")
+    return norm, one_axis
+
+
+def _running_statistics(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The ``running_mean`` and ``running_var`` buffers of ``model``'s BatchNorm modules that track them, by name."""
+    found = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, _BatchNorm) and module.running_mean is not None and module.running_var is not None:
+            stem = f"{prefix}." if prefix else ""
+            found[f"{stem}running_mean"], found[f"{stem}running_var"] = module.running_mean, module.running_var
+    return found
+
+
+def _variance_eps(model: nn.Module) -> Dict[str, float]:
+    """The ``eps`` of each BatchNorm module that tracks running statistics, by the name of its ``running_var``."""
+    return {(f"{prefix}." if prefix else "") + "running_var": float(module.eps)
+            for prefix, module in model.named_modules()
+            if isinstance(module, _BatchNorm) and module.running_var is not None}
+
+
+def _draws(model: nn.Module, layout: ParameterLayout, states: bool,
+           generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """One standard normal draw per tensor (float64, CPU, the tensor's shape), by name.
+
+    The selected parameters in their order; with ``states`` every entry of
+    ``model.state_dict()`` in its order (parameters not selected and buffers
+    included), as Li et al.'s ``get_random_states``.
+    """
+    if not states:
+        return {name: torch.randn(shape, generator=generator, dtype=torch.float64)
+                for name, shape in zip(layout.names, layout.shapes)}
+    entries = model.state_dict(keep_vars=True)
+    missing = [name for name in layout.names if name not in entries]
+    if missing:
+        raise ValueError(f"states=True: model.state_dict() has no entries {missing[:3]} of the selected parameters "
+                         "(a state-dict hook renames them); use states=False")
+    return {name: torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+            for name, tensor in entries.items()}
+
+
+def _normalised(draw: torch.Tensor, weight: torch.Tensor, norm: str, one_axis: Optional[str]) -> torch.Tensor:
+    """The draw ``draw`` for the tensor ``weight`` (same shape) normalised by ``norm``: float64, CPU, that shape.
+
+    ``"unit"`` leaves it as it is (the whole vector is scaled afterwards).
+    """
+    if norm == "unit":
+        return draw
+    weight = weight.detach().cpu().to(torch.float64)
+    if draw.ndim <= 1:
+        return torch.zeros_like(draw) if one_axis == "zero" else weight.clone()
+    if norm == "layer":
+        return draw * (weight.norm() / draw.norm())
+    if norm == "dlayer":
+        return draw / draw.norm()
+    if norm == "weight":
+        return draw * weight
+    filters = draw.flatten(1).norm(dim=1).clamp_min(_FILTER_GUARD).view(-1, *[1] * (draw.ndim - 1))
+    if norm == "dfilter":
+        return draw / filters
+    return draw * (weight.flatten(1).norm(dim=1).view_as(filters) / filters)
 
 
 def loss_landscape(
@@ -201,6 +386,15 @@ def loss_landscape(
     directions : sequence of Direction, or of flat vectors of length P
         From :func:`eigen_directions`, :func:`random_directions`, or any
         vector over the selected parameters (labelled ``"vector 1"``...).
+        A direction with :attr:`Direction.states` (``random_directions(...,
+        states=True)``) moves the BatchNorm running statistics it names as
+        well: at ``w + t v`` the buffers are ``b + t s`` (over a plane
+        ``b + a s_0 + b s_1``), the other directions' part on them being
+        zero. A running variance made negative there (``running_var + eps
+        < 0``: with Li et al.'s ``s = running_var``, at ``t < -1``) is used
+        as it is, as their code does: BatchNorm's square root is NaN, so is
+        the loss, and the point is reported as not finite (the warning
+        below); ``meta["negative_variance_points"]`` counts those points.
     dist : float, default: 0.25
         ``t`` runs over ``n_points`` evenly spaced values in ``[-dist, dist]``.
     n_points : int, default: 21
@@ -220,7 +414,8 @@ def loss_landscape(
         ``"recompute"``: at every point the running statistics are first
         recomputed with one pass over the training data (cumulative average,
         as ``torch.optim.swa_utils.update_bn``), then the point is evaluated;
-        one point at a time.
+        one point at a time. Not with directions that move the running
+        statistics (``states``), which it would overwrite.
     points_per_pass : int, optional
         Points evaluated together in one pass over the data (``vmap`` over
         stacked parameter sets; memory grows with it). Default: 1 or 8,
@@ -254,7 +449,12 @@ def loss_landscape(
         where the targets are not class indices of the outputs (a regression
         loss such as MSE). ``meta["weights_fingerprint"]`` records the model's
         :func:`~curvwidgets.fingerprint`; ``meta["not_finite_points"]`` how
-        many points had a NaN or infinite loss.
+        many points had a NaN or infinite loss; ``meta["direction_options"]``
+        each direction's :attr:`Direction.options` (None for eigenvectors and
+        plain vectors), so how random directions were drawn and normalised
+        (defaults included) is kept with the result.
+        The model's parameters and buffers are never written to: they hold
+        the same bits after the sweep, running statistics included.
 
     Warns
     -----
@@ -268,7 +468,9 @@ def loss_landscape(
     ValueError
         A bad argument, named in the message; data that the model or
         ``loss_fn`` cannot take (the first batch's shapes are named), or a
-        split without a sample the loss counts.
+        split without a sample the loss counts; a direction whose ``states``
+        names no BatchNorm running statistic of the model, or has another
+        shape; ``bn="recompute"`` with such directions.
     TypeError
         ``directions``, ``data``, ``loss_fn``, ``meta`` or the progress
         protocol of the wrong kind.
@@ -300,9 +502,14 @@ def loss_landscape(
     layout = select_parameters(model, params)
     reference = dict(model.named_parameters())[layout.names[0]]
     device = device_value("device", device) if device is not None else reference.device
-    resolved = _directions(directions, layout.dim, reference.dtype, device)
+    statistics = _running_statistics(model)
+    resolved = _directions(directions, layout.dim, reference.dtype, device, statistics)
     if plane and len(resolved) != 2:
         raise ValueError(f"plane=True needs exactly two directions; got {len(resolved)}")
+    moved = _moved_statistics(resolved, statistics, device)
+    if moved and bn == "recompute":
+        raise ValueError("bn='recompute' recomputes the BatchNorm running statistics at every point, which the "
+                         "directions with states (random_directions(..., states=True)) move: use bn='keep'")
     weights = fingerprint(model, params)
     of_other_weights = [d.label for d in resolved if d.fingerprint not in (None, weights)]
     if not allow_other_weights:
@@ -323,11 +530,14 @@ def loss_landscape(
     values = {f"{split}_{metric}": np.full(shape, np.nan) for split in splits for metric in ("loss", "accuracy")}
     computed = np.zeros(shape, dtype=bool)
     evaluator = _Evaluator(model, layout, loss_fn if loss_fn is not None else nn.CrossEntropyLoss(), device, bn,
-                           splits.get("train"))
+                           splits.get("train"), basis, moved)
     record = {**dict(meta or {}), "dist": dist, "n_points": n_points, "bn": bn,
-              "directions": [direction.label for direction in resolved], Fingerprint.META_KEY: weights.to_meta()}
+              "directions": [direction.label for direction in resolved], Fingerprint.META_KEY: weights.to_meta(),
+              "direction_options": [None if d.options is None else dict(d.options) for d in resolved]}
     if of_other_weights:
         record["directions_of_other_weights"] = of_other_weights
+    if moved:
+        record["negative_variance_points"] = _negative_variance_points(evaluator, coefficients, _variance_eps(model))
 
     def result() -> Landscape:
         return Landscape(offsets.copy(), tuple(d.label for d in resolved),
@@ -341,14 +551,14 @@ def loss_landscape(
         report(progress, cancel, "landscape", 0, total, partial=result)
         trial = _trial_slice(splits["train"], evaluator) if planner.fixed is None else None
         if trial is not None:
-            evaluator.evaluate(coefficients[:1] @ basis, "train", [trial])  # errors of the data name its batch
+            evaluator.evaluate(coefficients[:1], "train", [trial])  # errors of the data name its batch
             planner.choose(lambda count, samples: evaluator.evaluate(
-                coefficients[:count] @ basis, "train", [(trial[0][:samples], trial[1][:samples])]))
+                coefficients[:count], "train", [(trial[0][:samples], trial[1][:samples])]))
             record["pass_timing"] = {"seconds_per_point": {str(k): v for k, v in planner.seconds.items()},
                                      "samples": int(min(len(trial[0]), _TRIAL_SAMPLES)), "cost": planner.cost}
         while done < total:
             chunk = min(planner.chosen, total - done)
-            points = coefficients[done : done + chunk] @ basis  # (k, P) displacements
+            points = coefficients[done : done + chunk]  # (k, n_directions) coefficients of the points
             try:
                 columns = {split: evaluator.evaluate(points, split, batches) for split, batches in splits.items()}
             except (RuntimeError, NotImplementedError):
@@ -367,12 +577,44 @@ def loss_landscape(
     landscape = result()
     record["not_finite_points"] = int(landscape.not_finite.sum())
     if record["not_finite_points"]:
-        warnings.warn(landscape.not_finite_note(), RuntimeWarning, stacklevel=2)
+        negative = record.get("negative_variance_points", 0)
+        note = landscape.not_finite_note()
+        if negative:
+            note += f"; at {negative} point(s) a moved BatchNorm running variance plus eps is negative (states)"
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     return result()
 
 
-def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.device) -> List[Direction]:
-    """Directions as :class:`Direction` objects with vectors of length ``dim`` on ``device``."""
+def _moved_statistics(directions: Sequence[Direction], statistics: Mapping[str, torch.Tensor],
+                      device: torch.device) -> Dict[str, torch.Tensor]:
+    """Per running statistic some direction moves, the directions' parts on it, shape ``(n_directions, *buffer)``.
+
+    Zero for a direction that does not move it; empty when none moves any.
+    """
+    names = [name for name in statistics if any(d.states is not None and name in d.states for d in directions)]
+    stacked = {}
+    for name in names:
+        zero = torch.zeros(statistics[name].shape, dtype=statistics[name].dtype, device=device)
+        stacked[name] = torch.stack([d.states.get(name, zero) if d.states is not None else zero for d in directions])
+    return stacked
+
+
+def _negative_variance_points(evaluator: "_Evaluator", coefficients: torch.Tensor, eps: Mapping[str, float]) -> int:
+    """How many of the points (rows of ``coefficients``) give a moved running variance with ``var + eps < 0``."""
+    negative = torch.zeros(coefficients.shape[0], dtype=torch.bool, device=coefficients.device)
+    for name, values in evaluator.moved_buffers(coefficients).items():
+        if name in eps:
+            negative |= (values.flatten(1) + eps[name] < 0).any(dim=1)
+    return int(negative.sum())
+
+
+def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.device,
+                statistics: Mapping[str, torch.Tensor]) -> List[Direction]:
+    """Directions as :class:`Direction` objects with vectors of length ``dim`` on ``device``.
+
+    Their ``states`` are checked against the model's BatchNorm running
+    ``statistics`` (by name) and put on ``device`` in each buffer's dtype.
+    """
     if isinstance(directions, (Direction, torch.Tensor, np.ndarray)):
         directions = [directions]
     if not isinstance(directions, (list, tuple)) or not directions:
@@ -394,7 +636,11 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
                              f"parameters have {dim}: a vector of another model or parameter selection?")
         if not torch.isfinite(vector).all():
             raise ValueError(f"direction {direction.label!r} contains NaN or inf")
-        if not bool((vector != 0).any()):
+        states = _direction_states(direction.states, statistics, device, f"direction {direction.label!r}")
+        if direction.options is not None and not isinstance(direction.options, Mapping):
+            raise TypeError(f"direction {direction.label!r}: its options must be None or a dict; got "
+                            f"{type_name(direction.options)}")
+        if not bool((vector != 0).any()) and not any(bool((part != 0).any()) for part in (states or {}).values()):
             raise ValueError(f"direction {direction.label!r} is zero everywhere: it moves no weight (filter-normalised "
                              "directions are zero on one-axis parameters such as biases)")
         curvature = _curvature(direction.curvature, f"direction {direction.label!r}")
@@ -402,8 +648,32 @@ def _directions(directions: Any, dim: int, dtype: torch.dtype, device: torch.dev
             raise TypeError(f"direction {direction.label!r}: its fingerprint must be a curvwidgets Fingerprint or "
                             f"None; got {type(direction.fingerprint).__name__}")
         resolved.append(Direction(vector.to(device=device, dtype=dtype), direction.label, curvature,
-                                  direction.fingerprint))
+                                  direction.fingerprint, states, direction.options))
     return resolved
+
+
+def _direction_states(states: Any, statistics: Mapping[str, torch.Tensor], device: torch.device,
+                      where: str) -> Optional[Dict[str, torch.Tensor]]:
+    """A direction's part on the running statistics, checked and on ``device``; None when it has none."""
+    if states is None:
+        return None
+    if not isinstance(states, Mapping):
+        raise TypeError(f"{where}: its states must be None or a dict of BatchNorm running statistic names to tensors; "
+                        f"got {type_name(states)}")
+    checked = {}
+    for name, part in states.items():
+        if name not in statistics:
+            known = list(statistics)[:4] if statistics else "none (no BatchNorm module tracks running statistics)"
+            raise ValueError(f"{where} moves {name!r}, which is not a BatchNorm running statistic of the model; its "
+                             f"running statistics are {known}{'...' if len(statistics) > 4 else ''}: a direction of "
+                             "another model?")
+        part = _flat_vector(part, f"{where}: its states[{name!r}]").reshape(-1)
+        buffer = statistics[name]
+        if part.numel() != buffer.numel() or part.is_complex() or not bool(torch.isfinite(part).all()):
+            raise ValueError(f"{where}: its states[{name!r}] must hold {buffer.numel()} finite real numbers, the "
+                             f"shape of the buffer {tuple(buffer.shape)}; got {part.numel()} of dtype {part.dtype}")
+        checked[name] = part.reshape(buffer.shape).to(device=device, dtype=buffer.dtype)
+    return checked or None
 
 
 def _flat_vector(value: Any, where: str) -> torch.Tensor:
@@ -502,9 +772,11 @@ class _Evaluator:
     """Mean loss and accuracy of ``model`` at ``w + d`` for displacements ``d``, several at once when faster."""
 
     def __init__(self, model: nn.Module, layout: ParameterLayout, loss_fn, device: torch.device, bn: str,
-                 train_batches: Optional[Iterable]):
+                 train_batches: Optional[Iterable], basis: torch.Tensor, moved: Mapping[str, torch.Tensor]):
         self.model, self.layout, self.loss_fn, self.device, self.bn = model, layout, loss_fn, device, bn
         self.train_batches = train_batches
+        self.basis = basis  # (n_directions, P)
+        self.moved = dict(moved)  # running statistic name -> (n_directions, *buffer) parts of the directions
         self.checked_splits: set = set()  # splits whose first batch has been run
         named = dict(model.named_parameters())
         self.dtype = named[layout.names[0]].dtype
@@ -514,6 +786,7 @@ class _Evaluator:
         self.buffers = {name: b.detach().to(device) for name, b in model.named_buffers()}
         self.sum_reduced = reduction_of(loss_fn) == "sum"
         self.batched = torch.func.vmap(self._outputs, in_dims=(0, None))
+        self.batched_moving = torch.func.vmap(self._outputs_moving, in_dims=(0, None, 0))
 
     @contextlib.contextmanager
     def restoring(self) -> Iterator[None]:
@@ -533,22 +806,41 @@ class _Evaluator:
         state = {**self.constants, **(self.buffers if buffers is None else buffers), **dict(zip(self.layout.names, values))}
         return torch.func.functional_call(self.model, state, (inputs,))
 
+    def _outputs_moving(self, values: Tuple[torch.Tensor, ...], inputs: torch.Tensor,
+                        moved: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`_outputs` with the running statistics in ``moved`` in place of the trained ones."""
+        return self._outputs(values, inputs, {**self.buffers, **moved})
+
     def _weights(self, points: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Per parameter, ``w + d`` for each displacement: shape ``(k, *parameter.shape)``."""
         return tuple(base + delta for base, delta in zip(self.base, self.layout.unflatten(points.T)))
 
+    def moved_buffers(self, coefficients: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The moved running statistics at the points ``coefficients``, ``(k, n_directions)``: ``(k, *buffer)`` each."""
+        return {name: self.buffers[name] + torch.tensordot(coefficients.to(parts.dtype), parts, dims=1)
+                for name, parts in self.moved.items()}
+
     @torch.no_grad()
-    def evaluate(self, points: torch.Tensor, split: str, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
-        """Mean loss and accuracy over ``split``'s ``batches`` at each of the ``k`` points: two arrays, shape ``(k,)``."""
-        weights = self._weights(points)
+    def evaluate(self, coefficients: torch.Tensor, split: str, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
+        """Mean loss and accuracy over ``split``'s ``batches`` at ``w + coefficients @ basis``.
+
+        ``coefficients`` has shape ``(k, n_directions)``, one row per point;
+        two arrays of shape ``(k,)`` come back.
+        """
+        weights = self._weights(coefficients @ self.basis)
         if self.bn == "recompute":
             buffers = self._recomputed_buffers(tuple(w[0] for w in weights))
             return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
                                  split, batches, 1)
-        if len(points) == 1:
-            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs)[None], split,
-                                 batches, 1)
-        return self._sums_of(lambda inputs: self.batched(weights, inputs), split, batches, len(points))
+        moved = self.moved_buffers(coefficients)
+        if len(coefficients) == 1:
+            buffers = {**self.buffers, **{name: values[0] for name, values in moved.items()}} if moved else None
+            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
+                                 split, batches, 1)
+        if moved:
+            return self._sums_of(lambda inputs: self.batched_moving(weights, inputs, moved), split, batches,
+                                 len(coefficients))
+        return self._sums_of(lambda inputs: self.batched(weights, inputs), split, batches, len(coefficients))
 
     def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], split: str, batches: Iterable,
                  k: int) -> Tuple[np.ndarray, np.ndarray]:

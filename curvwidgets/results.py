@@ -809,7 +809,11 @@ class Landscape:
     meta : dict
         How it was computed (model, checkpoint, data, bn, dist, spectrum file,
         ``weights_fingerprint``, ...); made JSON-safe as :class:`Spectrum`
-        makes its ``meta``.
+        makes its ``meta``. ``direction_options``, where present, holds one
+        entry per direction: how a random direction was drawn and normalised
+        (``{"kind": "random", "norm", "one_axis", "states", "seed",
+        "number"}``, see :func:`curvwidgets.random_directions`), None for
+        others; a file whose entry does not fit is refused when read.
     computed : ndarray of bool, shape of a metric, optional
         The points evaluated so far (default: all). A computed point may hold
         NaN or inf where the model's loss is not finite (see :attr:`not_finite`);
@@ -932,6 +936,11 @@ class Landscape:
                                                          f"got {curvatures.tolist()}")
         contents.agrees("n_points", offsets.size, "the number of offsets")
         contents.agrees("directions", labels.tolist(), "the array 'labels'")
+        options = contents.meta.get("direction_options", [None] * labels.size)
+        contents.check(isinstance(options, list) and len(options) == labels.size
+                       and all(entry is None or isinstance(entry, dict) for entry in options),
+                       f"meta['direction_options'] must be a list of one dict (or null) per direction, "
+                       f"{labels.size}; got {options!r:.80}")
         metrics = [name.split("/", 1)[1] for name in contents.arrays if name.startswith("values/")]
         unknown = sorted(set(metrics) - set(LANDSCAPE_METRICS))
         contents.check(bool(metrics) and not unknown, f"its values must be one or more of {tuple(LANDSCAPE_METRICS)}; "

@@ -131,6 +131,14 @@ class LandscapeSettings:
         The spectrum's start vector whose Ritz pairs are picked.
     count, seed : int
         How many random directions, and their seed.
+    one_axis : {"zero", "weights"} or None
+        Filter-normalised directions only: biases and BatchNorm parameters
+        not moved (None, the default, is ``"zero"``) or moved by their own
+        values (``"weights"``, Li et al.'s ``ignore=""``); see
+        :func:`curvwidgets.random_directions`.
+    states : bool
+        Filter-normalised directions only, with ``one_axis="weights"``: move
+        the BatchNorm running statistics too (Li et al.'s ``dir_type="states"``).
     dist : float
         ``t`` runs over ``[-dist, dist]`` (units of the unit directions).
     n_points : int
@@ -150,6 +158,8 @@ class LandscapeSettings:
     run: int = 0
     count: int = 2
     seed: int = 0
+    one_axis: Optional[str] = None
+    states: bool = False
     dist: float = 1.0
     n_points: int = 21
     plane: bool = False
@@ -168,10 +178,16 @@ class LandscapeSettings:
         Raises
         ------
         ValueError
-            Eigenvectors without a spectrum or with no stem picked.
+            Eigenvectors without a spectrum or with no stem picked; ``one_axis``
+            or ``states`` with other than filter-normalised directions (from
+            :func:`curvwidgets.random_directions`, which names them).
         """
         if self.directions != "eigen":
-            return random_directions(model, self.count, self.seed, filter_normalized=self.directions == "filter"), None
+            return random_directions(model, self.count, self.seed, filter_normalized=self.directions == "filter",
+                                     one_axis=self.one_axis, states=self.states), None
+        if self.one_axis is not None or self.states:
+            raise ValueError(f"one_axis and states apply to random directions; got one_axis={self.one_axis!r} and "
+                             f"states={self.states!r} with eigenvector directions")
         if spectrum is None:
             raise ValueError("spectrum: eigenvector directions need a Spectrum with Ritz vectors (set "
                              "widget.spectrum), or choose random or filter-normalised directions")
