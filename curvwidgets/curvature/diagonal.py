@@ -350,10 +350,10 @@ def _per_sample_squares(ggn: GGN, primals, constants, inputs: torch.Tensor, targ
 def _batch_squares(ggn: GGN, primals, constants, inputs: torch.Tensor, targets: torch.Tensor,
                    source: ColumnSource, index: int, chunk_size: int) -> torch.Tensor:
     """As :func:`_per_sample_squares` where samples interact (batch statistics): each (sample, column) through the batch."""
-    with naming_data(inputs, targets):
-        outputs, pullback = torch.func.vjp(ggn.outputs_function(constants, inputs), *primals)
-    outputs = outputs.detach()
-    rank, columns = source(_factor_of(ggn, outputs, inputs, targets), index)
+    leaves = tuple(value.detach().requires_grad_(True) for value in primals)
+    with torch.enable_grad(), naming_data(inputs, targets):  # autograd: BatchNorm updates its running statistics
+        outputs = ggn.outputs_function(constants, inputs)(*leaves)
+    rank, columns = source(_factor_of(ggn, outputs.detach(), inputs, targets), index)
     count = len(inputs)
     total = torch.zeros(ggn.dim, dtype=torch.float64, device=ggn.device)
     for begin in range(0, rank * count, chunk_size):
@@ -363,6 +363,7 @@ def _batch_squares(ggn: GGN, primals, constants, inputs: torch.Tensor, targets: 
         block = columns(first, int(column[-1]) + 1)
         vectors = outputs.new_zeros(len(pairs), *outputs.shape)
         vectors[torch.arange(len(pairs), device=outputs.device), sample] = block[column - first, sample]
-        gradients = torch.func.vmap(pullback)(vectors)
+        gradients = torch.autograd.grad(outputs, leaves, grad_outputs=vectors, retain_graph=True,
+                                        is_grads_batched=True, allow_unused=True, materialize_grads=True)
         total += ggn.layout.flatten(tuple(gradient.to(torch.float64).square().sum(0) for gradient in gradients))
     return total
