@@ -19,7 +19,7 @@
 The two GGN diagonals share one engine: per-sample vector-Jacobian products
 with ``torch.func`` (``vmap`` over samples of ``vjp``, ``vmap`` over columns of
 the pullback), ``chunk_size`` (sample, column) pairs at a time, so memory is
-``chunk_size * P`` numbers: light enough for VGG-16.
+``chunk_size * P`` numbers (32 MiB of gradients by default): light enough for VGG-16.
 
 All four follow the progress protocol (:mod:`curvwidgets.progress`): an
 event after every unit of work, and a cancel raises
@@ -45,6 +45,10 @@ __all__ = ["exact_diagonal", "ggn_diagonal", "hutchinson_diagonal", "mc_ggn_diag
 
 #: Per batch: the factor of its output Hessian and the batch index -> (columns per sample, columns(start, stop)).
 ColumnSource = Callable[[OutputHessianFactor, int], Tuple[int, Callable[[int, int], torch.Tensor]]]
+#: ``chunk_size=None`` in the GGN diagonals: as many (sample, column) pairs per pass as keep their float64
+#: gradients under this many bytes, and at most MAX_CHUNK (a pass's fixed cost is then small against its work).
+CHUNK_BYTES = 32 * 2**20
+MAX_CHUNK = 1024
 
 
 def exact_diagonal(op: Any, block_size: int = 32, *, progress: Optional[ProgressCallback] = None,
@@ -128,7 +132,7 @@ def hutchinson_diagonal(op: Any, num_samples: int, seed: int = 0, block_size: in
     return (total / num_samples).to(op.dtype)
 
 
-def ggn_diagonal(ggn: GGN, chunk_size: int = 32, *, progress: Optional[ProgressCallback] = None,
+def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """The exact diagonal of a :class:`~curvwidgets.curvature.GGN` operator, in ``C`` backward passes per batch.
 
@@ -157,10 +161,12 @@ def ggn_diagonal(ggn: GGN, chunk_size: int = 32, *, progress: Optional[ProgressC
     ----------
     ggn : GGN
         The operator whose diagonal is wanted.
-    chunk_size : int, default: 32
+    chunk_size : int, optional
         (sample, column) pairs pulled back at once (memory ``chunk_size * P``
         numbers): ``chunk_size // C`` samples with all their columns, or one
-        sample with ``chunk_size`` of them.
+        sample with ``chunk_size`` of them. Default: as many as keep their
+        float64 gradients, and their activations, under :data:`CHUNK_BYTES`
+        (32 MiB) each, at most :data:`MAX_CHUNK`.
     progress, cancel
         The progress protocol: one event per batch of this rank
         (``stage="ggn_diagonal"``); the partial result is the diagonal over
@@ -185,20 +191,20 @@ def ggn_diagonal(ggn: GGN, chunk_size: int = 32, *, progress: Optional[ProgressC
     >>> import torch, curvwidgets as cw
     >>> from curvwidgets.curvature import ggn_diagonal
     >>> model = torch.nn.Linear(3, 1).double()
-    >>> data = [(torch.ones(4, 3, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64))]
-    >>> ggn_diagonal(cw.GGN(model, torch.nn.MSELoss(), data))  # 2 x^2 for the weights, 2 for the bias
-    tensor([2., 2., 2., 2.], dtype=torch.float64)
+    >>> data = [(torch.full((4, 3), 2.0, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64))]
+    >>> ggn_diagonal(cw.GGN(model, torch.nn.MSELoss(), data)).round(decimals=12)  # 2 x^2 (weights), 2 (bias)
+    tensor([8., 8., 8., 2.], dtype=torch.float64)
     """
     _check_ggn(ggn)
     _check_loss(ggn, "ggn_diagonal factors")
-    positive_int("chunk_size", chunk_size)
+    chunk_size = _chunk_size(ggn, chunk_size)
     check_progress(progress)
     check_cancel(cancel)
     return _factored_diagonal(ggn, lambda factor, index: (factor.rank, factor.columns), chunk_size, "ggn_diagonal",
                               progress, cancel)
 
 
-def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 32, *,
+def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Optional[int] = None, *,
                     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """Monte Carlo estimate of ``diag(G)`` for a :class:`~curvwidgets.curvature.GGN` operator.
 
@@ -223,9 +229,10 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 
     num_mc : int, default: 1
         Draws per sample.
     seed : int, default: 0
-    chunk_size : int, default: 32
+    chunk_size : int, optional
         (sample, draw) pairs whose gradients are computed at once, with
-        ``torch.func.vmap`` (memory ``chunk_size * P`` numbers).
+        ``torch.func.vmap`` (memory ``chunk_size * P`` numbers); default as
+        in :func:`ggn_diagonal`.
     progress, cancel
         The progress protocol: one event per batch of this rank
         (``stage="mc_ggn_diagonal"``); the partial result is the estimate
@@ -257,7 +264,7 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: int = 
                          "diagonal, or hutchinson_diagonal(ggn, ...)")
     positive_int("num_mc", num_mc)
     seed_value("seed", seed)
-    positive_int("chunk_size", chunk_size)
+    chunk_size = _chunk_size(ggn, chunk_size)
     check_progress(progress)
     check_cancel(cancel)
 
@@ -275,6 +282,21 @@ def _check_ggn(ggn: Any) -> None:
         raise TypeError(f"ggn must be a curvwidgets GGN operator; got {type(ggn).__name__}")
 
 
+def _chunk_size(ggn: GGN, chunk_size: Optional[int]) -> Optional[int]:
+    """``chunk_size`` checked: None, or an int >= 1."""
+    return None if chunk_size is None else positive_int("chunk_size", chunk_size)
+
+
+def _automatic_chunk(ggn: GGN, inputs: torch.Tensor) -> int:
+    """The (sample, column) pairs per pass whose float64 gradients, and whose activations, each fit :data:`CHUNK_BYTES`.
+
+    A sample's activations are what it adds to the largest tensor of a forward pass (measured on two samples of
+    ``inputs``, by the operator's own probe); at most :data:`MAX_CHUNK` pairs.
+    """
+    activation = ggn._bytes_per_sample(inputs) if len(inputs) > 1 else 0
+    return max(1, min(MAX_CHUNK, CHUNK_BYTES // (8 * ggn.dim), CHUNK_BYTES // max(1, activation)))
+
+
 def _check_loss(ggn: GGN, what: str) -> None:
     """``ValueError`` naming ``loss_fn`` (and the estimators that take any loss) when its output Hessian has no closed form."""
     try:
@@ -284,14 +306,15 @@ def _check_loss(ggn: GGN, what: str) -> None:
                          "hutchinson_diagonal(ggn, num_samples) or exact_diagonal(ggn)") from None
 
 
-def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: int, stage: str,
+def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: Optional[int], stage: str,
                        progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> torch.Tensor:
     """``(1/W) sum_n sum_c (J_n^T s_nc)^2`` over the batches of ``ggn``, the columns ``s_nc`` from ``source``.
 
     ``source(factor, index)`` gives, for the batch of position ``index`` and
     the factor of its output Hessian, the number ``C`` of columns per sample
     and a function returning columns ``start <= c < stop`` of every sample,
-    shape ``(stop - start, b, ...)``. Batches of weight 0 are skipped; ``W`` is
+    shape ``(stop - start, b, ...)``; ``chunk_size`` None is set at the first batch
+    (:func:`_automatic_chunk`). Batches of weight 0 are skipped; ``W`` is
     the total :func:`~curvwidgets.curvature.output_hessian.counted_weight`, as
     :meth:`GGN.matmat` divides by.
     """
@@ -308,6 +331,8 @@ def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: int, stage: s
         for step, (index, inputs, targets) in enumerate(ggn.data.batches(ggn.device, ggn.dtype), start=1):
             batch_weight = counted_weight(ggn.loss_fn, targets)
             if batch_weight > 0:
+                if chunk_size is None:
+                    chunk_size = _automatic_chunk(ggn, inputs)
                 weight += batch_weight
                 total += square_sums(ggn, primals, constants, inputs, targets, source, index, chunk_size)
             report(progress, cancel, stage, step, num_batches, partial=estimate)
