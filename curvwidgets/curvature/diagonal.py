@@ -197,7 +197,7 @@ def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Option
     """
     _check_ggn(ggn)
     _check_loss(ggn, "ggn_diagonal factors")
-    chunk_size = _chunk_size(ggn, chunk_size)
+    chunk_size = _chunk_size(chunk_size)
     check_progress(progress)
     check_cancel(cancel)
     return _factored_diagonal(ggn, lambda factor, index: (factor.rank, factor.columns), chunk_size, "ggn_diagonal",
@@ -264,7 +264,7 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Option
                          "diagonal, or hutchinson_diagonal(ggn, ...)")
     positive_int("num_mc", num_mc)
     seed_value("seed", seed)
-    chunk_size = _chunk_size(ggn, chunk_size)
+    chunk_size = _chunk_size(chunk_size)
     check_progress(progress)
     check_cancel(cancel)
 
@@ -282,7 +282,7 @@ def _check_ggn(ggn: Any) -> None:
         raise TypeError(f"ggn must be a curvwidgets GGN operator; got {type(ggn).__name__}")
 
 
-def _chunk_size(ggn: GGN, chunk_size: Optional[int]) -> Optional[int]:
+def _chunk_size(chunk_size: Optional[int]) -> Optional[int]:
     """``chunk_size`` checked: None, or an int >= 1."""
     return None if chunk_size is None else positive_int("chunk_size", chunk_size)
 
