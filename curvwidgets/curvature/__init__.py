@@ -5,7 +5,7 @@ and reduce over ranks when ``torch.distributed`` is initialised.
 """
 
 from . import diagonal
-from .diagonal import exact_diagonal, hutchinson_diagonal, mc_ggn_diagonal
+from .diagonal import exact_diagonal, ggn_diagonal, hutchinson_diagonal, mc_ggn_diagonal
 from .fingerprint import OtherWeightsError, fingerprint
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParameterLayout, select_parameters
@@ -23,6 +23,7 @@ __all__ = [
     "diagonal",
     "exact_diagonal",
     "fingerprint",
+    "ggn_diagonal",
     "hutchinson_diagonal",
     "loss_stats",
     "mc_ggn_diagonal",

@@ -3,16 +3,24 @@
 Closed forms for :class:`torch.nn.CrossEntropyLoss` (class-index targets, no
 class weights or label smoothing) and :class:`torch.nn.MSELoss`; forward-over-
 reverse autograd for any other twice-differentiable loss.
+
+For the GGN diagonal, :func:`output_hessian_factor` writes a batch's output
+Hessian as per-sample factors ``H_n = S_n S_n^T`` in closed form (cross-entropy
+with any weights, ignored targets and label smoothing, MSE, BCE with logits),
+and draws vectors of covariance ``H_n`` from the model's predictive distribution.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["reduction_of", "counted_weight", "splits_by_sample", "output_hessian_product", "closed_form_kind"]
+__all__ = ["reduction_of", "counted_weight", "splits_by_sample", "output_hessian_product", "closed_form_kind",
+           "OutputHessianFactor", "output_hessian_factor", "check_factored_loss"]
 
 #: Losses whose batch value is the :func:`counted_weight`-weighted mean (or the sum) of per-sample terms.
 SAMPLE_SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MSELoss)
@@ -115,3 +123,188 @@ def output_hessian_product(
         return torch.func.jvp(gradient, (outputs.detach(),), (direction,))[1]
     except (RuntimeError, NotImplementedError, TypeError) as error:
         raise cannot(f"{type(error).__name__}: {error}") from error
+
+
+# ---- the output Hessian as per-sample factors, for the GGN diagonal ------------------------------------------
+
+#: Losses whose output Hessian :func:`output_hessian_factor` factors in closed form (``reduction`` "mean" or "sum").
+FACTORED_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss)
+
+
+@dataclass(frozen=True)
+class OutputHessianFactor:
+    """One batch's output Hessian ``W_b H_L`` as per-sample factors ``H_n = S_n S_n^T``, and draws of covariance ``H_n``.
+
+    ``W_b H_L`` is the Hessian, in the network outputs, of the batch's loss
+    times its :func:`counted_weight` ``W_b`` (for ``reduction="sum"`` the
+    Hessian of the loss itself): what :class:`~curvwidgets.curvature.GGN`
+    weights a batch by, so that ``G = (1/W) sum_n J_n^T H_n J_n`` over every
+    sample ``n``, ``W`` the sum of the ``W_b``. It is block diagonal by sample
+    (and for cross-entropy by position), each block the covariance of the
+    model's predictive distribution times ``scale``:
+
+    - ``"categorical"`` (:class:`~torch.nn.CrossEntropyLoss`, classes on
+      axis 1): per sample and position ``scale * (diag(p) - p p^T)``, ``p``
+      the softmax. Column ``(t, k)`` is ``sqrt(scale p_k) (e_k - p)`` at
+      position ``t`` (``(diag(sqrt p) - p sqrt(p)^T)`` has these columns and
+      times its transpose gives ``diag(p) - p p^T`` since ``sum p = 1``); a
+      draw is ``sqrt(scale) (onehot(y) - p)``, ``y ~ Categorical(p)``.
+    - ``"gaussian"`` (:class:`~torch.nn.MSELoss`): ``scale`` times the
+      identity. Column ``j`` is ``sqrt(scale) e_j``; a draw ``sqrt(scale) z``,
+      ``z ~ N(0, I)``.
+    - ``"bernoulli"`` (:class:`~torch.nn.BCEWithLogitsLoss`): diagonal,
+      ``scale * sigma (1 - sigma)``, ``sigma`` the sigmoid of the outputs.
+      Column ``j`` is ``sqrt(scale sigma_j (1 - sigma_j)) e_j``; a draw
+      ``sqrt(scale) (y - sigma)``, ``y ~ Bernoulli(sigma)``.
+
+    Attributes
+    ----------
+    distribution : {"categorical", "gaussian", "bernoulli"}
+    shape : torch.Size
+        The batch's outputs, ``(b, ...)``.
+    scale : Tensor
+        ``"categorical"``: shape ``(b, *positions)`` (the outputs without
+        their class axis 1); otherwise the outputs' shape.
+    mean : Tensor or None
+        The predictive mean: ``p``, shape ``(b, K, *positions)``; ``sigma``
+        of the outputs' shape; None for ``"gaussian"``.
+    """
+
+    distribution: str
+    shape: torch.Size
+    scale: torch.Tensor
+    mean: Optional[torch.Tensor] = None
+
+    @property
+    def rank(self) -> int:
+        """Columns per sample: classes times positions for ``"categorical"``, outputs per sample otherwise."""
+        return math.prod(self.shape[1:])
+
+    def columns(self, start: int, stop: int) -> torch.Tensor:
+        """Columns ``start <= j < stop`` of every sample's ``S_n``, shape ``(stop - start, *shape)``.
+
+        Column ``j`` of the result holds ``S_n[:, j]`` in the rows of sample ``n``.
+        Categorical columns are ordered position-major: ``j = t * K + k``.
+        """
+        index = torch.arange(start, stop, device=self.scale.device)
+        rows = torch.arange(len(index), device=index.device)
+        count = self.shape[0]
+        if self.distribution == "categorical":
+            classes = self.shape[1]
+            probabilities = self.mean.reshape(count, classes, -1)  # (b, K, T)
+            position, label = index // classes, index % classes
+            root = torch.sqrt(self.scale.reshape(count, -1)[:, position] * probabilities[:, label, position]).T  # (m, b)
+            unit = nn.functional.one_hot(label, classes).to(probabilities.dtype)[:, None, :]  # (m, 1, K)
+            block = probabilities.new_zeros(len(index), count, classes, probabilities.shape[2])
+            block[rows, :, :, position] = root[..., None] * (unit - probabilities[:, :, position].permute(2, 0, 1))
+        else:
+            root = torch.sqrt(self.entry_curvature()).reshape(count, -1)  # (b, O)
+            block = root.new_zeros(len(index), count, root.shape[1])
+            block[rows, :, index] = root[:, index].T
+        return block.reshape(len(index), *self.shape)
+
+    def entry_curvature(self) -> torch.Tensor:
+        """``"gaussian"`` and ``"bernoulli"``: the diagonal of ``H_n``, the outputs' shape."""
+        if self.distribution == "bernoulli":
+            return self.scale * self.mean * (1 - self.mean)
+        if self.distribution == "gaussian":
+            return self.scale
+        raise ValueError("entry_curvature is the diagonal of the gaussian and bernoulli factors; this one is categorical")
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """One ``s`` per sample with ``E[s_n s_n^T] = H_n``, shape ``shape``, drawn on the CPU from ``generator``."""
+        if self.distribution == "categorical":
+            count, classes = self.shape[0], self.shape[1]
+            probabilities = self.mean.reshape(count, classes, -1)
+            rows = probabilities.permute(0, 2, 1).reshape(-1, classes)  # (b * T, K)
+            labels = torch.multinomial(rows.cpu().double(), 1, generator=generator)[:, 0].to(rows.device)
+            unit = nn.functional.one_hot(labels, classes).to(rows.dtype).reshape(count, -1, classes).permute(0, 2, 1)
+            root = torch.sqrt(self.scale.reshape(count, 1, -1))
+            return (root * (unit - probabilities)).reshape(self.shape)
+        if self.distribution == "bernoulli":
+            labels = torch.bernoulli(self.mean.cpu().double(), generator=generator).to(self.mean.device, self.mean.dtype)
+            return torch.sqrt(self.scale) * (labels - self.mean)
+        noise = torch.randn(self.shape, generator=generator, dtype=torch.float64).to(self.scale.device, self.scale.dtype)
+        return noise * torch.sqrt(self.scale)
+
+
+def check_factored_loss(loss_fn: Callable) -> None:
+    """``ValueError`` naming ``loss_fn`` unless :func:`output_hessian_factor` has a closed form for it."""
+    reduction = getattr(loss_fn, "reduction", None)
+    if isinstance(loss_fn, FACTORED_LOSSES) and reduction in ("mean", "sum"):
+        return
+    found = f"{type(loss_fn).__name__}(reduction={reduction!r})" if isinstance(loss_fn, nn.Module) else \
+        f"a {type(loss_fn).__name__} (its reduction, weights and targets unknown)"
+    raise ValueError(
+        "loss_fn must be nn.CrossEntropyLoss, nn.MSELoss or nn.BCEWithLogitsLoss with reduction 'mean' or 'sum' "
+        f"for a factored output Hessian; got {found}"
+    )
+
+
+def output_hessian_factor(loss_fn: Callable, outputs: torch.Tensor, targets: torch.Tensor) -> OutputHessianFactor:
+    """``W_b H_L`` of one batch in closed form, as an :class:`OutputHessianFactor`.
+
+    Follows the conventions of ``loss_fn`` exactly: for cross-entropy, class
+    ``weight``, ``ignore_index`` and ``label_smoothing`` (a position of
+    target ``y`` has ``scale = (1 - eps) w_y + (eps / K) sum_k w_k``, 0 when
+    ignored; class-probability targets ``q`` have ``scale = sum_k w_k q'_k``
+    with ``q' = (1 - eps) q + eps / K``, divided by the positions per sample
+    under ``"mean"``); for MSE ``scale = 2 / O`` (``"mean"``, ``O`` outputs
+    per sample) or 2 (``"sum"``); for BCE with logits ``weight`` and
+    ``pos_weight`` (``scale = weight ((pos_weight - 1) y + 1)``, divided by
+    ``O`` under ``"mean"``).
+
+    Parameters
+    ----------
+    outputs : Tensor, shape (b, ...)
+        Detached network outputs (cross-entropy: classes on axis 1).
+    targets : Tensor
+        Class indices of shape ``(b, *positions)`` or class probabilities of
+        the outputs' shape (cross-entropy); the outputs' shape (MSE, BCE).
+
+    Raises
+    ------
+    ValueError
+        A loss without a closed form (see :func:`check_factored_loss`), or
+        targets of another shape than the loss's closed form reads.
+    """
+    check_factored_loss(loss_fn)
+    outputs = outputs.detach()
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        return OutputHessianFactor("categorical", outputs.shape, _cross_entropy_scale(loss_fn, outputs, targets),
+                                   torch.softmax(outputs, dim=1))
+    if targets.shape != outputs.shape:
+        raise ValueError(f"data must yield targets of the outputs' shape {tuple(outputs.shape)} for the factored "
+                         f"output Hessian of {type(loss_fn).__name__}; got {tuple(targets.shape)}")
+    divisor = outputs[0].numel() if loss_fn.reduction == "mean" else 1
+    if isinstance(loss_fn, nn.MSELoss):
+        return OutputHessianFactor("gaussian", outputs.shape, torch.full_like(outputs, 2.0 / divisor))
+    scale = torch.ones_like(outputs)
+    if loss_fn.pos_weight is not None:
+        scale = scale * ((loss_fn.pos_weight.to(outputs) - 1) * targets.to(outputs.dtype) + 1)
+    if loss_fn.weight is not None:
+        scale = scale * loss_fn.weight.to(outputs)
+    return OutputHessianFactor("bernoulli", outputs.shape, scale / divisor, torch.sigmoid(outputs))
+
+
+def _cross_entropy_scale(loss_fn: nn.CrossEntropyLoss, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per sample and position, the multiple of ``diag(p) - p p^T`` in ``W_b H_L``, shape ``(b, *positions)``."""
+    if outputs.ndim < 2:
+        raise ValueError(f"model must return outputs of shape (b, classes, ...) for the factored output Hessian of "
+                         f"CrossEntropyLoss; got {tuple(outputs.shape)}")
+    classes, smoothing = outputs.shape[1], loss_fn.label_smoothing
+    weight = loss_fn.weight.to(outputs) if loss_fn.weight is not None else outputs.new_ones(classes)
+    if targets.is_floating_point():  # class probabilities
+        if targets.shape != outputs.shape:
+            raise ValueError(f"data must yield class-probability targets of the outputs' shape {tuple(outputs.shape)} "
+                             f"for the factored output Hessian of CrossEntropyLoss; got {tuple(targets.shape)}")
+        smoothed = targets.to(outputs.dtype) * (1 - smoothing) + smoothing / classes
+        scale = (smoothed * weight.reshape(1, classes, *[1] * (outputs.ndim - 2))).sum(1)
+        return scale / math.prod(outputs.shape[2:]) if loss_fn.reduction == "mean" else scale
+    if targets.shape != outputs.shape[:1] + outputs.shape[2:]:
+        raise ValueError(f"data must yield class-index targets of shape {tuple(outputs.shape[:1] + outputs.shape[2:])} "
+                         f"for outputs of shape {tuple(outputs.shape)} (the factored output Hessian of "
+                         f"CrossEntropyLoss); got {tuple(targets.shape)}")
+    counted = targets != loss_fn.ignore_index
+    classes_of = torch.where(counted, targets, 0)
+    return ((1 - smoothing) * weight[classes_of] + smoothing / classes * weight.sum()) * counted
