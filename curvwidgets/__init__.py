@@ -25,8 +25,8 @@ _EXPORTS = {
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
     "OtherWeightsError": ".curvature", "fingerprint": ".curvature",
     # landscapes
-    "Direction": ".landscape", "eigen_directions": ".landscape", "loss_landscape": ".landscape",
-    "random_directions": ".landscape",
+    "Direction": ".directions", "eigen_directions": ".directions", "loss_landscape": ".landscape",
+    "random_directions": ".directions",
     # progress protocol and results
     "Cancelled": ".progress", "ProgressEvent": ".progress", "TqdmProgress": ".progress",
     "Diagonal": ".results", "Fingerprint": ".results", "Landscape": ".results", "Spectrum": ".results",
@@ -38,7 +38,7 @@ _EXPORTS = {
     "train_network": ".api", "compute_eigenspectrum": ".api", "compute_loss_stats": ".api",
     "build_loss_landscape": ".api", "plot_training": ".api", "plot_spectrum": ".api", "plot_loss_landscape": ".api",
 }
-_SUBMODULES = ("api", "curvature", "landscape", "linalg", "results", "synthetic", "training")
+_SUBMODULES = ("api", "curvature", "directions", "landscape", "linalg", "results", "synthetic", "training")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

@@ -401,7 +401,8 @@ def build_loss_landscape(
         written before fingerprints were recorded are not checked.
     """
     from .curvature.fingerprint import check_same_weights, fingerprint
-    from .landscape import BN_OPTIONS, _recipe, eigen_directions, loss_landscape, random_directions
+    from .directions import _recipe, eigen_directions, random_directions
+    from .landscape import BN_OPTIONS, loss_landscape
 
     choice("directions", directions, LANDSCAPE_DIRECTIONS)
     boolean("states", states)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..landscape import Direction, loss_landscape, random_directions
+from ..directions import Direction, random_directions
+from ..landscape import loss_landscape
 from ..progress import CancelToken, ProgressCallback
 from ..results import Landscape, Spectrum
 from ._checkpoints import CheckpointSource, model_and_data
