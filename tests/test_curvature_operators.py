@@ -536,6 +536,7 @@ def test_auto_sample_chunk_splits_batches_into_passes_that_fit_the_cpu_budget(mo
     model = mlp()  # float64; the largest tensor of a forward pass: 6 hidden units, 48 bytes a sample
     batches, inputs, targets = classification_data(model)  # batches of 7, 5, 8 and 4 samples
     monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 48 * 3 * 2)  # 3 vectors of 2 samples
+    monkeypatch.setattr(cw.curvature.operators, "PASS_BYTES_GROWTH", 1)  # not more for the k x P products
     plan = dict(backend=operator.preferred_backend, vector_chunk=3)  # pinned: no timing passes
     op = operator(model, LOSS, batches, **plan)
     block = random_block(op.dim, 3)
@@ -546,6 +547,19 @@ def test_auto_sample_chunk_splits_batches_into_passes_that_fit_the_cpu_budget(mo
     torch.testing.assert_close(op @ block, whole @ block, rtol=0, atol=1e-13 * (whole @ block).abs().max())
     looped = operator(model, LOSS, batches, backend="double-backward", vector_chunk=3)  # 6 samples a pass
     assert forward_sizes(model, lambda: looped @ block) == [1, 2, 6, 1, 5, 6, 2, 4]
+
+
+@pytest.mark.parametrize("growth, sizes", [(1, [2, 2, 2, 1, 2, 2, 1, 2, 2, 2, 2, 2, 2]),
+                                            (2, [4, 3, 4, 1, 4, 4, 4]), (8, [7, 5, 8, 4])])
+def test_the_pass_budget_grows_to_the_products_each_pass_adds(monkeypatch, growth, sizes):
+    model = mlp()  # P = 57 float64 parameters: 3 vectors' products are 3 x 57 x 8 = 1368 bytes a pass
+    batches, _, _ = classification_data(model)  # batches of 7, 5, 8 and 4 samples
+    monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", 48 * 3 * 2)  # 288 bytes: 2 samples of 3 vectors
+    monkeypatch.setattr(cw.curvature.operators, "PASS_BYTES_GROWTH", growth)
+    op = cw.Hessian(model, LOSS, batches, backend="forward-over-reverse", vector_chunk=3)
+    assert op.dim == 57
+    # the budget: 288 bytes grown towards 1368, at most growth x 288: 288, 576 or 1368 bytes, 2, 4 or 9 samples
+    assert forward_sizes(model, lambda: op @ random_block(op.dim, 3)) == [1, 2] + sizes
 
 
 @pytest.mark.parametrize("case", ["bn_train", "unknown_loss"])
@@ -666,6 +680,7 @@ def test_the_samples_per_pass_are_timed_on_the_rest_of_the_first_batch(monkeypat
     sample_bytes = probe._bytes_per_sample(inputs[:2])
     budget = 2 * 3 * sample_bytes  # passes of 2 samples for 3 vectors in one pass
     monkeypatch.setattr(cw.curvature.operators, "CPU_PASS_BYTES", budget)
+    monkeypatch.setattr(cw.curvature.operators, "PASS_BYTES_GROWTH", 1)
     monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 2)
     original, passes = cw.Hessian._timed, []
 

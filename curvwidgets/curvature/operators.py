@@ -53,13 +53,17 @@ SWITCH_MARGIN = 0.9
 TRIAL_SAMPLES = 32
 TRIAL_ROUNDS = 2
 RETIME_WITHIN = 1.25  # ... but a candidate over this multiple of the fastest's time is not timed again
-#: The samples per pass of a timed budget replace those of CPU_PASS_BYTES only under this fraction of their time:
+#: The samples per pass of a timed budget replace the usual ones only under this fraction of their time:
 #: each budget is timed on one pass, noisier than the vector plans' slices.
 BUDGET_MARGIN = 0.75
 MAX_VECTORS_PER_PASS = 16  # the widest pass "auto" tries: activation memory grows with it
 #: ``sample_chunk="auto"`` on the CPU: the largest batched activation of a pass stays under this many
 #: bytes, half of glibc's largest mmap threshold (32 MiB), above which every allocation is fresh memory.
 CPU_PASS_BYTES = 16 * 2**20
+#: ... but each pass also adds its k x P float64 products into the batch's total: on a model with many parameters
+#: the budget grows to match those bytes, up to this many times CPU_PASS_BYTES (resnet18, P = 11 M, k = 8: 16 MiB
+#: passes cost 1.7x whole batches of 128; benchmarks/README.md)
+PASS_BYTES_GROWTH = 4
 Tangents = Tuple[torch.Tensor, ...]
 
 
@@ -87,9 +91,10 @@ class Plan:
     pass_bytes : int or None
         With ``sample_chunk="auto"`` on the CPU, the budget of a pass's
         largest batched activation that sets its samples per pass (see
-        ``sample_chunk``), timed between :data:`CPU_PASS_BYTES` and half of it
-        on the first batch's own work where that batch is large enough;
-        None (:data:`CPU_PASS_BYTES`) where it was not timed.
+        ``sample_chunk``), timed between the usual budget (see
+        ``CurvatureOperator._pass_budget``) and half of it on the first
+        batch's own work where that batch is large enough; None (the usual
+        budget) where it was not timed.
     pass_seconds : dict of int to float
         Per budget timed, the seconds per vector and sample; empty if none was.
     cost : float
@@ -178,8 +183,11 @@ class CurvatureOperator(LinearOperator):
         (:func:`~curvwidgets.curvature.output_hessian.splits_by_sample`), as
         many samples as keep one batched activation (the vectors of a pass
         times the samples times the bytes one sample adds to the largest
-        tensor of a forward pass) under :data:`CPU_PASS_BYTES`, or half of it
-        where that was timed faster on the first batch (:attr:`Plan.pass_bytes`);
+        tensor of a forward pass) under :data:`CPU_PASS_BYTES` (more on
+        models with many parameters, up to :data:`PASS_BYTES_GROWTH` times:
+        each pass adds ``k x P`` products into the batch's total), or half
+        of that where it was timed faster on the first batch
+        (:attr:`Plan.pass_bytes`);
         whole batches otherwise (on a GPU the caching allocator reuses memory).
     backend : {"auto", "double-backward"} or the class's forward-mode name, default: "auto"
         How products are differentiated. ``"auto"`` times both with the
@@ -419,16 +427,17 @@ class CurvatureOperator(LinearOperator):
         """``W C @ block`` over the rest of the first batch, timing the pass budgets on it; the plan kept gets the best.
 
         With ``sample_chunk="auto"`` on the CPU, one pass of each budget
-        (:data:`CPU_PASS_BYTES` and half of it, in that order, each on
+        (the usual one, :meth:`_pass_budget`, and half of it, in that order, each on
         the next samples; one whose pass does not fit the samples left is
         not timed) makes its share of the products, and the rest follows the
-        fastest per vector and sample: :data:`CPU_PASS_BYTES` unless another
+        fastest per vector and sample: the usual budget unless another
         takes under :data:`BUDGET_MARGIN` of its time.
         """
         trials: Dict[int, int] = {}  # the budgets to time, and their samples per pass
         if self._splits and self.sample_chunk == "auto" and len(inputs) > 1:
             vectors = 1 if plan.backend == "double-backward" else plan.vectors_per_pass
-            for budget in (CPU_PASS_BYTES, CPU_PASS_BYTES // 2):  # twice would cross glibc's mmap threshold
+            usual = self._pass_budget(vectors)
+            for budget in (usual, usual // 2):
                 size = self._samples_per_pass(inputs, vectors, budget)
                 if sum(trials.values()) + size <= len(inputs) and size not in trials.values():
                     trials[budget] = size  # room left, and other passes than a budget already timed
@@ -454,8 +463,8 @@ class CurvatureOperator(LinearOperator):
                 seconds[budget] = elapsed / (block.shape[1] * samples)
                 spent.append((elapsed, block.shape[1] * samples))
         best = min(seconds, key=seconds.get, default=None)
-        if best is not None and seconds[best] >= BUDGET_MARGIN * seconds.get(CPU_PASS_BYTES, math.inf):
-            best = CPU_PASS_BYTES
+        if best is not None and seconds[best] >= BUDGET_MARGIN * seconds.get(usual, math.inf):
+            best = usual
         excess = sum(elapsed - seconds[best] * cells for elapsed, cells in spent) if best is not None else 0.0
         plan = self.plans[plan.width] = self.plan = replace(plan, pass_bytes=best, pass_seconds=seconds,
                                                             cost=plan.cost + excess)
@@ -549,7 +558,7 @@ class CurvatureOperator(LinearOperator):
     def _samples_per_pass(self, inputs: torch.Tensor, vectors: int, budget: Optional[int] = None) -> int:
         """``sample_chunk``, or with ``"auto"`` the most samples whose ``vectors`` tangents fit ``budget`` bytes.
 
-        ``budget`` defaults to :data:`CPU_PASS_BYTES`.
+        ``budget`` defaults to :meth:`_pass_budget`.
         """
         if self.sample_chunk != "auto":
             return self.sample_chunk
@@ -557,7 +566,17 @@ class CurvatureOperator(LinearOperator):
             return 1
         if self._sample_bytes is None:
             self._sample_bytes = self._bytes_per_sample(inputs)
-        return max(1, (budget or CPU_PASS_BYTES) // max(1, vectors * self._sample_bytes))
+        return max(1, (budget or self._pass_budget(vectors)) // max(1, vectors * self._sample_bytes))
+
+    def _pass_budget(self, vectors: int) -> int:
+        """The usual bytes of a pass's largest batched activation for ``vectors`` tangents.
+
+        :data:`CPU_PASS_BYTES`, or the ``vectors x P`` float64 products that
+        each pass adds into the batch's total where they are more (up to
+        :data:`PASS_BYTES_GROWTH` times), so that the passes' arithmetic
+        outweighs that fixed cost.
+        """
+        return max(CPU_PASS_BYTES, min(vectors * self.dim * 8, PASS_BYTES_GROWTH * CPU_PASS_BYTES))
 
     def _bytes_per_sample(self, inputs: torch.Tensor) -> int:
         """The most bytes that one sample adds to a tensor of the forward pass: forward passes of 1 and 2 samples compared.
