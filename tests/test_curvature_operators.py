@@ -710,6 +710,23 @@ def test_the_samples_per_pass_are_timed_on_the_rest_of_the_first_batch(monkeypat
     assert passes == [1] * 32  # 24 + 8 samples in passes of 1
 
 
+def test_a_plan_timed_on_slices_whose_targets_are_all_ignored_takes_the_default(monkeypatch):
+    model = mlp()
+    batches, inputs, targets = classification_data(model, sizes=(12, 5))
+    targets = targets.clone()
+    targets[:9] = -1  # the first three trial slices of 3 samples count nothing
+    batches = [(inputs[:12], targets[:12]), (inputs[12:], targets[12:])]
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-1)
+    monkeypatch.setattr(cw.curvature.operators, "TRIAL_SAMPLES", 3)
+    op = cw.Hessian(model, loss_fn, batches)
+    block = random_block(op.dim, 2)
+    kept = targets != -1
+    exact = dense_hessian(model, loss_fn, inputs[kept], targets[kept], all_names(model)) @ block
+    torch.testing.assert_close(op @ block, exact, rtol=1e-10, atol=1e-14)
+    # the first round's four trials (slices 0-2) count no sample; the second times the block on the fourth slice
+    assert op.plan.label == "forward-over-reverse x2" and sorted(op.plan.seconds) == ["forward-over-reverse x2"]
+
+
 def test_a_timed_plan_agrees_with_every_forced_plan_to_rounding():
     model = mlp().float()
     batches, inputs, targets = classification_data(model)

@@ -374,7 +374,8 @@ class CurvatureOperator(LinearOperator):
         for position, (backend, count) in enumerate(candidates * TRIAL_ROUNDS):
             if (backend, 1) in failures or (backend, count) in failures:
                 continue
-            if position >= len(candidates) and seconds.get((backend, count), 0) > RETIME_WITHIN * min(seconds.values()):
+            fastest = min(seconds.values(), default=math.inf)
+            if position >= len(candidates) and seconds.get((backend, count), 0) > RETIME_WITHIN * fastest:
                 continue  # clearly slower: not timed again
             where = next((index for index in range(slices) if done[index] + count <= width), None)
             if where is None and position >= len(candidates):
