@@ -7,8 +7,8 @@ train and test sets through it once (eval mode, ``torch.no_grad``, a
 ``DataLoader`` of batch 128 over normalised float32 tensors), and put the
 weights back at the end. ``cw.loss_landscape`` evaluates the same points on
 the same data (one fixed-order pass per split, several points per pass with
-``vmap`` where that is faster, ``points_per_pass`` chosen by timing unless
-given). The rounds alternate so machine load hits both alike; the best
+``vmap`` where that is faster, ``points_per_pass`` and ``samples_per_pass``
+chosen by timing unless given). The rounds alternate so machine load hits both alike; the best
 round of each is kept, and the two results are checked to agree.
 
     PYTHONPATH=. python benchmarks/bench_landscape.py --model MLP
@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--test-samples", type=int, default=1024, help="synthetic test images")
     parser.add_argument("--points", type=int, default=16, help="points along one random direction")
     parser.add_argument("--points-per-pass", type=int, default=None, help="fix it instead of timing (default)")
-    parser.add_argument("--eval-batch", type=int, default=512, help="batch size of cw.loss_landscape's passes")
+    parser.add_argument("--samples-per-pass", type=int, default=None, help="fix it instead of timing (default)")
+    parser.add_argument("--eval-batch", type=int, default=512, help="batch size of the data given to cw.loss_landscape")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", default=None)
@@ -109,10 +110,16 @@ def main() -> None:
         timings["plain loop"].append(time.perf_counter() - began)
         began = time.perf_counter()
         result = cw.loss_landscape(model, ours_splits, [direction], dist=1.0, n_points=arguments.points,
-                                   points_per_pass=arguments.points_per_pass)
+                                   points_per_pass=arguments.points_per_pass,
+                                   samples_per_pass=arguments.samples_per_pass)
         sync(device)
         timings["cw.loss_landscape"].append(time.perf_counter() - began)
-        chosen = result.meta["points_per_pass"]
+        chosen = (result.meta["points_per_pass"], result.meta["samples_per_pass"])
+        cost = result.meta.get("pass_timing", {}).get("cost", 0.0)
+        timed = result.meta.get("pass_timing", {}).get("seconds_per_point_sample", {})
+        print(f"  round: plain {timings['plain loop'][-1]:.2f} s, ours {timings['cw.loss_landscape'][-1]:.2f} s "
+              f"at {chosen[0]} x {chosen[1]} (cost {cost:.3f} s); us per point-sample: "
+              + ", ".join(f"{shape} {1e6 * value:.1f}" for shape, value in timed.items()))
     for name in reference:
         np.testing.assert_allclose(result[name][0], reference[name], rtol=1e-4, atol=1e-5)
     best = {name: min(values) for name, values in timings.items()}
@@ -123,11 +130,13 @@ def main() -> None:
           f"images, {arguments.points} points, device {device}")
     for name, rate in rates.items():
         print(f"  {name:<18} {rate:8.2f} points/s  (best of {arguments.rounds}: {best[name]:.2f} s)")
-    print(f"  ratio {ratio:.2f}x  (points_per_pass {chosen}, eval batch {arguments.eval_batch}; results agree)")
+    print(f"  ratio {ratio:.2f}x  (points x samples per pass {chosen[0]} x {chosen[1]}, data batch "
+          f"{arguments.eval_batch}; choosing cost {cost:.3f} s = {cost / best['cw.loss_landscape']:.1%}; results agree)")
     if arguments.json:
         with open(arguments.json, "w") as handle:
             json.dump({"model": arguments.model, "params": params, "device": str(device), "rates": rates,
-                       "ratio": ratio, "points_per_pass": chosen, "timings": timings}, handle, indent=1)
+                       "ratio": ratio, "points_per_pass": chosen[0], "samples_per_pass": chosen[1],
+                       "choice_cost": cost, "timings": timings}, handle, indent=1)
 
 
 if __name__ == "__main__":

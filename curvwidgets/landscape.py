@@ -41,6 +41,7 @@ from .curvature.params import ParameterLayout, ParamsLike, select_parameters
 from .progress import CancelToken, ProgressCallback, report
 from .directions import (NORMS, ONE_AXIS_OPTIONS, Direction, _running_statistics, _variance_eps, eigen_directions,
                          random_directions)
+from ._landscape_passes import CANDIDATE_POINTS, PassPlanner
 from .results import Fingerprint, Landscape
 
 __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS", "NORMS",
@@ -48,8 +49,6 @@ __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape
 
 #: How BatchNorm is treated at every point: running statistics as trained, or recomputed for the new weights.
 BN_OPTIONS = ("keep", "recompute")
-_CANDIDATE_POINTS = 8  # points per pass that "auto" tries against one point at a time
-_TRIAL_SAMPLES = 64  # ... on this many samples of the first training batch
 
 
 def loss_landscape(
@@ -64,6 +63,7 @@ def loss_landscape(
     params: ParamsLike = None,
     bn: str = "keep",
     points_per_pass: Optional[int] = None,
+    samples_per_pass: Optional[int] = None,
     device: Union[str, torch.device, None] = None,
     allow_other_weights: bool = False,
     meta: Optional[Mapping[str, Any]] = None,
@@ -114,13 +114,25 @@ def loss_landscape(
         one point at a time. Not with directions that move the running
         statistics (``states``), which it would overwrite.
     points_per_pass : int, optional
-        Points evaluated together in one pass over the data (``vmap`` over
-        stacked parameter sets; memory grows with it). Default: 1 or 8,
-        whichever is faster per point, timed before the sweep on the first
-        64 samples of the first training batch (one at a time where the model
-        does not vmap); always 1 with ``bn="recompute"``.
-        ``meta["points_per_pass"]`` records the choice and
-        ``meta["pass_timing"]`` its timings and cost (seconds).
+        Points evaluated together in one pass (``vmap`` over stacked
+        parameter sets; memory grows with it). Default: 1 or 8, timed with
+        ``samples_per_pass`` (one at a time where the model does not vmap);
+        always 1 with ``bn="recompute"``.
+    samples_per_pass : int, optional
+        Batches are cut into pieces of at most this many samples, one pass
+        each; the metrics are the same (batches are weighted by what the loss
+        counts). Default: timed with ``points_per_pass`` before the sweep,
+        one pass of each candidate on the first training batch: 32, 128 or
+        512 point-samples per pass (pieces of 32, 128 or 512 samples for one
+        point, 4, 16 or 64 for 8), the fastest per point and sample kept.
+        Which is fastest depends on the model and the CPU's caches (a small
+        CNN can run twice as fast per sample in pieces of 32 as of 512).
+        The candidates' passes hold at most 5% of the sweep's point-samples
+        (the largest are left out of a small sweep). Whole batches with
+        ``bn="recompute"``. ``meta["points_per_pass"]`` and
+        ``meta["samples_per_pass"]`` (None: whole batches) record the shape,
+        ``meta["pass_timing"]`` the seconds per point-sample of each
+        candidate timed (``"points x samples"``) and the cost (seconds).
     device : optional
         Default: the model's device.
     allow_other_weights : bool, default: False
@@ -187,6 +199,8 @@ def loss_landscape(
     boolean("allow_other_weights", allow_other_weights)
     if points_per_pass is not None:
         points_per_pass = positive_int("points_per_pass", points_per_pass)
+    if samples_per_pass is not None:
+        samples_per_pass = positive_int("samples_per_pass", samples_per_pass)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be None or callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
     if isinstance(loss_fn, type):
@@ -243,31 +257,27 @@ def loss_landscape(
 
     total, done = coefficients.shape[0], 0
     began = time.perf_counter()
-    planner = _PassPlanner(1 if bn == "recompute" or total == 1 else points_per_pass, min(_CANDIDATE_POINTS, total))
+    given_points = 1 if bn == "recompute" or total == 1 else points_per_pass
+    planner = PassPlanner(given_points, samples_per_pass, min(given_points or CANDIDATE_POINTS, total),
+                          timed=bn != "recompute", sync=_synchronizer(device))
     with evaluator.restoring():
         report(progress, cancel, "landscape", 0, total, partial=result)
-        trial = _trial_slice(splits["train"], evaluator) if planner.fixed is None else None
-        if trial is not None:
-            evaluator.evaluate(coefficients[:1], "train", [trial])  # errors of the data name its batch
-            planner.choose(lambda count, samples: evaluator.evaluate(
-                coefficients[:count], "train", [(trial[0][:samples], trial[1][:samples])]))
-            record["pass_timing"] = {"seconds_per_point": {str(k): v for k, v in planner.seconds.items()},
-                                     "samples": int(min(len(trial[0]), _TRIAL_SAMPLES)), "cost": planner.cost}
         while done < total:
-            chunk = min(planner.chosen, total - done)
+            if planner.exploring and total - done < planner.first_points:  # too few points left to time on
+                planner.settle()
+            chunk = min(planner.first_points if planner.exploring else planner.chosen[0], total - done)
             points = coefficients[done : done + chunk]  # (k, n_directions) coefficients of the points
-            try:
-                columns = {split: evaluator.evaluate(points, split, batches) for split, batches in splits.items()}
-            except (RuntimeError, NotImplementedError):
-                if chunk == 1 or not planner.failed_together():
-                    raise
-                continue  # a model that vmaps the slice but not every batch (out of memory): one at a time
+            columns = {split: evaluator.evaluate(points, split, batches, planner) for split, batches in splits.items()}
+            if planner.exploring and done + chunk == total:  # the sweep ended before every candidate was timed
+                planner.settle()
+            if planner.seconds:
+                record["pass_timing"] = planner.timing()
             for split, (loss, accuracy) in columns.items():
                 for name, column in (("loss", loss), ("accuracy", accuracy)):
                     values[f"{split}_{name}"].reshape(-1)[done : done + len(points)] = column
             computed.reshape(-1)[done : done + len(points)] = True
             done += len(points)
-            record["points_per_pass"] = planner.chosen
+            record["points_per_pass"], record["samples_per_pass"] = planner.chosen
             record["seconds"] = time.perf_counter() - began
             record["points_per_second"] = done / record["seconds"]
             report(progress, cancel, "landscape", done, total, partial=result)
@@ -433,21 +443,9 @@ def _check_data_kind(data: Any) -> None:
                             "turns an array into a tensor)")
 
 
-def _trial_slice(batches: Iterable, evaluator: "_Evaluator") -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-    """The first batch of ``batches`` on the evaluator's device, or None where it cannot time a choice.
-
-    None for data without a batch, or whose first :data:`_TRIAL_SAMPLES`
-    samples the loss does not count (all ignored): one point per pass then.
-    """
-    first = next(iter(batches), None)
-    if not (isinstance(first, (tuple, list)) and len(first) == 2
-            and all(isinstance(part, torch.Tensor) for part in first)):
-        return None  # the sweep's first pass names what is wrong with it
-    inputs, targets = (part.to(evaluator.device) for part in first)
-    inputs = inputs.to(evaluator.dtype) if inputs.is_floating_point() else inputs
-    if len(inputs) < 2 or counted_weight(evaluator.loss_fn, targets[:_TRIAL_SAMPLES]) == 0:
-        return None
-    return inputs, targets
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    """What waits for ``device``'s queued work before a clock is read (nothing on the CPU)."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
 def _splits(data: Any) -> Dict[str, Iterable]:
@@ -475,6 +473,7 @@ class _Evaluator:
         self.basis = basis  # (n_directions, P)
         self.moved = dict(moved)  # running statistic name -> (n_directions, *buffer) parts of the directions
         self.checked_splits: set = set()  # splits whose first batch has been run
+        self._last_weights: Optional[Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]] = None
         named = dict(model.named_parameters())
         self.dtype = named[layout.names[0]].dtype
         self.base = [named[name].detach().to(device) for name in layout.names]
@@ -508,9 +507,20 @@ class _Evaluator:
         """:meth:`_outputs` with the running statistics in ``moved`` in place of the trained ones."""
         return self._outputs(values, inputs, {**self.buffers, **moved})
 
-    def _weights(self, points: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Per parameter, ``w + d`` for each displacement: shape ``(k, *parameter.shape)``."""
-        return tuple(base + delta for base, delta in zip(self.base, self.layout.unflatten(points.T)))
+    def _weights(self, coefficients: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Per parameter, ``w + coefficients @ basis`` at each point: shape ``(k, *parameter.shape)``.
+
+        One product per parameter into its own result; the last points' are
+        kept, as every split of a chunk of points asks for the same.
+        """
+        if self._last_weights is not None and self._last_weights[0] is coefficients:
+            return self._last_weights[1]
+        rows = coefficients.to(self.basis.dtype)
+        parts = torch.split(self.basis, self.layout.sizes, dim=1)  # (n_directions, numel) views per parameter
+        weights = tuple(torch.addmm(base.reshape(1, -1), rows, part).view(len(rows), *base.shape)
+                        for base, part in zip(self.base, parts))
+        self._last_weights = (coefficients, weights)
+        return weights
 
     def moved_buffers(self, coefficients: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The moved running statistics at the points ``coefficients``, ``(k, n_directions)``: ``(k, *buffer)`` each."""
@@ -518,31 +528,48 @@ class _Evaluator:
                 for name, parts in self.moved.items()}
 
     @torch.no_grad()
-    def evaluate(self, coefficients: torch.Tensor, split: str, batches: Iterable) -> Tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, coefficients: torch.Tensor, split: str, batches: Iterable,
+                 planner: PassPlanner) -> Tuple[np.ndarray, np.ndarray]:
         """Mean loss and accuracy over ``split``'s ``batches`` at ``w + coefficients @ basis``.
 
         ``coefficients`` has shape ``(k, n_directions)``, one row per point;
-        two arrays of shape ``(k,)`` come back.
+        two arrays of shape ``(k,)`` come back. Each batch is cut into the
+        pieces ``planner`` gives, each piece evaluated in passes of its number
+        of points (where inputs and targets do not both have the samples in
+        dimension 0, whole batches).
         """
-        weights = self._weights(coefficients @ self.basis)
-        if self.bn == "recompute":
-            buffers = self._recomputed_buffers(tuple(w[0] for w in weights))
-            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
-                                 split, batches, 1)
+        weights = self._weights(coefficients)
         moved = self.moved_buffers(coefficients)
-        if len(coefficients) == 1:
-            buffers = {**self.buffers, **{name: values[0] for name, values in moved.items()}} if moved else None
-            return self._sums_of(lambda inputs: self._outputs(tuple(w[0] for w in weights), inputs, buffers)[None],
-                                 split, batches, 1)
-        if moved:
-            return self._sums_of(lambda inputs: self.batched_moving(weights, inputs, moved), split, batches,
-                                 len(coefficients))
-        return self._sums_of(lambda inputs: self.batched(weights, inputs), split, batches, len(coefficients))
+        recomputed = self._recomputed_buffers(tuple(w[0] for w in weights)) if self.bn == "recompute" else None
 
-    def _sums_of(self, outputs_of: Callable[[torch.Tensor], torch.Tensor], split: str, batches: Iterable,
-                 k: int) -> Tuple[np.ndarray, np.ndarray]:
-        # loss * W, W (what the loss counts: see counted_weight), correct and counted samples
-        sums = torch.zeros(4, k, dtype=torch.float64, device=self.device)
+        def outputs_of(start: int, k: int, inputs: torch.Tensor) -> torch.Tensor:  # (k, b, ...) of points start...
+            if k == 1 or recomputed is not None:  # one point per pass with bn="recompute"
+                buffers = recomputed if recomputed is not None else (
+                    {**self.buffers, **{name: values[start] for name, values in moved.items()}} if moved else None)
+                return self._outputs(tuple(w[start] for w in weights), inputs, buffers)[None]
+            group = tuple(w[start : start + k] for w in weights)
+            if moved:
+                return self.batched_moving(group, inputs, {name: values[start : start + k]
+                                                           for name, values in moved.items()})
+            return self.batched(group, inputs)
+
+        # loss * W, W (what the loss counts: see counted_weight), correct and counted samples, per point
+        sums = torch.zeros(4, len(coefficients), dtype=torch.float64, device=self.device)
+        for inputs, targets in self._batches(split, batches):
+            first = split not in self.checked_splits
+            pieces = planner.pieces(len(inputs)) if len(inputs) == len(targets) else [(slice(None), planner.chosen[0])]
+            for piece, k in pieces:
+                sums += self._piece_sums(outputs_of, len(coefficients), inputs[piece], targets[piece], k, planner,
+                                         (inputs, targets) if first else None)
+            self.checked_splits.add(split)
+        if not bool(sums[3, 0] > 0):
+            raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no samples, "
+                             "or every target is the loss's ignore_index)")
+        loss, correct = (sums[[0, 2]] / sums[[1, 3]]).cpu().numpy()
+        return loss, correct
+
+    def _batches(self, split: str, batches: Iterable) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """The (inputs, targets) of ``batches`` on the device, floating inputs in the model's dtype."""
         for batch in batches:
             if not (isinstance(batch, (tuple, list)) and len(batch) == 2
                     and all(isinstance(part, torch.Tensor) for part in batch)):
@@ -551,34 +578,50 @@ class _Evaluator:
                 raise TypeError(f"data: a {split} batch must be an (inputs, targets) pair of tensors; got {kind}")
             inputs, targets = batch
             inputs = inputs.to(self.device, non_blocking=True)
-            inputs = inputs.to(self.dtype) if inputs.is_floating_point() else inputs
-            targets = targets.to(self.device, non_blocking=True)
-            with self._first_batch_of(split, k, inputs, targets):
-                outputs = outputs_of(inputs)  # (k, b, classes)
-                weight = counted_weight(self.loss_fn, targets)
-                if weight > 0:  # a batch whose targets are all ignored has no mean loss
-                    losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
-                    sums[0] += losses if self.sum_reduced else losses * weight
-                    sums[1] += weight
-            counted = self._counted(targets)
-            sums[2] += self._correct(outputs, targets, counted)
-            sums[3] += counted.sum()
-        if not bool(sums[3, 0] > 0):
-            raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no samples, "
-                             "or every target is the loss's ignore_index)")
-        loss, correct = (sums[[0, 2]] / sums[[1, 3]]).cpu().numpy()
-        return loss, correct
+            yield inputs.to(self.dtype) if inputs.is_floating_point() else inputs, targets.to(self.device,
+                                                                                              non_blocking=True)
 
-    def _first_batch_of(self, split: str, k: int, inputs: torch.Tensor, targets: torch.Tensor):
-        """Around the first batch of ``split`` at one point: errors of the model or loss on it name ``data``.
+    def _piece_sums(self, outputs_of: Callable[[int, int, torch.Tensor], torch.Tensor], points: int,
+                    inputs: torch.Tensor, targets: torch.Tensor, k: int, planner: PassPlanner,
+                    first_batch: Optional[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The sums of one piece for each of ``points`` points, ``(4, points)``, in passes of ``k`` points.
 
-        Several points at once (``k > 1``) go through ``vmap``, whose errors
-        the pass planner handles; the first pass is always of one point.
+        A pass of several points that fails (a model that does not ``vmap``,
+        or runs out of memory) is done again one point at a time where the
+        planner allows it. On a split's ``first_batch``, errors of the model
+        or loss in a pass of one point name the batch (``ValueError``).
         """
-        if k > 1 or split in self.checked_splits:
-            return contextlib.nullcontext()
-        self.checked_splits.add(split)
-        return naming_data(inputs, targets)
+        parts, start = [], 0
+        while start < points:
+            width = min(k, points - start)
+            try:
+                with naming_data(*first_batch) if width == 1 and first_batch is not None else contextlib.nullcontext(), \
+                        planner.timed_pass():
+                    parts.append(self._sums_of_piece(outputs_of(start, width, inputs), targets))
+            except (RuntimeError, NotImplementedError):
+                if width == 1 or not planner.failed_together():
+                    raise
+                k = 1
+                continue
+            start += width
+        return torch.cat(parts, dim=1)
+
+    def _sums_of_piece(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss x W, W (what the loss counts: see counted_weight), correct and counted samples of one pass, (4, k).
+
+        ``outputs`` has shape ``(k, b, ...)``, one row per point.
+        """
+        sums = torch.zeros(4, len(outputs), dtype=torch.float64, device=self.device)
+        weight = counted_weight(self.loss_fn, targets)
+        if weight > 0:  # a piece whose targets are all ignored has no mean loss
+            losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
+            sums[0] = losses if self.sum_reduced else losses * weight
+            sums[1] = weight
+        counted = self._counted(targets)
+        sums[2] = self._correct(outputs, targets, counted)
+        sums[3] = counted.sum()
+        return sums
+
 
     @staticmethod
     def _correct(outputs: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
@@ -617,47 +660,3 @@ class _Evaluator:
         for _, module in norms:
             module.eval()
         return buffers
-
-
-class _PassPlanner:
-    """How many points each pass over the data evaluates: fixed, or timed on a slice before the sweep.
-
-    Unless ``fixed``, one point and ``trial`` points together (one ``vmap``
-    pass) are timed on the first :data:`_TRIAL_SAMPLES` samples of the first
-    training batch (after a warm-up on two samples), and the sweep runs at the
-    faster per point: about ``2 (1 + trial)`` points on that slice, a few
-    percent of a sweep. A model that does not ``vmap`` (or runs out of memory
-    doing so) stays at one point per pass, also when that shows only later.
-    """
-
-    def __init__(self, fixed: Optional[int], trial: int):
-        self.fixed, self.trial = fixed, trial
-        self.chosen = fixed if fixed is not None else 1
-        self.seconds: Dict[int, float] = {}  # seconds per point on the trial slice, by points per pass
-        self.cost = 0.0  # seconds spent timing
-
-    def choose(self, evaluate: Callable[[int, int], Any]) -> None:
-        """Time ``evaluate(points, samples)`` (that many points on the first samples of the slice) and choose."""
-        if self.fixed is not None:
-            return
-        began = time.perf_counter()
-        for count in (1, self.trial):
-            try:
-                evaluate(count, 2)  # warm-up, and vmap's first call
-                started = time.perf_counter()
-                evaluate(count, _TRIAL_SAMPLES)
-                self.seconds[count] = (time.perf_counter() - started) / count
-            except (RuntimeError, NotImplementedError):
-                if count == 1:
-                    raise
-                break
-        if self.seconds.get(self.trial, math.inf) < self.seconds[1]:
-            self.chosen = self.trial
-        self.cost = time.perf_counter() - began
-
-    def failed_together(self) -> bool:
-        """A pass of several points failed: whether to go on one point at a time (not when ``fixed``)."""
-        if self.fixed is not None or self.chosen == 1:
-            return False
-        self.chosen = 1
-        return True

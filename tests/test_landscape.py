@@ -225,41 +225,167 @@ def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
     np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=32 * EPS32, atol=0)
 
 
-@pytest.mark.parametrize("together, chosen", [(0.5, 4), (1.5, 1)])
-def test_the_automatic_choice_times_a_slice_of_the_first_batch_before_the_sweep(together, chosen):
-    from curvwidgets.landscape import _TRIAL_SAMPLES, _PassPlanner
+def run_pieces(planner, batches, seconds_per_point_sample):
+    """Feed ``planner`` batches of the given sizes on a fake clock; the pieces ``(samples, points per pass)`` it cut.
 
-    calls = []
-
-    def evaluate(count, samples):  # a fake clock: seconds per point of one point, and of four together
-        calls.append((count, samples))
-        clock[0] += 0.0 if samples == 2 else count * (1.0 if count == 1 else together)
-
-    clock = [0.0]
-    planner = _PassPlanner(None, 4)
+    A piece of ``s`` samples in passes of ``k`` points over the planner's ``first_points`` points takes
+    ``first_points / k`` passes of ``k s rate(k, s)`` seconds each (a short remainder at the rate of its size).
+    """
+    cut, clock = [], [0.0]
     original = time.perf_counter
     time.perf_counter = lambda: clock[0]
     try:
-        planner.choose(evaluate)
+        for batch in batches:
+            for piece, k in planner.pieces(batch):
+                size = len(range(batch)[piece])
+                cut.append((size, k))
+                for _ in range(0, planner.first_points, k):
+                    with planner.timed_pass():
+                        clock[0] += k * size * seconds_per_point_sample(k, size)
     finally:
         time.perf_counter = original
-    assert calls == [(1, 2), (1, _TRIAL_SAMPLES), (4, 2), (4, _TRIAL_SAMPLES)]  # a warm-up, then the slice
-    assert planner.chosen == chosen and planner.seconds == {1: 1.0, 4: together}
-    fixed = _PassPlanner(3, 8)
-    fixed.choose(evaluate)
-    assert fixed.chosen == 3 and len(calls) == 4  # a fixed choice is not timed
+    return cut
+
+
+# per point and sample: a CNN fastest in small pieces one point at a time; an MLP fastest with 8 points together
+CNN_LIKE = {(1, 32): 1.0, (1, 128): 1.6, (1, 512): 2.0, (8, 16): 1.8, (8, 64): 3.0}
+MLP_LIKE = {(1, 32): 2.0, (1, 128): 1.3, (1, 512): 1.1, (8, 16): 1.2, (8, 64): 0.9}
+
+
+def test_the_candidates_are_timed_on_the_sweeps_own_pieces_a_warm_up_then_one_timed():
+    from curvwidgets._landscape_passes import PassPlanner
+
+    planner = PassPlanner(None, None, 8)
+    # several points not on fewer than 8 samples: no (8, 4)
+    assert planner.candidates(512) == [(1, 32), (1, 128), (8, 16), (1, 512), (8, 64)]
+    assert planner.candidates(100) == [(1, 32), (1, 100), (8, 16), (8, 64)]  # pieces of at most the batch
+    assert PassPlanner(None, None, 3).candidates(512) == [(1, 32), (3, 10), (1, 128), (3, 42), (1, 512), (3, 170)]
+    assert planner.candidates(5) == [(1, 5), (8, 5)]  # batches of fewer than 8 samples: whole ones
+    cut = run_pieces(planner, [512] * 5, lambda k, s: MLP_LIKE[(k, s)] if (k, s) in MLP_LIKE else 9.0)
+    # one point at a time: one piece of 8 passes (their median leaves a slow first one out); 8 points together: a
+    # warm-up, then three pieces of one pass each. (8, 64) comes before (1, 512), which does not fit the 32
+    # samples left of the first batch; those go untimed at the fastest so far, (8, 64); (1, 512) takes the next
+    # batch, and the rest runs at the fastest, (8, 64)
+    assert cut == [(32, 1), (128, 1)] + [(16, 8)] * 4 + [(64, 8)] * 4 + [(32, 8), (512, 1)] + [(64, 8)] * 24
+    assert not planner.exploring and planner.chosen == (8, 64)
+    assert planner.seconds == pytest.approx(MLP_LIKE, rel=1e-12)
+    # what exploring cost: each candidate piece's time beyond the chosen rate for the same work
+    pieces = {1: 1, 8: 4}
+    excess = sum(pieces[k] * 8 * s * (rate - 0.9) for (k, s), rate in MLP_LIKE.items())
+    assert planner.cost == pytest.approx(excess, rel=1e-12)
+    assert planner.timing()["seconds_per_point_sample"]["8 x 64"] == pytest.approx(0.9, rel=1e-12)
+
+
+def test_a_candidate_slower_than_the_smaller_one_before_it_leaves_out_the_larger():
+    from curvwidgets._landscape_passes import SLOWER, PassPlanner
+
+    planner = PassPlanner(None, None, 8)
+    cut = run_pieces(planner, [512, 512], lambda k, s: CNN_LIKE[(k, s)] if (k, s) in CNN_LIKE else 9.0)
+    # (1, 128) is slower than (1, 32): (1, 512) is not tried. (8, 16) is over SLOWER times (1, 32) at its first
+    # timed pass: timed no further, and (8, 64) is not tried
+    assert CNN_LIKE[(8, 16)] > SLOWER * CNN_LIKE[(1, 32)]
+    assert cut == [(32, 1), (128, 1), (16, 8), (16, 8)] + [(32, 1)] * 26
+    assert planner.seconds == pytest.approx({shape: CNN_LIKE[shape] for shape in [(1, 32), (1, 128), (8, 16)]})
+    assert planner.chosen == (1, 32) and not planner.exploring and sum(size for size, _ in cut) == 1024
+    # within SLOWER of the fastest, a line goes on to its larger pieces
+    close = {**CNN_LIKE, (8, 16): 1.4}
+    planner = PassPlanner(None, None, 8)
+    assert run_pieces(planner, [512, 512], lambda k, s: close[(k, s)])[:8] == [(32, 1), (128, 1)] + [(16, 8)] * 4 \
+        + [(64, 8)] * 2
+    assert set(planner.seconds) == {(1, 32), (1, 128), (8, 16), (8, 64)} and planner.chosen == (1, 32)
+
+
+def test_a_larger_piece_under_10_percent_faster_ends_its_line():
+    from curvwidgets._landscape_passes import LARGER_GAIN, PassPlanner
+
+    planner = PassPlanner(1, None, 1)  # one point given: pieces of one pass, so a warm-up and three timed each
+    rates = {(1, 32): 1.0, (1, 128): 0.95, (1, 512): 0.5}
+    assert rates[(1, 128)] > LARGER_GAIN * rates[(1, 32)]
+    cut = run_pieces(planner, [512] * 2, lambda k, s: rates[(k, s)])
+    assert cut[:8] == [(32, 1)] * 4 + [(128, 1)] * 4 and set(planner.seconds) == {(1, 32), (1, 128)}
+    assert planner.chosen == (1, 128) and set(cut[8:]) == {(128, 1)}  # (1, 512) never tried
+
+
+def test_data_that_ends_while_exploring_keeps_the_fastest_timed_and_a_short_piece_is_not_timed():
+    from curvwidgets._landscape_passes import PassPlanner
+
+    planner = PassPlanner(None, None, 8)
+    cut = run_pieces(planner, [100, 30], lambda k, s: MLP_LIKE.get((k, s), 5.0))
+    # the first batch of 100: (1, 32) timed, then (8, 16) a warm-up and three timed pieces ((1, 100) does not
+    # fit the 68 samples left); the 4 left fit no candidate: untimed at the fastest so far, (8, 16). The second
+    # batch: (8, 16) and untimed rests; (1, 100) is never reached
+    assert cut == [(32, 1)] + [(16, 8)] * 4 + [(4, 8), (16, 8), (14, 8)]
+    assert planner.exploring and set(planner.seconds) == {(1, 32), (8, 16)}
+    planner.settle()  # the sweep ended: the fastest timed is kept
+    assert not planner.exploring and planner.chosen == (8, 16)
+
+
+def test_a_given_shape_is_kept_and_only_what_is_not_given_is_timed():
+    from curvwidgets._landscape_passes import PassPlanner
+
+    points_given = PassPlanner(8, None, 8)
+    assert points_given.candidates(512) == [(8, 16), (8, 64)]
+    run_pieces(points_given, [512] * 4, lambda k, s: CNN_LIKE.get((k, s), 9.0))
+    assert points_given.chosen == (8, 16)
+    samples_given = PassPlanner(None, 1000, 8)  # larger than the batch: timed on whole batches, kept as given
+    assert samples_given.candidates(512) == [(1, 512), (8, 512)]
+    assert run_pieces(samples_given, [512] * 6, lambda k, s: 1.0 if k == 1 else 0.5) == [(512, 1)] + [(512, 8)] * 5
+    assert samples_given.chosen == (8, 1000)
+    for fixed in (PassPlanner(3, 7, 3), PassPlanner(None, None, 8, timed=False)):
+        assert not fixed.exploring
+        assert run_pieces(fixed, [20], lambda k, s: 1.0) == ([(7, 3), (7, 3), (6, 3)] if fixed.points else [(20, 1)])
+        assert fixed.seconds == {} and fixed.cost == 0.0
+
+
+def test_several_points_failing_together_leave_one_point_per_pass_unless_given():
+    from curvwidgets._landscape_passes import PassPlanner
+
+    free = PassPlanner(None, None, 8)
+    list(free.pieces(512))[:0]  # the candidates are set on the first batch
+    assert free.failed_together() and free.chosen[0] == 1 and all(k == 1 for k, _ in free.pending)
+    assert not PassPlanner(8, None, 8).failed_together()
 
 
 def test_the_sweep_records_its_choice_and_agrees_with_one_point_at_a_time():
-    model, data = tiny_mlp(), batches()
+    model, data = tiny_mlp(), batches(sizes=(16,) * 6)
+    directions = random_directions(model, 2, seed=0)
+    auto = loss_landscape(model, data, directions, dist=0.5, n_points=9)
+    alone = loss_landscape(model, data, directions, dist=0.5, n_points=9, points_per_pass=1, samples_per_pass=16)
+    timing = auto.meta["pass_timing"]
+    # on batches of 16: one point on whole batches, or 8 together; both timed within the first 8 points
+    assert (auto.meta["points_per_pass"], auto.meta["samples_per_pass"]) in ((1, 16), (8, 16))
+    assert set(timing["seconds_per_point_sample"]) == {"1 x 16", "8 x 16"}
+    assert timing["first_points"] == 8 and timing["cost"] >= 0
+    assert "pass_timing" not in alone.meta and (alone.meta["points_per_pass"], alone.meta["samples_per_pass"]) \
+        == (1, 16)
+    for name in alone.values:
+        np.testing.assert_allclose(auto[name], alone[name], rtol=1e-12, atol=1e-12)
+
+
+def test_a_sweep_whose_data_ends_while_exploring_keeps_the_fastest_timed_for_its_last_points():
+    model, data = tiny_mlp(), batches()  # 16, 16 and 11 samples: one candidate piece of 8 points per chunk
     directions = random_directions(model, 2, seed=0)
     auto = loss_landscape(model, data, directions, dist=0.5, n_points=9)
     alone = loss_landscape(model, data, directions, dist=0.5, n_points=9, points_per_pass=1)
-    assert auto.meta["points_per_pass"] in (1, 8) and set(auto.meta["pass_timing"]["seconds_per_point"]) == {"1", "8"}
-    assert auto.meta["pass_timing"]["samples"] == 16  # the first batch, smaller than the trial slice
-    assert "pass_timing" not in alone.meta
+    # (1, 16) is timed on the first chunk; (8, 16) has one timed pass of three when 2 points are left: those
+    # run at (1, 16), not as a short chunk of "8" (its timing would be of 2 points)
+    assert (auto.meta["points_per_pass"], auto.meta["samples_per_pass"]) == (1, 16)
+    assert set(auto.meta["pass_timing"]["seconds_per_point_sample"]) == {"1 x 16"}
     for name in alone.values:
         np.testing.assert_allclose(auto[name], alone[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("points, samples", [(1, 1), (1, 5), (3, 5), (4, 16)])
+def test_batches_cut_into_pieces_give_the_metrics_of_whole_batches(points, samples):
+    model, data = tiny_mlp(), batches()
+    directions = random_directions(model, 2, seed=0)
+    whole = loss_landscape(model, data, directions, dist=0.5, n_points=5, points_per_pass=points, samples_per_pass=100)
+    cut = loss_landscape(model, data, directions, dist=0.5, n_points=5, points_per_pass=points,
+                         samples_per_pass=samples)
+    assert (cut.meta["points_per_pass"], cut.meta["samples_per_pass"]) == (points, samples)
+    assert "pass_timing" not in cut.meta  # both given: nothing timed
+    for name in whole.values:
+        np.testing.assert_allclose(cut[name], whole[name], rtol=1e-13, atol=0)
 
 
 class ItemGate(nn.Module):
@@ -277,7 +403,7 @@ def test_a_model_that_does_not_vmap_is_swept_one_point_at_a_time():
     auto = loss_landscape(model, data, directions, dist=1.0, n_points=12)
     alone = loss_landscape(model, data, directions, dist=1.0, n_points=12, points_per_pass=1)
     assert auto.meta["points_per_pass"] == 1 and auto.done.all()
-    np.testing.assert_array_equal(auto["train_loss"], alone["train_loss"])
+    np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=1e-15)  # pieces summed in other orders
     with pytest.raises(RuntimeError):  # a fixed choice is not second-guessed
         loss_landscape(model, data, directions, dist=1.0, n_points=12, points_per_pass=4)
 
@@ -537,12 +663,15 @@ def test_plain_vectors_are_labelled_and_other_options_checked():
                                      nn.CrossEntropyLoss(weight=torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)),
                                      nn.CrossEntropyLoss(ignore_index=2, reduction="sum")],
                          ids=["ignore_index", "class_weights", "ignore_index_sum"])
-def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn):
+@pytest.mark.parametrize("points, samples", [(1, None), (1, 5), (3, 5)])
+def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn, points, samples):
     model, data = tiny_mlp(), batches(sizes=(16, 16, 11), seed=5)
     ignored = getattr(loss_fn, "ignore_index", -100)
     data[1] = (data[1][0], torch.full_like(data[1][1], ignored if ignored >= 0 else 0))  # a batch wholly ignored?
     direction = random_directions(model, 1, seed=3)[0]
-    landscape = loss_landscape(model, data, [direction], dist=0.5, n_points=3, loss_fn=loss_fn, points_per_pass=1)
+    # pieces of 5 samples: some wholly ignored, some partly
+    landscape = loss_landscape(model, data, [direction], dist=0.5, n_points=3, loss_fn=loss_fn, points_per_pass=points,
+                               samples_per_pass=samples)
     inputs, targets = concatenated(data)
     mean_loss = nn.CrossEntropyLoss(weight=loss_fn.weight, ignore_index=loss_fn.ignore_index)
     counted = targets != loss_fn.ignore_index
