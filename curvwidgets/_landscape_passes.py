@@ -74,17 +74,16 @@ class PassPlanner:
     point at a time over ``first_points`` points (8 passes; the median leaves
     out a slow first one); for ``k`` points together, a warm-up piece
     (:data:`WARM_PIECES`) and three more of one pass each. All of it is the
-    sweep's own work. Pieces do not cross batches: where the rest of a batch
-    is short of the next candidate, a later one that fits is tried (the
-    smallest left of its number of points), and a rest short of all is
-    evaluated untimed at the fastest shape so far. A candidate not
-    :data:`LARGER_GAIN` faster than the one before it with as many points
-    leaves out the larger ones (a pass's cost per sample grows or shrinks
-    with its size, once), and so
+    sweep's own work. The data are a stream of samples: a piece may join the
+    end of one batch to the start of the next, so the shapes do not depend
+    on the batch size the data came in. A candidate not :data:`LARGER_GAIN`
+    faster than the one before it with as many points leaves out the larger
+    ones (a pass's cost per sample grows or shrinks with its size, once),
+    and so
     does one over :data:`SLOWER` times the fastest so far, after a single
     timed pass: exploring a CNN's 8-point passes of 64 samples costs more
-    than all the rest when one point on 32 samples runs twice as fast. Candidates
-    whose pieces the sweep's data did not reach are not timed. Several
+    than all the rest when one point on 32 samples runs twice as fast.
+    Candidates that the sweep's data did not reach in full are not timed. Several
     points that fail together (a model that does not ``vmap``, or runs out
     of memory) leave one point per pass, unless ``points`` was given.
     """
@@ -106,42 +105,32 @@ class PassPlanner:
         """Whether candidates are still being timed (the sweep's passes hold :attr:`first_points` points then)."""
         return self.pending is None or bool(self.pending)
 
-    def candidates(self, batch: int) -> List[Shape]:
-        """The shapes timed when the first batch holds ``batch`` samples, in the order they are tried."""
+    def candidates(self) -> List[Shape]:
+        """The shapes timed, in the order they are tried."""
         point_options = (1, self.first_points) if self.points is None and self.first_points > 1 else (
             (self.first_points,) if self.points is not None else (1,))
         if self.samples is not None:
-            shapes = [(k, min(batch, self.samples)) for k in point_options]
+            shapes = [(k, self.samples) for k in point_options]
         else:
-            shapes = [(k, max(1, min(batch, size // k))) for size in PASS_SIZES for k in point_options
-                      if k == 1 or size // k >= min(MIN_SAMPLES, batch)]
+            shapes = [(k, size // k) for size in PASS_SIZES for k in point_options
+                      if k == 1 or size // k >= MIN_SAMPLES]
         return list(dict.fromkeys(shapes))
 
-    def pieces(self, batch: int) -> Iterator[Tuple[slice, int]]:
-        """Cut a batch of ``batch`` samples into pieces: ``(samples, points per pass)`` for each, in order.
-
-        The consumer evaluates each piece before asking for the next, each of
-        its passes inside :meth:`timed_pass`.
-        """
+    def next_shape(self) -> Shape:
+        """The shape of the next piece: the next candidate while exploring, else the chosen one."""
         if self.pending is None:
-            self.pending = self.candidates(batch) if len(self.candidates(batch)) > 1 else []
-        start = 0
-        while start < batch:
-            shape = self._next_fitting(batch - start) if self.pending else None
-            if shape is not None:
-                self._current, self._passes = shape, []
-                yield slice(start, start + shape[1]), shape[0]
-                self._current = None
-                self._piece_done(shape)
-                start += shape[1]
-                continue
-            # exploring done, or the rest of the batch short of every candidate left: untimed, at the
-            # chosen shape, or the fastest so far
-            k, s = self.chosen if not self.pending else (
-                min(self.seconds, key=self.seconds.__getitem__) if self.seconds else self.pending[0])
-            stop = batch if s is None else min(batch, start + s)
-            yield slice(start, stop), k
-            start = stop
+            self.pending = self.candidates() if len(self.candidates()) > 1 else []
+        return self.pending[0] if self.pending else self.chosen
+
+    def start_piece(self, shape: Shape) -> None:
+        """A piece of ``shape`` (from :meth:`next_shape`) is about to be evaluated, each pass in :meth:`timed_pass`."""
+        self._current, self._passes = (shape, []) if self.pending and shape == self.pending[0] else (None, [])
+
+    def end_piece(self, samples: int) -> None:
+        """The piece holds ``samples`` samples and is done: a candidate's piece of its full size counts."""
+        shape, self._current = self._current, None
+        if shape is not None and samples == shape[1]:
+            self._piece_done(shape)
 
     @contextlib.contextmanager
     def timed_pass(self) -> Iterator[None]:
@@ -154,12 +143,6 @@ class PassPlanner:
         yield
         self.sync()
         self._passes.append(time.perf_counter() - began)
-
-    def _next_fitting(self, room: int) -> Optional[Shape]:
-        """The first candidate left, among the smallest left of each number of points, whose piece fits ``room``."""
-        firsts = [shape for index, shape in enumerate(self.pending)
-                  if all(other[0] != shape[0] for other in self.pending[:index])]
-        return next((shape for shape in firsts if shape[1] <= room), None)
 
     def _piece_done(self, shape: Shape) -> None:
         """Count a candidate's piece: a warm-up, or its passes' times; time the candidate once it has enough."""

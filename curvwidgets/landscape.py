@@ -119,20 +119,25 @@ def loss_landscape(
         ``samples_per_pass`` (one at a time where the model does not vmap);
         always 1 with ``bn="recompute"``.
     samples_per_pass : int, optional
-        Batches are cut into pieces of at most this many samples, one pass
-        each; the metrics are the same (batches are weighted by what the loss
-        counts). Default: timed with ``points_per_pass`` before the sweep,
-        one pass of each candidate on the first training batch: 32, 128 or
-        512 point-samples per pass (pieces of 32, 128 or 512 samples for one
-        point, 4, 16 or 64 for 8), the fastest per point and sample kept.
-        Which is fastest depends on the model and the CPU's caches (a small
-        CNN can run twice as fast per sample in pieces of 32 as of 512).
-        The candidates' passes hold at most 5% of the sweep's point-samples
-        (the largest are left out of a small sweep). Whole batches with
-        ``bn="recompute"``. ``meta["points_per_pass"]`` and
-        ``meta["samples_per_pass"]`` (None: whole batches) record the shape,
-        ``meta["pass_timing"]`` the seconds per point-sample of each
-        candidate timed (``"points x samples"``) and the cost (seconds).
+        Each split's batches are read as one stream of samples and evaluated
+        in pieces of this many (slices of a batch, or the end of one joined to
+        the start of the next); the metrics are the same (pieces are weighted
+        by what the loss counts). Default: timed with ``points_per_pass`` on
+        the sweep's own first passes: 32, 128 or 512 point-samples per pass
+        (one point on pieces of 32, 128 or 512 samples; 8 points on 16 or
+        64), tried in that order, a size left out once the one before it
+        stops gaining; the fastest per point and sample runs the rest. Which
+        is fastest depends on the model and the CPU's caches more than on the
+        batch the data came in (on one CPU a small CNN ran 1.5x faster per
+        sample in pieces of 32 than of 128 or 512, an MLP 2x slower). The
+        timing is of work the sweep needs anyway; ``meta["pass_timing"]``
+        gives the seconds per point-sample of each shape timed
+        (``"points x samples"``) and its ``cost``, the seconds the slower
+        shapes took beyond the chosen one. With ``bn="recompute"``, whole
+        batches. A batch whose inputs and targets differ in length (samples
+        not both in dimension 0) is evaluated whole.
+        ``meta["points_per_pass"]`` and ``meta["samples_per_pass"]`` (None:
+        whole batches) record the shape the sweep ended with.
     device : optional
         Default: the model's device.
     allow_other_weights : bool, default: False
@@ -443,6 +448,24 @@ def _check_data_kind(data: Any) -> None:
                             "turns an array into a tensor)")
 
 
+def _split_off(held: List[Tuple[torch.Tensor, torch.Tensor]], take: int) -> Tuple[torch.Tensor, torch.Tensor, list]:
+    """The first ``take`` samples of the batches ``held`` (joined where they span several), and the rest."""
+    parts, rest = [], []
+    for inputs, targets in held:
+        if take == 0:
+            rest.append((inputs, targets))
+        elif len(inputs) <= take:
+            parts.append((inputs, targets))
+            take -= len(inputs)
+        else:
+            parts.append((inputs[:take], targets[:take]))
+            rest.append((inputs[take:], targets[take:]))
+            take = 0
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1], rest
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), rest
+
+
 def _synchronizer(device: torch.device) -> Callable[[], None]:
     """What waits for ``device``'s queued work before a clock is read (nothing on the CPU)."""
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -533,10 +556,9 @@ class _Evaluator:
         """Mean loss and accuracy over ``split``'s ``batches`` at ``w + coefficients @ basis``.
 
         ``coefficients`` has shape ``(k, n_directions)``, one row per point;
-        two arrays of shape ``(k,)`` come back. Each batch is cut into the
-        pieces ``planner`` gives, each piece evaluated in passes of its number
-        of points (where inputs and targets do not both have the samples in
-        dimension 0, whole batches).
+        two arrays of shape ``(k,)`` come back. The batches are re-cut into
+        the pieces ``planner`` gives (:meth:`_pieces`), each piece evaluated
+        in passes of its number of points.
         """
         weights = self._weights(coefficients)
         moved = self.moved_buffers(coefficients)
@@ -555,12 +577,9 @@ class _Evaluator:
 
         # loss * W, W (what the loss counts: see counted_weight), correct and counted samples, per point
         sums = torch.zeros(4, len(coefficients), dtype=torch.float64, device=self.device)
-        for inputs, targets in self._batches(split, batches):
+        for inputs, targets, k in self._pieces(split, batches, planner):
             first = split not in self.checked_splits
-            pieces = planner.pieces(len(inputs)) if len(inputs) == len(targets) else [(slice(None), planner.chosen[0])]
-            for piece, k in pieces:
-                sums += self._piece_sums(outputs_of, len(coefficients), inputs[piece], targets[piece], k, planner,
-                                         (inputs, targets) if first else None)
+            sums += self._piece_sums(outputs_of, len(coefficients), inputs, targets, k, planner, first)
             self.checked_splits.add(split)
         if not bool(sums[3, 0] > 0):
             raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no samples, "
@@ -581,21 +600,55 @@ class _Evaluator:
             yield inputs.to(self.dtype) if inputs.is_floating_point() else inputs, targets.to(self.device,
                                                                                               non_blocking=True)
 
+    def _pieces(self, split: str, batches: Iterable,
+                planner: PassPlanner) -> Iterator[Tuple[torch.Tensor, torch.Tensor, int]]:
+        """``split``'s samples re-cut into the planner's pieces: ``(inputs, targets, points per pass)`` each.
+
+        The batches are one stream of samples: a piece of ``s`` samples may
+        be a slice of a batch or join the end of one to the start of the next
+        (whole batches where ``s`` is None). A batch whose inputs and targets
+        differ in length (the samples not both in dimension 0) is evaluated
+        whole, as it came, never cut or joined. The consumer evaluates each
+        piece before asking for the next.
+        """
+        source = self._batches(split, batches)
+        held: List[Tuple[torch.Tensor, torch.Tensor]] = []  # samples read and not yet evaluated, in order
+        count = 0
+        while True:
+            k, size = planner.next_shape()
+            while count < (size or 1):
+                batch = next(source, None)
+                if batch is None:
+                    break
+                if len(batch[0]) != len(batch[1]):
+                    yield batch[0], batch[1], k
+                    continue
+                held.append(batch)
+                count += len(batch[0])
+            if count == 0:
+                return
+            take = count if size is None else min(size, count)
+            inputs, targets, held = _split_off(held, take)
+            count -= take
+            planner.start_piece((k, size))
+            yield inputs, targets, k
+            planner.end_piece(take)
+
     def _piece_sums(self, outputs_of: Callable[[int, int, torch.Tensor], torch.Tensor], points: int,
                     inputs: torch.Tensor, targets: torch.Tensor, k: int, planner: PassPlanner,
-                    first_batch: Optional[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                    first: bool) -> torch.Tensor:
         """The sums of one piece for each of ``points`` points, ``(4, points)``, in passes of ``k`` points.
 
         A pass of several points that fails (a model that does not ``vmap``,
         or runs out of memory) is done again one point at a time where the
-        planner allows it. On a split's ``first_batch``, errors of the model
-        or loss in a pass of one point name the batch (``ValueError``).
+        planner allows it. On a split's ``first`` piece, errors of the model
+        or loss in a pass of one point name the data (``ValueError``).
         """
         parts, start = [], 0
         while start < points:
             width = min(k, points - start)
             try:
-                with naming_data(*first_batch) if width == 1 and first_batch is not None else contextlib.nullcontext(), \
+                with naming_data(inputs, targets) if width == 1 and first else contextlib.nullcontext(), \
                         planner.timed_pass():
                     parts.append(self._sums_of_piece(outputs_of(start, width, inputs), targets))
             except (RuntimeError, NotImplementedError):

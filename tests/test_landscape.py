@@ -225,23 +225,27 @@ def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
     np.testing.assert_allclose(auto["train_loss"], alone["train_loss"], rtol=32 * EPS32, atol=0)
 
 
-def run_pieces(planner, batches, seconds_per_point_sample):
-    """Feed ``planner`` batches of the given sizes on a fake clock; the pieces ``(samples, points per pass)`` it cut.
+def run_pieces(planner, samples, seconds_per_point_sample):
+    """Feed ``planner`` a stream of ``samples`` samples on a fake clock; the pieces ``(samples, points per pass)``.
 
-    A piece of ``s`` samples in passes of ``k`` points over the planner's ``first_points`` points takes
-    ``first_points / k`` passes of ``k s rate(k, s)`` seconds each (a short remainder at the rate of its size).
+    As ``loss_landscape`` does: a piece of ``s`` samples in passes of ``k`` points over the planner's
+    ``first_points`` points takes ``first_points / k`` passes of ``k s rate(k, s)`` seconds each (a short last
+    piece at the rate of its size).
     """
     cut, clock = [], [0.0]
     original = time.perf_counter
     time.perf_counter = lambda: clock[0]
     try:
-        for batch in batches:
-            for piece, k in planner.pieces(batch):
-                size = len(range(batch)[piece])
-                cut.append((size, k))
-                for _ in range(0, planner.first_points, k):
-                    with planner.timed_pass():
-                        clock[0] += k * size * seconds_per_point_sample(k, size)
+        while samples:
+            k, size = planner.next_shape()
+            take = samples if size is None else min(size, samples)
+            planner.start_piece((k, size))
+            for _ in range(0, planner.first_points, k):
+                with planner.timed_pass():
+                    clock[0] += k * take * seconds_per_point_sample(k, take)
+            planner.end_piece(take)
+            cut.append((take, k))
+            samples -= take
     finally:
         time.perf_counter = original
     return cut
@@ -252,21 +256,17 @@ CNN_LIKE = {(1, 32): 1.0, (1, 128): 1.6, (1, 512): 2.0, (8, 16): 1.8, (8, 64): 3
 MLP_LIKE = {(1, 32): 2.0, (1, 128): 1.3, (1, 512): 1.1, (8, 16): 1.2, (8, 64): 0.9}
 
 
-def test_the_candidates_are_timed_on_the_sweeps_own_pieces_a_warm_up_then_one_timed():
+def test_the_candidates_are_timed_on_the_sweeps_own_pieces():
     from curvwidgets._landscape_passes import PassPlanner
 
     planner = PassPlanner(None, None, 8)
     # several points not on fewer than 8 samples: no (8, 4)
-    assert planner.candidates(512) == [(1, 32), (1, 128), (8, 16), (1, 512), (8, 64)]
-    assert planner.candidates(100) == [(1, 32), (1, 100), (8, 16), (8, 64)]  # pieces of at most the batch
-    assert PassPlanner(None, None, 3).candidates(512) == [(1, 32), (3, 10), (1, 128), (3, 42), (1, 512), (3, 170)]
-    assert planner.candidates(5) == [(1, 5), (8, 5)]  # batches of fewer than 8 samples: whole ones
-    cut = run_pieces(planner, [512] * 5, lambda k, s: MLP_LIKE[(k, s)] if (k, s) in MLP_LIKE else 9.0)
+    assert planner.candidates() == [(1, 32), (1, 128), (8, 16), (1, 512), (8, 64)]
+    assert PassPlanner(None, None, 3).candidates() == [(1, 32), (3, 10), (1, 128), (3, 42), (1, 512), (3, 170)]
+    cut = run_pieces(planner, 2560, lambda k, s: MLP_LIKE[(k, s)] if (k, s) in MLP_LIKE else 9.0)
     # one point at a time: one piece of 8 passes (their median leaves a slow first one out); 8 points together: a
-    # warm-up, then three pieces of one pass each. (8, 64) comes before (1, 512), which does not fit the 32
-    # samples left of the first batch; those go untimed at the fastest so far, (8, 64); (1, 512) takes the next
-    # batch, and the rest runs at the fastest, (8, 64)
-    assert cut == [(32, 1), (128, 1)] + [(16, 8)] * 4 + [(64, 8)] * 4 + [(32, 8), (512, 1)] + [(64, 8)] * 24
+    # warm-up, then three pieces of one pass each; then the rest at the fastest, (8, 64)
+    assert cut == [(32, 1), (128, 1)] + [(16, 8)] * 4 + [(512, 1)] + [(64, 8)] * 28 + [(32, 8)]
     assert not planner.exploring and planner.chosen == (8, 64)
     assert planner.seconds == pytest.approx(MLP_LIKE, rel=1e-12)
     # what exploring cost: each candidate piece's time beyond the chosen rate for the same work
@@ -280,17 +280,17 @@ def test_a_candidate_slower_than_the_smaller_one_before_it_leaves_out_the_larger
     from curvwidgets._landscape_passes import SLOWER, PassPlanner
 
     planner = PassPlanner(None, None, 8)
-    cut = run_pieces(planner, [512, 512], lambda k, s: CNN_LIKE[(k, s)] if (k, s) in CNN_LIKE else 9.0)
+    cut = run_pieces(planner, 1024, lambda k, s: CNN_LIKE[(k, s)] if (k, s) in CNN_LIKE else 9.0)
     # (1, 128) is slower than (1, 32): (1, 512) is not tried. (8, 16) is over SLOWER times (1, 32) at its first
     # timed pass: timed no further, and (8, 64) is not tried
     assert CNN_LIKE[(8, 16)] > SLOWER * CNN_LIKE[(1, 32)]
     assert cut == [(32, 1), (128, 1), (16, 8), (16, 8)] + [(32, 1)] * 26
     assert planner.seconds == pytest.approx({shape: CNN_LIKE[shape] for shape in [(1, 32), (1, 128), (8, 16)]})
-    assert planner.chosen == (1, 32) and not planner.exploring and sum(size for size, _ in cut) == 1024
+    assert planner.chosen == (1, 32) and not planner.exploring
     # within SLOWER of the fastest, a line goes on to its larger pieces
     close = {**CNN_LIKE, (8, 16): 1.4}
     planner = PassPlanner(None, None, 8)
-    assert run_pieces(planner, [512, 512], lambda k, s: close[(k, s)])[:8] == [(32, 1), (128, 1)] + [(16, 8)] * 4 \
+    assert run_pieces(planner, 1024, lambda k, s: close[(k, s)])[:8] == [(32, 1), (128, 1)] + [(16, 8)] * 4 \
         + [(64, 8)] * 2
     assert set(planner.seconds) == {(1, 32), (1, 128), (8, 16), (8, 64)} and planner.chosen == (1, 32)
 
@@ -301,61 +301,99 @@ def test_a_larger_piece_under_10_percent_faster_ends_its_line():
     planner = PassPlanner(1, None, 1)  # one point given: pieces of one pass, so a warm-up and three timed each
     rates = {(1, 32): 1.0, (1, 128): 0.95, (1, 512): 0.5}
     assert rates[(1, 128)] > LARGER_GAIN * rates[(1, 32)]
-    cut = run_pieces(planner, [512] * 2, lambda k, s: rates[(k, s)])
-    assert cut[:8] == [(32, 1)] * 4 + [(128, 1)] * 4 and set(planner.seconds) == {(1, 32), (1, 128)}
-    assert planner.chosen == (1, 128) and set(cut[8:]) == {(128, 1)}  # (1, 512) never tried
+    cut = run_pieces(planner, 1024, lambda k, s: rates[(k, s)])
+    assert cut == [(32, 1)] * 4 + [(128, 1)] * 7 and set(planner.seconds) == {(1, 32), (1, 128)}
+    assert planner.chosen == (1, 128)  # (1, 512) never tried
 
 
 def test_data_that_ends_while_exploring_keeps_the_fastest_timed_and_a_short_piece_is_not_timed():
     from curvwidgets._landscape_passes import PassPlanner
 
     planner = PassPlanner(None, None, 8)
-    cut = run_pieces(planner, [100, 30], lambda k, s: MLP_LIKE.get((k, s), 5.0))
-    # the first batch of 100: (1, 32) timed, then (8, 16) a warm-up and three timed pieces ((1, 100) does not
-    # fit the 68 samples left); the 4 left fit no candidate: untimed at the fastest so far, (8, 16). The second
-    # batch: (8, 16) and untimed rests; (1, 100) is never reached
-    assert cut == [(32, 1)] + [(16, 8)] * 4 + [(4, 8), (16, 8), (14, 8)]
-    assert planner.exploring and set(planner.seconds) == {(1, 32), (8, 16)}
+    # 130 samples: (1, 32) timed, then the 98 left, short of (1, 128), not timed
+    assert run_pieces(planner, 130, lambda k, s: MLP_LIKE.get((k, s), 5.0)) == [(32, 1), (98, 1)]
+    assert planner.exploring and set(planner.seconds) == {(1, 32)}
     planner.settle()  # the sweep ended: the fastest timed is kept
-    assert not planner.exploring and planner.chosen == (8, 16)
+    assert not planner.exploring and planner.chosen == (1, 32)
 
 
 def test_a_given_shape_is_kept_and_only_what_is_not_given_is_timed():
     from curvwidgets._landscape_passes import PassPlanner
 
     points_given = PassPlanner(8, None, 8)
-    assert points_given.candidates(512) == [(8, 16), (8, 64)]
-    run_pieces(points_given, [512] * 4, lambda k, s: CNN_LIKE.get((k, s), 9.0))
+    assert points_given.candidates() == [(8, 16), (8, 64)]
+    assert run_pieces(points_given, 2048, lambda k, s: CNN_LIKE[(k, s)]) == [(16, 8)] * 4 + [(64, 8)] * 2 \
+        + [(16, 8)] * 116
     assert points_given.chosen == (8, 16)
-    samples_given = PassPlanner(None, 1000, 8)  # larger than the batch: timed on whole batches, kept as given
-    assert samples_given.candidates(512) == [(1, 512), (8, 512)]
-    assert run_pieces(samples_given, [512] * 6, lambda k, s: 1.0 if k == 1 else 0.5) == [(512, 1)] + [(512, 8)] * 5
+    samples_given = PassPlanner(None, 1000, 8)
+    assert samples_given.candidates() == [(1, 1000), (8, 1000)]
+    assert run_pieces(samples_given, 5000, lambda k, s: 1.0 if k == 1 else 0.5) == [(1000, 1)] + [(1000, 8)] * 4
     assert samples_given.chosen == (8, 1000)
     for fixed in (PassPlanner(3, 7, 3), PassPlanner(None, None, 8, timed=False)):
         assert not fixed.exploring
-        assert run_pieces(fixed, [20], lambda k, s: 1.0) == ([(7, 3), (7, 3), (6, 3)] if fixed.points else [(20, 1)])
+        assert run_pieces(fixed, 20, lambda k, s: 1.0) == ([(7, 3), (7, 3), (6, 3)] if fixed.points else [(20, 1)])
         assert fixed.seconds == {} and fixed.cost == 0.0
+
+
+class FeaturesFirst(nn.Module):
+    """Takes inputs of shape ``(features, batch)``: the samples are not in dimension 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(5, 3, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.linear(x.T)
+
+
+def test_batches_whose_samples_are_not_in_dimension_0_are_evaluated_whole():
+    torch.manual_seed(0)
+    model = FeaturesFirst()
+    data = [(inputs.T.contiguous(), targets) for inputs, targets in batches()]  # (5, b) inputs, (b,) targets
+    direction = random_directions(model, 1, seed=2)[0]
+    cut = loss_landscape(model, data, [direction], dist=0.5, n_points=3, points_per_pass=1, samples_per_pass=4)
+    auto = loss_landscape(model, data, [direction], dist=0.5, n_points=3)
+    inputs, targets = torch.cat([x for x, _ in data], dim=1), torch.cat([y for _, y in data])
+    for index, t in enumerate((-0.5, 0.0, 0.5)):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat_parameters(model) + t * direction.vector, moved.parameters())
+            expected = float(F.cross_entropy(moved(inputs), targets))
+        assert cut["train_loss"][0, index] == pytest.approx(expected, rel=1e-12)
+        assert auto["train_loss"][0, index] == pytest.approx(expected, rel=1e-12)
+
+
+def test_pieces_join_and_cut_batches_as_one_stream_of_samples():
+    from curvwidgets.landscape import _split_off
+
+    held = [(torch.arange(5), torch.arange(5) + 10), (torch.arange(5, 8), torch.arange(15, 18))]
+    inputs, targets, rest = _split_off(held, 6)  # all of the first batch and one sample of the second
+    assert inputs.tolist() == [0, 1, 2, 3, 4, 5] and targets.tolist() == [10, 11, 12, 13, 14, 15]
+    assert [(i.tolist(), t.tolist()) for i, t in rest] == [([6, 7], [16, 17])]
+    inputs, targets, rest = _split_off(held, 3)  # a slice of the first batch: no copy
+    assert inputs.tolist() == [0, 1, 2] and inputs.data_ptr() == held[0][0].data_ptr() and len(rest) == 2
 
 
 def test_several_points_failing_together_leave_one_point_per_pass_unless_given():
     from curvwidgets._landscape_passes import PassPlanner
 
     free = PassPlanner(None, None, 8)
-    list(free.pieces(512))[:0]  # the candidates are set on the first batch
+    assert free.next_shape() == (1, 32)  # the candidates are set
     assert free.failed_together() and free.chosen[0] == 1 and all(k == 1 for k, _ in free.pending)
     assert not PassPlanner(8, None, 8).failed_together()
 
 
 def test_the_sweep_records_its_choice_and_agrees_with_one_point_at_a_time():
-    model, data = tiny_mlp(), batches(sizes=(16,) * 6)
+    model, data = tiny_mlp(), batches(sizes=(16,) * 20)  # 320 samples a chunk: room for several candidates
     directions = random_directions(model, 2, seed=0)
     auto = loss_landscape(model, data, directions, dist=0.5, n_points=9)
     alone = loss_landscape(model, data, directions, dist=0.5, n_points=9, points_per_pass=1, samples_per_pass=16)
     timing = auto.meta["pass_timing"]
-    # on batches of 16: one point on whole batches, or 8 together; both timed within the first 8 points
-    assert (auto.meta["points_per_pass"], auto.meta["samples_per_pass"]) in ((1, 16), (8, 16))
-    assert set(timing["seconds_per_point_sample"]) == {"1 x 16", "8 x 16"}
-    assert timing["first_points"] == 8 and timing["cost"] >= 0
+    timed = set(timing["seconds_per_point_sample"])
+    assert {"1 x 32", "1 x 128", "8 x 16"} <= timed <= {"1 x 32", "1 x 128", "8 x 16", "1 x 512", "8 x 64"}
+    chosen = auto.meta["points_per_pass"], auto.meta["samples_per_pass"]
+    assert f"{chosen[0]} x {chosen[1]}" in timed and timing["first_points"] == 8 and timing["cost"] >= 0
+    # both given: nothing timed
     assert "pass_timing" not in alone.meta and (alone.meta["points_per_pass"], alone.meta["samples_per_pass"]) \
         == (1, 16)
     for name in alone.values:
@@ -363,14 +401,14 @@ def test_the_sweep_records_its_choice_and_agrees_with_one_point_at_a_time():
 
 
 def test_a_sweep_whose_data_ends_while_exploring_keeps_the_fastest_timed_for_its_last_points():
-    model, data = tiny_mlp(), batches()  # 16, 16 and 11 samples: one candidate piece of 8 points per chunk
+    model, data = tiny_mlp(), batches()  # 16, 16 and 11 samples
     directions = random_directions(model, 2, seed=0)
     auto = loss_landscape(model, data, directions, dist=0.5, n_points=9)
     alone = loss_landscape(model, data, directions, dist=0.5, n_points=9, points_per_pass=1)
-    # (1, 16) is timed on the first chunk; (8, 16) has one timed pass of three when 2 points are left: those
-    # run at (1, 16), not as a short chunk of "8" (its timing would be of 2 points)
-    assert (auto.meta["points_per_pass"], auto.meta["samples_per_pass"]) == (1, 16)
-    assert set(auto.meta["pass_timing"]["seconds_per_point_sample"]) == {"1 x 16"}
+    # each chunk of 8 points: (1, 32) on the first 32 samples (two batches joined), then the 11 left, short of
+    # (1, 128), untimed. With 2 points left, too few to time 8 together, the fastest timed is kept
+    assert (auto.meta["points_per_pass"], auto.meta["samples_per_pass"]) == (1, 32)
+    assert set(auto.meta["pass_timing"]["seconds_per_point_sample"]) == {"1 x 32"}
     for name in alone.values:
         np.testing.assert_allclose(auto[name], alone[name], rtol=1e-12, atol=1e-12)
 
