@@ -99,11 +99,13 @@ def loss_landscape(
     plane : bool, default: False
         Two directions spanning an ``n_points x n_points`` grid, instead of a line each.
     loss_fn : callable, optional
-        Default ``nn.CrossEntropyLoss()`` (mean over a batch, or the sum when
-        its ``reduction`` is ``"sum"``; either way the metric is the mean over
-        all samples, the loss of one batch of the whole split: batches are
+        Default ``nn.CrossEntropyLoss()``. The metric is the loss as defined,
+        over the whole split as one batch: the mean over all samples (batches
         weighted by what the loss counts, so ``ignore_index`` and class
-        ``weight=`` are honoured, and ignored samples do not count in the accuracy).
+        ``weight=`` are honoured, and ignored samples do not count in the
+        accuracy), or for ``reduction="sum"`` the sum over all samples. A
+        plain function is taken as a mean over its batch; one that sums says
+        so with ``fn.reduction = "sum"``.
     params : optional
         Which parameters the directions move (as for :class:`~curvwidgets.Hessian`).
     bn : {"keep", "recompute"}, default: "keep"
@@ -584,8 +586,8 @@ class _Evaluator:
         if not bool(sums[3, 0] > 0):
             raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no samples, "
                              "or every target is the loss's ignore_index)")
-        loss, correct = (sums[[0, 2]] / sums[[1, 3]]).cpu().numpy()
-        return loss, correct
+        loss = sums[0] if self.sum_reduced else sums[0] / sums[1]  # a summed loss: the split's sum, not rescaled
+        return loss.cpu().numpy(), (sums[2] / sums[3]).cpu().numpy()
 
     def _batches(self, split: str, batches: Iterable) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """The (inputs, targets) of ``batches`` on the device, floating inputs in the model's dtype."""

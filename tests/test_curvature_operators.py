@@ -141,12 +141,13 @@ def test_four_batches_equal_one_concatenated_batch(operator):
                                rtol=1e-10, atol=1e-14)
 
 
-def test_sum_reduction_gives_the_same_mean_curvature():
+def test_sum_reduction_gives_the_curvature_of_the_sum_not_rescaled():
     model = mlp()
-    batches, _, _ = classification_data(model)
+    batches, inputs, _ = classification_data(model)
     block = random_block(cw.Hessian(model, LOSS, batches).dim, 2)
     summed = cw.Hessian(model, nn.CrossEntropyLoss(reduction="sum"), batches) @ block
-    torch.testing.assert_close(summed, cw.Hessian(model, LOSS, batches) @ block, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(summed, len(inputs) * (cw.Hessian(model, LOSS, batches) @ block), rtol=1e-10,
+                               atol=1e-14)
 
 
 @pytest.mark.parametrize("bn_mode", ["eval", "train"])
@@ -337,7 +338,8 @@ def counting_case(case):
 def test_batches_are_weighted_by_what_the_loss_counts(case, operator, reduction):
     model, loss_class, options, inputs, targets = counting_case(case)
     dense = dense_hessian if operator is cw.Hessian else dense_ggn
-    reference = dense(model, loss_class(**options), inputs, targets, all_names(model))  # one batch of every sample
+    # one batch of every sample, the loss as given: the mean, or the sum not rescaled
+    reference = dense(model, loss_class(reduction=reduction, **options), inputs, targets, all_names(model))
     op = operator(model, loss_class(reduction=reduction, **options), split_like(inputs, targets))
     block = random_block(op.dim, 2)
     expected = reference @ block

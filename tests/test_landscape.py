@@ -199,13 +199,15 @@ def test_landscape_values_equal_the_plain_loop():
     assert landscape.meta["dist"] == 0.8 and landscape.meta["n_points"] == 5 and landscape.meta["bn"] == "keep"
 
 
-def test_a_sum_reduced_loss_gives_the_same_mean():
+def test_a_sum_reduced_loss_gives_the_sum_over_the_split():
     model, data = tiny_mlp(), batches()
     directions = random_directions(model, 1, seed=1)
     mean = loss_landscape(model, data, directions, dist=0.5, n_points=3, points_per_pass=1)
     summed = loss_landscape(model, data, directions, dist=0.5, n_points=3, points_per_pass=1,
                             loss_fn=nn.CrossEntropyLoss(reduction="sum"))
-    np.testing.assert_allclose(summed["train_loss"], mean["train_loss"], rtol=1e-13)
+    samples = sum(len(targets) for _, targets in data)
+    np.testing.assert_allclose(summed["train_loss"], samples * mean["train_loss"], rtol=1e-13)
+    np.testing.assert_array_equal(summed["train_accuracy"], mean["train_accuracy"])
 
 
 def test_several_points_per_pass_equal_one_at_a_time_to_float32_rounding():
@@ -702,7 +704,7 @@ def test_plain_vectors_are_labelled_and_other_options_checked():
                                      nn.CrossEntropyLoss(ignore_index=2, reduction="sum")],
                          ids=["ignore_index", "class_weights", "ignore_index_sum"])
 @pytest.mark.parametrize("points, samples", [(1, None), (1, 5), (3, 5)])
-def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn, points, samples):
+def test_losses_that_do_not_count_every_sample_give_the_one_batch_loss(loss_fn, points, samples):
     model, data = tiny_mlp(), batches(sizes=(16, 16, 11), seed=5)
     ignored = getattr(loss_fn, "ignore_index", -100)
     data[1] = (data[1][0], torch.full_like(data[1][1], ignored if ignored >= 0 else 0))  # a batch wholly ignored?
@@ -711,7 +713,9 @@ def test_losses_that_do_not_count_every_sample_give_the_one_batch_mean(loss_fn, 
     landscape = loss_landscape(model, data, [direction], dist=0.5, n_points=3, loss_fn=loss_fn, points_per_pass=points,
                                samples_per_pass=samples)
     inputs, targets = concatenated(data)
-    mean_loss = nn.CrossEntropyLoss(weight=loss_fn.weight, ignore_index=loss_fn.ignore_index)
+    # the loss as given over one batch of every sample: the mean, or for reduction="sum" the sum
+    mean_loss = nn.CrossEntropyLoss(weight=loss_fn.weight, ignore_index=loss_fn.ignore_index,
+                                    reduction=loss_fn.reduction)
     counted = targets != loss_fn.ignore_index
     for index, t in enumerate((-0.5, 0.0, 0.5)):
         moved = copy.deepcopy(model)

@@ -308,15 +308,15 @@ def _check_loss(ggn: GGN, what: str) -> None:
 
 def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: Optional[int], stage: str,
                        progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> torch.Tensor:
-    """``(1/W) sum_n sum_c (J_n^T s_nc)^2`` over the batches of ``ggn``, the columns ``s_nc`` from ``source``.
+    """``sum_n sum_c (J_n^T s_nc)^2`` over the batches of ``ggn`` (``/ W`` for a mean loss), the columns from ``source``.
 
     ``source(factor, index)`` gives, for the batch of position ``index`` and
     the factor of its output Hessian, the number ``C`` of columns per sample
     and a function returning columns ``start <= c < stop`` of every sample,
     shape ``(stop - start, b, ...)``; ``chunk_size`` None is set at the first batch
     (:func:`_automatic_chunk`). Batches of weight 0 are skipped; ``W`` is
-    the total :func:`~curvwidgets.curvature.output_hessian.counted_weight`, as
-    :meth:`GGN.matmat` divides by.
+    the total :func:`~curvwidgets.curvature.output_hessian.counted_weight`,
+    as :meth:`GGN.matmat` scales (:meth:`~CurvatureOperator.of_all_data`).
     """
     total = torch.zeros(ggn.dim, dtype=torch.float64, device=ggn.device)
     weight = torch.zeros((), dtype=torch.float64, device=ggn.device)
@@ -324,7 +324,8 @@ def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: Optional[int]
     square_sums = _per_sample_squares if ggn.bn_mode == "eval" else _batch_squares
 
     def estimate() -> torch.Tensor:
-        return (total / weight).to(ggn.dtype) if weight > 0 else torch.full_like(total, torch.nan, dtype=ggn.dtype)
+        return ggn.of_all_data(total, weight).to(ggn.dtype) if weight > 0 else torch.full_like(total, torch.nan,
+                                                                                                dtype=ggn.dtype)
 
     with ggn.evaluation_mode():
         primals, constants = ggn.functional_state()
@@ -338,7 +339,7 @@ def _factored_diagonal(ggn: GGN, source: ColumnSource, chunk_size: Optional[int]
             report(progress, cancel, stage, step, num_batches, partial=estimate)
     all_reduce_sum(total)
     ggn.check_total_weight(all_reduce_sum(weight))
-    return (total / weight).to(ggn.dtype)
+    return ggn.of_all_data(total, weight).to(ggn.dtype)
 
 
 def _factor_of(ggn: GGN, outputs: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> OutputHessianFactor:

@@ -131,19 +131,23 @@ def _label(backend: str, vectors: int) -> str:
 
 
 class CurvatureOperator(LinearOperator):
-    """Base of curvature operators: ``C = (1/N) sum_n C_n`` over the samples of ``data``.
+    """Base of curvature operators: the curvature of ``loss_fn`` over all of ``data`` as one batch.
 
     Parameters
     ----------
     model : nn.Module
     loss_fn : callable
-        ``loss_fn(outputs, targets)`` returning a scalar: the mean over the
-        batch (``reduction="mean"``), or the sum when ``loss_fn.reduction ==
-        "sum"``. Batches are weighted so that the operator is the curvature of
-        the mean loss over every sample, as if the whole set were one batch:
-        by their size, or for ``nn.CrossEntropyLoss`` and ``nn.NLLLoss`` by
-        what they count (``ignore_index``, class ``weight``; see
-        :func:`~curvwidgets.curvature.output_hessian.counted_weight`).
+        ``loss_fn(outputs, targets)`` returning a scalar. The operator is the
+        curvature of this loss over every sample of ``data`` as if the whole
+        set were one batch, as the user defined it: with ``reduction="mean"``
+        (the default of torch's losses) the mean, batches weighted by their
+        size, or for ``nn.CrossEntropyLoss`` and ``nn.NLLLoss`` by what they
+        count (``ignore_index``, class ``weight``; see
+        :func:`~curvwidgets.curvature.output_hessian.counted_weight`); with
+        ``reduction="sum"`` the sum over every sample, not rescaled. A plain
+        function is taken as a mean over its batch (a batch's loss divided by
+        its number of samples); one that sums says so with an attribute,
+        ``fn.reduction = "sum"``.
     data : re-iterable of (inputs, targets)
         A list of batches or a ``DataLoader``; batches are moved to ``device``.
         Every pass must yield the same samples (and, with ``num_samples`` or
@@ -278,7 +282,18 @@ class CurvatureOperator(LinearOperator):
             weight += batch_weight
         all_reduce_sum(total)
         self.check_total_weight(all_reduce_sum(weight))
-        return (total / weight).to(self.dtype)
+        return self.of_all_data(total, weight).to(self.dtype)
+
+    def of_all_data(self, total: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The whole data's quantity from ``total``, the sum over batches of ``W_b`` times each batch mean's.
+
+        ``total / weight`` (``weight`` the sum of the ``W_b``) for a loss
+        whose ``reduction`` is ``"mean"``: the mean over every sample. For
+        ``reduction="sum"`` the batches' products already are their sums'
+        (``W_b`` times the mean's), and ``total`` is the sum's over every
+        sample, unscaled: the curvature of the loss as the user defined it.
+        """
+        return total / weight if reduction_of(self.loss_fn) == "mean" else total
 
     def batch_products(self, block: torch.Tensor) -> Iterator[Tuple[float, torch.Tensor]]:
         """Per batch of this rank: ``(W_b, W_b * C_b @ block)``, ``C_b`` the batch's mean-loss curvature.

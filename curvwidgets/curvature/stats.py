@@ -8,6 +8,12 @@ counts; ``W = sum W_b``), the mean is ``x = sum W_b x_b / W``, which is the
 value on one batch of every sample, and the variance ``sum W_b ||x_b - x||^2 /
 W``: for vectors, the trace of the covariance of the mini-batch estimate. A
 NaN or infinite loss, gradient or product makes the statistics built on it NaN.
+
+The statistics are of the loss as the user defined it over the whole data as
+one batch: for ``reduction="sum"`` the loss, gradient and curvature of the sum
+over every sample, ``W`` times the mean's, and the mini-batch estimates of
+them (``W x_b``) alike: losses and traces scale by ``W``, squared norms and
+variances by ``W^2``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from .._validate import check_cancel, check_progress, choice, positive_int, seed
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
+from .output_hessian import reduction_of
 from .params import ParamsLike
 
 __all__ = ["loss_stats", "STATISTICS", "BACKENDS", "curvature_names"]
@@ -29,9 +36,9 @@ __all__ = ["loss_stats", "STATISTICS", "BACKENDS", "curvature_names"]
 BACKENDS = ("auto", "forward-mode", "double-backward")
 
 STATISTICS = {
-    "loss_mean": "mean loss over all samples",
-    "loss_variance": "variance of the mini-batch mean loss over mini-batches",
-    "gradient_norm_sq": "||g||^2 of the full-data mean gradient g",
+    "loss_mean": "the loss over all samples as one batch (their mean; for reduction='sum' their sum)",
+    "loss_variance": "variance of the mini-batch estimate of that loss over mini-batches",
+    "gradient_norm_sq": "||g||^2 of the full-data gradient g",
     "gradient_variance": "sum_b W_b ||g_b - g||^2 / W: trace of the mini-batch gradient covariance",
     "{c}_vector_norm_sq": "||C u||^2 for a random unit vector u (C = hessian or ggn)",
     "{c}_vector_variance": "sum_b W_b ||C_b u - C u||^2 / W over mini-batches",
@@ -69,10 +76,12 @@ class _Moments:
 
 
 def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, seed: int,
-                          batch_done: Callable[[], None]) -> Dict[str, float]:
+                          batch_done: Callable[[], None], scale: float) -> Dict[str, float]:
     """One pass over the data: the product along a random unit vector per batch, and Hutchinson probes.
 
-    ``batch_done`` is called after each batch (it reports progress and may raise ``Cancelled``).
+    ``batch_done`` is called after each batch (it reports progress and may
+    raise ``Cancelled``). The statistics are of the mean loss's curvature
+    times ``scale`` (``W`` for a summed loss, else 1).
     """
     generator = torch.Generator().manual_seed(int(seed))
     direction = torch.randn(op.dim, 1, generator=generator, dtype=torch.float64)
@@ -90,10 +99,10 @@ def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, see
     probe_products = all_reduce_sum(probe_sum) / count
     probes = block[:, 1:].to(torch.float64)
     return {
-        f"{name}_vector_norm_sq": torch.sum(mean * mean).item(),
-        f"{name}_vector_variance": variance,
-        f"{name}_trace": torch.mean(torch.sum(probes * probe_products, 0)).item(),
-        f"{name}_frobenius_sq": torch.mean(torch.sum(probe_products**2, 0)).item(),
+        f"{name}_vector_norm_sq": scale**2 * torch.sum(mean * mean).item(),
+        f"{name}_vector_variance": scale**2 * variance,
+        f"{name}_trace": scale * torch.mean(torch.sum(probes * probe_products, 0)).item(),
+        f"{name}_frobenius_sq": scale**2 * torch.mean(torch.sum(probe_products**2, 0)).item(),
     }
 
 
@@ -214,19 +223,20 @@ def loss_stats(
     loss_mean, loss_variance = losses.reduce()
     first.check_total_weight(losses.weight)
     gradient_mean, gradient_variance = gradients.reduce()
+    scale = losses.weight.item() if reduction_of(loss_fn) == "sum" else 1.0  # the summed loss's: W times the mean's
     weights = torch.cat([p.detach().reshape(-1) for name, p in model.named_parameters() if name in set(first.layout.names)])
     statistics.update({
-        "loss_mean": loss_mean.item(),
-        "loss_variance": loss_variance,
-        "gradient_norm_sq": torch.sum(gradient_mean * gradient_mean).item(),
-        "gradient_variance": gradient_variance,
+        "loss_mean": scale * loss_mean.item(),
+        "loss_variance": scale**2 * loss_variance,
+        "gradient_norm_sq": scale**2 * torch.sum(gradient_mean * gradient_mean).item(),
+        "gradient_variance": scale**2 * gradient_variance,
         "weight_l2": torch.linalg.vector_norm(weights.double()).item(),
         "weight_linf": weights.abs().max().item(),
         "num_samples": all_reduce_sum(torch.tensor(float(samples), dtype=torch.float64, device=first.device)).item(),
     })
     pass_done(1)
     for passes, (name, op) in enumerate(ops.items(), start=2):
-        statistics.update(_curvature_statistics(op, name, num_probes, seed, batch_done))
+        statistics.update(_curvature_statistics(op, name, num_probes, seed, batch_done, scale))
         pass_done(passes)
     return statistics
 
