@@ -16,6 +16,7 @@ averaged SWA weights and the torch random states (dropout).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import sys
@@ -654,7 +655,7 @@ def _top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int, k: i
     sample counts the fraction of its positions hit.
     """
     top = outputs.topk(min(k, outputs.shape[class_dim]), dim=class_dim).indices.movedim(class_dim, -1)
-    hits = (top == targets[..., None]).reshape(len(targets), -1, top.shape[-1])
+    hits = (top == targets[..., None]).reshape(len(targets), math.prod(targets.shape[1:]), top.shape[-1])
     return hits[..., 0].double().mean(1).sum(), hits.any(-1).double().mean(1).sum()
 
 
