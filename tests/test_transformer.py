@@ -230,3 +230,14 @@ def test_adamw_training_brings_the_test_loss_well_below_log_vocabulary() -> None
     assert 0.3 < test_top1[-1] <= 1  # per token; uniform guessing gets 1/28
     assert cw.training.evaluate(model, cw.SequenceCrossEntropyLoss(), data.test, torch.device("cpu"))["loss"] == \
         pytest.approx(test_loss[-1], rel=1e-6)
+
+
+def test_landscape_at_the_weights_is_the_evaluation_per_token() -> None:
+    data = cw.data.load("tinytext", num_samples=48, num_test=40, batch_size=16)
+    torch.manual_seed(0)
+    model = cw.models.create("TinyTransformer", num_classes=data.num_classes)
+    loss_fn = cw.SequenceCrossEntropyLoss()
+    landscape = cw.loss_landscape(model, data, cw.random_directions(model, 1), n_points=3, loss_fn=loss_fn)
+    expected = cw.training.evaluate(model, loss_fn, data.test, torch.device("cpu"))
+    assert landscape.values["test_loss"][0, 1] == pytest.approx(expected["loss"], rel=1e-6)
+    assert landscape.values["test_accuracy"][0, 1] == pytest.approx(expected["top1"], rel=1e-12)
