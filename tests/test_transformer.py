@@ -10,6 +10,7 @@ import torch
 from torch.func import functional_call, jvp, stack_module_state, vmap
 
 import curvwidgets as cw
+from curvwidgets.curvature.output_hessian import counted_weight, splits_by_sample
 from curvwidgets.training.data.text import VOCABULARY, grammar_text, token_windows
 from curvwidgets.training.models import TinyTransformer
 
@@ -144,6 +145,16 @@ def test_hessian_products_equal_the_dense_hessian(backend: str) -> None:
     torch.testing.assert_close(hessian @ vectors[:, 0], dense @ vectors[:, 0], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("sample_chunk", [1, 2, None])
+def test_hessian_is_the_same_with_batches_split_into_passes_of_fewer_sequences(sample_chunk) -> None:
+    model = tiny_model()
+    theta, outputs, loss = flat_functions(model)
+    dense = torch.func.jacfwd(torch.func.grad(lambda flat: loss(outputs(flat))))(theta)
+    vector = torch.randn(len(theta), dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    hessian = cw.Hessian(model, loss_fn=cw.SequenceCrossEntropyLoss(), data=tiny_batches(), sample_chunk=sample_chunk)
+    torch.testing.assert_close(hessian @ vector, dense @ vector, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("backend", ["auto", "forward-mode", "double-backward"])
 def test_ggn_products_equal_the_dense_gauss_newton_matrix(backend: str) -> None:
     model = tiny_model()
@@ -165,6 +176,7 @@ def test_sequence_loss_is_the_token_mean_and_refuses_other_shapes() -> None:
     torch.testing.assert_close(loss(logits, targets), expected, rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match=r"logits \(B, T, V\) and targets \(B, T\); got \(3, 4, 5\) and \(3,\)"):
         loss(logits, targets[:, 0])
+    assert counted_weight(loss, targets) == 12 and splits_by_sample(loss)  # batches weigh their tokens
 
 
 # ---- the data set ------------------------------------------------------------------------------------------
