@@ -647,7 +647,8 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
     return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[3]), "top5": float(sums[2] / sums[3])}
 
 
-def _top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int,
+              k: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-1 and top-``k`` hits of a batch, summed over its samples (float64, on the device).
 
     ``outputs`` holds the classes on axis ``class_dim`` and ``targets`` the

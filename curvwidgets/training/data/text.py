@@ -94,6 +94,7 @@ def token_windows(num_samples: int = 2000, num_test: int = 400, context: int = 3
     tokens = torch.from_numpy(lookup[np.frombuffer(text.encode("ascii"), dtype=np.uint8)])
 
     def windows(stream: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return stream[: count * context].reshape(count, context), stream[1 : count * context + 1].reshape(count, context)
+        size = count * context
+        return stream[:size].reshape(count, context), stream[1 : size + 1].reshape(count, context)
 
     return TokenWindows(*windows(tokens[:span], num_samples), *windows(tokens[span - 1 :], num_test))

@@ -33,7 +33,7 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., T, d_model)`` to ``(..., T, d_model)``; ``softmax(q k^T / sqrt(d_head))`` over the positions ``<= t``."""
+        """``(..., T, d_model)`` to ``(..., T, d_model)``: ``softmax(q k^T / sqrt(d_head))`` over positions ``<= t``."""
         length = x.shape[-2]
         heads = self.qkv(x).unflatten(-1, (3, self.n_heads, -1)).movedim(-4, -2)  # (..., 3, heads, T, d_head)
         query, key, value = heads.unbind(-4)
@@ -44,7 +44,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: ``x + attention(LN(x))``, then ``x + MLP(LN(x))`` (GELU, width ``4 d_model``)."""
+    """Pre-LayerNorm block: ``x + attention(LN(x))``, then ``x + MLP(LN(x))`` (GELU, width ``4 d_model``)."""
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
