@@ -23,7 +23,7 @@ _EXPORTS = {
     "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
     # curvature of a model
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
-    "OtherWeightsError": ".curvature", "fingerprint": ".curvature",
+    "OtherWeightsError": ".curvature", "fingerprint": ".curvature", "SequenceCrossEntropyLoss": ".losses",
     # landscapes
     "Direction": ".directions", "eigen_directions": ".directions", "loss_landscape": ".landscape",
     "random_directions": ".directions",
@@ -38,7 +38,7 @@ _EXPORTS = {
     "train_network": ".api", "compute_eigenspectrum": ".api", "compute_loss_stats": ".api",
     "build_loss_landscape": ".api", "plot_training": ".api", "plot_spectrum": ".api", "plot_loss_landscape": ".api",
 }
-_SUBMODULES = ("api", "curvature", "directions", "landscape", "linalg", "results", "synthetic", "training")
+_SUBMODULES = ("api", "curvature", "directions", "landscape", "linalg", "losses", "results", "synthetic", "training")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 

@@ -682,12 +682,17 @@ class _Evaluator:
     def _correct(outputs: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
         """Counted samples whose top output is their target, per point, shape ``(k,)``.
 
+        The classes are the last axis of the outputs. A sample with positions
+        (targets ``(b, T)``, outputs ``(k, b, T, V)``, as with
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`) counts the
+        fraction of its positions hit, as ``cw.train``'s accuracy does.
         NaN when the targets are not class indices of the outputs (a regression
         loss such as MSE): accuracy is not defined there.
         """
         if targets.is_floating_point() or outputs.shape[1:-1] != targets.shape:
             return torch.full(outputs.shape[:1], math.nan, dtype=torch.float64, device=outputs.device)
-        return ((outputs.argmax(dim=-1) == targets) & counted).sum(dim=-1).double()
+        hits = (outputs.argmax(dim=-1) == targets).reshape(len(outputs), len(targets), math.prod(targets.shape[1:]))
+        return (hits.double().mean(dim=-1) * counted).sum(dim=-1)
 
     def _counted(self, targets: torch.Tensor) -> torch.Tensor:
         """Which samples count: those whose target is not the loss's ``ignore_index`` (all, for other losses)."""

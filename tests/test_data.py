@@ -341,7 +341,7 @@ def test_bad_arguments():
 
 
 def test_names():
-    assert data.names() == ("CIFAR10", "CIFAR100", "digits", "synthetic")
+    assert data.names() == ("CIFAR10", "CIFAR100", "digits", "synthetic", "tinytext")
 
 
 def test_digits():

@@ -19,11 +19,13 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..losses import SequenceCrossEntropyLoss
+
 __all__ = ["reduction_of", "counted_weight", "splits_by_sample", "output_hessian_product", "closed_form_kind",
            "OutputHessianFactor", "output_hessian_factor", "check_factored_loss"]
 
 #: Losses whose batch value is the :func:`counted_weight`-weighted mean (or the sum) of per-sample terms.
-SAMPLE_SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MSELoss)
+SAMPLE_SEPARABLE_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, nn.MSELoss, SequenceCrossEntropyLoss)
 
 
 def reduction_of(loss_fn: Callable) -> str:
@@ -37,8 +39,10 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     ``len(targets)`` for most losses. For :class:`torch.nn.CrossEntropyLoss`
     and :class:`torch.nn.NLLLoss` with class-index targets, the sum of the
     class weights (1 without ``weight=``) of the targets that are not
-    ``ignore_index``, as those losses count them. Weighting the batch means by
-    ``W_b`` makes their average the mean loss of one batch of every sample.
+    ``ignore_index``, as those losses count them. For
+    :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, the number of
+    tokens (``targets.numel()``). Weighting the batch means by ``W_b`` makes
+    their average the mean loss of one batch of every sample.
 
     Parameters
     ----------
@@ -49,6 +53,8 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     float
         ``W_b >= 0``; 0 when every target of the batch is ignored.
     """
+    if isinstance(loss_fn, SequenceCrossEntropyLoss):
+        return float(targets.numel())
     if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) or targets.is_floating_point():
         return float(len(targets))
     counted = targets != loss_fn.ignore_index

@@ -16,6 +16,7 @@ averaged SWA weights and the torch random states (dropout).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import sys
@@ -130,7 +131,13 @@ def train(
     schedule_kwargs : dict, optional
         Options of the schedule (e.g. ``final_ratio`` for ``"linear"``).
     loss_fn : callable, optional
-        Default ``nn.CrossEntropyLoss()``.
+        Default ``nn.CrossEntropyLoss()``; for sequence models with logits
+        ``(B, T, V)`` such as ``TinyTransformer``,
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`. The accuracies
+        take the top outputs over axis 1, or over the loss's ``class_dim``
+        where it has one (``SequenceCrossEntropyLoss``: the last axis); a
+        sample with several positions counts the fraction of its positions
+        predicted right (for token windows of one length: the per-token accuracy).
     swa_start, swa_lr : optional
         Both or neither: an int in ``[1, epochs)`` and a rate > 0.
         Stochastic weight averaging (Izmailov et al. 2018, ``torch.optim.swa_utils``):
@@ -537,6 +544,7 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
     correct = torch.zeros((), dtype=torch.float64, device=device)
     seen = torch.zeros((), dtype=torch.float64, device=device)
     wants_batch = isinstance(optimizer, optim.CurvatureOptimizer)
+    class_dim = getattr(loss_fn, "class_dim", 1)
     for number, (inputs, targets) in enumerate(batches):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None, 0, "train")
@@ -553,7 +561,7 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
         optimizer.step()
         count = len(targets)
         loss_sum += loss.detach().double() * count
-        correct += (outputs.detach().argmax(dim=1) == targets).sum()
+        correct += _top_hits(outputs.detach(), targets, class_dim, 1)[0]
         seen += count
         if batch_losses is not None:
             batch_losses.add(loss, count)
@@ -623,21 +631,33 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
     """
     was_training = model.training
     model.eval()
+    class_dim = getattr(loss_fn, "class_dim", 1)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1, top-5, n
     for number, (inputs, targets) in enumerate(batches):
         inputs, targets = _to(inputs, targets, device, channels_last)
         with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
             outputs = model(inputs)
             loss = loss_fn(outputs, targets)
-        top = outputs.topk(min(5, outputs.shape[1]), dim=1).indices
-        hits = top == targets[:, None]
-        sums += torch.stack([loss.double() * len(targets), hits[:, 0].sum(), hits.any(dim=1).sum(),
+        sums += torch.stack([loss.double() * len(targets), *_top_hits(outputs, targets, class_dim, 5),
                              torch.tensor(len(targets), device=device)]).double()
     model.train(was_training)
     sums = all_reduce_sum(sums)
     if sums[3] == 0:
         raise ValueError("evaluate: the batches hold no samples, so there is no loss or accuracy to report")
     return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[3]), "top5": float(sums[2] / sums[3])}
+
+
+def _top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int,
+              k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 and top-``k`` hits of a batch, summed over its samples (float64, on the device).
+
+    ``outputs`` holds the classes on axis ``class_dim`` and ``targets`` the
+    outputs' shape without it: ``(b,)``, or ``(b, *positions)``, where a
+    sample counts the fraction of its positions hit.
+    """
+    top = outputs.topk(min(k, outputs.shape[class_dim]), dim=class_dim).indices.movedim(class_dim, -1)
+    hits = (top == targets[..., None]).reshape(len(targets), math.prod(targets.shape[1:]), top.shape[-1])
+    return hits[..., 0].double().mean(1).sum(), hits.any(-1).double().mean(1).sum()
 
 
 class _SWA:

@@ -1,4 +1,4 @@
-"""Image classification data sets held as tensors on the training device.
+"""Image classification data sets, and a small text set, held as tensors on the training device.
 
 :func:`load` returns a :class:`DataSet` whose ``train`` and ``test`` loaders
 are :class:`TensorLoader` objects: the whole split lives as one tensor on the
@@ -30,6 +30,17 @@ Data sets (:func:`names`; names are matched case-insensitively):
     the class whose smooth random template was blended into the noise, so the
     labels can be learnt. Options ``num_samples`` (default 10000),
     ``num_test`` (2000), ``num_classes`` (10) and ``data_seed`` (0).
+``tinytext``
+    Character-level language modelling on sentences generated from a small
+    hand-written grammar (:mod:`~curvwidgets.training.data.text`), so it
+    needs no download. Inputs are int64 windows of ``context`` token ids,
+    shape (N, T); targets are the same windows shifted by one token, also
+    (N, T); ``num_classes`` is the vocabulary size (28: space, full stop,
+    a-z) and ``classes`` the characters. The loaders yield the token ids as
+    stored: no normalisation, no augmentation. Options ``num_samples``
+    (default 2000 training windows), ``num_test`` (400), ``context`` (32)
+    and ``data_seed`` (0). Train a sequence model on it with
+    :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`.
 
 Where CIFAR lives: ``root`` if given, otherwise the environment variable
 ``CURVWIDGETS_DATA``, otherwise ``~/.cache/curvwidgets/data``. The folders

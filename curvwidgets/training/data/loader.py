@@ -112,7 +112,9 @@ class TensorLoader:
     ``(x - mean) / std`` with ``x`` the pixels scaled to [0, 1] (uint8 images
     are divided by 255; floating images are used as they are), and
     ``targets``, int64 of shape (b,), both on ``device``. ``b`` is
-    ``batch_size // world_size`` except in a final partial batch.
+    ``batch_size // world_size`` except in a final partial batch. Without
+    ``mean`` and ``std`` (token ids) the inputs and targets are yielded as
+    stored, of any shape (b, ...).
 
     The order and augmentation of an epoch depend only on ``(seed, epoch)``
     (see :meth:`plan`); call :meth:`set_epoch` before each epoch.
@@ -121,16 +123,20 @@ class TensorLoader:
     ----------
     images : Tensor or ndarray, shape (N, C, H, W), uint8 or floating
         Kept on ``device`` in its dtype (no copy if it is already there).
+        With ``mean`` and ``std`` None: any inputs of shape (N, ...), such as
+        int64 token ids (N, T).
     targets : Tensor or ndarray of int, shape (N,)
+        With ``mean`` and ``std`` None: shape (N, ...), e.g. the next tokens (N, T).
     batch_size : int
         The global batch size, summed over the ``world_size`` processes.
     shuffle : bool
         Draw a new permutation for every epoch; otherwise keep the order.
     augment : bool or Augmentation
         ``True``: ``Augmentation()`` (crop with padding 4 and flip),
-        ``False``: none.
-    mean, std : sequence of float, length C
-        Per-channel normalisation, for pixels in [0, 1].
+        ``False``: none. Must be inactive without ``mean`` and ``std``.
+    mean, std : sequence of float, length C, or None
+        Per-channel normalisation, for pixels in [0, 1]; both None for
+        inputs that are used as stored (token ids), never normalised or augmented.
     device : str or torch.device, optional
         Default: the CPU.
     seed : int, default: 0
@@ -160,8 +166,8 @@ class TensorLoader:
         *,
         shuffle: bool,
         augment: bool | Augmentation,
-        mean: Sequence[float],
-        std: Sequence[float],
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
         device: DeviceLike = None,
         seed: int = 0,
         rank: int = 0,
@@ -191,24 +197,34 @@ class TensorLoader:
         self.device = torch.device("cpu") if device is None else device_value("device", device)
         images = torch.as_tensor(images)
         targets = torch.as_tensor(targets)
-        if images.ndim != 4:
-            raise ValueError(f"images must have shape (N, C, H, W); got {tuple(images.shape)}")
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise ValueError(f"images must be uint8 or floating; got {images.dtype}")
-        if targets.shape != images.shape[:1]:
-            raise ValueError(f"targets must have shape ({images.shape[0]},); got {tuple(targets.shape)}")
+        as_stored = mean is None and std is None
+        if as_stored:
+            if images.ndim == 0 or targets.ndim == 0 or len(targets) != len(images):
+                raise ValueError(f"images and targets must have the same length N (shapes (N, ...)); got "
+                                 f"{tuple(images.shape)} and {tuple(targets.shape)}")
+            if self.augmentation is not None:
+                raise ValueError(f"augment must be False (or an inactive Augmentation) for inputs without mean and "
+                                 f"std, which are used as stored; got {augment!r}")
+        else:
+            if images.ndim != 4:
+                raise ValueError(f"images must have shape (N, C, H, W); got {tuple(images.shape)}")
+            if images.dtype != torch.uint8 and not images.is_floating_point():
+                raise ValueError(f"images must be uint8 or floating; got {images.dtype}")
+            if targets.shape != images.shape[:1]:
+                raise ValueError(f"targets must have shape ({images.shape[0]},); got {tuple(targets.shape)}")
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise ValueError(f"targets must be integers; got {targets.dtype}")
         self.images = images.to(self.device)
         self.targets = targets.to(self.device, torch.int64)
-
-        channels = images.shape[1]
-        if np.ndim(mean) != 1 or np.ndim(std) != 1 or len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean and std need {channels} values (one per channel); got {mean!r}, {std!r}")
-        self.mean = tuple(finite(f"mean[{channel}]", m) for channel, m in enumerate(mean))
-        self.std = tuple(positive(f"std[{channel}]", s) for channel, s in enumerate(std))
-        self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.mean = self.std = self._mean = self._std = None
+        if not as_stored:
+            channels = images.shape[1]
+            if np.ndim(mean) != 1 or np.ndim(std) != 1 or len(mean) != channels or len(std) != channels:
+                raise ValueError(f"mean and std need {channels} values (one per channel); got {mean!r}, {std!r}")
+            self.mean = tuple(finite(f"mean[{channel}]", m) for channel, m in enumerate(mean))
+            self.std = tuple(positive(f"std[{channel}]", s) for channel, s in enumerate(std))
+            self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.epoch = 0
 
     # -- sizes ---------------------------------------------------------------------------
@@ -224,8 +240,8 @@ class TensorLoader:
         return self.batch_size // self.world_size
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one input."""
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape (C, H, W) of one input ((T,) for token windows)."""
         return tuple(self.images.shape[1:])
 
     def _last_part(self) -> tuple[int, int]:
@@ -307,7 +323,12 @@ class TensorLoader:
             yield self.normalize(batch), self.targets[index]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Float32 ``(x - mean) / std`` of raw images (B, C, H, W) in this loader's dtype and device."""
+        """Float32 ``(x - mean) / std`` of raw images (B, C, H, W) in this loader's dtype and device.
+
+        Inputs without ``mean`` and ``std`` (token ids) are returned as they are.
+        """
+        if self._mean is None:
+            return images
         x = images.to(torch.float32, copy=True)
         if images.dtype == torch.uint8:
             x = x.div_(255.0)

@@ -1,11 +1,11 @@
-"""The named data sets: CIFAR-10/100 through torchvision, the embedded digits, and synthetic images."""
+"""The named data sets: CIFAR-10/100 through torchvision, the embedded digits, synthetic images, and generated text."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..._validate import non_negative_int, positive_int
 from .loader import Augmentation, DeviceLike, TensorLoader
+from .text import VOCABULARY, token_windows
 
 __all__ = ["DataSet", "default_root", "load", "names", "DATA_ENV"]
 
@@ -26,7 +27,10 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
-_NAMES = ("CIFAR10", "CIFAR100", "digits", "synthetic")
+_NAMES = ("CIFAR10", "CIFAR100", "digits", "synthetic", "tinytext")
+#: The keyword options of the data sets that take any (``load(name, **options)``).
+_OPTIONS = {"synthetic": ("num_samples", "num_test", "num_classes", "data_seed"),
+            "tinytext": ("num_samples", "num_test", "context", "data_seed")}
 _DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
 
@@ -43,16 +47,18 @@ class DataSet:
         ``validation`` the test loader holds the last images of the training
         split instead of the test split.
     num_classes : int
+        The classes, or for ``tinytext`` the vocabulary size.
     input_shape : tuple of int
-        (C, H, W) of one input.
-    mean, std : tuple of float
-        The per-channel normalisation (pixels in [0, 1]).
+        (C, H, W) of one input; (T,) for the token windows of ``tinytext``.
+    mean, std : tuple of float, or None
+        The per-channel normalisation (pixels in [0, 1]); None for token
+        ids, which the loaders yield as stored.
     classes : tuple of str
-        Class names, index = label.
+        Class names, index = label; for ``tinytext`` the characters, index = token id.
     validation : bool
         Whether ``test`` is a validation split held out from training.
     options : dict
-        The ``synthetic`` options it was loaded with (so that a checkpoint can load it again).
+        The ``synthetic`` or ``tinytext`` options it was loaded with (so that a checkpoint can load it again).
     """
 
     name: str
@@ -60,8 +66,8 @@ class DataSet:
     test: TensorLoader
     num_classes: int
     input_shape: tuple
-    mean: tuple
-    std: tuple
+    mean: Optional[tuple]
+    std: Optional[tuple]
     classes: tuple
     validation: bool = False
     options: dict = field(default_factory=dict)
@@ -93,15 +99,15 @@ class _Splits(NamedTuple):
     train_targets: torch.Tensor
     test_images: torch.Tensor
     test_targets: torch.Tensor
-    mean: tuple
-    std: tuple
+    mean: Optional[tuple]
+    std: Optional[tuple]
     classes: tuple
     augmentation: Augmentation
     validation_size: int
 
 
 def names() -> tuple[str, ...]:
-    """The data sets :func:`load` knows: ``("CIFAR10", "CIFAR100", "digits", "synthetic")``."""
+    """The data sets :func:`load` knows: ``("CIFAR10", "CIFAR100", "digits", "synthetic", "tinytext")``."""
     return _NAMES
 
 
@@ -228,6 +234,13 @@ def _load_synthetic(
     )
 
 
+def _load_tinytext(num_samples: int = 2000, num_test: int = 400, context: int = 32, data_seed: int = 0) -> _Splits:
+    """Token windows of :func:`~curvwidgets.training.data.text.token_windows`: no normalisation, no augmentation."""
+    windows = token_windows(num_samples, num_test, context, data_seed)
+    return _Splits(*windows, mean=None, std=None, classes=tuple(VOCABULARY),
+                   augmentation=Augmentation(padding=0, flip=False), validation_size=num_test)
+
+
 def load(
     name: str,
     root: str | os.PathLike | None = None,
@@ -256,14 +269,14 @@ def load(
         Let torchvision fetch CIFAR into ``root`` if it is missing.
     augment : bool or Augmentation, default: True
         ``True``: the data set's own training augmentation (CIFAR and
-        ``synthetic``: padded crop and flip; ``digits``: padded crop only);
-        ``False``: none; an :class:`Augmentation`: that one. The test loader
-        is never augmented.
+        ``synthetic``: padded crop and flip; ``digits``: padded crop only;
+        ``tinytext``: none); ``False``: none; an :class:`Augmentation`: that
+        one (images only). The test loader is never augmented.
     validation : bool or int, default: False
         Hold out the last images of the training split as the test split:
         ``True`` holds out 5000 for CIFAR (45000 remain for training), 360
-        for ``digits`` and ``num_test`` for ``synthetic``; an int holds out
-        that many.
+        for ``digits`` and ``num_test`` for ``synthetic`` and ``tinytext``;
+        an int holds out that many.
     batch_size : int, default: 128
         Global training batch size (summed over the processes).
     test_batch_size : int, optional
@@ -278,8 +291,10 @@ def load(
         (see :class:`TensorLoader`). Both batch sizes must be divisible by
         ``world_size``.
     **options
-        ``synthetic`` only: ``num_samples`` (10000), ``num_test`` (2000),
-        ``num_classes`` (10), ``data_seed`` (0).
+        ``synthetic``: ``num_samples`` (10000), ``num_test`` (2000),
+        ``num_classes`` (10), ``data_seed`` (0). ``tinytext``: ``num_samples``
+        (2000 training windows), ``num_test`` (400), ``context`` (32 tokens
+        per window), ``data_seed`` (0).
 
     Returns
     -------
@@ -292,7 +307,8 @@ def load(
     FileNotFoundError
         CIFAR files are missing under ``root`` and ``download`` is False.
     TypeError
-        ``options`` given for a data set other than ``synthetic``.
+        ``options`` given for a data set other than ``synthetic`` and
+        ``tinytext``, or options that data set does not take.
 
     Examples
     --------
@@ -316,18 +332,18 @@ def load(
     for value, label in ((batch_size, "batch_size"), (test_batch_size, "test_batch_size")):
         if value % world_size:
             raise ValueError(f"{label} ({value}) must be divisible by world_size ({world_size})")
-    if options and canonical != "synthetic":
-        raise TypeError(f"load({canonical!r}) got unexpected keyword arguments: {', '.join(options)}")
+    unknown = [option for option in options if option not in _OPTIONS.get(canonical, ())]
+    if unknown:
+        raise TypeError(f"load({canonical!r}) got unexpected keyword arguments: {', '.join(unknown)}")
 
     if canonical in ("CIFAR10", "CIFAR100"):
         splits = _load_cifar(canonical, Path(root).expanduser() if root is not None else default_root(), download)
     elif canonical == "digits":
         splits = _load_digits()
-    else:
-        unknown = set(options) - {"num_samples", "num_test", "num_classes", "data_seed"}
-        if unknown:
-            raise TypeError(f"load('synthetic') got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    elif canonical == "synthetic":
         splits = _load_synthetic(**options)
+    else:
+        splits = _load_tinytext(**options)
 
     train_images, train_targets = splits.train_images, splits.train_targets
     test_images, test_targets = splits.test_images, splits.test_targets

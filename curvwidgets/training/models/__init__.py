@@ -1,4 +1,4 @@
-"""Named image classifiers for training and curvature experiments.
+"""Named image classifiers and a small language model for training and curvature experiments.
 
 :func:`create` builds a model from its name, :func:`names` lists the names.
 The CIFAR networks (VGG, PreResNet, WideResNet, All-CNN-C) follow the models
@@ -6,8 +6,10 @@ trained in the MLRG Deep Curvature suite (Granziol et al.), which took them
 from the SWA code base of Izmailov et al.; ``MLP`` and ``SmallCNN`` are small
 enough to train on a CPU during a demo.
 
-Every model maps ``(B, in_channels, 32, 32)`` images to ``(B, num_classes)``
-logits.
+Every image model maps ``(B, in_channels, 32, 32)`` images to
+``(B, num_classes)`` logits. ``TinyTransformer`` is a causal language model:
+``num_classes`` is its vocabulary size, it maps int64 token ids ``(B, T)`` to
+next-token logits ``(B, T, num_classes)`` and ignores ``in_channels``.
 
 Examples
 --------
@@ -31,10 +33,12 @@ from ..._validate import positive_int
 from .allcnn import AllCNN
 from .preresnet import PreResNet
 from .small import MLP, SmallCNN
+from .transformer import TinyTransformer
 from .vgg import VGG
 from .wide_resnet import WideResNet
 
-__all__ = ["MLP", "VGG", "AllCNN", "PreResNet", "SmallCNN", "WideResNet", "canonical_name", "create", "names"]
+__all__ = ["MLP", "VGG", "AllCNN", "PreResNet", "SmallCNN", "TinyTransformer", "WideResNet", "canonical_name", "create",
+           "names"]
 
 
 class _Entry(NamedTuple):
@@ -53,6 +57,7 @@ def _registry() -> dict[str, _Entry]:
     entries["AllCNN"] = _Entry(AllCNN, {})
     entries["MLP"] = _Entry(MLP, {})
     entries["SmallCNN"] = _Entry(SmallCNN, {})
+    entries["TinyTransformer"] = _Entry(TinyTransformer, {})
     return entries
 
 
@@ -81,19 +86,21 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any
     name : str
         One of :func:`names`, e.g. ``"VGG16"``, ``"preresnet110"``, ``"SmallCNN"``.
     num_classes : int, default: 10
-        Number of output logits.
+        Number of output logits (per position for ``TinyTransformer``: its vocabulary size).
     in_channels : int, default: 3
-        Channels of the input images.
+        Channels of the input images (ignored by ``TinyTransformer``).
     **kwargs
         Options of the model's class (e.g. ``dropout`` for :class:`VGG` and
         :class:`WideResNet`, ``hidden`` for :class:`MLP`, ``batch_norm`` for
-        :class:`AllCNN`); the options the name already fixes, such as a
+        :class:`AllCNN`, ``d_model``, ``n_layers``, ``n_heads`` and
+        ``context`` for :class:`TinyTransformer`); the options the name already fixes, such as a
         VGG's depth, cannot be given.
 
     Returns
     -------
     torch.nn.Module
-        Maps ``(B, in_channels, 32, 32)`` to ``(B, num_classes)`` logits.
+        Maps ``(B, in_channels, 32, 32)`` to ``(B, num_classes)`` logits
+        (``TinyTransformer``: token ids ``(B, T)`` to ``(B, T, num_classes)``).
         Seed ``torch.manual_seed`` beforehand for a reproducible initialisation.
 
     Raises
