@@ -34,6 +34,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validate import (boolean, check_cancel, check_progress, choice, device_value, positive, positive_int,
                         type_name)
+from .curvature.batches import Inputs, as_inputs, concatenate, logits_of, model_arguments, moved
 from .curvature.data import naming_data
 from .curvature.fingerprint import check_same_weights, fingerprint
 from .curvature.output_hessian import counted_weight, reduction_of
@@ -444,13 +445,14 @@ def _check_data_kind(data: Any) -> None:
         if not isinstance(batch, (list, tuple)) or len(batch) != 2:
             found = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (list, tuple)) else type_name(batch)
             raise TypeError(f"{where} must be an (inputs, targets) pair of tensors; got {found}")
-        if not all(isinstance(part, torch.Tensor) for part in batch):
+        if not isinstance(batch[1], torch.Tensor) or not isinstance(batch[0], (torch.Tensor, tuple, list, Mapping)):
             kinds = ", ".join(type_name(part) for part in batch)
             raise TypeError(f"{where} must be an (inputs, targets) pair of tensors; got ({kinds}) (torch.from_numpy "
                             "turns an array into a tensor)")
+        as_inputs(batch[0], where)
 
 
-def _split_off(held: List[Tuple[torch.Tensor, torch.Tensor]], take: int) -> Tuple[torch.Tensor, torch.Tensor, list]:
+def _split_off(held: List[Tuple[Inputs, torch.Tensor]], take: int) -> Tuple[Inputs, torch.Tensor, list]:
     """The first ``take`` samples of the batches ``held`` (joined where they span several), and the rest."""
     parts, rest = [], []
     for inputs, targets in held:
@@ -465,7 +467,7 @@ def _split_off(held: List[Tuple[torch.Tensor, torch.Tensor]], take: int) -> Tupl
             take = 0
     if len(parts) == 1:
         return parts[0][0], parts[0][1], rest
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), rest
+    return concatenate([p[0] for p in parts]), torch.cat([p[1] for p in parts]), rest
 
 
 def _synchronizer(device: torch.device) -> Callable[[], None]:
@@ -522,12 +524,13 @@ class _Evaluator:
                 if isinstance(module, _BatchNorm):
                     module.momentum = momentum
 
-    def _outputs(self, values: Tuple[torch.Tensor, ...], inputs: torch.Tensor,
+    def _outputs(self, values: Tuple[torch.Tensor, ...], inputs: Inputs,
                  buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         state = {**self.constants, **(self.buffers if buffers is None else buffers), **dict(zip(self.layout.names, values))}
-        return torch.func.functional_call(self.model, state, (inputs,))
+        args, kwargs = model_arguments(inputs)
+        return logits_of(torch.func.functional_call(self.model, state, args, kwargs))
 
-    def _outputs_moving(self, values: Tuple[torch.Tensor, ...], inputs: torch.Tensor,
+    def _outputs_moving(self, values: Tuple[torch.Tensor, ...], inputs: Inputs,
                         moved: Dict[str, torch.Tensor]) -> torch.Tensor:
         """:meth:`_outputs` with the running statistics in ``moved`` in place of the trained ones."""
         return self._outputs(values, inputs, {**self.buffers, **moved})
@@ -589,18 +592,18 @@ class _Evaluator:
         loss = sums[0] if self.sum_reduced else sums[0] / sums[1]  # a summed loss: the split's sum, not rescaled
         return loss.cpu().numpy(), (sums[2] / sums[3]).cpu().numpy()
 
-    def _batches(self, split: str, batches: Iterable) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        """The (inputs, targets) of ``batches`` on the device, floating inputs in the model's dtype."""
+    def _batches(self, split: str, batches: Iterable) -> Iterator[Tuple[Inputs, torch.Tensor]]:
+        """The (inputs, targets) of ``batches`` on the device, floating inputs in the model's dtype.
+
+        The inputs may be a tensor, a tuple or a mapping of tensors (:mod:`~curvwidgets.curvature.batches`).
+        """
         for batch in batches:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2
-                    and all(isinstance(part, torch.Tensor) for part in batch)):
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)):
                 kind = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) \
                     else type_name(batch)
                 raise TypeError(f"data: a {split} batch must be an (inputs, targets) pair of tensors; got {kind}")
-            inputs, targets = batch
-            inputs = inputs.to(self.device, non_blocking=True)
-            yield inputs.to(self.dtype) if inputs.is_floating_point() else inputs, targets.to(self.device,
-                                                                                              non_blocking=True)
+            inputs = moved(as_inputs(batch[0], f"data: a {split} batch"), self.device, self.dtype)
+            yield inputs, batch[1].to(self.device, non_blocking=True)
 
     def _pieces(self, split: str, batches: Iterable,
                 planner: PassPlanner) -> Iterator[Tuple[torch.Tensor, torch.Tensor, int]]:
@@ -715,8 +718,7 @@ class _Evaluator:
             module.momentum = None  # a cumulative average over the pass
             module.train()
         for inputs, _ in self.train_batches:
-            inputs = inputs.to(self.device, non_blocking=True)
-            self._outputs(values, inputs.to(self.dtype) if inputs.is_floating_point() else inputs, buffers)
+            self._outputs(values, moved(as_inputs(inputs, "data: a train batch"), self.device, self.dtype), buffers)
         for _, module in norms:
             module.eval()
         return buffers

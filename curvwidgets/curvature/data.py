@@ -15,17 +15,17 @@ batch statistics), as a multiset otherwise.
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Any, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 from .._validate import positive_int
+from .batches import Inputs, as_inputs, describe, moved, sample_shape, sample_signatures
 
 __all__ = ["DataSource", "world", "all_reduce_sum", "naming_data"]
 
-Batch = Tuple[torch.Tensor, torch.Tensor]
+Batch = Tuple[Inputs, torch.Tensor]
 FINGERPRINT_RTOL = 1e-9  # fingerprints are sums of non-negative float64 terms: rounding stays far below this
 
 
@@ -44,21 +44,26 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _split(batch: Any) -> Batch:
-    """A batch as ``(inputs, targets)``: two tensors with as many samples (their first axis)."""
+    """A batch as ``(inputs, targets)`` with as many samples (their first axis); inputs read by :func:`as_inputs`."""
+    if isinstance(batch, Mapping):
+        raise TypeError(f"data must yield (inputs, targets) pairs; got a mapping with keys {sorted(map(str, batch))}: "
+                        "give ({...inputs...}, targets)")
     try:
         inputs, targets = batch
     except (TypeError, ValueError):
         raise TypeError(f"data must yield (inputs, targets) pairs; got a {type(batch).__name__}") from None
-    if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
-        raise TypeError(f"data must yield pairs of tensors; got ({type(inputs).__name__}, {type(targets).__name__})")
-    if inputs.ndim == 0 or targets.ndim == 0 or len(inputs) != len(targets):
-        raise ValueError(f"data must yield inputs and targets with as many samples (the first axis); got inputs of "
-                         f"shape {tuple(inputs.shape)} and targets of shape {tuple(targets.shape)}")
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"data must yield targets as tensors; got ({type(inputs).__name__}, {type(targets).__name__})")
+    inputs = as_inputs(inputs)
+    if (isinstance(inputs, torch.Tensor) and inputs.ndim == 0) or targets.ndim == 0 or len(inputs) != len(targets):
+        shapes = f"of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else describe(inputs)
+        raise ValueError(f"data must yield inputs and targets with as many samples (the first axis); got inputs "
+                         f"{shapes} and targets of shape {tuple(targets.shape)}")
     return inputs, targets
 
 
 @contextlib.contextmanager
-def naming_data(inputs: torch.Tensor, targets: torch.Tensor) -> Iterator[None]:
+def naming_data(inputs: Inputs, targets: torch.Tensor) -> Iterator[None]:
     """Run a model and loss on one batch; an error they raise on it becomes a ``ValueError`` naming ``data``.
 
     Inputs of another shape than the model takes, or targets outside the
@@ -72,18 +77,12 @@ def naming_data(inputs: torch.Tensor, targets: torch.Tensor) -> Iterator[None]:
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, IndexError) as error:
-        raise ValueError(f"data: the model or loss_fn failed on a batch of inputs of shape {tuple(inputs.shape)} "
-                         f"({inputs.dtype}) and targets of shape {tuple(targets.shape)} ({targets.dtype}): "
+        raise ValueError(f"data: the model or loss_fn failed on a batch of inputs {describe(inputs)} "
+                         f"and targets of shape {tuple(targets.shape)} ({targets.dtype}): "
                          f"{type(error).__name__}: {error}") from error
 
 
-def _sample_signatures(tensor: torch.Tensor) -> torch.Tensor:
-    """One float64 number per sample: its entries dotted with a ramp (so a flipped image differs), shape (b,)."""
-    flat = tensor.detach().reshape(tensor.shape[0], math.prod(tensor.shape[1:])).to(torch.float64)
-    return flat @ torch.linspace(1.0, 2.0, flat.shape[1], dtype=torch.float64, device=flat.device)
-
-
-def _fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _fingerprint(inputs: Inputs, targets: torch.Tensor) -> torch.Tensor:
     """A batch's fingerprint ``[b, sum|s_i|, sum s_i^2, sum i |s_i|]`` over its sample signatures ``s_i``.
 
     The first three entries do not depend on the order of the samples (so the
@@ -91,7 +90,7 @@ def _fingerprint(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     All are sums of non-negative terms, so recomputing them from the same
     samples agrees to rounding (relative ``~1e-13``). Shape ``(4,)``, float64, on the CPU.
     """
-    signatures = (_sample_signatures(inputs) + _sample_signatures(targets)).abs()
+    signatures = (sample_signatures(inputs) + sample_signatures(targets)).abs()
     positions = torch.arange(1, len(signatures) + 1, dtype=torch.float64, device=signatures.device)
     count = torch.tensor(float(len(signatures)), dtype=torch.float64, device=signatures.device)
     return torch.stack([count, signatures.sum(), (signatures * signatures).sum(), (positions * signatures).sum()]).cpu()
@@ -183,7 +182,7 @@ class DataSource:
                 continue
             if rows is not None:
                 inputs, targets = inputs[rows], targets[rows]
-            yield index, _moved(inputs, device, dtype), _moved(targets, device, dtype)
+            yield index, moved(inputs, device, dtype), moved(targets, device, dtype)
         self._compare(torch.stack(prints))
 
     def batch_count(self) -> int:
@@ -223,15 +222,10 @@ class DataSource:
         )
 
 
-def _same_sample_shape(first: Optional[torch.Size], inputs: torch.Tensor, index: int) -> torch.Size:
-    """The shape of one input sample, ``inputs.shape[1:]``; ``ValueError`` when it is not ``first`` (batch 0's)."""
-    if first is not None and inputs.shape[1:] != first:
+def _same_sample_shape(first: Any, inputs: Inputs, index: int) -> Any:
+    """The shape of one input sample (:func:`sample_shape`); ``ValueError`` when it is not ``first`` (batch 0's)."""
+    shape = sample_shape(inputs)
+    if first is not None and shape != first:
         raise ValueError(f"data must yield inputs of one shape per sample; batch {index} has "
-                         f"{tuple(inputs.shape[1:])}, batch 0 has {tuple(first)}")
-    return inputs.shape[1:]
-
-
-def _moved(tensor: torch.Tensor, device: torch.device, dtype: Optional[torch.dtype]) -> torch.Tensor:
-    """``tensor`` on ``device``; cast to ``dtype`` when given and ``tensor`` is floating."""
-    tensor = tensor.to(device, non_blocking=True)
-    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+                         f"{tuple(shape)}, batch 0 has {tuple(first)}")
+    return shape

@@ -37,6 +37,7 @@ import torch
 from .._validate import check_cancel, check_progress, positive_int, seed_value
 from ..linalg.operators import as_operator
 from ..progress import CancelToken, ProgressCallback, report
+from .batches import from_parts, parts_of
 from .data import all_reduce_sum, naming_data
 from .operators import GGN
 from .output_hessian import OutputHessianFactor, check_factored_loss, counted_weight, output_hessian_factor
@@ -357,7 +358,7 @@ def _per_sample_squares(ggn: GGN, primals, constants, inputs: torch.Tensor, targ
     rank, columns = source(_factor_of(ggn, outputs, inputs, targets), index)
 
     def squares(values, sample, sample_columns):  # sample (...), sample_columns (m, ...): one sample's columns
-        _, pullback = torch.func.vjp(ggn.outputs_function(constants, sample[None]), *values)
+        _, pullback = torch.func.vjp(ggn.outputs_function(constants, from_parts(sample)[None]), *values)
         gradients = torch.func.vmap(pullback)(sample_columns[:, None])
         return tuple(gradient.to(torch.float64).square().sum(0) for gradient in gradients)
 
@@ -368,7 +369,7 @@ def _per_sample_squares(ggn: GGN, primals, constants, inputs: torch.Tensor, targ
     for first in range(0, rank, width):
         block = columns(first, min(first + width, rank))  # (m, b, ...)
         for begin in range(0, len(inputs), samples):
-            pieces = per_sample(primals, inputs[begin:begin + samples], block[:, begin:begin + samples])
+            pieces = per_sample(primals, parts_of(inputs[begin:begin + samples]), block[:, begin:begin + samples])
             total += ggn.layout.flatten(tuple(piece.sum(0) for piece in pieces))
     return total
 

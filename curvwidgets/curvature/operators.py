@@ -39,6 +39,7 @@ from torch.overrides import TorchFunctionMode
 from .._validate import choice, device_value, positive_int, seed_value
 from ..linalg.operators import LinearOperator, resolve_dtype
 from .data import DataSource, all_reduce_sum, naming_data
+from .batches import Inputs, logits_of, model_arguments
 from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
@@ -685,12 +686,15 @@ class CurvatureOperator(LinearOperator):
             constants[name] = (moved.to(self.dtype) if moved.is_floating_point() else moved).clone()
         return tuple(cast(named[name]) for name in self.layout.names), constants
 
-    def outputs_function(self, constants: Dict[str, torch.Tensor], inputs: torch.Tensor) -> Callable[..., torch.Tensor]:
-        """The network outputs as a function of the selected parameters' values."""
+    def outputs_function(self, constants: Dict[str, torch.Tensor], inputs: Inputs) -> Callable[..., torch.Tensor]:
+        """The network outputs (its logits: :func:`~curvwidgets.curvature.batches.logits_of`) as a function of
+        the selected parameters' values; ``inputs`` a tensor or several (:mod:`~curvwidgets.curvature.batches`)."""
         names = self.layout.names
+        args, kwargs = model_arguments(inputs)
 
         def outputs_of(*values: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(self.model, {**constants, **dict(zip(names, values))}, (inputs,))
+            state = {**constants, **dict(zip(names, values))}
+            return logits_of(torch.func.functional_call(self.model, state, args, kwargs))
 
         return outputs_of
 
