@@ -80,7 +80,9 @@ def loss_landscape(
     data : DataSet, (train, test) pair, or re-iterable of (inputs, targets)
         A :class:`~curvwidgets.training.data.DataSet` gives train (without
         augmentation) and test metrics; a pair gives both; a single iterable
-        gives the train metrics only.
+        gives the train metrics only. Inputs may be a tensor, a tuple or a
+        mapping of tensors, outputs have ``.logits``, as for the operators
+        (:mod:`~curvwidgets.curvature.batches`).
     directions : sequence of Direction, or of flat vectors of length P
         From :func:`eigen_directions`, :func:`random_directions`, or any
         vector over the selected parameters (labelled ``"vector 1"``...).

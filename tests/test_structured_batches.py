@@ -191,6 +191,44 @@ def test_a_subset_and_changed_data_are_seen_through_the_structure():
         changing @ block
 
 
+class Normalised(nn.Module):
+    """A BatchNorm network; called with a tensor, or (as :class:`Keyworded`) with ``features=``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.net = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Keyworded(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, features):
+        return Output(logits=self.inner(features), hidden=features)
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_batch_statistics_and_running_statistics_work_through_the_structure(bn_mode):
+    """The same network with BatchNorm, as a tensor model and a keyword model: the same products, bit for bit."""
+    inner = Normalised().double()
+    features = torch.randn(17, 5, generator=generator(14), dtype=torch.float64)
+    targets = torch.randint(0, 3, (17,), generator=generator(15))
+    plain = batches((features,), targets)
+    keyword = [({"features": part[0]}, t) for part, t in plain]
+    plain = [(part[0], t) for part, t in plain]
+    block = torch.randn(cw.Hessian(inner, nn.CrossEntropyLoss(), plain).dim, 2, generator=generator(16),
+                        dtype=torch.float64)
+    for kind in (cw.Hessian, cw.GGN):
+        expected = kind(inner, nn.CrossEntropyLoss(), plain, bn_mode=bn_mode, backend="double-backward") @ block
+        got = kind(Keyworded(inner), nn.CrossEntropyLoss(), keyword, bn_mode=bn_mode, backend="double-backward") @ block
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 def test_floating_inputs_are_cast_to_the_operators_dtype_and_token_ids_are_not():
     model, inputs, targets, loss_class = token_case()
     narrow = [({"input_ids": part["input_ids"], "attention_mask": part["attention_mask"].float()}, t)

@@ -111,9 +111,11 @@ class DataSource:
 
     Parameters
     ----------
-    data : iterable of (Tensor, Tensor)
+    data : iterable of (inputs, Tensor)
         Any re-iterable (a list of batches, a ``DataLoader``); the first axis
-        of ``inputs`` and ``targets`` indexes samples. Every pass must yield
+        of ``inputs`` (a tensor, or each tensor of a tuple or mapping: see
+        :func:`~curvwidgets.curvature.batches.as_inputs`) and ``targets``
+        indexes samples. Every pass must yield
         the same samples (no random augmentation).
     num_samples : int, optional
         Use a subset of this many samples, drawn without replacement with

@@ -151,6 +151,9 @@ class CurvatureOperator(LinearOperator):
         ``fn.reduction = "sum"``.
     data : re-iterable of (inputs, targets)
         A list of batches or a ``DataLoader``; batches are moved to ``device``.
+        ``inputs`` may be a tensor, a tuple or a mapping of tensors, and the
+        model's output a tensor or have ``.logits``
+        (:mod:`~curvwidgets.curvature.batches`).
         Every pass must yield the same samples (and, with ``num_samples`` or
         ``bn_mode="train"``, the same batches in the same order): a pass that
         does not raises ``ValueError``.
