@@ -297,11 +297,10 @@ def compute_loss_stats(
     statistics); the means do not. ``save_path`` gets ``{"format", "version",
     "meta", "statistics"}`` written atomically.
     """
-    from torch import nn
-
     from .curvature import loss_stats
     from .curvature.operators import BN_MODES
     from .curvature.stats import curvature_names
+    from .training.data import default_loss
 
     _path("checkpoint_path", checkpoint_path, required=True)
     _loading_options(dataset, data_path, model, swa, device, batch_size)
@@ -317,7 +316,7 @@ def compute_loss_stats(
         _writable("save_path", save_path)
     with _api_names(_LOADING_NAMES):
         trained = _load(checkpoint_path, dataset, data_path, model, device, swa, batch_size)
-        statistics = loss_stats(trained.model, nn.CrossEntropyLoss(), trained.data.evaluation_loader("train"),
+        statistics = loss_stats(trained.model, default_loss(trained.data), trained.data.evaluation_loader("train"),
                                 params=params, bn_mode=bn_mode, curvature=curvature, num_probes=num_probes,
                                 seed=seed, num_samples=num_samples, progress=progress, cancel=cancel)
     if save_path is not None:

@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = verbs.add_parser("train", help="train a named model on a named data set (train_network)")
     fit.add_argument("--out", required=True, help="folder for history.json and the checkpoints (the paper's dir)")
     fit.add_argument("--model", default="VGG16", help="a name of curvwidgets.models.names() (default: VGG16)")
-    fit.add_argument("--data", default="CIFAR100", help="CIFAR100 (default), CIFAR10, digits (embedded) or synthetic")
+    fit.add_argument("--data", default="CIFAR100", help="CIFAR100 (default), CIFAR10, digits (embedded), synthetic or "
+                     "tinytext (generated text; its loss is the mean cross-entropy over tokens)")
     fit.add_argument("--epochs", type=int, default=300, help="epochs (default: 300)")
     fit.add_argument("--optimizer", default="SGD", help="a name of curvwidgets.optim.names() (default: SGD)")
     fit.add_argument("--lr", type=float, default=None, help="initial learning rate (default, curvwidgets.optim.DEFAULTS: "

@@ -102,7 +102,9 @@ def loss_landscape(
     plane : bool, default: False
         Two directions spanning an ``n_points x n_points`` grid, instead of a line each.
     loss_fn : callable, optional
-        Default ``nn.CrossEntropyLoss()``. The metric is the loss as defined,
+        Default: the data set's (:func:`curvwidgets.data.default_loss`:
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
+        ``tinytext``), else ``nn.CrossEntropyLoss()``. The metric is the loss as defined,
         over the whole split as one batch: the mean over all samples (batches
         weighted by what the loss counts, so ``ignore_index`` and class
         ``weight=`` are honoured, and ignored samples do not count in the
@@ -197,6 +199,8 @@ def loss_landscape(
         An eigenvector direction of other weights or another parameter
         selection, without ``allow_other_weights=True``.
     """
+    from .training.data import default_loss  # the training layer is imported only for its data sets
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type_name(model)}")
     _check_data_kind(data)
@@ -250,7 +254,7 @@ def loss_landscape(
     basis = torch.stack([direction.vector for direction in resolved])  # (n_directions, P)
     values = {f"{split}_{metric}": np.full(shape, np.nan) for split in splits for metric in ("loss", "accuracy")}
     computed = np.zeros(shape, dtype=bool)
-    evaluator = _Evaluator(model, layout, loss_fn if loss_fn is not None else nn.CrossEntropyLoss(), device, bn,
+    evaluator = _Evaluator(model, layout, loss_fn if loss_fn is not None else default_loss(data), device, bn,
                            splits.get("train"), basis, moved)
     record = {**dict(meta or {}), "dist": dist, "n_points": n_points, "bn": bn,
               "directions": [direction.label for direction in resolved], Fingerprint.META_KEY: weights.to_meta(),

@@ -20,7 +20,7 @@ __all__ = ["NOTEBOOKS", "PRESETS", "NotebookRun", "run_notebooks", "format_runs"
 #: The notebooks in the order they run (later CIFAR notebooks reuse earlier ones' files).
 NOTEBOOKS = ("00_quickstart", "01_lanczos_vs_power", "02_lanczos_myths", "03_wigner", "04_marchenko_pastur",
              "05_diagonal_approximation", "06_synthetic_spectrum", "07_vgg16_cifar100_spectrum",
-             "08_vgg16_cifar100_landscape", "09_vgg16_cifar10", "10_dashboard")
+             "08_vgg16_cifar100_landscape", "09_vgg16_cifar10", "10_dashboard", "11_transformer")
 
 _SMALL_NETWORK = {"dataset": "digits", "model": "MLP", "epochs": 8, "lr": 0.05, "lanczos_iters": 20, "device": "cpu"}
 

@@ -33,10 +33,14 @@ def batches_of(data: Any) -> Iterable:
 def curvature_operator(model: nn.Module, data: Any, matrix: str = "hessian", **options: Any) -> Union[Hessian, GGN]:
     """``cw.Hessian`` or ``cw.GGN`` of ``model`` on ``data`` (a DataSet: its unaugmented training split).
 
-    ``options`` go to the operator (``loss_fn`` defaults to cross-entropy).
+    ``options`` go to the operator (``loss_fn`` defaults to the data set's,
+    :func:`curvwidgets.data.default_loss`: cross-entropy but for ``tinytext``).
     """
+    from ..training.data import default_loss
+
     choice("matrix", matrix, tuple(MATRICES))
-    loss_fn = options.pop("loss_fn", None) or nn.CrossEntropyLoss()
+    loss_fn = options.pop("loss_fn", None)
+    loss_fn = loss_fn if loss_fn is not None else default_loss(data)
     return MATRICES[matrix](model, loss_fn, batches_of(data), **options)
 
 
@@ -74,7 +78,9 @@ def spectrum(
     num_vectors : int, default: 1
         Random start vectors (the paper uses one).
     loss_fn : callable, optional
-        Default ``nn.CrossEntropyLoss()``.
+        Default: the data set's (:func:`curvwidgets.data.default_loss`:
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
+        ``tinytext``), else ``nn.CrossEntropyLoss()``.
     params, bn_mode, num_samples, seed, backend
         As for :class:`~curvwidgets.Hessian` (``seed`` also seeds the start vectors).
     save_vectors : bool, default: False

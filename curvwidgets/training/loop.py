@@ -86,7 +86,9 @@ def train(
     ----------
     model : str or nn.Module
         A name of :func:`curvwidgets.models.names` (built after seeding with
-        ``seed``, for the data's classes and channels) or any module, trained in place.
+        ``seed``, for the data's classes and channels; ``TinyTransformer``
+        with ``context`` the length ``T`` of the data's token windows) or any
+        module, trained in place.
     data : str, DataSet or (train, test)
         A name of :func:`curvwidgets.data.names` (loaded with defaults, sharded
         over the processes), a :class:`~curvwidgets.training.data.DataSet`, or a
@@ -131,9 +133,10 @@ def train(
     schedule_kwargs : dict, optional
         Options of the schedule (e.g. ``final_ratio`` for ``"linear"``).
     loss_fn : callable, optional
-        Default ``nn.CrossEntropyLoss()``; for sequence models with logits
-        ``(B, T, V)`` such as ``TinyTransformer``,
-        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`. The accuracies
+        Default: the data set's loss (:func:`curvwidgets.data.default_loss`:
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
+        ``tinytext``, whose models such as ``TinyTransformer`` return logits
+        ``(B, T, V)``), else ``nn.CrossEntropyLoss()``. The accuracies
         take the top outputs over axis 1, or over the loss's ``class_dim``
         where it has one (``SequenceCrossEntropyLoss``: the last axis); a
         sample with several positions counts the fraction of its positions
@@ -221,14 +224,17 @@ def train(
                              "and channels are known; or pass a module from cw.models.create")
         architecture = {"name": models.canonical_name(model), "num_classes": dataset.num_classes,
                         "in_channels": dataset.input_shape[0]}
-        model = models.create(model, num_classes=dataset.num_classes, in_channels=dataset.input_shape[0])
+        if architecture["name"] == "TinyTransformer":  # its position embedding spans the data's windows (T,)
+            architecture["options"] = {"context": dataset.input_shape[-1]}
+        model = models.create(model, num_classes=dataset.num_classes, in_channels=dataset.input_shape[0],
+                              **architecture.get("options", {}))
     model = model.to(device)
     cuda = device.type == "cuda"
     amp = cuda if amp is None else amp
     channels_last = cuda if channels_last is None else channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    loss_fn = loss_fn if loss_fn is not None else datasets.default_loss(dataset)
     optimizer_name, optimizer, optimizer_kwargs = _optimizer(optimizer, optimizer_kwargs, model, loss_fn)
     initial_rates = [group["lr"] for group in optimizer.param_groups]
     swa = _SWA(model, swa_start, swa_lr) if swa_start is not None else None

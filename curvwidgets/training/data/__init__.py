@@ -39,7 +39,7 @@ Data sets (:func:`names`; names are matched case-insensitively):
     a-z) and ``classes`` the characters. The loaders yield the token ids as
     stored: no normalisation, no augmentation. Options ``num_samples``
     (default 2000 training windows), ``num_test`` (400), ``context`` (32)
-    and ``data_seed`` (0). Train a sequence model on it with
+    and ``data_seed`` (0). Its default loss (:func:`default_loss`) is
     :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`.
 
 Where CIFAR lives: ``root`` if given, otherwise the environment variable
@@ -70,6 +70,7 @@ from .sets import (
     CIFAR100_STD,
     DATA_ENV,
     DataSet,
+    default_loss,
     default_root,
     load,
     names,
@@ -86,6 +87,7 @@ __all__ = [
     "EpochPlan",
     "TensorLoader",
     "crop_flip",
+    "default_loss",
     "default_root",
     "load",
     "names",

@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ...losses import SequenceCrossEntropyLoss
 from ..._validate import non_negative_int, positive_int
 from .loader import Augmentation, DeviceLike, TensorLoader
 from .text import VOCABULARY, token_windows
 
-__all__ = ["DataSet", "default_root", "load", "names", "DATA_ENV"]
+__all__ = ["DataSet", "default_loss", "default_root", "load", "names", "DATA_ENV"]
 
 
 #: Environment variable naming the data folder when ``root`` is not given.
@@ -32,6 +34,8 @@ _NAMES = ("CIFAR10", "CIFAR100", "digits", "synthetic", "tinytext")
 _OPTIONS = {"synthetic": ("num_samples", "num_test", "num_classes", "data_seed"),
             "tinytext": ("num_samples", "num_test", "context", "data_seed")}
 _DIGITS_FILE = Path(__file__).with_name("digits.npz")
+#: The data sets whose targets are token windows (N, T), one class per position.
+_SEQUENCE_DATA = ("tinytext",)
 
 
 @dataclass
@@ -109,6 +113,43 @@ class _Splits(NamedTuple):
 def names() -> tuple[str, ...]:
     """The data sets :func:`load` knows: ``("CIFAR10", "CIFAR100", "digits", "synthetic", "tinytext")``."""
     return _NAMES
+
+
+def default_loss(data: Any) -> nn.Module:
+    """The loss that ``data`` is trained and measured with when no ``loss_fn`` is given.
+
+    ``cw.train``, ``cw.spectrum``, ``cw.landscape``, the paper's functions
+    and the command line take their default loss from here.
+
+    Parameters
+    ----------
+    data : DataSet, str or any
+        A :class:`DataSet`, a name of :func:`names` (any letter case), or
+        anything else (batches of a user's own).
+
+    Returns
+    -------
+    nn.Module
+        A new :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
+        ``tinytext`` (logits ``(B, T, V)``, targets ``(B, T)``: the mean over
+        every token), else a new ``nn.CrossEntropyLoss()`` (logits ``(B, C)``,
+        targets ``(B,)``).
+
+    Raises
+    ------
+    ValueError
+        ``data`` is a string that is not a name of :func:`names`.
+
+    Examples
+    --------
+    >>> default_loss("tinytext"), default_loss("digits")
+    (SequenceCrossEntropyLoss(), CrossEntropyLoss())
+    """
+    if isinstance(data, str):
+        name = _canonical_name(data)
+    else:
+        name = data.name if isinstance(data, DataSet) else None
+    return SequenceCrossEntropyLoss() if name in _SEQUENCE_DATA else nn.CrossEntropyLoss()
 
 
 def default_root() -> Path:
