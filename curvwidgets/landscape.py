@@ -687,27 +687,34 @@ class _Evaluator:
         return sums
 
 
-    @staticmethod
-    def _correct(outputs: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
-        """Counted samples whose top output is their target, per point, shape ``(k,)``.
+    def _correct(self, outputs: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+        """Counted targets that are the top output, per point, shape ``(k,)``.
 
-        The classes are the last axis of the outputs. A sample with positions
-        (targets ``(b, T)``, outputs ``(k, b, T, V)``, as with
-        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`) counts the
-        fraction of its positions hit, as ``cw.train``'s accuracy does.
-        NaN when the targets are not class indices of the outputs (a regression
-        loss such as MSE): accuracy is not defined there.
+        The classes are on the loss's ``class_dim`` (axis 1 of a batch's
+        outputs for ``nn.CrossEntropyLoss`` and ``nn.NLLLoss``, as torch reads
+        them; the last axis for
+        :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` and other
+        losses). With positions (targets ``(b, T)``) every counted position
+        counts: the accuracy is per token. NaN when the targets are not class
+        indices of the outputs (a regression loss such as MSE): accuracy is
+        not defined there.
         """
-        if targets.is_floating_point() or outputs.shape[1:-1] != targets.shape:
+        axis = getattr(self.loss_fn, "class_dim",
+                       1 if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) else -1)
+        if targets.is_floating_point() or outputs.ndim < 3:  # (k, b, classes, ...)
             return torch.full(outputs.shape[:1], math.nan, dtype=torch.float64, device=outputs.device)
-        hits = (outputs.argmax(dim=-1) == targets).reshape(len(outputs), len(targets), math.prod(targets.shape[1:]))
-        return (hits.double().mean(dim=-1) * counted).sum(dim=-1)
+        predicted = outputs.argmax(dim=axis + 1 if axis >= 0 else axis)  # (k, b, *positions)
+        if predicted.shape[1:] != targets.shape:
+            return torch.full(outputs.shape[:1], math.nan, dtype=torch.float64, device=outputs.device)
+        return ((predicted == targets) & counted).reshape(len(outputs), -1).sum(dim=-1).double()
 
     def _counted(self, targets: torch.Tensor) -> torch.Tensor:
-        """Which samples count: those whose target is not the loss's ``ignore_index`` (all, for other losses)."""
-        if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and not targets.is_floating_point():
+        """Which targets count, of their shape: those not the loss's ``ignore_index``; one per sample for regression."""
+        if targets.is_floating_point():
+            return torch.ones(targets.shape[:1], dtype=torch.bool, device=targets.device)
+        if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
             return targets != self.loss_fn.ignore_index
-        return torch.ones(targets.shape[:1], dtype=torch.bool, device=targets.device)
+        return torch.ones_like(targets, dtype=torch.bool)
 
     def _recomputed_buffers(self, values: Tuple[torch.Tensor, ...]) -> Dict[str, torch.Tensor]:
         """BatchNorm running statistics for the weights ``values``, from one pass over the training data."""
