@@ -51,7 +51,7 @@ class PassPlanner:
     points : int or None
         Points per pass, or None to choose 1 or ``first_points``.
     samples : int or None
-        Samples per pass (batches cut into pieces of at most that many), or
+        Samples per pass (the data re-cut into pieces of that many), or
         None to choose among :data:`PASS_SIZES` ``// points``.
     first_points : int
         The points of the sweep's first chunk, over which the candidates are
@@ -67,25 +67,24 @@ class PassPlanner:
     Notes
     -----
     Candidates are tried in the order (1, 32), (k, 32/k), (1, 128), (k, 128/k),
-    (1, 512), (k, 512/k), pieces capped at the first batch, those of several
-    points on fewer than :data:`MIN_SAMPLES` samples left out. Each
-    candidate's passes are timed until there are :data:`TIMED_PASSES`, and
-    the median is kept, in seconds per point and sample: one piece for one
-    point at a time over ``first_points`` points (8 passes; the median leaves
-    out a slow first one); for ``k`` points together, a warm-up piece
-    (:data:`WARM_PIECES`) and three more of one pass each. All of it is the
-    sweep's own work. The data are a stream of samples: a piece may join the
-    end of one batch to the start of the next, so the shapes do not depend
-    on the batch size the data came in. A candidate not :data:`LARGER_GAIN`
-    faster than the one before it with as many points leaves out the larger
-    ones (a pass's cost per sample grows or shrinks with its size, once),
-    and so
-    does one over :data:`SLOWER` times the fastest so far, after a single
-    timed pass: exploring a CNN's 8-point passes of 64 samples costs more
-    than all the rest when one point on 32 samples runs twice as fast.
-    Candidates that the sweep's data did not reach in full are not timed. Several
-    points that fail together (a model that does not ``vmap``, or runs out
-    of memory) leave one point per pass, unless ``points`` was given.
+    (1, 512), (k, 512/k), those of several points on fewer than
+    :data:`MIN_SAMPLES` samples left out. Each candidate's passes are timed
+    until there are :data:`TIMED_PASSES`, and the median is kept, in seconds
+    per point and sample: one piece for one point at a time over
+    ``first_points`` points (8 passes; the median leaves out a slow first
+    one); for ``k`` points together, a warm-up piece (:data:`WARM_PIECES`)
+    and three more of one pass each. All of it is the sweep's own work. The
+    data are a stream of samples: a piece may join the end of one batch to
+    the start of the next, so the shapes do not depend on the batch size the
+    data came in. A candidate not :data:`LARGER_GAIN` faster than the one
+    before it with as many points leaves out the larger ones (a pass's cost
+    per sample grows or shrinks with its size, once), and so does one over
+    :data:`SLOWER` times the fastest so far, after a single timed pass:
+    exploring a CNN's 8-point passes of 64 samples costs more than all the
+    rest when one point on 32 samples runs twice as fast. Candidates that
+    the sweep's data did not reach in full are not timed. Several points
+    that fail together (a model that does not ``vmap``, or runs out of
+    memory) leave one point per pass, unless ``points`` was given.
     """
 
     def __init__(self, points: Optional[int], samples: Optional[int], first_points: int, timed: bool = True,
