@@ -23,7 +23,8 @@ _EXPORTS = {
     "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
     # curvature of a model
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
-    "OtherWeightsError": ".curvature", "fingerprint": ".curvature", "SequenceCrossEntropyLoss": ".losses",
+    "OtherWeightsError": ".curvature", "fingerprint": ".curvature",
+    "ModelLoss": ".losses", "SequenceCrossEntropyLoss": ".losses",
     # landscapes
     "Direction": ".directions", "eigen_directions": ".directions", "loss_landscape": ".landscape",
     "random_directions": ".directions",

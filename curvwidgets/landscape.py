@@ -34,8 +34,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._validate import (boolean, check_cancel, check_progress, choice, device_value, positive, positive_int,
                         type_name)
-from .curvature.batches import Inputs, as_inputs, concatenate, logits_of, model_arguments, moved
-from .curvature.data import naming_data
+from .curvature.batches import Inputs, as_inputs, concatenate, model_arguments, moved, outputs_reader
+from .curvature.data import naming_data, split_batch
 from .curvature.fingerprint import check_same_weights, fingerprint
 from .curvature.output_hessian import counted_weight, reduction_of
 from .curvature.params import ParameterLayout, ParamsLike, select_parameters
@@ -43,6 +43,7 @@ from .progress import CancelToken, ProgressCallback, report
 from .directions import (NORMS, ONE_AXIS_OPTIONS, Direction, _running_statistics, _variance_eps, eigen_directions,
                          random_directions)
 from ._landscape_passes import CANDIDATE_POINTS, PassPlanner
+from .losses import ModelLoss
 from .results import Fingerprint, Landscape
 
 __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS", "NORMS",
@@ -203,7 +204,7 @@ def loss_landscape(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type_name(model)}")
-    _check_data_kind(data)
+    _check_data_kind(data, isinstance(loss_fn, ModelLoss))
     dist = positive("dist", dist)
     if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or n_points < 2:
         raise ValueError(f"n_points must be an int >= 2; got {n_points!r}")
@@ -424,11 +425,11 @@ def _curvature(value: Any, where: str) -> float:
 _DATA_KINDS = "a DataSet, a (train, test) pair or a re-iterable of (inputs, targets) batches"
 
 
-def _check_data_kind(data: Any) -> None:
+def _check_data_kind(data: Any, inputs_only: bool = False) -> None:
     """``TypeError`` for data of a kind the sweep cannot read, before any work.
 
     Of a list or tuple of batches the first batch is looked at (a pair of
-    tensors); a loader is not read.
+    tensors, or the inputs alone with ``inputs_only``); a loader is not read.
     """
     from .training.data import DataSet
 
@@ -445,6 +446,9 @@ def _check_data_kind(data: Any) -> None:
             raise ValueError(f"data: the {split} batches hold no samples the loss counts (the data yielded no "
                              "samples, or every target is the loss's ignore_index)")
         batch, where = batches[0], f"data: the first {split} batch" if pair else "data: the first batch"
+        if inputs_only:
+            split_batch(batch, inputs_only, where)
+            continue
         if isinstance(batch, torch.Tensor):
             raise TypeError(f"{where} is a tensor of shape {tuple(batch.shape)}, not an (inputs, targets) pair; give "
                             "batches as a list of pairs, e.g. [(inputs, targets)]")
@@ -514,6 +518,7 @@ class _Evaluator:
         self.constants = {name: p.detach().to(device) for name, p in named.items() if name not in selected}
         self.buffers = {name: b.detach().to(device) for name, b in model.named_buffers()}
         self.sum_reduced = reduction_of(loss_fn) == "sum"
+        self.read = outputs_reader(loss_fn)  # the logits, or a ModelLoss's loss
         self.batched = torch.func.vmap(self._outputs, in_dims=(0, None))
         self.batched_moving = torch.func.vmap(self._outputs_moving, in_dims=(0, None, 0))
 
@@ -534,7 +539,7 @@ class _Evaluator:
                  buffers: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         state = {**self.constants, **(self.buffers if buffers is None else buffers), **dict(zip(self.layout.names, values))}
         args, kwargs = model_arguments(inputs)
-        return logits_of(torch.func.functional_call(self.model, state, args, kwargs))
+        return self.read(torch.func.functional_call(self.model, state, args, kwargs))
 
     def _outputs_moving(self, values: Tuple[torch.Tensor, ...], inputs: Inputs,
                         moved: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -601,9 +606,15 @@ class _Evaluator:
     def _batches(self, split: str, batches: Iterable) -> Iterator[Tuple[Inputs, torch.Tensor]]:
         """The (inputs, targets) of ``batches`` on the device, floating inputs in the model's dtype.
 
-        The inputs may be a tensor, a tuple or a mapping of tensors (:mod:`~curvwidgets.curvature.batches`).
+        The inputs may be a tensor, a tuple or a mapping of tensors (:mod:`~curvwidgets.curvature.batches`);
+        with a ``ModelLoss`` each batch is the inputs alone.
         """
+        inputs_only = isinstance(self.loss_fn, ModelLoss)
         for batch in batches:
+            if inputs_only:
+                inputs, targets = split_batch(batch, inputs_only, f"data: a {split} batch")
+                yield moved(inputs, self.device, self.dtype), targets.to(self.device)
+                continue
             if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)):
                 kind = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) \
                     else type_name(batch)
@@ -661,7 +672,7 @@ class _Evaluator:
             try:
                 with naming_data(inputs, targets) if width == 1 and first else contextlib.nullcontext(), \
                         planner.timed_pass():
-                    parts.append(self._sums_of_piece(outputs_of(start, width, inputs), targets))
+                    parts.append(self._sums_of_piece(outputs_of(start, width, inputs), inputs, targets))
             except (RuntimeError, NotImplementedError):
                 if width == 1 or not planner.failed_together():
                     raise
@@ -670,13 +681,13 @@ class _Evaluator:
             start += width
         return torch.cat(parts, dim=1)
 
-    def _sums_of_piece(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _sums_of_piece(self, outputs: torch.Tensor, inputs: Inputs, targets: torch.Tensor) -> torch.Tensor:
         """Loss x W, W (what the loss counts: see counted_weight), correct and counted samples of one pass, (4, k).
 
         ``outputs`` has shape ``(k, b, ...)``, one row per point.
         """
         sums = torch.zeros(4, len(outputs), dtype=torch.float64, device=self.device)
-        weight = counted_weight(self.loss_fn, targets)
+        weight = counted_weight(self.loss_fn, targets, inputs)
         if weight > 0:  # a piece whose targets are all ignored has no mean loss
             losses = torch.stack([self.loss_fn(output, targets) for output in outputs]).double()
             sums[0] = losses if self.sum_reduced else losses * weight
@@ -730,8 +741,8 @@ class _Evaluator:
                 buffers[f"{stem}num_batches_tracked"].zero_()
             module.momentum = None  # a cumulative average over the pass
             module.train()
-        for inputs, _ in self.train_batches:
-            self._outputs(values, moved(as_inputs(inputs, "data: a train batch"), self.device, self.dtype), buffers)
+        for inputs, _ in self._batches("train", self.train_batches):
+            self._outputs(values, inputs, buffers)
         for _, module in norms:
             module.eval()
         return buffers

@@ -1,12 +1,16 @@
-"""Losses beyond ``torch.nn``: cross-entropy for sequence models whose logits put the vocabulary last."""
+"""Losses beyond ``torch.nn``: cross-entropy for sequence models whose logits put the vocabulary last, and the
+loss a model computes itself from its batch."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SequenceCrossEntropyLoss"]
+__all__ = ["SequenceCrossEntropyLoss", "ModelLoss"]
 
 
 class SequenceCrossEntropyLoss(nn.Module):
@@ -51,3 +55,91 @@ class SequenceCrossEntropyLoss(nn.Module):
             raise ValueError(f"SequenceCrossEntropyLoss needs logits (B, T, V) and targets (B, T); got "
                              f"{tuple(outputs.shape)} and {tuple(targets.shape)}")
         return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+
+
+class ModelLoss:
+    """``loss_fn`` for a model that computes its own loss from the batch, as Hugging Face models do given ``labels``.
+
+    With it, every batch of ``data`` is the model's inputs and nothing else:
+    a tensor (``model(batch)``), a tuple (``model(*batch)``) or a mapping
+    (``model(**batch)``, e.g. ``{"input_ids": ..., "labels": ...}``); the
+    targets, if any, are among them. The model's output holds the loss: a
+    scalar tensor, a mapping with ``"loss"`` or an object with ``.loss``.
+
+    The curvature is that of this loss over all of ``data`` as one batch,
+    as for any ``loss_fn``: the mean of the batches' losses weighted by what
+    each batch counts (``count``; its samples by default), or their sum for
+    ``reduction="sum"``. ``cw.Hessian``, ``cw.loss_stats``, the Hessian
+    diagonals, ``cw.landscape`` and ``cw.train`` take it. The GGN
+    (``cw.GGN``, ``cw.ggn_diagonal``) needs the loss as a function of the
+    outputs, which such a model does not expose: give that function as
+    ``loss_fn`` and ``(inputs, targets)`` batches instead.
+
+    Parameters
+    ----------
+    loss : str or callable, default: "loss"
+        Where the loss is in the model's output: the key of a mapping or the
+        name of an attribute, or a function of the output returning the
+        scalar loss. A scalar tensor output is the loss itself.
+    reduction : {"mean", "sum"}, default: "mean"
+        How the model's loss reduces its batch.
+    count : callable, optional
+        ``count(batch) -> number``: what the model's mean loss divides by in
+        a batch (e.g. ``lambda b: (b["labels"] != -100).sum()`` for a token
+        mean), so that batches of different sizes are weighted as one batch
+        of all of them. By default the number of samples (the first axis).
+
+    Examples
+    --------
+    >>> import torch, curvwidgets as cw
+    >>> class Regression(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.linear = torch.nn.Linear(3, 1)
+    ...     def forward(self, x, y):
+    ...         return {"loss": torch.nn.functional.mse_loss(self.linear(x), y)}
+    >>> data = [{"x": torch.randn(8, 3), "y": torch.randn(8, 1)}]
+    >>> cw.Hessian(Regression(), cw.ModelLoss(), data).dim
+    4
+    """
+
+    def __init__(self, loss: Union[str, Callable[[Any], torch.Tensor]] = "loss", reduction: str = "mean",
+                 count: Optional[Callable[[Any], Any]] = None):
+        if not (isinstance(loss, str) or callable(loss)):
+            raise TypeError(f"loss must be the name of the loss in the model's output or a function of the output; "
+                            f"got {type(loss).__name__}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
+        if count is not None and not callable(count):
+            raise TypeError(f"count must be None or callable as count(batch); got {type(count).__name__}")
+        self.loss, self.reduction, self.count = loss, reduction, count
+
+    def loss_of(self, outputs: Any) -> torch.Tensor:
+        """The scalar loss in the model's ``outputs``; ``TypeError`` naming ``model`` when there is none."""
+        if callable(self.loss):
+            found, where = self.loss(outputs), "the loss function's value"
+        elif isinstance(outputs, torch.Tensor):
+            found, where = outputs, "the tensor it returned"
+        else:
+            found = outputs.get(self.loss) if isinstance(outputs, Mapping) else getattr(outputs, self.loss, None)
+            where = f"{self.loss!r} of the {type(outputs).__name__} it returned"
+        if not isinstance(found, torch.Tensor) or found.ndim != 0:
+            what = f"of shape {tuple(found.shape)}" if isinstance(found, torch.Tensor) else type(found).__name__
+            raise TypeError(f"model must return its scalar loss for loss_fn={self!r} (a scalar tensor, a mapping "
+                            f"with 'loss' or an object with .loss); {where} is {what}")
+        return found
+
+    def weight(self, batch: Any, samples: int) -> float:
+        """What ``batch`` (as ``data`` yielded it) counts in the mean over batches: ``count(batch)``, or ``samples``."""
+        if self.count is None:
+            return float(samples)
+        counted = self.count(batch)
+        return float(counted.item() if isinstance(counted, torch.Tensor) else counted)
+
+    def __call__(self, loss: torch.Tensor, targets: Any = None) -> torch.Tensor:
+        """The loss that :meth:`loss_of` read, unchanged (the batch holds no separate targets)."""
+        return loss
+
+    def __repr__(self) -> str:
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "function")
+        return f"ModelLoss(loss={loss!r}, reduction={self.reduction!r})"

@@ -106,7 +106,6 @@ FUNCTION_CASES = [
                  id="loss_stats-curvature-unknown-in-list"),
     pytest.param(stats(curvature=3), TypeError, r"curvature must be 'hessian', 'ggn' or a list of them; got 3",
                  id="loss_stats-curvature-int"),
-    pytest.param(stats(curvature=None), TypeError, r"curvature must be 'hessian', 'ggn' or a list", id="loss_stats-curvature-None"),
     pytest.param(stats(num_probes=0), ValueError, r"num_probes must be an int >= 1", id="loss_stats-num_probes"),
     pytest.param(stats(seed="abc"), ValueError, r"seed must be an int", id="loss_stats-seed"),
     pytest.param(stats(progress="yes"), TypeError, r"progress must be None or a callable", id="loss_stats-progress"),

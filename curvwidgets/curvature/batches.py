@@ -9,7 +9,15 @@ read every batch ``(inputs, targets)`` through this module:
   axis of every tensor indexes the samples, as it does for ``targets``;
 - the model's output is a tensor, a mapping with ``"logits"``, or an object
   with a ``.logits`` tensor (a Hugging Face ``ModelOutput``): the logits are
-  what the loss and the output Hessian see.
+  what the loss and the output Hessian see;
+- with ``loss_fn=cw.ModelLoss()`` the model computes its loss itself: each
+  batch is its inputs alone (any of the three forms, the labels among them),
+  read with :func:`no_targets` standing for the targets, and the loss is read
+  from the model's output (:meth:`~curvwidgets.losses.ModelLoss.loss_of`).
+
+A model called in any other way (outputs in a tuple, arguments to rename)
+takes an ``nn.Module`` wrapping it, whose ``forward`` takes the batch's
+inputs and returns the logits or the loss: its parameters are the model's.
 
 Several tensors travel as :class:`StructuredInputs`, which slices, splits,
 joins and moves like one tensor (``len``, ``x[rows]``, ``x.split(n)``,
@@ -24,8 +32,11 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 
 import torch
 
-__all__ = ["StructuredInputs", "Inputs", "as_inputs", "model_arguments", "logits_of", "describe", "sample_shape",
-           "sample_signatures", "concatenate", "parts_of", "from_parts", "moved"]
+from ..losses import ModelLoss
+
+__all__ = ["StructuredInputs", "Inputs", "as_inputs", "model_arguments", "logits_of", "outputs_reader", "no_targets",
+           "has_targets", "describe", "sample_shape", "sample_signatures", "concatenate", "parts_of", "from_parts",
+           "moved"]
 
 
 class StructuredInputs:
@@ -126,6 +137,22 @@ def logits_of(outputs: Any) -> torch.Tensor:
         f"a {type(outputs).__name__} without a .logits tensor")
     raise TypeError(f"model must return a tensor of outputs, a mapping with a 'logits' tensor or an object with a "
                     f".logits tensor (as Hugging Face models do); got {found}")
+
+
+def outputs_reader(loss_fn: Callable) -> Callable[[Any], torch.Tensor]:
+    """What ``loss_fn`` takes from the model's output: the loss for a :class:`~curvwidgets.losses.ModelLoss`,
+    the logits (:func:`logits_of`) otherwise."""
+    return loss_fn.loss_of if isinstance(loss_fn, ModelLoss) else logits_of
+
+
+def no_targets(samples: int, device: Union[torch.device, str, None] = None) -> torch.Tensor:
+    """The targets of a batch that holds none, shape ``(samples, 0)``: it slices, joins and moves as targets do."""
+    return torch.zeros(samples, 0, device=device)
+
+
+def has_targets(targets: torch.Tensor) -> bool:
+    """False for :func:`no_targets`' placeholder (no entries per sample), True for real targets."""
+    return not (targets.ndim == 2 and targets.shape[1] == 0)
 
 
 def describe(inputs: Inputs) -> str:

@@ -21,9 +21,9 @@ import torch
 import torch.distributed as dist
 
 from .._validate import positive_int
-from .batches import Inputs, as_inputs, describe, moved, sample_shape, sample_signatures
+from .batches import Inputs, as_inputs, describe, has_targets, moved, no_targets, sample_shape, sample_signatures
 
-__all__ = ["DataSource", "world", "all_reduce_sum", "naming_data"]
+__all__ = ["DataSource", "world", "all_reduce_sum", "naming_data", "split_batch"]
 
 Batch = Tuple[Inputs, torch.Tensor]
 FINGERPRINT_RTOL = 1e-9  # fingerprints are sums of non-negative float64 terms: rounding stays far below this
@@ -43,23 +43,40 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _split(batch: Any) -> Batch:
-    """A batch as ``(inputs, targets)`` with as many samples (their first axis); inputs read by :func:`as_inputs`."""
+def split_batch(batch: Any, inputs_only: bool = False, where: str = "data") -> Batch:
+    """A batch as ``(inputs, targets)`` with as many samples (their first axis); inputs read by :func:`as_inputs`.
+
+    With ``inputs_only`` (a model that computes its loss, see
+    :class:`~curvwidgets.losses.ModelLoss`) the whole batch is the inputs and
+    the targets are :func:`~curvwidgets.curvature.batches.no_targets`.
+    ``where`` names the batch in errors.
+    """
+    if inputs_only:
+        inputs = as_inputs(batch, where)
+        if isinstance(inputs, torch.Tensor) and inputs.ndim == 0:
+            raise ValueError(f"{where} must yield batches of samples along the first axis; got a scalar tensor")
+        return inputs, no_targets(len(inputs), _device_of(inputs))
     if isinstance(batch, Mapping):
-        raise TypeError(f"data must yield (inputs, targets) pairs; got a mapping with keys {sorted(map(str, batch))}: "
-                        "give ({...inputs...}, targets)")
+        raise TypeError(f"{where} must yield (inputs, targets) pairs; got a mapping with keys "
+                        f"{sorted(map(str, batch))}: give ({{...inputs...}}, targets), or loss_fn=cw.ModelLoss() "
+                        "when the model computes its loss from the batch")
     try:
         inputs, targets = batch
     except (TypeError, ValueError):
-        raise TypeError(f"data must yield (inputs, targets) pairs; got a {type(batch).__name__}") from None
+        raise TypeError(f"{where} must yield (inputs, targets) pairs; got a {type(batch).__name__}") from None
     if not isinstance(targets, torch.Tensor):
-        raise TypeError(f"data must yield targets as tensors; got ({type(inputs).__name__}, {type(targets).__name__})")
-    inputs = as_inputs(inputs)
+        raise TypeError(f"{where} must yield targets as tensors; got ({type(inputs).__name__}, "
+                        f"{type(targets).__name__})")
+    inputs = as_inputs(inputs, where)
     if (isinstance(inputs, torch.Tensor) and inputs.ndim == 0) or targets.ndim == 0 or len(inputs) != len(targets):
         shapes = f"of shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else describe(inputs)
-        raise ValueError(f"data must yield inputs and targets with as many samples (the first axis); got inputs "
+        raise ValueError(f"{where} must yield inputs and targets with as many samples (the first axis); got inputs "
                          f"{shapes} and targets of shape {tuple(targets.shape)}")
     return inputs, targets
+
+
+def _device_of(inputs: Inputs) -> torch.device:
+    return inputs.device if isinstance(inputs, torch.Tensor) else next(inputs.tensors()).device
 
 
 @contextlib.contextmanager
@@ -77,8 +94,8 @@ def naming_data(inputs: Inputs, targets: torch.Tensor) -> Iterator[None]:
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, IndexError) as error:
-        raise ValueError(f"data: the model or loss_fn failed on a batch of inputs {describe(inputs)} "
-                         f"and targets of shape {tuple(targets.shape)} ({targets.dtype}): "
+        held = f" and targets of shape {tuple(targets.shape)} ({targets.dtype})" if has_targets(targets) else ""
+        raise ValueError(f"data: the model or loss_fn failed on a batch of inputs {describe(inputs)}{held}: "
                          f"{type(error).__name__}: {error}") from error
 
 
@@ -125,6 +142,9 @@ class DataSource:
     fixed_order : bool, default: False
         Require the same batches in the same order on every pass even without
         ``num_samples`` (as BatchNorm with batch statistics does).
+    inputs_only : bool, default: False
+        Each batch is the model's inputs alone, without targets (a model that
+        computes its loss: :class:`~curvwidgets.losses.ModelLoss`).
 
     Raises
     ------
@@ -137,21 +157,22 @@ class DataSource:
         or not yielding pairs of tensors.
     """
 
-    def __init__(self, data: Iterable, num_samples: Optional[int] = None, seed: int = 0, fixed_order: bool = False):
+    def __init__(self, data: Iterable, num_samples: Optional[int] = None, seed: int = 0, fixed_order: bool = False,
+                 inputs_only: bool = False):
         if isinstance(data, torch.Tensor) or not hasattr(data, "__iter__"):
             raise TypeError(_not_iterable_message(data))
         if iter(data) is data:
             raise TypeError("data must be re-iterable (a list or DataLoader), not a one-shot iterator or generator")
-        self.data = data
+        self.data, self.inputs_only = data, inputs_only
         first = next(iter(data), None)
-        if first is None or len(_split(first)[0]) == 0:
+        if first is None or len(self._split(first)[0]) == 0:
             raise ValueError("data is empty: it yields no batch, or an empty first batch")
         self.fixed_order = fixed_order or num_samples is not None
         self.selection: Optional[torch.Tensor] = None
         self._reference: Optional[torch.Tensor] = None  # the first pass's fingerprints, shape (batches, 4)
         if num_samples is not None:
             num_samples = positive_int("num_samples", num_samples)
-            self._reference = torch.stack([_fingerprint(*_split(batch)) for batch in data])
+            self._reference = torch.stack([_fingerprint(*self._split(batch)) for batch in data])
             total = int(self._reference[:, 0].sum())
             if num_samples > total:
                 raise ValueError(f"num_samples must be an int in [1, {total}] (the size of data); got {num_samples!r}")
@@ -171,7 +192,7 @@ class DataSource:
         prints: List[torch.Tensor] = []
         sample_shape = None
         for index, batch in enumerate(self.data):
-            inputs, targets = _split(batch)
+            inputs, targets = self._split(batch)
             sample_shape = _same_sample_shape(sample_shape, inputs, index)
             prints.append(_fingerprint(inputs, targets))
             count = len(inputs)
@@ -186,6 +207,9 @@ class DataSource:
                 inputs, targets = inputs[rows], targets[rows]
             yield index, moved(inputs, device, dtype), moved(targets, device, dtype)
         self._compare(torch.stack(prints))
+
+    def _split(self, batch: Any) -> Batch:
+        return split_batch(batch, self.inputs_only)
 
     def batch_count(self) -> int:
         """How many batches :meth:`batches` yields on this rank (a pass over ``data`` if it has no ``len``)."""

@@ -39,7 +39,8 @@ from torch.overrides import TorchFunctionMode
 from .._validate import choice, device_value, positive_int, seed_value
 from ..linalg.operators import LinearOperator, resolve_dtype
 from .data import DataSource, all_reduce_sum, naming_data
-from .batches import Inputs, logits_of, model_arguments
+from ..losses import ModelLoss
+from .batches import Inputs, model_arguments, outputs_reader
 from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
@@ -148,12 +149,15 @@ class CurvatureOperator(LinearOperator):
         ``reduction="sum"`` the sum over every sample, not rescaled. A plain
         function is taken as a mean over its batch (a batch's loss divided by
         its number of samples); one that sums says so with an attribute,
-        ``fn.reduction = "sum"``.
+        ``fn.reduction = "sum"``. A model that computes its own loss from
+        the batch takes :class:`~curvwidgets.losses.ModelLoss` (not
+        :class:`GGN`, which needs the loss of the outputs).
     data : re-iterable of (inputs, targets)
         A list of batches or a ``DataLoader``; batches are moved to ``device``.
         ``inputs`` may be a tensor, a tuple or a mapping of tensors, and the
         model's output a tensor or have ``.logits``
-        (:mod:`~curvwidgets.curvature.batches`).
+        (:mod:`~curvwidgets.curvature.batches`); with ``ModelLoss`` each batch
+        is the inputs alone.
         Every pass must yield the same samples (and, with ``num_samples`` or
         ``bn_mode="train"``, the same batches in the same order): a pass that
         does not raises ``ValueError``.
@@ -255,7 +259,8 @@ class CurvatureOperator(LinearOperator):
         self.dim = self.layout.dim
         self.device = device_value("device", device) if device is not None else reference.device
         self.dtype = resolve_dtype(dtype if dtype is not None else reference.dtype)
-        self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train")
+        self.data = DataSource(data, num_samples, seed, fixed_order=bn_mode == "train",
+                               inputs_only=isinstance(loss_fn, ModelLoss))
         self.sample_chunk = _sample_chunk_value(sample_chunk, self.bn_mode)
         if self.sample_chunk == "auto":  # may a batch's samples be split, and are they (on the CPU)
             self._separable = self.bn_mode == "eval" and splits_by_sample(loss_fn)
@@ -571,7 +576,7 @@ class CurvatureOperator(LinearOperator):
         """One batch as passes ``(W_p, inputs_p, targets_p)`` of ``sample_chunk`` samples; those of weight 0 left out."""
         size = self._samples_per_pass(inputs, vectors, budget) if self._splits else len(inputs)
         for part_inputs, part_targets in zip(inputs.split(size), targets.split(size)):
-            weight = counted_weight(self.loss_fn, part_targets)
+            weight = counted_weight(self.loss_fn, part_targets, part_inputs)
             if weight > 0:
                 yield weight, part_inputs, part_targets
 
@@ -615,7 +620,7 @@ class CurvatureOperator(LinearOperator):
     def _weighted_batches(self) -> Iterator[Tuple[float, torch.Tensor, torch.Tensor]]:
         """This rank's batches as ``(W_b, inputs, targets)``, leaving out those of weight 0 (their mean is 0/0)."""
         for _, inputs, targets in self.data.batches(self.device, self.dtype):
-            weight = counted_weight(self.loss_fn, targets)
+            weight = counted_weight(self.loss_fn, targets, inputs)
             if weight > 0:
                 yield weight, inputs, targets
 
@@ -690,14 +695,16 @@ class CurvatureOperator(LinearOperator):
         return tuple(cast(named[name]) for name in self.layout.names), constants
 
     def outputs_function(self, constants: Dict[str, torch.Tensor], inputs: Inputs) -> Callable[..., torch.Tensor]:
-        """The network outputs (its logits: :func:`~curvwidgets.curvature.batches.logits_of`) as a function of
-        the selected parameters' values; ``inputs`` a tensor or several (:mod:`~curvwidgets.curvature.batches`)."""
+        """What the loss takes of the model's output as a function of the selected parameters' values: the
+        logits, or the loss itself for a ``ModelLoss`` (:func:`~curvwidgets.curvature.batches.outputs_reader`);
+        ``inputs`` a tensor or several (:mod:`~curvwidgets.curvature.batches`)."""
         names = self.layout.names
         args, kwargs = model_arguments(inputs)
+        read = outputs_reader(self.loss_fn)
 
         def outputs_of(*values: torch.Tensor) -> torch.Tensor:
             state = {**constants, **dict(zip(names, values))}
-            return logits_of(torch.func.functional_call(self.model, state, args, kwargs))
+            return read(torch.func.functional_call(self.model, state, args, kwargs))
 
         return outputs_of
 
@@ -880,6 +887,14 @@ class GGN(CurvatureOperator):
     """
 
     preferred_backend = "forward-mode"
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 data: Iterable, *args, **kwargs):
+        if isinstance(loss_fn, ModelLoss):
+            raise ValueError(f"loss_fn: the GGN needs the loss as a function of the model's outputs, "
+                             f"loss_fn(outputs, targets); a model computing its own loss ({loss_fn!r}) does not "
+                             "expose it. Give that function and (inputs, targets) batches, or use the Hessian")
+        super().__init__(model, loss_fn, data, *args, **kwargs)
 
     def _output_products(self, outputs, targets, jacobian_products) -> Tangents:
         return [output_hessian_product(self.loss_fn, outputs, targets, product) for product in jacobian_products]

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..losses import SequenceCrossEntropyLoss
+from ..losses import ModelLoss, SequenceCrossEntropyLoss
+from .batches import Inputs, parts_of
 
 __all__ = ["reduction_of", "counted_weight", "splits_by_sample", "output_hessian_product", "closed_form_kind",
            "OutputHessianFactor", "output_hessian_factor", "check_factored_loss"]
@@ -33,7 +34,7 @@ def reduction_of(loss_fn: Callable) -> str:
     return "sum" if getattr(loss_fn, "reduction", "mean") == "sum" else "mean"
 
 
-def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
+def counted_weight(loss_fn: Callable, targets: torch.Tensor, inputs: Optional[Inputs] = None) -> float:
     """The total weight ``W_b`` of a batch's samples in ``loss_fn``: what its mean reduction divides by.
 
     ``len(targets)`` for most losses. For :class:`torch.nn.CrossEntropyLoss`
@@ -41,12 +42,16 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     class weights (1 without ``weight=``) of the targets that are not
     ``ignore_index``, as those losses count them. For
     :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, the number of
-    tokens (``targets.numel()``). Weighting the batch means by ``W_b`` makes
-    their average the mean loss of one batch of every sample.
+    tokens (``targets.numel()``). For :class:`~curvwidgets.losses.ModelLoss`,
+    its ``count`` of the batch's ``inputs``, or ``len(targets)``. Weighting the
+    batch means by ``W_b`` makes their average the mean loss of one batch of
+    every sample.
 
     Parameters
     ----------
     targets : Tensor, shape (b, ...)
+    inputs : Tensor or StructuredInputs, optional
+        The batch's inputs, read by a ``ModelLoss``'s ``count``.
 
     Returns
     -------
@@ -55,6 +60,8 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     """
     if isinstance(loss_fn, SequenceCrossEntropyLoss):
         return float(targets.numel())
+    if isinstance(loss_fn, ModelLoss):
+        return loss_fn.weight(parts_of(inputs) if inputs is not None else None, len(targets))
     if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) or targets.is_floating_point():
         return float(len(targets))
     counted = targets != loss_fn.ignore_index

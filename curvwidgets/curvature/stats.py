@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._validate import check_cancel, check_progress, choice, positive_int, seed_value
+from ..losses import ModelLoss
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
 from .operators import GGN, CurvatureOperator, Hessian
@@ -112,7 +113,7 @@ def loss_stats(
     data: Iterable,
     params: ParamsLike = None,
     bn_mode: str = "eval",
-    curvature: Union[str, Sequence[str]] = ("hessian", "ggn"),
+    curvature: Union[str, Sequence[str], None] = None,
     num_probes: int = 10,
     seed: int = 0,
     num_samples: Optional[int] = None,
@@ -131,9 +132,10 @@ def loss_stats(
     ----------
     model, loss_fn, data, params, bn_mode, num_samples, device, dtype
         As for :class:`~curvwidgets.curvature.Hessian`.
-    curvature : {"hessian", "ggn"} or a sequence of them, default: both
+    curvature : {"hessian", "ggn"} or a sequence of them, optional
         Which curvature matrices to describe; one pass over the data each
-        (an empty sequence: none).
+        (an empty sequence: none). By default both, or the Hessian alone for
+        a :class:`~curvwidgets.losses.ModelLoss` (which has no GGN).
     num_probes : int, default: 10
         Rademacher probes of the Hutchinson estimates.
     seed : int, default: 0
@@ -178,7 +180,8 @@ def loss_stats(
         ``curvature`` neither a name nor a sequence of names; ``progress`` or
         ``cancel`` not following the progress protocol.
     """
-    curvature = curvature_names(curvature)
+    curvature = curvature_names(curvature if curvature is not None else
+                                ("hessian",) if isinstance(loss_fn, ModelLoss) else ("hessian", "ggn"))
     positive_int("num_probes", num_probes)
     seed_value("seed", seed)
     choice("backend", backend, BACKENDS)
