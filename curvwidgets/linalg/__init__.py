@@ -18,6 +18,7 @@ from .lanczos import LanczosResult, lanczos
 from .operators import LinearOperator, as_operator
 from .power import PowerIterationResult, power_iteration
 from .solve import SolveResult, conjugate_gradient, lanczos_solve
+from .trace import TraceEstimate, estimate_trace
 
 __all__ = [
     "BoundsTable",
@@ -25,10 +26,12 @@ __all__ = [
     "LinearOperator",
     "PowerIterationResult",
     "SolveResult",
+    "TraceEstimate",
     "as_operator",
     "bounds_table",
     "chebyshev",
     "conjugate_gradient",
+    "estimate_trace",
     "lanczos",
     "lanczos_bound_term",
     "lanczos_solve",
