@@ -21,7 +21,7 @@ _EXPORTS = {
     "PowerIterationResult": ".linalg", "as_operator": ".linalg", "bounds_table": ".linalg", "lanczos": ".linalg",
     "power_iteration": ".linalg", "smooth_density": ".linalg", "spectral_moments": ".linalg",
     "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
-    "TraceEstimate": ".linalg", "estimate_trace": ".linalg",
+    "TraceEstimate": ".linalg", "estimate_trace": ".linalg", "Eigenpairs": ".linalg", "eigenpairs": ".linalg",
     # curvature of a model
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
     "OtherWeightsError": ".curvature", "fingerprint": ".curvature",

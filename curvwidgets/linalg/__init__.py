@@ -13,6 +13,7 @@ from .bounds import (
     power_bound_term,
     power_lower_bound,
 )
+from .eigen import Eigenpairs, eigenpairs
 from .densities import smooth_density, spectral_moments, stem_density, trace_estimate, wasserstein1
 from .lanczos import LanczosResult, lanczos
 from .operators import LinearOperator, as_operator
@@ -22,6 +23,7 @@ from .trace import TraceEstimate, estimate_trace
 
 __all__ = [
     "BoundsTable",
+    "Eigenpairs",
     "LanczosResult",
     "LinearOperator",
     "PowerIterationResult",
@@ -31,6 +33,7 @@ __all__ = [
     "bounds_table",
     "chebyshev",
     "conjugate_gradient",
+    "eigenpairs",
     "estimate_trace",
     "lanczos",
     "lanczos_bound_term",
