@@ -100,7 +100,7 @@ def _spectrum(arguments: argparse.Namespace) -> int:
             params=arguments.params, num_samples=arguments.samples, seed=arguments.seed, swa=arguments.swa,
             device=arguments.device, progress=bar if lanczos else None)
     if lanczos:
-        print(", ".join(f"{key} {value:.6g}" for key, value in result.summary().items()))
+        print(result.describe())
     print(f"saved to {arguments.out}")
     return 0
 

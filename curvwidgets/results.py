@@ -28,7 +28,8 @@ import torch
 
 from ._atomic import atomic_path
 from ._validate import boolean, finite, non_negative, path_value, positive_int, real_array, type_name
-from .linalg.densities import smooth_density, stem_density, trace_estimate
+from .linalg.densities import smooth_density, spectral_estimates, stem_density, trace_estimate
+from .linalg.estimates import Estimate, format_with_error
 from .linalg.lanczos import LanczosResult
 
 __all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
@@ -628,6 +629,14 @@ class Spectrum:
         """``P * sum_k w_k theta_k``, averaged over the start vectors: an estimate of ``tr(A)``."""
         return trace_estimate(self.lanczos)
 
+    def estimates(self, below: float = 0.0) -> Dict[str, Estimate]:
+        """The trace, moments and negative mass (``< below``) with standard errors over the start vectors.
+
+        See :func:`~curvwidgets.linalg.spectral_estimates`: each start vector
+        gives one estimate; with one vector the standard errors are NaN.
+        """
+        return spectral_estimates(self.lanczos, below=below)
+
     def negative_mass(self, below: float = 0.0) -> float:
         """Spectral mass (pooled Gauss weight) at Ritz values ``< below``.
 
@@ -663,16 +672,37 @@ class Spectrum:
         ``negative_mass_beyond_zero`` (mass below ``-ZERO_BAND * |lambda_max|``:
         the paper's figure with the node at about zero left out),
         ``trace_estimate``, ``steps``, ``num_vectors``, ``dim``, ``converged``
-        (Ritz pairs with a small residual estimate).
+        (Ritz pairs with a small residual estimate), and the standard errors
+        over the start vectors ``negative_mass_se``,
+        ``negative_mass_beyond_zero_se`` and ``trace_estimate_se`` (NaN from
+        one vector; see :meth:`estimates`).
         """
         extremes = self.extremes()
         top = float(extremes[:, 0].max())
+        beyond = -ZERO_BAND * abs(top)
+        errors = {"negative_mass_se": self.estimates()["negative_mass"].standard_error,
+                  "negative_mass_beyond_zero_se": self.estimates(below=beyond)["negative_mass"].standard_error,
+                  "trace_estimate_se": self.estimates()["trace"].standard_error}
         return {"lambda_max": top, "lambda_min": float(extremes[:, 1].min()),
                 "negative_mass": self.negative_mass(),
-                "negative_mass_beyond_zero": self.negative_mass(below=-ZERO_BAND * abs(top)),
+                "negative_mass_beyond_zero": self.negative_mass(below=beyond),
                 "trace_estimate": self.trace_estimate(),
                 "steps": self.steps, "num_vectors": self.num_vectors, "dim": self.dim,
-                "converged": int(self.converged().sum())}
+                "converged": int(self.converged().sum()), **errors}
+
+    def describe(self) -> str:
+        """:meth:`summary` as one line, estimates with their ``±`` one standard error and how many vectors they rest on."""
+        numbers = self.summary()
+        shown = [f"lambda_max {numbers['lambda_max']:.6g}", f"lambda_min {numbers['lambda_min']:.6g}"]
+        vectors = self.num_vectors
+        for key in ("negative_mass", "negative_mass_beyond_zero", "trace_estimate"):
+            value = format_with_error(numbers[key], numbers[key + "_se"]) if vectors > 1 else f"{numbers[key]:.6g}"
+            shown.append(f"{key} {value}")
+        shown += [f"{key} {numbers[key]}" for key in ("steps", "num_vectors", "dim", "converged")]
+        basis = (f"± one standard error over {vectors} start vectors" if vectors > 1 else
+                 "from 1 start vector: no error bars, and its trace is a single Hutchinson probe; several start "
+                 "vectors give both")
+        return ", ".join(shown) + f" ({basis})"
 
     # ---- files ----------------------------------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ from .bounds import (
     power_lower_bound,
 )
 from .eigen import Eigenpairs, eigenpairs
-from .densities import smooth_density, spectral_moments, stem_density, trace_estimate, wasserstein1
+from .densities import (smooth_density, spectral_estimates, spectral_moments, stem_density, trace_estimate,
+                        wasserstein1)
+from .estimates import Estimate
 from .lanczos import LanczosResult, lanczos
 from .operators import LinearOperator, as_operator
 from .power import PowerIterationResult, power_iteration
@@ -24,6 +26,7 @@ from .trace import TraceEstimate, estimate_trace
 __all__ = [
     "BoundsTable",
     "Eigenpairs",
+    "Estimate",
     "LanczosResult",
     "LinearOperator",
     "PowerIterationResult",
@@ -43,6 +46,7 @@ __all__ = [
     "power_iteration",
     "power_lower_bound",
     "smooth_density",
+    "spectral_estimates",
     "spectral_moments",
     "stem_density",
     "trace_estimate",

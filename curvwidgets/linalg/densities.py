@@ -9,15 +9,17 @@ normalisation of ``v``). Averaging over ``n_v`` runs gives eq. 8.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .._validate import non_negative_int, optional_positive, positive_int
+from .._validate import finite, non_negative_int, optional_positive, positive_int
 from ._checks import finite_vector
+from .estimates import Estimate
 from .lanczos import LanczosResult
 
-__all__ = ["check_density", "stem_density", "smooth_density", "spectral_moments", "trace_estimate", "wasserstein1"]
+__all__ = ["check_density", "stem_density", "smooth_density", "spectral_moments", "trace_estimate",
+           "spectral_estimates", "wasserstein1"]
 
 Stem = Tuple[np.ndarray, np.ndarray]
 DensityLike = Union[LanczosResult, Stem]
@@ -164,6 +166,43 @@ def trace_estimate(result: LanczosResult) -> float:
     if not isinstance(result, LanczosResult):
         raise TypeError(f"result must be a LanczosResult (it carries the size P); got {type(result).__name__}")
     return float(result.dim * spectral_moments(result, [1])[0])
+
+
+def spectral_estimates(result: LanczosResult, below: float = 0.0, orders: int = 4) -> Dict[str, Estimate]:
+    """The trace, moments and negative mass from each start vector, and their mean with its standard error.
+
+    Each run from an independent random unit vector gives its own estimate
+    (its Gauss rule); their mean is what :func:`trace_estimate`,
+    :func:`spectral_moments` and the pooled stem give, and their spread over
+    the runs is its standard error (NaN from a single run: one vector says
+    nothing about how far its estimate may be off).
+
+    Parameters
+    ----------
+    result : LanczosResult
+    below : float, default: 0.0
+        The negative mass is the Gauss weight at Ritz values ``< below``.
+    orders : int, default: 4
+        Moments ``tr(A^j) / P`` for ``j = 1 .. orders`` (exact for each run's
+        vector up to ``j = 2m - 1``).
+
+    Returns
+    -------
+    dict of str to Estimate
+        ``"trace"`` (``P`` times the first moment), ``"moment_1"`` ..
+        ``"moment_{orders}"`` and ``"negative_mass"``; each ``Estimate``'s
+        ``samples`` holds the runs' values, shape ``(num_vectors,)``.
+    """
+    if not isinstance(result, LanczosResult):
+        raise TypeError(f"result must be a LanczosResult; got {type(result).__name__}")
+    below = finite("below", below)
+    orders = positive_int("orders", orders)
+    runs = [(result.nodes(run), result.weights(run)) for run in range(result.num_vectors)]
+    moments = np.array([[weights @ nodes**order for order in range(1, orders + 1)] for nodes, weights in runs])
+    estimates = {"trace": Estimate.of(result.dim * moments[:, 0])}
+    estimates.update({f"moment_{order}": Estimate.of(moments[:, order - 1]) for order in range(1, orders + 1)})
+    estimates["negative_mass"] = Estimate.of(np.array([weights[nodes < below].sum() for nodes, weights in runs]))
+    return estimates
 
 
 def wasserstein1(result: DensityLike, eigenvalues: np.ndarray) -> float:

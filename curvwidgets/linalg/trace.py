@@ -47,6 +47,7 @@ import torch
 from .._validate import boolean, choice, positive, positive_int, seed_value, unit_interval
 from ..progress import CancelToken, ProgressCallback, check_protocol, report
 from ._checks import DISTRIBUTIONS, apply_operator
+from .estimates import format_with_error
 from .operators import LinearOperator, as_operator
 
 __all__ = ["TraceEstimate", "estimate_trace", "TRACE_METHODS"]
@@ -106,14 +107,6 @@ class TraceEstimate:
 
     def __str__(self) -> str:
         return f"{format_with_error(self.value, self.standard_error)} ({self.method}, {self.products} products)"
-
-
-def format_with_error(value: float, error: float) -> str:
-    """``"13.73 ± 0.05"``: the value to the digits its standard error leaves, the error to two; ``"13.7257 (one sample)"`` without one."""
-    if not math.isfinite(error) or error <= 0:
-        return f"{value:.6g} (no error bar: one sample)" if not math.isfinite(error) else f"{value:.6g} ± 0"
-    digits = max(0, 1 - math.floor(math.log10(error)))
-    return f"{value:.{digits}f} ± {error:.{digits}f}"
 
 
 def estimate_trace(
