@@ -173,6 +173,8 @@ def compute_eigenspectrum(
     device: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    tol: Optional[float] = None,
+    tol_pairs: int = 1,
 ) -> Union[Spectrum, Diagonal]:
     """The spectrum (or a diagonal baseline) of a checkpoint's curvature, saved to ``save_spectrum_path``.
 
@@ -191,11 +193,12 @@ def compute_eigenspectrum(
         Keep the Ritz vectors (float32, ``lanczos_iters * P`` numbers), which
         :func:`build_loss_landscape` walks along.
     lanczos_iters : int, default: 100
-        Lanczos steps.
+        Lanczos steps (the most, with ``tol``).
     curvature_matrix : str, default: "hessian_lanczos"
         One of :data:`CURVATURE_MATRICES`.
     num_vectors : int, default: 1
-        Random start vectors (the paper uses one).
+        Random start vectors (the paper uses one; several give the trace and
+        negative mass standard errors, :meth:`Spectrum.estimates`).
     bn_mode : {"train", "eval"}, optional
         BatchNorm during the products; default ``"train"`` (the paper's: each
         batch's statistics), ``"eval"`` for ``"ggn_diag"`` (which needs it).
@@ -210,6 +213,10 @@ def compute_eigenspectrum(
         Use the checkpoint's SWA average.
     device, progress, cancel
         Device (default: CUDA when available) and the progress protocol.
+    tol, tol_pairs
+        Stop each Lanczos run once its ``tol_pairs`` largest Ritz values have
+        residual estimates ``<= tol * |theta|`` (Lanczos only; see
+        :func:`curvwidgets.spectrum`).
 
     Returns
     -------
@@ -226,6 +233,8 @@ def compute_eigenspectrum(
     boolean("save_eigvec", save_eigvec)
     positive_int("lanczos_iters", lanczos_iters)
     positive_int("num_vectors", num_vectors)
+    _optional(positive, "tol", tol)
+    positive_int("tol_pairs", tol_pairs)
     bn_mode = choice("bn_mode", bn_mode, BN_MODES) if bn_mode is not None else \
         ("eval" if curvature_matrix == "ggn_diag" else "train")
     if curvature_matrix == "ggn_diag" and bn_mode != "eval":
@@ -250,7 +259,7 @@ def compute_eigenspectrum(
             result: Union[Spectrum, Diagonal] = spectrum(
                 trained.model, trained.data, matrix, lanczos_iters, num_vectors, params=params, bn_mode=bn_mode,
                 num_samples=num_samples, seed=seed, backend=backend, save_vectors=save_eigvec,
-                basis_device=basis_device, meta=meta, progress=progress, cancel=cancel)
+                basis_device=basis_device, meta=meta, progress=progress, cancel=cancel, tol=tol, tol_pairs=tol_pairs)
         else:
             result = _diagonal(trained, matrix, meta, params, bn_mode, num_samples, num_mc, seed, backend)
     if save_spectrum_path is not None:

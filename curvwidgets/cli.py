@@ -98,7 +98,7 @@ def _spectrum(arguments: argparse.Namespace) -> int:
             save_spectrum_path=arguments.out, save_eigvec=arguments.save_eigvec, lanczos_iters=arguments.steps,
             curvature_matrix=arguments.matrix, num_vectors=arguments.vectors, bn_mode=arguments.bn_mode,
             params=arguments.params, num_samples=arguments.samples, seed=arguments.seed, swa=arguments.swa,
-            device=arguments.device, progress=bar if lanczos else None)
+            device=arguments.device, progress=bar if lanczos else None, tol=arguments.tol)
     if lanczos:
         print(result.describe())
     print(f"saved to {arguments.out}")
@@ -252,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                           choices=["hessian_lanczos", "ggn_lanczos", "ggn_diag", "hessian_diag"],
                           help="curvature matrix (default: hessian_lanczos)")
     spectrum.add_argument("--steps", type=int, default=100, help="Lanczos iterations (default: 100)")
-    spectrum.add_argument("--vectors", type=int, default=1, help="random start vectors (default: 1)")
+    spectrum.add_argument("--vectors", type=int, default=1,
+                          help="random start vectors (default: 1; several give error bars)")
+    spectrum.add_argument("--tol", type=float, default=None,
+                          help="stop when the top Ritz value's residual is below tol times it (default: all steps)")
     spectrum.add_argument("--save-eigvec", action="store_true", help="keep the Ritz vectors (for landscapes)")
     spectrum.add_argument("--bn-mode", choices=["train", "eval"], default=None,
                           help="BatchNorm statistics: train (batch, the paper's; default) or eval (running)")

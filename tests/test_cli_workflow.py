@@ -88,6 +88,8 @@ def chain(tmp_path_factory):
                   "--lr", "0.05", "--out", run_dir, "--device", "cpu"],
         "spectrum": ["spectrum", "--checkpoint", run_dir, "--out", spectrum, "--matrix", "hessian_lanczos",
                      "--steps", "3", "--save-eigvec", "--samples", "64", "--device", "cpu"],
+        "spectrum to tol": ["spectrum", "--checkpoint", run_dir, "--out", folder / "spectra" / "to-tol",
+                            "--steps", "30", "--vectors", "3", "--tol", "1e-3", "--samples", "64", "--device", "cpu"],
         "landscape": ["landscape", "--checkpoint", run_dir / "checkpoint-00001.pt", "--spectrum", spectrum,
                       "--out", folder / "losslandscape-00001.npz", "--points", "3", "--largest", "1",
                       "--smallest", "1", "--device", "cpu"],
@@ -116,7 +118,8 @@ def test_the_chain_writes_the_files(chain):
     folder, printed = chain
     files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
     assert files == ["landscape.png", "losslandscape-00001.npz", "run/checkpoint-00001.pt", "run/history.json",
-                     "spectra/spectrum-00001-hessian_lanczos.npz", "spectrum.png", "stats.json", "training.png"]
+                     "spectra/spectrum-00001-hessian_lanczos.npz", "spectra/to-tol.npz", "spectrum.png", "stats.json",
+                     "training.png"]
     for image in ("landscape.png", "spectrum.png", "training.png"):
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -140,6 +143,21 @@ def test_spectrum_prints_its_summary_and_saves_the_vectors(chain):
     summary = spectrum.summary()
     assert f"lambda_max {summary['lambda_max']:.6g}" in out and f"trace_estimate {summary['trace_estimate']:.6g}" in out
     assert "saved to" in out
+
+
+def test_spectrum_to_a_tolerance_with_several_vectors_prints_error_bars(chain):
+    folder, printed = chain
+    spectrum = cw.Spectrum.load(folder / "spectra" / "to-tol")
+    assert spectrum.meta["tol"] == 1e-3 and spectrum.num_vectors == 3
+    for run in range(3):
+        count = spectrum.lanczos.num_steps[run]
+        top = int(np.argmax(spectrum.lanczos.nodes(run)))
+        if count < 30:  # stopped at the tolerance: the top Ritz pair's residual is below it
+            assert spectrum.residual_estimates[run, top] <= 1e-3 * spectrum.lanczos.nodes(run)[top]
+    out = printed["spectrum to tol"][1]
+    trace = spectrum.estimates()["trace"]
+    assert f"trace_estimate {cw.linalg.estimates.format_with_error(trace.value, trace.standard_error)}" in out
+    assert "± one standard error over 3 start vectors" in out
 
 
 def test_landscape_walks_the_chosen_eigenvectors(chain):

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import torch
 from torch import nn
 
-from .._validate import boolean, check_cancel, check_progress, choice, positive_int
+from .._validate import boolean, check_cancel, check_progress, choice, positive, positive_int
 from ..linalg._checks import NonFiniteProduct
 from ..linalg.lanczos import lanczos
 from ..progress import Cancelled, CancelToken, ProgressCallback, report
@@ -62,6 +62,8 @@ def spectrum(
     meta: Optional[Mapping[str, Any]] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    tol: Optional[float] = None,
+    tol_pairs: int = 1,
 ) -> Spectrum:
     """Lanczos spectrum of the Hessian or GGN of ``model``'s mean loss over ``data``.
 
@@ -74,9 +76,11 @@ def spectrum(
         in a fixed order without augmentation.
     matrix : {"hessian", "ggn"}, default: "hessian"
     steps : int, default: 30
-        Lanczos steps ``m`` per start vector.
+        Lanczos steps ``m`` per start vector (the most, with ``tol``).
     num_vectors : int, default: 1
-        Random start vectors (the paper uses one).
+        Random start vectors (the paper uses one). With several, the trace,
+        moments and negative mass come with standard errors
+        (:meth:`~curvwidgets.results.Spectrum.estimates`).
     loss_fn : callable, optional
         Default: the data set's (:func:`curvwidgets.data.default_loss`:
         :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
@@ -95,6 +99,10 @@ def spectrum(
         checked, then one per Lanczos step (``stage="lanczos"``, the partial
         ``LanczosResult``); a cancel raises
         :class:`~curvwidgets.Cancelled` carrying the partial :class:`Spectrum`.
+    tol, tol_pairs
+        Stop each run once its ``tol_pairs`` largest Ritz values have residual
+        estimates ``<= tol * |theta|`` (see :func:`~curvwidgets.lanczos`);
+        recorded in ``meta``.
 
     Returns
     -------
@@ -119,6 +127,8 @@ def spectrum(
     choice("matrix", matrix, tuple(MATRICES))
     choice("bn_mode", bn_mode, BN_MODES)
     steps, num_vectors = positive_int("steps", steps), positive_int("num_vectors", num_vectors)
+    tol = None if tol is None else positive("tol", tol)
+    tol_pairs = positive_int("tol_pairs", tol_pairs)
     boolean("save_vectors", save_vectors)
     if meta is not None and not isinstance(meta, Mapping):
         raise TypeError(f"meta must be None or a mapping of metadata; got {type(meta).__name__}")
@@ -134,7 +144,7 @@ def spectrum(
         seconds = time.perf_counter() - began
         record = {**dict(meta or {}), "matrix": matrix, "params": params if isinstance(params, (str, list)) else None,
                   "bn_mode": bn_mode, "backend": op.backend, "plan": op.plan.to_meta() if op.plan else None,
-                  "steps": steps, "num_vectors": num_vectors, "seed": seed,
+                  "steps": steps, "num_vectors": num_vectors, "seed": seed, "tol": tol,
                   "num_samples": num_samples if num_samples is not None else getattr(op.data.data, "num_samples", None),
                   "seconds": seconds, "seconds_per_step": seconds / max(steps_done, 1),
                   "version": __version__, Fingerprint.META_KEY: weights}
@@ -142,7 +152,7 @@ def spectrum(
 
     try:
         result = lanczos(op, steps, num_vectors=num_vectors, seed=seed, store_vectors=save_vectors,
-                         basis_device=basis_device, progress=progress, cancel=cancel)
+                         basis_device=basis_device, progress=progress, cancel=cancel, tol=tol, tol_pairs=tol_pairs)
     except Cancelled as stopped:
         raise Cancelled(wrap(stopped.result, stopped.step), stopped.step, stopped.stage) from None
     except NonFiniteProduct as error:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Tuple
 
 import numpy as np
+import scipy.stats
 
-__all__ = ["Estimate", "format_with_error"]
+from .._validate import unit_interval
+
+__all__ = ["Estimate", "format_with_error", "confidence_interval"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,21 @@ class Estimate:
         """How many samples it rests on."""
         return len(self.samples)
 
+    def interval(self, level: float = 0.95) -> Tuple[float, float]:
+        """A ``level`` confidence interval (see :func:`confidence_interval`)."""
+        return confidence_interval(self.value, self.standard_error, self.count, level)
+
     def __str__(self) -> str:
         return format_with_error(self.value, self.standard_error)
+
+
+def confidence_interval(value: float, error: float, count: int, level: float = 0.95) -> Tuple[float, float]:
+    """``value -+ q error``, ``q`` the Student quantile of ``level`` on ``count - 1`` degrees; NaN for one sample."""
+    level = unit_interval("level", level)
+    if count < 2 or not math.isfinite(error):
+        return (math.nan, math.nan)
+    spread = float(scipy.stats.t.ppf(0.5 + level / 2, count - 1)) * error
+    return (value - spread, value + spread)
 
 
 def format_with_error(value: float, error: float) -> str:

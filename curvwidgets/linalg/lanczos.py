@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .._validate import boolean, choice, non_negative
+from .._validate import boolean, choice, non_negative, positive, positive_int
 from ..progress import CancelToken, ProgressCallback, check_protocol, report
 from ._checks import NonFiniteProduct, apply_operator, check_start, check_steps, start_vectors
 from .operators import DeviceLike, as_operator, resolve_device
@@ -304,6 +304,15 @@ def _next_residuals(
     return values, repeated
 
 
+def _top_converged(alpha: np.ndarray, beta: np.ndarray, tol: float, count: int) -> bool:
+    """Whether the ``count`` largest Ritz values of ``T`` (diagonal ``alpha``, off-diagonal ``beta[:-1]``) have
+    residual estimates ``beta[-1] |s_i[-1]| <= tol |theta_i|``."""
+    if len(alpha) < count:
+        return False
+    values, vectors = scipy.linalg.eigh_tridiagonal(alpha, beta[:-1])
+    return bool(np.all(beta[-1] * np.abs(vectors[-1, -count:]) <= tol * np.abs(values[-count:])))
+
+
 def lanczos(
     op: Any,
     steps: int,
@@ -319,6 +328,8 @@ def lanczos(
     breakdown_tol: Optional[float] = None,
     check_symmetric: bool = True,
     reorthogonalisation: str = "dgks",
+    tol: Optional[float] = None,
+    tol_pairs: int = 1,
 ) -> LanczosResult:
     """Run Lanczos with full reorthogonalisation from one or several start vectors.
 
@@ -363,6 +374,14 @@ def lanczos(
         left at most ``1/sqrt(2)`` of the norm). ``"twice"``: two passes on
         every step (twice the reads of the basis, for the same orthogonality
         to working precision; kept as a reference).
+    tol : float, optional
+        Stop a run early once its ``tol_pairs`` largest Ritz values have
+        residual estimates ``<= tol * |theta|`` (each then within ``tol``,
+        relative, of an eigenvalue); ``steps`` is then the most it takes.
+        For the extreme eigenpairs alone, :func:`~curvwidgets.linalg.eigenpairs`
+        restarts and needs less memory.
+    tol_pairs : int, default: 1
+        How many of the largest Ritz values ``tol`` applies to.
 
     Returns
     -------
@@ -409,6 +428,8 @@ def lanczos(
     storage = None if basis_device is None else resolve_device(basis_device, "basis_device")
     tolerance = None if breakdown_tol is None else non_negative("breakdown_tol", breakdown_tol)
     choice("reorthogonalisation", reorthogonalisation, REORTHOGONALISATIONS)
+    tol = None if tol is None else positive("tol", tol)
+    tol_pairs = positive_int("tol_pairs", tol_pairs)
     op = as_operator(op, check_symmetric=check_symmetric)
     steps = min(steps, op.dim)
     vectors = start_vectors(op, num_vectors, seed, distribution, start)
@@ -463,7 +484,8 @@ def lanczos(
             num_steps[run] = step + 1
             passes[run, step] = 2 if repeated[row] else 1
             scale[run] = max(scale[run], abs(alpha[run, step]), beta[run, step])
-            if step + 1 < steps and beta[run, step] > tolerance * scale[run]:
+            converged = tol is not None and _top_converged(alpha[run, : step + 1], beta[run, : step + 1], tol, tol_pairs)
+            if step + 1 < steps and beta[run, step] > tolerance * scale[run] and not converged:
                 torch.div(products[row], beta[run, step], out=basis[run, step + 1])
                 recurrence[run, 0] = beta[run, step]
                 still_active.append(run)

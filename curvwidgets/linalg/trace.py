@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
-import scipy.stats
 import torch
 
-from .._validate import boolean, choice, positive, positive_int, seed_value, unit_interval
+from .._validate import boolean, choice, positive, positive_int, seed_value
 from ..progress import CancelToken, ProgressCallback, check_protocol, report
 from ._checks import DISTRIBUTIONS, apply_operator
-from .estimates import format_with_error
+from .estimates import confidence_interval, format_with_error
 from .operators import LinearOperator, as_operator
 
 __all__ = ["TraceEstimate", "estimate_trace", "TRACE_METHODS"]
@@ -99,11 +98,7 @@ class TraceEstimate:
 
     def interval(self, level: float = 0.95) -> Tuple[float, float]:
         """A ``level`` confidence interval, ``value -+ q * standard_error`` with Student's ``q`` on ``n - 1`` degrees."""
-        level = unit_interval("level", level)
-        if len(self.samples) < 2:
-            return (math.nan, math.nan)
-        spread = scipy.stats.t.ppf(0.5 + level / 2, len(self.samples) - 1) * self.standard_error
-        return (self.value - spread, self.value + spread)
+        return confidence_interval(self.value, self.standard_error, len(self.samples), level)
 
     def __str__(self) -> str:
         return f"{format_with_error(self.value, self.standard_error)} ({self.method}, {self.products} products)"
