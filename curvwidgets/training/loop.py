@@ -98,7 +98,16 @@ def train(
         pair of re-iterables of ``(inputs, targets)`` batches (a
         ``set_epoch(epoch)`` method, where present, is called before each
         epoch). Under several processes a DataSet must be loaded with this
-        process's ``rank`` and ``world_size``.
+        process's ``rank`` and ``world_size``. As for the curvature operators
+        (:mod:`~curvwidgets.curvature.batches`), ``inputs`` may be a tensor
+        (``model(inputs)``), a tuple of tensors (``model(*inputs)``) or a
+        mapping of names to tensors (``model(**inputs)``, e.g. ``input_ids``
+        and ``attention_mask``), the samples along the first axis of each; the
+        model may return its logits, a mapping with ``"logits"`` or an object
+        with ``.logits``. With ``loss_fn=cw.ModelLoss()`` each batch is the
+        inputs alone (the labels among them). A batch that cannot be read is
+        a ``TypeError`` or ``ValueError`` naming ``data`` (for lists, the
+        first batch is read before any work).
     epochs : int
         Total epochs, counting those of a resumed run.
     optimizer : str or torch.optim.Optimizer
@@ -136,7 +145,7 @@ def train(
     schedule_kwargs : dict, optional
         Options of the schedule (e.g. ``final_ratio`` for ``"linear"``).
     loss_fn : callable, optional
-        Default: the data set's loss (:func:`curvwidgets.data.default_loss`:
+        ``loss_fn(logits, targets)``. Default: the data set's loss (:func:`curvwidgets.data.default_loss`:
         :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
         ``tinytext``, whose models such as ``TinyTransformer`` return logits
         ``(B, T, V)``), else ``nn.CrossEntropyLoss()``. The accuracies
@@ -144,6 +153,14 @@ def train(
         where it has one (``SequenceCrossEntropyLoss``: the last axis); a
         sample with several positions counts the fraction of its positions
         predicted right (for token windows of one length: the per-token accuracy).
+        Floating-point targets (regression) have no classes: the accuracies
+        are NaN. A model that computes its own loss takes
+        :class:`~curvwidgets.losses.ModelLoss`: training minimises the loss
+        in the model's output (a ``TypeError`` naming ``model`` when it has
+        none), the mean losses weight the batches by its ``count`` (by
+        default their samples) and the accuracies are NaN; the optimisers
+        take it except ``LanczosGGN``, which needs the loss of the outputs
+        (a ``ValueError`` naming ``optimizer``).
     swa_start, swa_lr : optional
         Both or neither: an int in ``[1, epochs)`` and a rate > 0.
         Stochastic weight averaging (Izmailov et al. 2018, ``torch.optim.swa_utils``):
@@ -154,8 +171,9 @@ def train(
         statistics (one pass over the training data) and are copied into
         ``model``; ``history.final`` holds their test figures.
     amp, channels_last : bool, optional
-        bfloat16 autocast and channels-last memory format; default on for CUDA,
-        off on CPU (where results are then unaffected).
+        bfloat16 autocast and channels-last memory format (of the model and of
+        every 4-d input tensor); default on for CUDA, off on CPU (where
+        results are then unaffected).
     progress, cancel
         The progress protocol: one event per epoch (``stage="train"``) with the
         history, and with SWA one more (``stage="swa"``) after the averaged
@@ -603,15 +621,16 @@ class BatchLosses:
         The mean loss of each batch done, in order: the loss the optimiser
         stepped on (before the step). Their mean weighted by ``sizes`` is,
         once the epoch ends, its ``train_loss``.
-    sizes : tuple of int
-        Samples in each of those batches.
+    sizes : tuple of int or float
+        Samples in each of those batches (for a ``ModelLoss``, what its
+        ``count`` gives, by default the samples).
     batches : int
         Batches in the whole epoch; 0 when the loader has no length.
     """
 
     epoch: int
     losses: Tuple[float, ...]
-    sizes: Tuple[int, ...]
+    sizes: Tuple[float, ...]
     batches: int
 
 
@@ -622,11 +641,11 @@ class _BatchReporter:
         self.progress, self.interval, self.epoch = progress, interval, epoch
         self.total = len(batches) if hasattr(batches, "__len__") else 0
         self.losses: Tuple[float, ...] = ()
-        self.sizes: Tuple[int, ...] = ()
+        self.sizes: Tuple[float, ...] = ()
         self.pending: list[torch.Tensor] = []  # detached 0-d losses not read yet
         self.last = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, size: int) -> None:
+    def add(self, loss: torch.Tensor, size: float) -> None:
         """Keep one batch's loss (no synchronisation); send an event when ``interval`` seconds have passed."""
         self.pending.append(loss.detach())
         self.sizes += (size,)
