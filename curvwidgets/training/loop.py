@@ -16,7 +16,6 @@ averaged SWA weights and the torch random states (dropout).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 import sys
