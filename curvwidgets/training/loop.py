@@ -16,7 +16,6 @@ averaged SWA weights and the torch random states (dropout).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import resource
 import sys
@@ -37,7 +36,10 @@ from ..results import TrainingHistory
 from . import data as datasets
 from . import models, optim, schedules
 from .checkpoint import checkpoint_name, load_checkpoint, load_model_state, save_checkpoint
-from ..curvature.data import all_reduce_sum, naming_data
+from ..curvature.batches import Inputs
+from ..curvature.data import all_reduce_sum, naming_data, split_batch
+from ..losses import ModelLoss
+from .batches import BatchReader, update_batch_norm
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 
 __all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged",
@@ -95,7 +97,16 @@ def train(
         pair of re-iterables of ``(inputs, targets)`` batches (a
         ``set_epoch(epoch)`` method, where present, is called before each
         epoch). Under several processes a DataSet must be loaded with this
-        process's ``rank`` and ``world_size``.
+        process's ``rank`` and ``world_size``. As for the curvature operators
+        (:mod:`~curvwidgets.curvature.batches`), ``inputs`` may be a tensor
+        (``model(inputs)``), a tuple of tensors (``model(*inputs)``) or a
+        mapping of names to tensors (``model(**inputs)``, e.g. ``input_ids``
+        and ``attention_mask``), the samples along the first axis of each; the
+        model may return its logits, a mapping with ``"logits"`` or an object
+        with ``.logits``. With ``loss_fn=cw.ModelLoss()`` each batch is the
+        inputs alone (the labels among them). A batch that cannot be read is
+        a ``TypeError`` or ``ValueError`` naming ``data`` (for lists, the
+        first batch is read before any work).
     epochs : int
         Total epochs, counting those of a resumed run.
     optimizer : str or torch.optim.Optimizer
@@ -133,7 +144,7 @@ def train(
     schedule_kwargs : dict, optional
         Options of the schedule (e.g. ``final_ratio`` for ``"linear"``).
     loss_fn : callable, optional
-        Default: the data set's loss (:func:`curvwidgets.data.default_loss`:
+        ``loss_fn(logits, targets)``. Default: the data set's loss (:func:`curvwidgets.data.default_loss`:
         :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` for
         ``tinytext``, whose models such as ``TinyTransformer`` return logits
         ``(B, T, V)``), else ``nn.CrossEntropyLoss()``. The accuracies
@@ -141,6 +152,14 @@ def train(
         where it has one (``SequenceCrossEntropyLoss``: the last axis); a
         sample with several positions counts the fraction of its positions
         predicted right (for token windows of one length: the per-token accuracy).
+        Floating-point targets (regression) have no classes: the accuracies
+        are NaN. A model that computes its own loss takes
+        :class:`~curvwidgets.losses.ModelLoss`: training minimises the loss
+        in the model's output (a ``TypeError`` naming ``model`` when it has
+        none), the mean losses weight the batches by its ``count`` (by
+        default their samples) and the accuracies are NaN; the optimisers
+        take it except ``LanczosGGN``, which needs the loss of the outputs
+        (a ``ValueError`` naming ``optimizer``).
     swa_start, swa_lr : optional
         Both or neither: an int in ``[1, epochs)`` and a rate > 0.
         Stochastic weight averaging (Izmailov et al. 2018, ``torch.optim.swa_utils``):
@@ -151,8 +170,9 @@ def train(
         statistics (one pass over the training data) and are copied into
         ``model``; ``history.final`` holds their test figures.
     amp, channels_last : bool, optional
-        bfloat16 autocast and channels-last memory format; default on for CUDA,
-        off on CPU (where results are then unaffected).
+        bfloat16 autocast and channels-last memory format (of the model and of
+        every 4-d input tensor); default on for CUDA, off on CPU (where
+        results are then unaffected).
     progress, cancel
         The progress protocol: one event per epoch (``stage="train"``) with the
         history, and with SWA one more (``stage="swa"``) after the averaged
@@ -215,7 +235,7 @@ def train(
     checkpoint = load_checkpoint(resume, map_location=device) if resume is not None else None
     dataset = datasets.load(data, device=device, seed=seed, rank=rank, world_size=world) if isinstance(data, str) else data
     train_batches, test_batches = _loaders(dataset, rank, world)
-    _require_batches(train_batches, test_batches, world, device)
+    _require_batches(train_batches, test_batches, world, device, isinstance(loss_fn, ModelLoss))
     torch.manual_seed(seed)
     architecture = None  # how to rebuild a named model from its checkpoint (cw.load_trained)
     if isinstance(model, str):
@@ -268,10 +288,10 @@ def train(
                             if progress is not None and batch_interval is not None and world == 1 else None)
             sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, channels_last,
                                 cancel if world == 1 else None, batch_losses)
-            totals = all_reduce_sum(torch.stack(sums))
+            totals = all_reduce_sum(sums)  # loss * W, correct, W, samples
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
             seconds = time.perf_counter() - began
-            if totals[2] == 0:
+            if totals[3] == 0:
                 raise ValueError("data: the training batches hold no samples (each batch is empty)")
             if not finite:
                 checkpoint = run.keep_last_good()
@@ -284,9 +304,9 @@ def train(
             test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[2]),
+                "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[3]),
                 "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
-                "seconds": seconds, "images_per_second": float(totals[2]) / seconds,
+                "seconds": seconds, "images_per_second": float(totals[3]) / seconds,
                 "peak_memory_bytes": float(_peak_memory(device)), **_weight_norms(model)})
             run.epoch_finished(epochs, save_every)
             if world > 1 and any_rank(cancel is not None and cancel.is_set(), device):
@@ -295,7 +315,7 @@ def train(
         if swa is not None and not run.history.final:
             if hasattr(train_batches, "set_epoch"):  # the same batches for the BatchNorm update after a resume
                 train_batches.set_epoch(epochs - 1)
-            swa.finish(model, train_batches, device)
+            swa.finish(model, train_batches, BatchReader(loss_fn, device))
             test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
             run.history.final.update({"swa_test_loss": test["loss"], "swa_test_top1": test["top1"],
                                       "swa_test_top5": test["top5"], "swa_epochs_averaged": float(swa.averaged.n_averaged)})
@@ -512,12 +532,16 @@ def _loaders(dataset, rank: int, world: int) -> Tuple[Iterable, Iterable]:
     return train_batches, test_batches
 
 
-def _require_batches(train_batches: Iterable, test_batches: Iterable, world: int, device: torch.device) -> None:
-    """Refuse, before the first epoch, one-shot iterators and splits without a batch (on any process)."""
+def _require_batches(train_batches: Iterable, test_batches: Iterable, world: int, device: torch.device,
+                     inputs_only: bool = False) -> None:
+    """Refuse, before the first epoch, one-shot iterators, splits without a batch (on any process) and, in a
+    list or tuple of batches, a first batch that cannot be read (``inputs_only``: a ``ModelLoss``'s batches)."""
     for split, batches in (("training", train_batches), ("test", test_batches)):
         if isinstance(batches, Iterator):
             raise TypeError(f"data: the {split} batches are a one-shot iterator ({type(batches).__name__}), empty "
                             "after the first epoch; pass a re-iterable such as a list or a DataLoader")
+        if isinstance(batches, (list, tuple)) and batches:  # a loader is not read here
+            split_batch(batches[0], inputs_only, f"data (the {split} batches)")
         empty = _is_empty(batches)
         if world > 1:
             empty = any_rank(empty, device)
@@ -536,44 +560,52 @@ def _is_empty(batches: Iterable) -> bool:
 
 
 def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel,
-                 batch_losses: Optional[_BatchReporter] = None) -> Tuple[torch.Tensor, ...]:
-    """One pass over ``batches``; returns on-device sums (loss * n, correct, n), synchronised once at the end.
+                 batch_losses: Optional[_BatchReporter] = None) -> torch.Tensor:
+    """One pass over ``batches``; returns on-device sums ``(loss * W, correct, W, n)``, synchronised once at the end.
 
-    ``batch_losses``, when given, receives every batch's loss (``"batch"`` events).
+    ``W`` is what the batches count in the mean loss (their samples ``n``, or a
+    ``ModelLoss``'s count: :meth:`BatchReader.weight`); ``correct`` is NaN
+    without class targets. ``batch_losses``, when given, receives every
+    batch's loss (``"batch"`` events).
 
     An optimiser that needs the mini-batch (its step synchronises anyway) has
     its loss checked before every step: a non-finite one ends the epoch with a
     NaN sum instead of reaching the curvature products.
     """
     network.train()
+    reader = BatchReader(loss_fn, device, channels_last, "data (the training batches)")
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
-    seen = torch.zeros((), dtype=torch.float64, device=device)
+    weights, seen = 0.0, 0  # summed on the host: no device work per batch
     wants_batch = isinstance(optimizer, optim.CurvatureOptimizer)
-    class_dim = getattr(loss_fn, "class_dim", 1)
-    for number, (inputs, targets) in enumerate(batches):
+    for number, batch in enumerate(batches):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None, 0, "train")
-        inputs, targets = _to(inputs, targets, device, channels_last)
+        inputs, targets = reader.batch(batch)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
-            outputs = network(inputs)
-            loss = loss_fn(outputs, targets)
+            loss, outputs = reader.loss(network, inputs, targets)
         if wants_batch and not bool(torch.isfinite(loss)):
-            return loss_sum + float("nan"), correct, seen + 1
+            return _epoch_sums(loss_sum + float("nan"), correct, weights + 1, seen + 1)
         loss.backward()
         if wants_batch:
             optimizer.set_batch(inputs, targets)
         optimizer.step()
-        count = len(targets)
-        loss_sum += loss.detach().double() * count
-        correct += _top_hits(outputs.detach(), targets, class_dim, 1)[0]
-        seen += count
+        weight = reader.weight(inputs, targets)
+        loss_sum += reader.weighted(loss, weight)
+        correct += reader.hits(outputs.detach(), targets, 1)[0]
+        weights, seen = weights + weight, seen + len(targets)
         if batch_losses is not None:
-            batch_losses.add(loss, count)
+            batch_losses.add(loss, weight)
     if batch_losses is not None:
         batch_losses.send()
-    return loss_sum, correct, seen
+    return _epoch_sums(loss_sum, correct, weights, seen)
+
+
+def _epoch_sums(loss_sum: torch.Tensor, correct: torch.Tensor, weights: float, seen: int) -> torch.Tensor:
+    """``(loss * W, correct, W, n)`` as one float64 tensor on the device of ``loss_sum``."""
+    counts = torch.tensor([weights, seen], dtype=torch.float64, device=loss_sum.device)
+    return torch.cat([torch.stack([loss_sum, correct]), counts])
 
 
 @dataclass(frozen=True)
@@ -588,15 +620,16 @@ class BatchLosses:
         The mean loss of each batch done, in order: the loss the optimiser
         stepped on (before the step). Their mean weighted by ``sizes`` is,
         once the epoch ends, its ``train_loss``.
-    sizes : tuple of int
-        Samples in each of those batches.
+    sizes : tuple of int or float
+        Samples in each of those batches (for a ``ModelLoss``, what its
+        ``count`` gives, by default the samples).
     batches : int
         Batches in the whole epoch; 0 when the loader has no length.
     """
 
     epoch: int
     losses: Tuple[float, ...]
-    sizes: Tuple[int, ...]
+    sizes: Tuple[float, ...]
     batches: int
 
 
@@ -607,11 +640,11 @@ class _BatchReporter:
         self.progress, self.interval, self.epoch = progress, interval, epoch
         self.total = len(batches) if hasattr(batches, "__len__") else 0
         self.losses: Tuple[float, ...] = ()
-        self.sizes: Tuple[int, ...] = ()
+        self.sizes: Tuple[float, ...] = ()
         self.pending: list[torch.Tensor] = []  # detached 0-d losses not read yet
         self.last = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, size: int) -> None:
+    def add(self, loss: torch.Tensor, size: float) -> None:
         """Keep one batch's loss (no synchronisation); send an event when ``interval`` seconds have passed."""
         self.pending.append(loss.detach())
         self.sizes += (size,)
@@ -633,37 +666,28 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
              channels_last: bool = False) -> Dict[str, float]:
     """Mean loss, top-1 and top-5 accuracy of ``model`` (eval mode) over ``batches``, summed over ranks.
 
-    ``amp``: bf16 autocast; ``channels_last``: inputs converted to that layout (for a channels-last model).
+    Batches are read as :func:`train` reads them (:class:`~curvwidgets.training.batches.BatchReader`):
+    the loss is the mean over what the batches count (samples, or a ``ModelLoss``'s count), the
+    accuracies are per sample and NaN without class targets (a ``ModelLoss``, floating-point targets).
+    ``amp``: bf16 autocast; ``channels_last``: 4-d inputs converted to that layout (for a channels-last model).
     """
     was_training = model.training
     model.eval()
-    class_dim = getattr(loss_fn, "class_dim", 1)
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * n, top-1, top-5, n
-    for number, (inputs, targets) in enumerate(batches):
-        inputs, targets = _to(inputs, targets, device, channels_last)
+    reader = BatchReader(loss_fn, device, channels_last)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * W, top-1, top-5
+    weights, seen = 0.0, 0
+    for number, batch in enumerate(batches):
+        inputs, targets = reader.batch(batch)
         with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
-            outputs = model(inputs)
-            loss = loss_fn(outputs, targets)
-        sums += torch.stack([loss.double() * len(targets), *_top_hits(outputs, targets, class_dim, 5),
-                             torch.tensor(len(targets), device=device)]).double()
+            loss, outputs = reader.loss(model, inputs, targets)
+        weight = reader.weight(inputs, targets)
+        sums += torch.stack([reader.weighted(loss, weight), *reader.hits(outputs, targets, 5)])
+        weights, seen = weights + weight, seen + len(targets)
     model.train(was_training)
-    sums = all_reduce_sum(sums)
-    if sums[3] == 0:
+    sums = all_reduce_sum(torch.cat([sums, torch.tensor([weights, seen], dtype=torch.float64, device=device)]))
+    if sums[4] == 0:
         raise ValueError("evaluate: the batches hold no samples, so there is no loss or accuracy to report")
-    return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[3]), "top5": float(sums[2] / sums[3])}
-
-
-def _top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int,
-              k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 and top-``k`` hits of a batch, summed over its samples (float64, on the device).
-
-    ``outputs`` holds the classes on axis ``class_dim`` and ``targets`` the
-    outputs' shape without it: ``(b,)``, or ``(b, *positions)``, where a
-    sample counts the fraction of its positions hit.
-    """
-    top = outputs.topk(min(k, outputs.shape[class_dim]), dim=class_dim).indices.movedim(class_dim, -1)
-    hits = (top == targets[..., None]).reshape(len(targets), math.prod(targets.shape[1:]), top.shape[-1])
-    return hits[..., 0].double().mean(1).sum(), hits.any(-1).double().mean(1).sum()
+    return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[4]), "top5": float(sums[2] / sums[4])}
 
 
 class _SWA:
@@ -684,14 +708,17 @@ class _SWA:
             raise ValueError("resume: the checkpoint holds no SWA weights")
         self.averaged.load_state_dict(state["model"])
 
-    def finish(self, model: nn.Module, train_batches: Iterable, device: torch.device) -> None:
-        """BatchNorm statistics for the averaged weights (averaged over ranks), then copy them into ``model``."""
-        torch.optim.swa_utils.update_bn(train_batches, self.averaged.module, device=device)  # takes batch[0]
+    def finish(self, model: nn.Module, train_batches: Iterable, reader: BatchReader) -> None:
+        """BatchNorm statistics for the averaged weights (averaged over ranks), then copy them into ``model``.
+
+        ``reader`` reads the batches' inputs, of any structure (:func:`~curvwidgets.training.batches.update_batch_norm`).
+        """
+        update_batch_norm(self.averaged.module, train_batches, reader)
         average_buffers(self.averaged.module)
         model.load_state_dict(self.averaged.module.state_dict())
 
 
-def _first_batch_names_data(number: int, inputs: torch.Tensor, targets: torch.Tensor):
+def _first_batch_names_data(number: int, inputs: Inputs, targets: torch.Tensor):
     """For the first batch of a pass (``number == 0``), errors of the model or loss on it name ``data``.
 
     A model or loss that cannot take the data fails on the first batch: its
@@ -699,13 +726,6 @@ def _first_batch_names_data(number: int, inputs: torch.Tensor, targets: torch.Te
     (:func:`~curvwidgets.curvature.data.naming_data`). Later batches run bare.
     """
     return naming_data(inputs, targets) if number == 0 else contextlib.nullcontext()
-
-
-def _to(inputs: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool):
-    inputs = inputs.to(device, non_blocking=True)
-    if channels_last and inputs.dim() == 4:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs, targets.to(device, non_blocking=True)
 
 
 def _autocast(device: torch.device, enabled: bool):

@@ -6,9 +6,11 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 
+from ...curvature.batches import Inputs, StructuredInputs, as_inputs, describe
+
 __all__ = ["CurvatureOptimizer", "closure_loss", "momentum_step"]
 
-Batch = Tuple[torch.Tensor, torch.Tensor]
+Batch = Tuple[Inputs, torch.Tensor]
 
 
 class CurvatureOptimizer(torch.optim.Optimizer):
@@ -35,28 +37,37 @@ class CurvatureOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._batch: Optional[Batch] = None
 
-    def set_batch(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def set_batch(self, inputs: Any, targets: torch.Tensor) -> None:
         """Keep ``(inputs, targets)`` for the next ``step()``.
+
+        ``inputs`` is a tensor, a tuple or a mapping of tensors (the model is
+        called as ``model(inputs)``, ``model(*inputs)`` or ``model(**inputs)``:
+        :mod:`~curvwidgets.curvature.batches`). For a loss the model computes
+        itself (:class:`~curvwidgets.losses.ModelLoss`) ``targets`` is the
+        placeholder :func:`~curvwidgets.curvature.batches.no_targets`.
 
         Raises
         ------
         TypeError
-            ``inputs`` or ``targets`` is not a tensor.
+            ``inputs`` is not a tensor, tuple or mapping of tensors, or ``targets`` not a tensor.
         ValueError
             Empty inputs, or inputs and targets with different first dimensions.
         """
-        if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
-            raise TypeError(
-                f"set_batch needs tensors (inputs, targets); got ({type(inputs).__name__}, {type(targets).__name__})"
-            )
-        if inputs.ndim == 0 or len(inputs) == 0:
+        if not isinstance(targets, torch.Tensor):
+            raise TypeError(f"set_batch needs targets as a tensor; got {type(targets).__name__}")
+        try:
+            inputs = as_inputs(inputs, "set_batch")
+        except TypeError:
+            raise TypeError(f"set_batch needs tensors (inputs, targets), the inputs possibly a tuple or mapping of "
+                            f"tensors; got ({type(inputs).__name__}, {type(targets).__name__})") from None
+        if (isinstance(inputs, torch.Tensor) and inputs.ndim == 0) or len(inputs) == 0:
             raise ValueError("set_batch: inputs must hold at least one sample (first dimension >= 1)")
         if targets.ndim == 0 or len(targets) != len(inputs):
-            raise ValueError(
-                f"set_batch: inputs and targets must have the same number of samples; got {tuple(inputs.shape)} "
-                f"and {tuple(targets.shape)}"
-            )
-        self._batch = (inputs.detach(), targets.detach())
+            shapes = f"{tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else describe(inputs)
+            raise ValueError(f"set_batch: inputs and targets must have the same number of samples; got {shapes} "
+                             f"and {tuple(targets.shape)}")
+        detached = inputs.map(torch.Tensor.detach) if isinstance(inputs, StructuredInputs) else inputs.detach()
+        self._batch = (detached, targets.detach())
 
     def _take_batch(self) -> Batch:
         """The batch of the last :meth:`set_batch`, consumed; ``RuntimeError`` if there is none."""

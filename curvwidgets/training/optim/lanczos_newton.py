@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...curvature.batches import Inputs
 from ...curvature.data import world
 from ...curvature.operators import GGN, CurvatureOperator, Hessian
 from ...curvature.params import ParamsLike, select_parameters
 from ...linalg.lanczos import lanczos
+from ...losses import ModelLoss
 from ... import _validate as check
 from .base import CurvatureOptimizer, closure_loss, momentum_step
 
@@ -63,6 +65,7 @@ class _LanczosNewton(CurvatureOptimizer):
             raise ValueError(f"{name} needs loss_fn (e.g. torch.nn.CrossEntropyLoss()) to build the mini-batch curvature")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+        self._check_loss(loss_fn)
         check.choice("bn_mode", bn_mode, ("eval", "train"))
         allowed = ("auto", self.operator_class.preferred_backend, "double-backward")
         check.choice("backend", backend, allowed)
@@ -94,6 +97,9 @@ class _LanczosNewton(CurvatureOptimizer):
         """``c(lambda)`` for Ritz values ``lambda`` of the loss curvature (without the L2 term)."""
         raise NotImplementedError
 
+    def _check_loss(self, loss_fn: Callable) -> None:
+        """Refuse a ``loss_fn`` whose curvature this optimiser cannot form (every loss is fine for the Hessian)."""
+
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
         """One Newton step on the batch of the last :meth:`set_batch`, with the parameters' ``.grad`` as ``g``."""
@@ -113,13 +119,15 @@ class _LanczosNewton(CurvatureOptimizer):
         group["step"] += 1
         return loss
 
-    def _direction(self, group: dict, gradient: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _direction(self, group: dict, gradient: torch.Tensor, inputs: Inputs, targets: torch.Tensor) -> torch.Tensor:
         """``d = U c(Lambda)^-1 U^T g`` plus the chosen treatment of ``g - U U^T g``; shape ``(P,)``."""
         if not bool(torch.any(gradient != 0)):
             self.ritz_values = None
             return torch.zeros_like(gradient)
-        # every rank holds its own mini-batch at its own index, so the operator sums the ranks' batches
-        data = [(inputs, targets)] * world()[1]
+        # every rank holds its own mini-batch at its own index, so the operator sums the ranks' batches;
+        # a model computing its loss takes its inputs alone (ModelLoss)
+        batch = inputs if isinstance(self.loss_fn, ModelLoss) else (inputs, targets)
+        data = [batch] * world()[1]
         op = self.operator_class(self.model, self.loss_fn, data, params=list(group["params"]),
                                  bn_mode=self.bn_mode, backend=group["backend"])
         start = gradient.to(device=op.device, dtype=op.dtype) if group["start"] == "gradient" else None
@@ -171,7 +179,10 @@ _SHARED_DOC = r"""
     model : nn.Module
     loss_fn : callable
         ``loss_fn(outputs, targets)``, batch mean (or sum when its
-        ``reduction`` is ``"sum"``), as for :class:`~curvwidgets.curvature.operators.Hessian`.
+        ``reduction`` is ``"sum"``), as for :class:`~curvwidgets.curvature.operators.Hessian`;
+        or (``LanczosSFN`` only) a :class:`~curvwidgets.losses.ModelLoss`, for
+        a model that computes its loss from the batch's inputs. The inputs
+        given to ``set_batch`` may be a tensor, a tuple or a mapping of tensors.
     lr : float, default: 0.1
         Step size; 1 is the damped Newton step, which on a mini-batch overshoots
         (an MLP on the embedded digits diverges in its first epoch at 1.0 and
@@ -208,7 +219,8 @@ _SHARED_DOC = r"""
     Raises
     ------
     ValueError
-        ``loss_fn`` missing, or an argument out of range (the message names it).
+        ``loss_fn`` missing (or a ``ModelLoss`` for ``LanczosGGN``), or an argument out of range (the message
+        names it).
     RuntimeError
         ``step()`` without a prior ``set_batch``, or with no gradient.
 
@@ -278,6 +290,13 @@ class LanczosGGN(_LanczosNewton):
     """
 
     operator_class = GGN
+
+    def _check_loss(self, loss_fn: Callable) -> None:
+        if isinstance(loss_fn, ModelLoss):
+            raise ValueError(f"optimizer LanczosGGN needs the loss as a function of the model's outputs, "
+                             f"loss_fn(outputs, targets), to form the Gauss-Newton matrix; a model computing its own "
+                             f"loss ({loss_fn!r}) does not expose it. Use optimizer='LanczosSFN' (the Hessian) or "
+                             "give that loss_fn and (inputs, targets) batches")
 
     def _curvature(self, values: torch.Tensor, weight_decay: float, damping: float) -> torch.Tensor:
         return values.clamp_min(0) + weight_decay + damping
