@@ -42,8 +42,8 @@ def _synthetic(arguments: argparse.Namespace) -> int:
 def _demo(arguments: argparse.Namespace) -> int:
     from .demo import DemoSettings, format_demo_summary, run_demo
 
-    settings = DemoSettings(model=arguments.model, epochs=arguments.epochs, steps=arguments.steps, seed=arguments.seed,
-                            device=arguments.device or "cpu")
+    settings = DemoSettings(model=arguments.model, epochs=arguments.epochs, steps=arguments.steps,
+                            vectors=arguments.vectors, seed=arguments.seed, device=arguments.device or "cpu")
     summary = run_demo(Path(arguments.out), settings, bar=_bar)
     print()
     print(format_demo_summary(summary))
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="MLP", help="a model name (default: MLP)")
     demo.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
     demo.add_argument("--steps", type=int, default=20, help="Lanczos steps (default: 20)")
+    demo.add_argument("--vectors", type=int, default=4,
+                      help="Lanczos start vectors, for error bars (default: 4)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--device", default=None, type=_device_option, help="cpu, cuda, ... (default: cpu)")
     demo.set_defaults(run=_demo)

@@ -35,6 +35,7 @@ class DemoSettings:
     epochs: int = 10
     lr: float = 0.05
     steps: int = 20
+    vectors: int = 4
     dist: float = 0.25
     n_points: int = 21
     plane_points: int = 9
@@ -45,6 +46,7 @@ class DemoSettings:
         positive_int("epochs", self.epochs)
         positive("lr", self.lr)
         positive_int("steps", self.steps)
+        positive_int("vectors", self.vectors)
         positive("dist", self.dist)
         for name in ("n_points", "plane_points"):
             if positive_int(name, getattr(self, name)) < 3:
@@ -53,10 +55,15 @@ class DemoSettings:
 
 @dataclass
 class DemoSummary:
-    """The demo's numbers and where its files are."""
+    """The demo's numbers and where its files are.
+
+    ``spectra`` holds each matrix's :meth:`~curvwidgets.results.Spectrum.summary`;
+    ``vectors`` the start vectors their standard errors rest on.
+    """
 
     test_accuracy: float
     spectra: Dict[str, Dict[str, float]]
+    vectors: int
     curvature_at_zero: float
     seconds: Dict[str, float]
     files: Dict[str, Path] = field(default_factory=dict)
@@ -100,7 +107,8 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
         files[f"{matrix} spectrum"] = out / "spectra" / f"spectrum-{epoch}-{matrix}_lanczos.npz"
         spectra[matrix] = api.compute_eigenspectrum(
             checkpoint_path=checkpoint, save_spectrum_path=files[f"{matrix} spectrum"], save_eigvec=matrix == "hessian",
-            lanczos_iters=settings.steps, curvature_matrix=f"{matrix}_lanczos", seed=settings.seed,
+            lanczos_iters=settings.steps, curvature_matrix=f"{matrix}_lanczos", num_vectors=settings.vectors,
+            seed=settings.seed,
             device=settings.device, progress=bar(f"{matrix} Lanczos"))
     files["diagonal"] = out / "spectra" / f"spectrum-{epoch}-ggn_diag.npz"
     api.compute_eigenspectrum(checkpoint_path=checkpoint, save_spectrum_path=files["diagonal"],
@@ -134,15 +142,22 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), bar: BarFactory
     top = int(np.nanargmax(line.curvatures))
     return DemoSummary(
         test_accuracy=float(history.rows[-1]["test_top1"]),
-        spectra={matrix: spectrum.summary() for matrix, spectrum in spectra.items()},
+        spectra={matrix: spectrum.summary() for matrix, spectrum in spectra.items()}, vectors=settings.vectors,
         curvature_at_zero=float(line.curvature_at_zero()[top]),
         seconds=seconds, files=files)
 
 
-#: The summary table's columns: ``DemoSummary.spectra`` keys, in the order printed.
-_COLUMNS = ("lambda_max", "lambda_min", "negative_mass", "negative_mass_beyond_zero", "trace_estimate")
-_HEADER = (f"{'matrix':<8} {'lambda_1':>10} {'lambda_min':>11} {'negative mass':>14} {'beyond zero':>12} "
-           f"{'trace estimate':>15}")
+#: The summary table's numbers: ``DemoSummary.spectra`` keys, in the order printed (each ``_se`` after ``±``).
+_COLUMNS = ("lambda_max", "lambda_min", "negative_mass", "negative_mass_se", "negative_mass_beyond_zero",
+            "trace_estimate", "trace_estimate_se")
+_HEADER = (f"{'matrix':<8} {'lambda_1':>10} {'lambda_min':>11} {'negative mass':>15} {'beyond zero':>12} "
+           f"{'trace estimate':>19}")
+
+
+def _vectors_line(vectors: int) -> str:
+    if vectors == 1:
+        return "from 1 Lanczos start vector: no error bars (nan), and the trace is a single Hutchinson probe"
+    return f"± one standard error over {vectors} Lanczos start vectors"
 
 
 def format_demo_summary(summary: DemoSummary) -> str:
@@ -150,8 +165,10 @@ def format_demo_summary(summary: DemoSummary) -> str:
     lines = [f"test accuracy {summary.test_accuracy:.3f}", _HEADER]
     for matrix, numbers in summary.spectra.items():
         lines.append(f"{matrix:<8} {numbers['lambda_max']:10.4g} {numbers['lambda_min']:11.4g} "
-                     f"{numbers['negative_mass']:14.3f} {numbers['negative_mass_beyond_zero']:12.3f} "
-                     f"{numbers['trace_estimate']:15.4g}")
+                     f"{numbers['negative_mass']:7.3f} ± {numbers['negative_mass_se']:5.3f} "
+                     f"{numbers['negative_mass_beyond_zero']:12.3f} "
+                     f"{numbers['trace_estimate']:9.4g} ± {numbers['trace_estimate_se']:<7.2g}".rstrip())
+    lines.append(_vectors_line(summary.vectors))
     lambda_1 = summary.spectra["hessian"]["lambda_max"]
     lines.append(f"landscape curvature at t = 0 along the top Hessian eigenvector: {summary.curvature_at_zero:.4g} "
                  f"(lambda_1 = {lambda_1:.4g})")
@@ -163,7 +180,8 @@ def format_demo_summary(summary: DemoSummary) -> str:
 
 _NUMBER = r"-?(?:inf|nan|\d+(?:\.\d+)?(?:e[-+]\d+)?)"
 _ACCURACY = re.compile(rf"test accuracy ({_NUMBER})")
-_ROW = re.compile(rf"(\w+)((?: +{_NUMBER}){{{len(_COLUMNS)}}})")
+_ROW = re.compile(rf"(\w+)((?: +(?:{_NUMBER}|±))+)")
+_VECTORS = re.compile(r"(?:± one standard error over (\d+) Lanczos start vectors|from (1) Lanczos start vector: .*)")
 _LANDSCAPE = re.compile(rf"landscape curvature at t = 0 along the top Hessian eigenvector: ({_NUMBER}) "
                         rf"\(lambda_1 = {_NUMBER}\)")
 _TIME = re.compile(r"time: ((?:\w+ \d+ s, )+)total (\d+) s")
@@ -179,12 +197,13 @@ def parse_demo_summary(text: str) -> DemoSummary:
     within their rounding of the printed stages' sum. ``files`` is empty.
 
     >>> text = "\\n".join(["test accuracy 0.958", _HEADER,
-    ...     "hessian       18.55     -0.6033          0.999        0.000           75.51",
+    ...     "hessian       18.55     -0.6033   0.999 ± 0.001        0.000     75.51 ± 3.2",
+    ...     "± one standard error over 4 Lanczos start vectors",
     ...     "landscape curvature at t = 0 along the top Hessian eigenvector: 17.86 (lambda_1 = 18.55)",
     ...     "time: training 6 s, spectra 46 s, total 53 s"])
     >>> summary = parse_demo_summary(text)
-    >>> summary.spectra["hessian"]["lambda_min"], summary.seconds
-    (-0.6033, {'training': 6.0, 'spectra': 46.0})
+    >>> summary.spectra["hessian"]["lambda_min"], summary.spectra["hessian"]["trace_estimate_se"], summary.vectors
+    (-0.6033, 3.2, 4)
 
     Raises
     ------
@@ -192,25 +211,30 @@ def parse_demo_summary(text: str) -> DemoSummary:
         Naming a line of ``text`` that is not in the format.
     """
     lines = text.strip("\n").split("\n")
-    if len(lines) < 5:
-        raise ValueError(f"text: a demo summary has at least 5 lines (accuracy, header, one row per matrix, "
-                         f"landscape, time); got {len(lines)}")
+    if len(lines) < 6:
+        raise ValueError(f"text: a demo summary has at least 6 lines (accuracy, header, one row per matrix, "
+                         f"start vectors, landscape, time); got {len(lines)}")
     accuracy = _fullmatch(_ACCURACY, lines[0], 1)
     if lines[1] != _HEADER:
         raise ValueError(f"text: line 2 must be the table header {_HEADER!r}; got {lines[1]!r}")
     spectra = {}
-    for number, line in enumerate(lines[2:-2], start=3):
+    for number, line in enumerate(lines[2:-3], start=3):
         row = _fullmatch(_ROW, line, number)
-        spectra[row.group(1)] = dict(zip(_COLUMNS, map(float, row.group(2).split())))
-    if len(spectra) < len(lines) - 4:
-        raise ValueError(f"text: the table names a matrix twice: {[line.split()[0] for line in lines[2:-2]]}")
+        values = [token for token in row.group(2).split() if token != "±"]
+        if len(values) != len(_COLUMNS):
+            raise ValueError(f"text: line {number} must hold {len(_COLUMNS)} numbers; got {line!r}")
+        spectra[row.group(1)] = dict(zip(_COLUMNS, map(float, values)))
+    if len(spectra) < len(lines) - 5:
+        raise ValueError(f"text: the table names a matrix twice: {[line.split()[0] for line in lines[2:-3]]}")
     if "hessian" not in spectra:
         raise ValueError(f"text: the table has no hessian row (the landscape line quotes its lambda_1); "
                          f"rows: {sorted(spectra)}")
+    vectors = _fullmatch(_VECTORS, lines[-3], len(lines) - 2)
     landscape = _fullmatch(_LANDSCAPE, lines[-2], len(lines) - 1)
     timing = _fullmatch(_TIME, lines[-1], len(lines))
     seconds = {stage: float(value) for stage, value in _STAGE.findall(timing.group(1))}
     summary = DemoSummary(test_accuracy=float(accuracy.group(1)), spectra=spectra,
+                          vectors=int(vectors.group(1) or vectors.group(2)),
                           curvature_at_zero=float(landscape.group(1)), seconds=seconds)
     total = int(timing.group(2))
     if abs(total - sum(seconds.values())) > (len(seconds) + 1) / 2:

@@ -38,9 +38,12 @@ script = _load_script()
 KNOWN = DemoSummary(
     test_accuracy=0.93125,
     spectra={"hessian": {"lambda_max": 18.5514, "lambda_min": -0.60327, "negative_mass": 0.99912,
-                         "negative_mass_beyond_zero": 0.0004, "trace_estimate": 75.514},
+                         "negative_mass_se": 0.0123, "negative_mass_beyond_zero": 0.0004, "trace_estimate": 75.514,
+                         "trace_estimate_se": 3.21},
              "ggn": {"lambda_max": 1.70727e6, "lambda_min": 1.2653e-06, "negative_mass": -0.0,
-                     "negative_mass_beyond_zero": 0.0, "trace_estimate": 77.69}},
+                     "negative_mass_se": 0.0, "negative_mass_beyond_zero": 0.0, "trace_estimate": 77.69,
+                     "trace_estimate_se": 2.5e-05}},
+    vectors=4,
     curvature_at_zero=17.8613,
     seconds={"training": 6.4, "spectra": 46.4, "landscape": 11.4})
 GOOD = format_demo_summary(KNOWN)
@@ -71,8 +74,10 @@ def test_the_parser_reads_back_what_the_formatter_prints():
     assert parsed.spectra.keys() == KNOWN.spectra.keys()
     for matrix, numbers in KNOWN.spectra.items():
         for key, value in numbers.items():
-            assert parsed.spectra[matrix][key] == pytest.approx(value, rel=5e-4, abs=5e-4), (matrix, key)
+            digits = 5e-2 if key.endswith("_se") else 5e-4  # errors to two significant digits, the rest to four
+            assert parsed.spectra[matrix][key] == pytest.approx(value, rel=digits, abs=5e-4), (matrix, key)
     assert parsed.curvature_at_zero == pytest.approx(KNOWN.curvature_at_zero, rel=5e-4)
+    assert parsed.vectors == 4
     assert parsed.seconds == {"training": 6.0, "spectra": 46.0, "landscape": 11.0}
     # the total, 64 s, is the rounded sum of the unrounded stages, one more than the printed stages' sum
     assert GOOD.endswith("total 64 s")
@@ -84,12 +89,15 @@ def test_the_parser_reads_back_what_the_formatter_prints():
     (_replace_line(GOOD, 2, GOOD_LINES[1].replace("lambda_1", "lambda_max")), "line 2"),
     (_replace_line(GOOD, 3, GOOD_LINES[2].replace(" 18.55", "18.55 ")), "line 3"),  # a column out of place
     (_replace_line(GOOD, 3, GOOD_LINES[2].replace("18.55", "18.551")), "line 3"),  # a digit too many
-    (_replace_line(GOOD, 5, GOOD_LINES[4].replace("(lambda_1 = 18.55)", "(lambda_1 = 19.55)")), "line 5"),
-    (_replace_line(GOOD, 6, "time: training 6 s, spectra 46 s, landscape 11 s, total 75 s"), "line 6"),
-    (_replace_line(GOOD, 6, "time: training 6 s, spectra 46 s, landscape 11 s"), "line 6"),
+    (_replace_line(GOOD, 3, GOOD_LINES[2].replace("± 3.2", "± 3.21")), "line 3"),  # an error's digit too many
+    (_replace_line(GOOD, 3, GOOD_LINES[2].replace(" ± 3.2", "")), "line 3 must hold 7 numbers"),
+    (_replace_line(GOOD, 5, "± one standard error over four Lanczos start vectors"), "line 5"),
+    (_replace_line(GOOD, 6, GOOD_LINES[5].replace("(lambda_1 = 18.55)", "(lambda_1 = 19.55)")), "line 6"),
+    (_replace_line(GOOD, 7, "time: training 6 s, spectra 46 s, landscape 11 s, total 75 s"), "line 7"),
+    (_replace_line(GOOD, 7, "time: training 6 s, spectra 46 s, landscape 11 s"), "line 7"),
     (GOOD.replace(GOOD_LINES[3], GOOD_LINES[2]), "names a matrix twice"),
     ("\n".join(GOOD_LINES[:2] + GOOD_LINES[3:]), "no hessian row"),
-    ("\n".join(GOOD_LINES[:3]), "at least 5 lines"),
+    ("\n".join(GOOD_LINES[:3]), "at least 6 lines"),
 ])
 def test_the_parser_names_the_line_out_of_format(text, line):
     with pytest.raises(ValueError, match=rf"^text: .*{re.escape(line)}"):
@@ -131,11 +139,13 @@ def test_the_readme_block_is_a_consistent_demo_summary():
     assert all(math.isfinite(value) for value in numbers)
     assert summary.spectra.keys() == {"hessian", "ggn"}
     assert summary.seconds.keys() == {"training", "spectra", "landscape"}
+    assert summary.vectors > 1  # the printed figures carry error bars
     assert 0.5 < summary.test_accuracy <= 1  # ten digits: a trained network, far above chance
     hessian, ggn = summary.spectra["hessian"], summary.spectra["ggn"]
     for row in (hessian, ggn):
         assert 0 <= row["negative_mass_beyond_zero"] <= row["negative_mass"] <= 1
         assert row["lambda_min"] <= row["lambda_max"] and row["trace_estimate"] > 0
+        assert 0 <= row["trace_estimate_se"] < row["trace_estimate"] and 0 <= row["negative_mass_se"] <= 1
     assert ggn["lambda_min"] >= -1e-3 * ggn["lambda_max"]  # positive semi-definite, up to rounding
     assert ggn["negative_mass_beyond_zero"] == 0
     # the second difference of the loss along the top eigenvector is about its eigenvalue
