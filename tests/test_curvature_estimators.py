@@ -125,9 +125,14 @@ def test_curvature_statistics_use_the_stated_vector_and_probes(curvature):
     products = matrix @ probes
     assert stats[f"{curvature}_trace"] == pytest.approx((probes * products).sum(0).mean().item(), rel=1e-10)
     assert stats[f"{curvature}_frobenius_sq"] == pytest.approx(products.square().sum(0).mean().item(), rel=1e-10)
+    # their standard errors: the spread of the probes' values over sqrt(3)
+    assert stats[f"{curvature}_trace_se"] == pytest.approx((probes * products).sum(0).std().item() / 3**0.5, rel=1e-8)
+    assert stats[f"{curvature}_frobenius_sq_se"] == pytest.approx(products.square().sum(0).std().item() / 3**0.5,
+                                                                  rel=1e-8)
     # Only the named matrix is described (a string names one matrix as a list of one does).
     described = {name for name in stats if name.startswith(("hessian_", "ggn_"))}
-    assert described == {f"{curvature}_{key}" for key in ("vector_norm_sq", "vector_variance", "trace", "frobenius_sq")}
+    assert described == {f"{curvature}_{key}" for key in ("vector_norm_sq", "vector_variance", "trace", "trace_se",
+                                                           "frobenius_sq", "frobenius_sq_se")}
     assert cw.loss_stats(model, LOSS, batches, curvature=curvature, num_probes=3, seed=5) == pytest.approx(stats, rel=1e-10)
 
 

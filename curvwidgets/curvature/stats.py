@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._validate import check_cancel, check_progress, choice, positive_int, seed_value
+from ..linalg.estimates import Estimate
 from ..losses import ModelLoss
 from ..progress import CancelToken, ProgressCallback, report
 from .data import all_reduce_sum
@@ -44,7 +45,9 @@ STATISTICS = {
     "{c}_vector_norm_sq": "||C u||^2 for a random unit vector u (C = hessian or ggn)",
     "{c}_vector_variance": "sum_b W_b ||C_b u - C u||^2 / W over mini-batches",
     "{c}_trace": "Hutchinson estimate of tr(C): mean of z^T C z over Rademacher z",
+    "{c}_trace_se": "its standard error: std(z^T C z) / sqrt(num_probes) (NaN for one probe)",
     "{c}_frobenius_sq": "Hutchinson estimate of ||C||_F^2: mean of ||C z||^2 over Rademacher z",
+    "{c}_frobenius_sq_se": "its standard error: std(||C z||^2) / sqrt(num_probes) (NaN for one probe)",
     "weight_l2": "L2 norm of the selected parameters",
     "weight_linf": "largest absolute value of the selected parameters",
     "num_samples": "number of samples N (in batches whose loss counts any target)",
@@ -99,11 +102,15 @@ def _curvature_statistics(op: CurvatureOperator, name: str, num_probes: int, see
     count = along.weight
     probe_products = all_reduce_sum(probe_sum) / count
     probes = block[:, 1:].to(torch.float64)
+    trace = Estimate.of(scale * torch.sum(probes * probe_products, 0).cpu().numpy())
+    frobenius = Estimate.of(scale**2 * torch.sum(probe_products**2, 0).cpu().numpy())
     return {
         f"{name}_vector_norm_sq": scale**2 * torch.sum(mean * mean).item(),
         f"{name}_vector_variance": scale**2 * variance,
-        f"{name}_trace": scale * torch.mean(torch.sum(probes * probe_products, 0)).item(),
-        f"{name}_frobenius_sq": scale**2 * torch.mean(torch.sum(probe_products**2, 0)).item(),
+        f"{name}_trace": trace.value,
+        f"{name}_trace_se": trace.standard_error,
+        f"{name}_frobenius_sq": frobenius.value,
+        f"{name}_frobenius_sq_se": frobenius.standard_error,
     }
 
 
