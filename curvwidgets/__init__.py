@@ -22,7 +22,7 @@ _EXPORTS = {
     "power_iteration": ".linalg", "smooth_density": ".linalg", "spectral_moments": ".linalg",
     "stem_density": ".linalg", "trace_estimate": ".linalg", "wasserstein1": ".linalg",
     "TraceEstimate": ".linalg", "estimate_trace": ".linalg", "Eigenpairs": ".linalg", "eigenpairs": ".linalg",
-    "Estimate": ".linalg", "spectral_estimates": ".linalg",
+    "Estimate": ".linalg", "spectral_estimates": ".linalg", "density_spread": ".linalg",
     # curvature of a model
     "GGN": ".curvature", "Hessian": ".curvature", "loss_stats": ".curvature", "spectrum": ".curvature",
     "OtherWeightsError": ".curvature", "fingerprint": ".curvature",

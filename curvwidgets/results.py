@@ -28,7 +28,7 @@ import torch
 
 from ._atomic import atomic_path
 from ._validate import boolean, finite, non_negative, path_value, positive_int, real_array, type_name
-from .linalg.densities import smooth_density, spectral_estimates, stem_density, trace_estimate
+from .linalg.densities import density_spread, smooth_density, spectral_estimates, stem_density, trace_estimate
 from .linalg.estimates import Estimate, format_with_error
 from .linalg.lanczos import LanczosResult
 
@@ -625,6 +625,12 @@ class Spectrum:
                num_points: int = 512) -> Tuple[np.ndarray, np.ndarray]:
         """Gaussian-broadened density ``(grid, density)``; see :func:`~curvwidgets.smooth_density`."""
         return smooth_density(self.lanczos, grid=grid, sigma=sigma, num_points=num_points)
+
+    def smooth_spread(self, grid: Optional[np.ndarray] = None, sigma: Optional[float] = None,
+                      num_points: int = 512) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(grid, density, standard_error)``: :meth:`smooth` and its standard error over the start vectors
+        (:func:`~curvwidgets.linalg.densities.density_spread`; NaN from one vector)."""
+        return density_spread(self.lanczos, grid=grid, sigma=sigma, num_points=num_points)
 
     def trace_estimate(self) -> float:
         """``P * sum_k w_k theta_k``, averaged over the start vectors: an estimate of ``tr(A)``."""

@@ -62,6 +62,20 @@ def test_one_start_vector_has_no_error_bar_and_says_so():
     assert "over 4 start vectors" in text and " ± " in text
 
 
+def test_the_density_spread_is_the_spread_of_each_vectors_density():
+    result = cw.lanczos(MATRIX, 8, num_vectors=6, seed=2, check_symmetric=False)
+    grid, density, error = cw.density_spread(result, sigma=0.1, num_points=64)
+    pooled_grid, pooled = cw.smooth_density(result, sigma=0.1, num_points=64)
+    np.testing.assert_array_equal(grid, pooled_grid)
+    np.testing.assert_allclose(density, pooled, rtol=1e-12, atol=1e-15)
+    runs = np.array([cw.smooth_density((result.nodes(run), result.weights(run)), grid=grid, sigma=0.1)[1]
+                     for run in range(6)])
+    np.testing.assert_allclose(density, runs.mean(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(error, runs.std(axis=0, ddof=1) / np.sqrt(6), rtol=1e-10, atol=1e-15)
+    single = cw.lanczos(MATRIX, 8, check_symmetric=False)
+    assert np.isnan(cw.results.Spectrum.from_lanczos(single).smooth_spread(sigma=0.1)[2]).all()
+
+
 def test_format_with_error_keeps_the_digits_the_error_leaves():
     assert format_with_error(13.7257, 0.0512) == "13.726 ± 0.051"
     assert format_with_error(1234.5, 56.7) == "1234 ± 57"

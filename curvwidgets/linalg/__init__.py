@@ -13,9 +13,9 @@ from .bounds import (
     power_bound_term,
     power_lower_bound,
 )
+from .densities import (density_spread, smooth_density, spectral_estimates, spectral_moments, stem_density,
+                        trace_estimate, wasserstein1)
 from .eigen import Eigenpairs, eigenpairs
-from .densities import (smooth_density, spectral_estimates, spectral_moments, stem_density, trace_estimate,
-                        wasserstein1)
 from .estimates import Estimate
 from .lanczos import LanczosResult, lanczos
 from .operators import LinearOperator, as_operator
@@ -36,6 +36,7 @@ __all__ = [
     "bounds_table",
     "chebyshev",
     "conjugate_gradient",
+    "density_spread",
     "eigenpairs",
     "estimate_trace",
     "lanczos",

@@ -18,8 +18,8 @@ from ._checks import finite_vector
 from .estimates import Estimate
 from .lanczos import LanczosResult
 
-__all__ = ["check_density", "stem_density", "smooth_density", "spectral_moments", "trace_estimate",
-           "spectral_estimates", "wasserstein1"]
+__all__ = ["check_density", "stem_density", "smooth_density", "density_spread", "spectral_moments",
+           "trace_estimate", "spectral_estimates", "wasserstein1"]
 
 Stem = Tuple[np.ndarray, np.ndarray]
 DensityLike = Union[LanczosResult, Stem]
@@ -139,6 +139,33 @@ def smooth_density(
         grid = np.linspace(nodes.min() - 3 * sigma, nodes.max() + 3 * sigma, num_points)
     kernels = np.exp(-0.5 * ((grid[:, None] - nodes[None, :]) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
     return grid, kernels @ weights
+
+
+def density_spread(
+    result: LanczosResult,
+    grid: Optional[Union[np.ndarray, Sequence[float]]] = None,
+    sigma: Optional[float] = None,
+    num_points: int = 512,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smoothed density of each start vector's run: their mean and its standard error, point by point.
+
+    The mean is :func:`smooth_density` of the pooled stem (same ``grid`` and
+    ``sigma``); the standard error, ``std / sqrt(num_vectors)`` over the runs,
+    says how far the drawn density may be from the one the runs estimate
+    (the paper's Figure 7 compares two start vectors). NaN from one run.
+
+    Returns
+    -------
+    grid, density, standard_error : ndarray, shape (n,) each
+    """
+    if not isinstance(result, LanczosResult):
+        raise TypeError(f"result must be a LanczosResult (one density per start vector); got {type(result).__name__}")
+    grid, density = smooth_density(result, grid=grid, sigma=sigma, num_points=num_points)
+    sigma = sigma if sigma is not None else default_sigma(stem_density(result)[0], result.steps)
+    runs = np.array([smooth_density((result.nodes(run), result.weights(run)), grid=grid, sigma=sigma)[1]
+                     for run in range(result.num_vectors)])
+    error = runs.std(axis=0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.full(grid.shape, np.nan)
+    return grid, density, error
 
 
 def spectral_moments(result: DensityLike, orders: Union[int, Sequence[int]] = 4) -> np.ndarray:
