@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from .linalg.bounds import BoundsTable
-from .linalg.densities import DensityLike, check_density, smooth_density, stem_density
+from .linalg.densities import DensityLike, check_density, density_spread, smooth_density, stem_density
+from .linalg.lanczos import LanczosResult
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory
 
 __all__ = [
@@ -79,9 +80,19 @@ def density_curve(
     density: DensityLike, ax: Optional[Axes] = None, sigma: Optional[float] = None, color: str = LANCZOS_COLOR,
     label: Optional[str] = "smoothed Lanczos",
 ) -> Axes:
-    """The Gaussian-smoothed density of :func:`~curvwidgets.linalg.smooth_density` as a line."""
-    grid, values = smooth_density(check_density(density, "density"), sigma=sigma)
+    """The Gaussian-smoothed density of :func:`~curvwidgets.linalg.smooth_density` as a line.
+
+    For a Lanczos run from several start vectors, a band of ``±`` one standard
+    error over them (:func:`~curvwidgets.linalg.density_spread`) is shaded around it.
+    """
+    density = check_density(density, "density")
     ax = _axes(ax)
+    if isinstance(density, LanczosResult) and density.num_vectors > 1:
+        grid, values, error = density_spread(density, sigma=sigma)
+        ax.fill_between(grid, values - error, values + error, color=color, alpha=0.25, linewidth=0,
+                        label=f"± 1 s.e. over {density.num_vectors} start vectors")
+    else:
+        grid, values = smooth_density(density, sigma=sigma)
     ax.plot(grid, values, color=color, label=label)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
