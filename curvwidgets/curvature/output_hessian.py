@@ -41,7 +41,8 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
     class weights (1 without ``weight=``) of the targets that are not
     ``ignore_index``, as those losses count them. For
     :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, the number of
-    tokens (``targets.numel()``). Weighting the batch means by ``W_b`` makes
+    tokens whose target is not its ``ignore_index`` (``targets.numel()``
+    when none is). Weighting the batch means by ``W_b`` makes
     their average the mean loss of one batch of every sample.
 
     Parameters
@@ -54,7 +55,7 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor) -> float:
         ``W_b >= 0``; 0 when every target of the batch is ignored.
     """
     if isinstance(loss_fn, SequenceCrossEntropyLoss):
-        return float(targets.numel())
+        return float((targets != loss_fn.ignore_index).sum())
     if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) or targets.is_floating_point():
         return float(len(targets))
     counted = targets != loss_fn.ignore_index
