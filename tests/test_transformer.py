@@ -179,6 +179,21 @@ def test_sequence_loss_is_the_token_mean_and_refuses_other_shapes() -> None:
     assert counted_weight(loss, targets) == 12 and splits_by_sample(loss)  # batches weigh their tokens
 
 
+@pytest.mark.parametrize("ignore_index", [-100, 0])
+def test_sequence_loss_leaves_out_its_ignore_index_and_weighs_the_tokens_it_counts(ignore_index: int) -> None:
+    logits = torch.randn(3, 4, 5, dtype=torch.float64)
+    targets = torch.randint(1, 5, (3, 4))
+    targets[0, :2] = targets[2, 3] = ignore_index  # a prompt, a padded end
+    loss = cw.SequenceCrossEntropyLoss(ignore_index=ignore_index)
+    assert loss.ignore_index == ignore_index and repr(loss) == f"SequenceCrossEntropyLoss(ignore_index={ignore_index})"
+    counted = torch.ones(3, 4, dtype=torch.bool)
+    counted[0, :2] = counted[2, 3] = False
+    expected = torch.nn.functional.cross_entropy(logits[counted], targets[counted])  # the mean over counted tokens
+    torch.testing.assert_close(loss(logits, targets), expected, rtol=0, atol=1e-15)
+    assert counted_weight(loss, targets) == 9
+    assert cw.SequenceCrossEntropyLoss().ignore_index == -100  # as nn.CrossEntropyLoss and Hugging Face labels
+
+
 # ---- the data set ------------------------------------------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 
 - :func:`ggn_diagonal`: the exact diagonal of a :class:`~curvwidgets.curvature.GGN`
   in ``C`` backward passes per batch, ``C`` the outputs per sample (classes
-  times positions for cross-entropy). The output Hessian of each sample's
-  loss is factored in closed form, ``H_n = S_n S_n^T``
+  times positions for cross-entropy, the classes on axis 1 for
+  ``nn.CrossEntropyLoss`` or last for
+  :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`). The output Hessian
+  of each sample's loss is factored in closed form, ``H_n = S_n S_n^T``
   (:func:`~curvwidgets.curvature.output_hessian.output_hessian_factor`), so
   ``diag(G) = (1/W) sum_n sum_c (J_n^T s_nc)^2`` with one vector-Jacobian
   product per column ``s_nc``: per-sample gradients, not ``P x P`` storage.
@@ -140,13 +142,19 @@ def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Option
     ``diag(G) = (1/W) sum_n sum_c (J_n^T s_nc)^2``, ``s_nc`` the columns of
     the closed-form factor ``H_n = S_n S_n^T`` of sample ``n``'s output
     Hessian (:class:`~curvwidgets.curvature.output_hessian.OutputHessianFactor`:
-    ``diag(sqrt p) - p sqrt(p)^T`` for cross-entropy, ``sqrt(2 / O) I`` for a
-    mean MSE over ``O`` outputs per sample, ``sqrt(sigma (1 - sigma) / O)``
-    per output for BCE with logits), ``J_n`` the Jacobian of its outputs and
-    ``W`` the weight the operator divides by. Everything follows ``ggn``:
-    its model, loss (class ``weight``, ``ignore_index``, ``label_smoothing``,
-    ``pos_weight``, the reduction), data and ``num_samples`` subset, batch
-    weighting, ``params``, ``bn_mode``, device and dtype; the result equals
+    ``diag(sqrt p) - p sqrt(p)^T`` per position for cross-entropy,
+    ``sqrt(2 / O) I`` for a mean MSE over ``O`` outputs per sample,
+    ``sqrt(sigma (1 - sigma) / O)`` per output for BCE with logits), ``J_n``
+    the Jacobian of its outputs and ``W`` the weight the operator divides by.
+    Cross-entropy is ``nn.CrossEntropyLoss`` (classes on axis 1: logits
+    ``(b, C)`` or ``(b, C, *positions)``, class-index or class-probability
+    targets) or :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`
+    (classes last: a language model's logits ``(b, T, V)``, the mean over
+    the tokens whose target is not its ``ignore_index``). Everything follows
+    ``ggn``: its model, loss (class ``weight``, ``ignore_index``,
+    ``label_smoothing``, ``pos_weight``, the reduction), data and
+    ``num_samples`` subset, batch weighting (by counted targets, tokens for
+    sequences), ``params``, ``bn_mode``, device and dtype; the result equals
     ``exact_diagonal(ggn)`` to rounding at a fraction of the cost: ``C``
     (classes times positions, or outputs per sample) vector-Jacobian products
     per sample, where ``exact_diagonal`` makes ``P`` operator products.
@@ -182,7 +190,8 @@ def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Option
     TypeError
         ``ggn`` is not a :class:`~curvwidgets.curvature.GGN`.
     ValueError
-        ``loss_fn`` other than ``nn.CrossEntropyLoss``, ``nn.MSELoss`` or
+        ``loss_fn`` other than ``nn.CrossEntropyLoss``,
+        ``cw.SequenceCrossEntropyLoss``, ``nn.MSELoss`` or
         ``nn.BCEWithLogitsLoss`` with ``reduction`` "mean" or "sum" (use
         :func:`hutchinson_diagonal` or :func:`exact_diagonal`), targets of
         a shape that loss does not read, or ``chunk_size`` < 1.
@@ -214,7 +223,9 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Option
     that ``E[s_nj s_nj^T] = H_n`` (see the module docstring and
     :meth:`~curvwidgets.curvature.output_hessian.OutputHessianFactor.draw`):
     a class ``y ~ p`` for cross-entropy (per position, times the weight of
-    the sample's target; ignored targets draw nothing), ``y ~ Bernoulli(sigma)``
+    the sample's target; ignored targets draw nothing; for
+    :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` per token, the
+    classes last), ``y ~ Bernoulli(sigma)``
     for BCE with logits, a Gaussian of variance ``2 / O`` (mean over ``O``
     outputs per sample) or 2 (sum) for MSE. Unbiased, exact in the limit
     ``num_mc -> infinity``, with the weighting and conventions of ``ggn`` as
@@ -250,8 +261,9 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Option
     ValueError
         ``bn_mode="train"`` (batch statistics couple the samples, so
         per-sample draws are not defined: use :func:`ggn_diagonal`), a loss
-        other than cross-entropy, MSE or BCE with logits, or cross-entropy
-        with ``label_smoothing`` (use :func:`ggn_diagonal` or
+        other than cross-entropy (``nn.CrossEntropyLoss``,
+        ``cw.SequenceCrossEntropyLoss``), MSE or BCE with logits, or
+        cross-entropy with ``label_smoothing`` (use :func:`ggn_diagonal` or
         :func:`hutchinson_diagonal`).
     """
     _check_ggn(ggn)

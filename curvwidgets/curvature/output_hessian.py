@@ -6,8 +6,10 @@ reverse autograd for any other twice-differentiable loss.
 
 For the GGN diagonal, :func:`output_hessian_factor` writes a batch's output
 Hessian as per-sample factors ``H_n = S_n S_n^T`` in closed form (cross-entropy
-with any weights, ignored targets and label smoothing, MSE, BCE with logits),
-and draws vectors of covariance ``H_n`` from the model's predictive distribution.
+with any weights, ignored targets and label smoothing, and
+:class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, whose classes are last;
+MSE; BCE with logits), and draws vectors of covariance ``H_n`` from the model's
+predictive distribution.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor, inputs: Optional[In
     class weights (1 without ``weight=``) of the targets that are not
     ``ignore_index``, as those losses count them. For
     :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, the number of
-    tokens (``targets.numel()``). For :class:`~curvwidgets.losses.ModelLoss`,
-    its ``count`` of the batch's ``inputs``, or ``len(targets)``. Weighting the
-    batch means by ``W_b`` makes their average the mean loss of one batch of
-    every sample.
+    tokens whose target is not its ``ignore_index`` (``targets.numel()``
+    when none is). For :class:`~curvwidgets.losses.ModelLoss`, its ``count``
+    of the batch's ``inputs``, or ``len(targets)``. Weighting the batch means
+    by ``W_b`` makes their average the mean loss of one batch of every sample.
 
     Parameters
     ----------
@@ -59,7 +61,7 @@ def counted_weight(loss_fn: Callable, targets: torch.Tensor, inputs: Optional[In
         ``W_b >= 0``; 0 when every target of the batch is ignored.
     """
     if isinstance(loss_fn, SequenceCrossEntropyLoss):
-        return float(targets.numel())
+        return float((targets != loss_fn.ignore_index).sum())
     if isinstance(loss_fn, ModelLoss):
         return loss_fn.weight(parts_of(inputs) if inputs is not None else None, len(targets))
     if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) or targets.is_floating_point():
@@ -141,7 +143,7 @@ def output_hessian_product(
 # ---- the output Hessian as per-sample factors, for the GGN diagonal ------------------------------------------
 
 #: Losses whose output Hessian :func:`output_hessian_factor` factors in closed form (``reduction`` "mean" or "sum").
-FACTORED_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss)
+FACTORED_LOSSES = (nn.CrossEntropyLoss, SequenceCrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ class OutputHessianFactor:
     model's predictive distribution times ``scale``:
 
     - ``"categorical"`` (:class:`~torch.nn.CrossEntropyLoss`, classes on
-      axis 1): per sample and position ``scale * (diag(p) - p p^T)``, ``p``
+      axis 1; :class:`~curvwidgets.losses.SequenceCrossEntropyLoss`, classes
+      last): per sample and position ``scale * (diag(p) - p p^T)``, ``p``
       the softmax. Column ``(t, k)`` is ``sqrt(scale p_k) (e_k - p)`` at
       position ``t`` (``(diag(sqrt p) - p sqrt(p)^T)`` has these columns and
       times its transpose gives ``diag(p) - p p^T`` since ``sum p = 1``); a
@@ -174,19 +177,25 @@ class OutputHessianFactor:
     ----------
     distribution : {"categorical", "gaussian", "bernoulli"}
     shape : torch.Size
-        The batch's outputs, ``(b, ...)``.
+        The batch's outputs, ``(b, ...)``, as the model returns them: the
+        shape of :meth:`columns` and :meth:`draw` per column and draw.
     scale : Tensor
         ``"categorical"``: shape ``(b, *positions)`` (the outputs without
-        their class axis 1); otherwise the outputs' shape.
+        their class axis); otherwise the outputs' shape.
     mean : Tensor or None
-        The predictive mean: ``p``, shape ``(b, K, *positions)``; ``sigma``
-        of the outputs' shape; None for ``"gaussian"``.
+        The predictive mean: ``p`` with the classes on axis 1, shape
+        ``(b, K, *positions)``, whatever ``class_dim``; ``sigma`` of the
+        outputs' shape; None for ``"gaussian"``.
+    class_dim : int
+        ``"categorical"``: the axis of the outputs that holds the classes
+        (>= 1; 1 for cross-entropy, the last for sequence cross-entropy).
     """
 
     distribution: str
     shape: torch.Size
     scale: torch.Tensor
     mean: Optional[torch.Tensor] = None
+    class_dim: int = 1
 
     @property
     def rank(self) -> int:
@@ -203,17 +212,17 @@ class OutputHessianFactor:
         rows = torch.arange(len(index), device=index.device)
         count = self.shape[0]
         if self.distribution == "categorical":
-            classes = self.shape[1]
+            classes = self.mean.shape[1]
             probabilities = self.mean.reshape(count, classes, -1)  # (b, K, T)
             position, label = index // classes, index % classes
             root = torch.sqrt(self.scale.reshape(count, -1)[:, position] * probabilities[:, label, position]).T  # (m, b)
             unit = nn.functional.one_hot(label, classes).to(probabilities.dtype)[:, None, :]  # (m, 1, K)
             block = probabilities.new_zeros(len(index), count, classes, probabilities.shape[2])
             block[rows, :, :, position] = root[..., None] * (unit - probabilities[:, :, position].permute(2, 0, 1))
-        else:
-            root = torch.sqrt(self.entry_curvature()).reshape(count, -1)  # (b, O)
-            block = root.new_zeros(len(index), count, root.shape[1])
-            block[rows, :, index] = root[:, index].T
+            return self._as_outputs(block.reshape(len(index), *self.mean.shape))
+        root = torch.sqrt(self.entry_curvature()).reshape(count, -1)  # (b, O)
+        block = root.new_zeros(len(index), count, root.shape[1])
+        block[rows, :, index] = root[:, index].T
         return block.reshape(len(index), *self.shape)
 
     def entry_curvature(self) -> torch.Tensor:
@@ -227,18 +236,23 @@ class OutputHessianFactor:
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """One ``s`` per sample with ``E[s_n s_n^T] = H_n``, shape ``shape``, drawn on the CPU from ``generator``."""
         if self.distribution == "categorical":
-            count, classes = self.shape[0], self.shape[1]
+            count, classes = self.mean.shape[:2]
             probabilities = self.mean.reshape(count, classes, -1)
             rows = probabilities.permute(0, 2, 1).reshape(-1, classes)  # (b * T, K)
             labels = torch.multinomial(rows.cpu().double(), 1, generator=generator)[:, 0].to(rows.device)
             unit = nn.functional.one_hot(labels, classes).to(rows.dtype).reshape(count, -1, classes).permute(0, 2, 1)
             root = torch.sqrt(self.scale.reshape(count, 1, -1))
-            return (root * (unit - probabilities)).reshape(self.shape)
+            return self._as_outputs((root * (unit - probabilities)).reshape(self.mean.shape))
         if self.distribution == "bernoulli":
             labels = torch.bernoulli(self.mean.cpu().double(), generator=generator).to(self.mean.device, self.mean.dtype)
             return torch.sqrt(self.scale) * (labels - self.mean)
         noise = torch.randn(self.shape, generator=generator, dtype=torch.float64).to(self.scale.device, self.scale.dtype)
         return noise * torch.sqrt(self.scale)
+
+    def _as_outputs(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Categorical vectors ``(..., b, K, *positions)``, classes moved to ``class_dim``: ``(..., *shape)``."""
+        lead = vectors.ndim - self.mean.ndim
+        return vectors.movedim(lead + 1, lead + self.class_dim)
 
 
 def check_factored_loss(loss_fn: Callable) -> None:
@@ -249,8 +263,8 @@ def check_factored_loss(loss_fn: Callable) -> None:
     found = f"{type(loss_fn).__name__}(reduction={reduction!r})" if isinstance(loss_fn, nn.Module) else \
         f"a {type(loss_fn).__name__} (its reduction, weights and targets unknown)"
     raise ValueError(
-        "loss_fn must be nn.CrossEntropyLoss, nn.MSELoss or nn.BCEWithLogitsLoss with reduction 'mean' or 'sum' "
-        f"for a factored output Hessian; got {found}"
+        "loss_fn must be nn.CrossEntropyLoss, cw.SequenceCrossEntropyLoss, nn.MSELoss or nn.BCEWithLogitsLoss with "
+        f"reduction 'mean' or 'sum' for a factored output Hessian; got {found}"
     )
 
 
@@ -262,18 +276,25 @@ def output_hessian_factor(loss_fn: Callable, outputs: torch.Tensor, targets: tor
     target ``y`` has ``scale = (1 - eps) w_y + (eps / K) sum_k w_k``, 0 when
     ignored; class-probability targets ``q`` have ``scale = sum_k w_k q'_k``
     with ``q' = (1 - eps) q + eps / K``, divided by the positions per sample
-    under ``"mean"``); for MSE ``scale = 2 / O`` (``"mean"``, ``O`` outputs
-    per sample) or 2 (``"sum"``); for BCE with logits ``weight`` and
-    ``pos_weight`` (``scale = weight ((pos_weight - 1) y + 1)``, divided by
-    ``O`` under ``"mean"``).
+    under ``"mean"``); for
+    :class:`~curvwidgets.losses.SequenceCrossEntropyLoss` (classes last) as
+    for ``nn.CrossEntropyLoss(ignore_index=...)`` of the outputs with their
+    classes moved to axis 1 (``scale`` 1 per token, 0 when ignored); for
+    MSE ``scale = 2 / O`` (``"mean"``, ``O`` outputs per sample) or 2
+    (``"sum"``); for BCE with logits ``weight`` and ``pos_weight``
+    (``scale = weight ((pos_weight - 1) y + 1)``, divided by ``O`` under
+    ``"mean"``).
 
     Parameters
     ----------
     outputs : Tensor, shape (b, ...)
-        Detached network outputs (cross-entropy: classes on axis 1).
+        Detached network outputs (cross-entropy: classes on axis 1;
+        sequence cross-entropy: ``(b, *positions, K)``, classes last).
     targets : Tensor
         Class indices of shape ``(b, *positions)`` or class probabilities of
-        the outputs' shape (cross-entropy); the outputs' shape (MSE, BCE).
+        the outputs' shape (cross-entropy); class indices of shape
+        ``(b, *positions)`` (sequence cross-entropy); the outputs' shape (MSE,
+        BCE).
 
     Raises
     ------
@@ -283,9 +304,8 @@ def output_hessian_factor(loss_fn: Callable, outputs: torch.Tensor, targets: tor
     """
     check_factored_loss(loss_fn)
     outputs = outputs.detach()
-    if isinstance(loss_fn, nn.CrossEntropyLoss):
-        return OutputHessianFactor("categorical", outputs.shape, _cross_entropy_scale(loss_fn, outputs, targets),
-                                   torch.softmax(outputs, dim=1))
+    if isinstance(loss_fn, (nn.CrossEntropyLoss, SequenceCrossEntropyLoss)):
+        return _categorical_factor(loss_fn, outputs, targets)
     if targets.shape != outputs.shape:
         raise ValueError(f"data must yield targets of the outputs' shape {tuple(outputs.shape)} for the factored "
                          f"output Hessian of {type(loss_fn).__name__}; got {tuple(targets.shape)}")
@@ -300,11 +320,39 @@ def output_hessian_factor(loss_fn: Callable, outputs: torch.Tensor, targets: tor
     return OutputHessianFactor("bernoulli", outputs.shape, scale / divisor, torch.sigmoid(outputs))
 
 
-def _cross_entropy_scale(loss_fn: nn.CrossEntropyLoss, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per sample and position, the multiple of ``diag(p) - p p^T`` in ``W_b H_L``, shape ``(b, *positions)``."""
+def _categorical_factor(loss_fn: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> OutputHessianFactor:
+    """Cross-entropy's factor, worked out with the classes on axis 1 (where ``nn.CrossEntropyLoss`` reads them).
+
+    ``SequenceCrossEntropyLoss(ignore_index=i)`` of logits ``(b, *positions, K)``
+    is ``nn.CrossEntropyLoss(ignore_index=i)`` of the logits with their last
+    axis moved to 1, ``(b, K, *positions)``: that loss's scale and softmax, and
+    the factor moves the classes back to the last axis in its columns and draws.
+    """
     if outputs.ndim < 2:
-        raise ValueError(f"model must return outputs of shape (b, classes, ...) for the factored output Hessian of "
-                         f"CrossEntropyLoss; got {tuple(outputs.shape)}")
+        raise ValueError(f"model must return outputs with a class axis, (b, classes, ...), for the factored output "
+                         f"Hessian of {type(loss_fn).__name__}; got {tuple(outputs.shape)}")
+    class_dim = 1
+    if isinstance(loss_fn, SequenceCrossEntropyLoss):
+        _check_sequence_targets(outputs, targets)
+        loss_fn, class_dim = nn.CrossEntropyLoss(ignore_index=loss_fn.ignore_index), outputs.ndim - 1
+    class_first = outputs.movedim(class_dim, 1)
+    return OutputHessianFactor("categorical", outputs.shape, _cross_entropy_scale(loss_fn, class_first, targets),
+                               torch.softmax(class_first, dim=1), class_dim)
+
+
+def _check_sequence_targets(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """``ValueError`` naming ``data`` unless ``targets`` are class indices of shape ``outputs.shape[:-1]``."""
+    if targets.is_floating_point() or targets.shape != outputs.shape[:-1]:
+        raise ValueError(f"data must yield class-index targets of shape {tuple(outputs.shape[:-1])} for logits of "
+                         f"shape {tuple(outputs.shape)} (the factored output Hessian of SequenceCrossEntropyLoss); "
+                         f"got {targets.dtype} of shape {tuple(targets.shape)}")
+
+
+def _cross_entropy_scale(loss_fn: nn.CrossEntropyLoss, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per sample and position, the multiple of ``diag(p) - p p^T`` in ``W_b H_L``, shape ``(b, *positions)``.
+
+    ``outputs``: shape ``(b, K, *positions)``, the classes on axis 1.
+    """
     classes, smoothing = outputs.shape[1], loss_fn.label_smoothing
     weight = loss_fn.weight.to(outputs) if loss_fn.weight is not None else outputs.new_ones(classes)
     if targets.is_floating_point():  # class probabilities
