@@ -43,7 +43,7 @@ from .progress import CancelToken, ProgressCallback, report
 from .directions import (NORMS, ONE_AXIS_OPTIONS, Direction, _running_statistics, _variance_eps, eigen_directions,
                          random_directions)
 from ._landscape_passes import CANDIDATE_POINTS, PassPlanner
-from .losses import ModelLoss
+from .losses import ModelLoss, SequenceCrossEntropyLoss
 from .results import Fingerprint, Landscape
 
 __all__ = ["Direction", "eigen_directions", "random_directions", "loss_landscape", "BN_OPTIONS", "NORMS",
@@ -723,7 +723,7 @@ class _Evaluator:
         """Which targets count, of their shape: those not the loss's ``ignore_index``; one per sample for regression."""
         if targets.is_floating_point():
             return torch.ones(targets.shape[:1], dtype=torch.bool, device=targets.device)
-        if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        if isinstance(self.loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss, SequenceCrossEntropyLoss)):
             return targets != self.loss_fn.ignore_index
         return torch.ones_like(targets, dtype=torch.bool)
 

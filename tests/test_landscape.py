@@ -362,6 +362,40 @@ def test_the_accuracy_of_sequence_outputs_is_per_counted_token_with_classes_wher
         assert walk["train_loss"][0, index] == pytest.approx(float(F.cross_entropy(outputs, targets)), rel=1e-12)
 
 
+class ClassesLast(nn.Module):
+    """``(b, T, C)`` logits from a ``(b, C, T)`` network: the classes where ``SequenceCrossEntropyLoss`` reads them."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        return self.network(x).transpose(1, 2)
+
+
+def test_the_accuracy_of_a_sequence_loss_leaves_out_its_ignore_index():
+    torch.manual_seed(5)
+    model = ClassesLast(nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv1d(4, 3, 1)).double())
+    generator = torch.Generator().manual_seed(6)
+    inputs = torch.randn(12, 2, 5, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 3, (12, 5), generator=generator)
+    targets[[0, 0, 3, 7], [1, 4, 0, 2]] = -100
+    direction = random_directions(model, 1, seed=1)[0]
+    walk = loss_landscape(model, [(inputs[:7], targets[:7]), (inputs[7:], targets[7:])], [direction], dist=0.5,
+                          n_points=3, loss_fn=cw.SequenceCrossEntropyLoss())
+    flat = flat_parameters(model)
+    for index, t in enumerate((-0.5, 0.0, 0.5)):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat + t * direction.vector, moved.parameters())
+            outputs = moved(inputs)
+        counted = targets != -100
+        expected = ((outputs.argmax(-1) == targets) & counted).sum().item() / counted.sum().item()
+        assert walk["train_accuracy"][0, index] == pytest.approx(expected, rel=1e-12)
+        loss = F.cross_entropy(outputs.reshape(-1, 3), targets.reshape(-1))
+        assert walk["train_loss"][0, index] == pytest.approx(float(loss), rel=1e-12)
+
+
 class FeaturesFirst(nn.Module):
     """Takes inputs of shape ``(features, batch)``: the samples are not in dimension 0."""
 
