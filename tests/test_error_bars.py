@@ -115,3 +115,42 @@ def test_spectrum_records_tol_and_stops():
 def test_bad_tolerances_name_the_argument(arguments, message):
     with pytest.raises(ValueError, match=message):
         cw.lanczos(MATRIX, 5, check_symmetric=False, **arguments)
+
+
+def test_hutchinson_diagonal_standard_errors_are_the_probes_spread_and_cover_the_diagonal():
+    from curvwidgets.curvature import hutchinson_diagonal
+
+    matrix = torch.tensor(MATRIX)
+    estimate, error = hutchinson_diagonal(matrix, num_samples=40, seed=3, block_size=16, with_error=True)
+    generator = torch.Generator().manual_seed(3)
+    probes = torch.cat([torch.randint(0, 2, (100, count), generator=generator) * 2 - 1 for count in (16, 16, 8)],
+                       dim=1).double()
+    samples = probes * (matrix @ probes)
+    np.testing.assert_allclose(estimate, samples.mean(1), rtol=1e-12)
+    np.testing.assert_allclose(error, samples.std(1) / math.sqrt(40), rtol=1e-10)
+    assert torch.equal(estimate, hutchinson_diagonal(matrix, num_samples=40, seed=3, block_size=16))
+    covered = []
+    for seed in range(40):
+        estimate, error = hutchinson_diagonal(matrix, num_samples=30, seed=seed, with_error=True)
+        covered.append(((estimate - matrix.diagonal()).abs() <= 2.045 * error).double().mean().item())
+    assert 0.90 <= np.mean(covered) <= 0.99
+
+
+def test_monte_carlo_ggn_diagonal_standard_errors_over_draws():
+    from curvwidgets.curvature import ggn_diagonal, mc_ggn_diagonal
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    generator = torch.Generator().manual_seed(1)
+    data = [(torch.randn(n, 4, generator=generator, dtype=torch.float64), torch.randint(0, 3, (n,), generator=generator))
+            for n in (7, 5)]
+    ggn = cw.GGN(model, torch.nn.CrossEntropyLoss(), data)
+    estimate, error = mc_ggn_diagonal(ggn, num_mc=8, seed=2, with_error=True)
+    np.testing.assert_allclose(estimate, mc_ggn_diagonal(ggn, num_mc=8, seed=2), rtol=1e-12, atol=1e-15)
+    exact = ggn_diagonal(ggn)
+    scores = []
+    for seed in range(30):
+        estimate, error = mc_ggn_diagonal(ggn, num_mc=8, seed=seed, with_error=True)
+        scores.append(((estimate - exact).abs() <= 2.365 * error).double().mean().item())  # t quantile, 7 degrees
+    assert 0.85 <= np.mean(scores) <= 0.99
+    assert torch.isnan(mc_ggn_diagonal(ggn, num_mc=1, with_error=True)[1]).all()

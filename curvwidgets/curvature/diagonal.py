@@ -31,12 +31,12 @@ event after every unit of work, and a cancel raises
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .._validate import check_cancel, check_progress, positive_int, seed_value
+from .._validate import boolean, check_cancel, check_progress, positive_int, seed_value
 from ..linalg.operators import as_operator
 from ..progress import CancelToken, ProgressCallback, report
 from .batches import from_parts, parts_of
@@ -93,8 +93,8 @@ def exact_diagonal(op: Any, block_size: int = 32, *, progress: Optional[Progress
 
 
 def hutchinson_diagonal(op: Any, num_samples: int, seed: int = 0, block_size: int = 16, *,
-                        progress: Optional[ProgressCallback] = None,
-                        cancel: Optional[CancelToken] = None) -> torch.Tensor:
+                        progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                        with_error: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Hutchinson's estimate ``mean_j z_j * (A z_j)`` of ``diag(A)``, Rademacher ``z_j``.
 
     Unbiased for any symmetric operator; the variance of entry ``i`` is
@@ -113,26 +113,45 @@ def hutchinson_diagonal(op: Any, num_samples: int, seed: int = 0, block_size: in
         The progress protocol: one event per block of probes
         (``stage="hutchinson_diagonal"``); the partial result is the estimate
         from the probes so far, itself an unbiased estimate.
+    with_error : bool, default: False
+        Also return each entry's standard error, ``std_j(z_j * (A z_j)) /
+        sqrt(num_samples)`` over the probes (NaN for one probe).
 
     Returns
     -------
     torch.Tensor, shape (P,), on the operator's device
+        The estimate; with ``with_error``, ``(estimate, standard_error)``.
     """
     check_progress(progress)
     check_cancel(cancel)
+    boolean("with_error", with_error)
     op = as_operator(op)
     positive_int("num_samples", num_samples)
     positive_int("block_size", block_size)
     generator = torch.Generator().manual_seed(seed_value("seed", seed))
     total = torch.zeros(op.dim, dtype=torch.float64, device=op.device)
+    squares = torch.zeros_like(total)
     starts = range(0, num_samples, block_size)
     for step, begin in enumerate(starts, start=1):
         done = min(begin + block_size, num_samples)
         probes = (torch.randint(0, 2, (op.dim, done - begin), generator=generator) * 2 - 1).to(op.device, op.dtype)
-        total += (probes * op.matmat(probes)).sum(1, dtype=torch.float64)
+        samples = (probes * op.matmat(probes)).to(torch.float64)
+        total += samples.sum(1)
+        squares += samples.square().sum(1)
         report(progress, cancel, "hutchinson_diagonal", step, len(starts),
                partial=lambda: (total / done).to(op.dtype))
-    return (total / num_samples).to(op.dtype)
+    estimate = total / num_samples
+    if not with_error:
+        return estimate.to(op.dtype)
+    return estimate.to(op.dtype), _standard_error(total, squares, num_samples).to(op.dtype)
+
+
+def _standard_error(total: torch.Tensor, squares: torch.Tensor, count: int) -> torch.Tensor:
+    """Per entry, ``std / sqrt(count)`` of ``count`` samples from their sum and sum of squares (NaN for one)."""
+    if count < 2:
+        return torch.full_like(total, torch.nan)
+    variance = ((squares - total.square() / count) / (count - 1)).clamp_min(0.0)
+    return torch.sqrt(variance / count)
 
 
 def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Optional[ProgressCallback] = None,
@@ -215,7 +234,8 @@ def ggn_diagonal(ggn: GGN, chunk_size: Optional[int] = None, *, progress: Option
 
 
 def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Optional[int] = None, *,
-                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> torch.Tensor:
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
+                    with_error: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """Monte Carlo estimate of ``diag(G)`` for a :class:`~curvwidgets.curvature.GGN` operator.
 
     ``diag(G) ~ (1/W) sum_n mean_j (J_n^T s_nj)^2`` over ``num_mc`` draws
@@ -280,14 +300,24 @@ def mc_ggn_diagonal(ggn: GGN, num_mc: int = 1, seed: int = 0, chunk_size: Option
     chunk_size = _chunk_size(chunk_size)
     check_progress(progress)
     check_cancel(cancel)
+    boolean("with_error", with_error)
 
-    def draws(factor: OutputHessianFactor, index: int) -> Tuple[int, Callable[[int, int], torch.Tensor]]:
-        # Seeded per batch, so that the draws do not depend on how batches are shared over ranks.
-        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-        columns = torch.stack([factor.draw(generator) for _ in range(num_mc)]) / math.sqrt(num_mc)
-        return num_mc, lambda start, stop: columns[start:stop]
+    def draws(only: Optional[int] = None) -> ColumnSource:
+        """Every sample's ``num_mc`` draws as columns (scaled to average), or its draw ``only`` alone."""
+        def source(factor: OutputHessianFactor, index: int) -> Tuple[int, Callable[[int, int], torch.Tensor]]:
+            # Seeded per batch, so that the draws do not depend on how batches are shared over ranks.
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+            columns = torch.stack([factor.draw(generator) for _ in range(num_mc)])
+            columns = columns / math.sqrt(num_mc) if only is None else columns[only : only + 1]
+            return len(columns), lambda start, stop: columns[start:stop]
+        return source
 
-    return _factored_diagonal(ggn, draws, chunk_size, "mc_ggn_diagonal", progress, cancel)
+    if not with_error:
+        return _factored_diagonal(ggn, draws(), chunk_size, "mc_ggn_diagonal", progress, cancel)
+    estimates = torch.stack([_factored_diagonal(ggn, draws(draw), chunk_size, "mc_ggn_diagonal", progress, cancel)
+                             .to(torch.float64) for draw in range(num_mc)])
+    error = _standard_error(estimates.sum(0), estimates.square().sum(0), num_mc)
+    return estimates.mean(0).to(ggn.dtype), error.to(ggn.dtype)
 
 
 def _check_ggn(ggn: Any) -> None:
