@@ -3,6 +3,7 @@
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from hypothesis import settings
 
 import curvwidgets as cw
@@ -23,3 +24,13 @@ def separated() -> tuple:
     """A 400 x 400 matrix whose top eigenvalue 3 is well separated from the rest in [0, 1]."""
     eigenvalues = np.concatenate([[3.0], np.linspace(0.0, 1.0, 399)])
     return cw.synthetic.with_spectrum(eigenvalues, seed=5), eigenvalues
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tensors this small cost less than the synchronisation of several threads
+    (on a shared CPU, far less)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -337,31 +337,6 @@ def test_a_given_shape_is_kept_and_only_what_is_not_given_is_timed():
         assert fixed.seconds == {} and fixed.cost == 0.0
 
 
-@pytest.mark.parametrize("ignored", [False, True])
-def test_the_accuracy_of_sequence_outputs_is_per_counted_token_with_classes_where_the_loss_reads_them(ignored):
-    """``nn.CrossEntropyLoss`` reads classes on axis 1 of ``(b, C, T)`` outputs; ignored positions do not count."""
-    torch.manual_seed(5)
-    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv1d(4, 3, 1)).double()  # (b, 3, 5)
-    generator = torch.Generator().manual_seed(6)
-    inputs = torch.randn(12, 2, 5, generator=generator, dtype=torch.float64)
-    targets = torch.randint(0, 3, (12, 5), generator=generator)
-    if ignored:
-        targets[[0, 0, 3, 7], [1, 4, 0, 2]] = -100
-    data = [(inputs[:7], targets[:7]), (inputs[7:], targets[7:])]
-    direction = random_directions(model, 1, seed=1)[0]
-    walk = loss_landscape(model, data, [direction], dist=0.5, n_points=3, samples_per_pass=4)
-    flat = flat_parameters(model)
-    for index, t in enumerate((-0.5, 0.0, 0.5)):
-        moved = copy.deepcopy(model)
-        with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(flat + t * direction.vector, moved.parameters())
-            outputs = moved(inputs)
-        counted = targets != -100
-        expected = ((outputs.argmax(1) == targets) & counted).sum().item() / counted.sum().item()
-        assert walk["train_accuracy"][0, index] == pytest.approx(expected, rel=1e-12)
-        assert walk["train_loss"][0, index] == pytest.approx(float(F.cross_entropy(outputs, targets)), rel=1e-12)
-
-
 class ClassesLast(nn.Module):
     """``(b, T, C)`` logits from a ``(b, C, T)`` network: the classes where ``SequenceCrossEntropyLoss`` reads them."""
 
@@ -373,16 +348,22 @@ class ClassesLast(nn.Module):
         return self.network(x).transpose(1, 2)
 
 
-def test_the_accuracy_of_a_sequence_loss_leaves_out_its_ignore_index():
+@pytest.mark.parametrize("loss, ignored", [("cross_entropy", False), ("cross_entropy", True), ("sequence", True)])
+def test_the_accuracy_of_sequence_outputs_is_per_counted_token_with_classes_where_the_loss_reads_them(loss, ignored):
+    """``nn.CrossEntropyLoss`` reads classes on axis 1 of ``(b, C, T)`` outputs, ``SequenceCrossEntropyLoss`` on the
+    last of ``(b, T, C)``; ignored positions do not count."""
     torch.manual_seed(5)
-    model = ClassesLast(nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv1d(4, 3, 1)).double())
+    network = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv1d(4, 3, 1)).double()  # (b, 3, 5)
+    model, loss_fn, axis = (network, nn.CrossEntropyLoss(), 1) if loss == "cross_entropy" else \
+        (ClassesLast(network), cw.SequenceCrossEntropyLoss(), -1)
     generator = torch.Generator().manual_seed(6)
     inputs = torch.randn(12, 2, 5, generator=generator, dtype=torch.float64)
     targets = torch.randint(0, 3, (12, 5), generator=generator)
-    targets[[0, 0, 3, 7], [1, 4, 0, 2]] = -100
+    if ignored:
+        targets[[0, 0, 3, 7], [1, 4, 0, 2]] = -100
+    data = [(inputs[:7], targets[:7]), (inputs[7:], targets[7:])]
     direction = random_directions(model, 1, seed=1)[0]
-    walk = loss_landscape(model, [(inputs[:7], targets[:7]), (inputs[7:], targets[7:])], [direction], dist=0.5,
-                          n_points=3, loss_fn=cw.SequenceCrossEntropyLoss())
+    walk = loss_landscape(model, data, [direction], dist=0.5, n_points=3, samples_per_pass=4, loss_fn=loss_fn)
     flat = flat_parameters(model)
     for index, t in enumerate((-0.5, 0.0, 0.5)):
         moved = copy.deepcopy(model)
@@ -390,10 +371,9 @@ def test_the_accuracy_of_a_sequence_loss_leaves_out_its_ignore_index():
             torch.nn.utils.vector_to_parameters(flat + t * direction.vector, moved.parameters())
             outputs = moved(inputs)
         counted = targets != -100
-        expected = ((outputs.argmax(-1) == targets) & counted).sum().item() / counted.sum().item()
+        expected = ((outputs.argmax(axis) == targets) & counted).sum().item() / counted.sum().item()
         assert walk["train_accuracy"][0, index] == pytest.approx(expected, rel=1e-12)
-        loss = F.cross_entropy(outputs.reshape(-1, 3), targets.reshape(-1))
-        assert walk["train_loss"][0, index] == pytest.approx(float(loss), rel=1e-12)
+        assert walk["train_loss"][0, index] == pytest.approx(float(loss_fn(outputs, targets)), rel=1e-12)
 
 
 class FeaturesFirst(nn.Module):

@@ -27,13 +27,7 @@ SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 EXACT = dict(rtol=0.0, atol=1e-12)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors this small cost less than the synchronisation of several threads (on a shared CPU, far less)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass

@@ -17,13 +17,7 @@ from curvwidgets.training.models import TinyTransformer
 TINY = {"num_classes": 5, "d_model": 8, "n_layers": 1, "n_heads": 2, "context": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors this small cost less than the synchronisation of several threads (on a shared CPU, far less)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0) -> TinyTransformer:
