@@ -80,7 +80,7 @@ PLANE_POINTS = 5         # points per axis of the plane
 SPECTRUM_CONTROLS = ("checkpoint", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples", "seed",
                      "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",
                      "save to", "Save")
-LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "filter-normalised", "count", "seed", "dist", "points",
+LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "normalised", "count", "seed", "dist", "points",
                       "BatchNorm", "plane of two directions", "stems of", "train", "test", "loss", "accuracy")
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
                      "save every", "seed", "resume from out_dir", "checkpoints")
