@@ -288,7 +288,7 @@ class LandscapeWidget(widgets.VBox):
         self.norm = widgets.Dropdown(options=list(LI_NORMS), value=norm, description="norm", layout=field_layout(),
                                      tooltip="Li et al.'s normalisation of each tensor of two or more axes")
         self.one_axis = widgets.Dropdown(options=list(ONE_AXIS_LABELS), value=one_axis, description="bias, BN",
-                                         layout=field_layout(),
+                                         layout=field_layout("210px"),
                                          tooltip="biases and BatchNorm parameters: not moved, or by their own values")
         self.states = widgets.Checkbox(value=states, description="move BN statistics", indent=False,
                                        layout=widgets.Layout(width="auto"),

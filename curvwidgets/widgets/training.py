@@ -176,7 +176,7 @@ class TrainingWidget(widgets.VBox):
         device_value("device", device)
         self.data, self.device = data, device
         self.model_name = widgets.Dropdown(options=models.names(), value=choice("model", model, models.names()),
-                                           description="model", layout=field_layout("200px"))
+                                           description="model", layout=field_layout("230px"))  # TinyTransformer whole
         self.dataset_name = widgets.Dropdown(
             options=(data.name,) if data is not None else datasets.names(),
             value=data.name if data is not None else choice("dataset", dataset, datasets.names()),
