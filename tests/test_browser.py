@@ -10,9 +10,12 @@ folder, so that no repository file is autosaved over) and one chromium serve eve
   slider, diagonal toggle, every ensemble of the dropdown (which controls show), typed eigenvalues, Run;
 * ``notebooks/10_dashboard.ipynb`` as it is, with smaller parameters injected: the SpectrumWidget (Run, the
   figures while it computes, Cancel, step and sigma sliders, log/linear), the LandscapeWidget it feeds (stem
-  clicks, Run, train/test and loss/accuracy, the three kinds of directions, the plane while it computes,
-  Cancel), and the Dashboard (Train, then its Spectrum tab: Run, checkpoint slider, All checkpoints; then its
-  Landscape tab: Run, toggles).
+  clicks, Run, train/test and loss/accuracy, the three kinds of directions and the options of the normalised
+  ones, the plane while it computes, Cancel), and the Dashboard (Train, then its Spectrum tab: Run, checkpoint
+  slider, All checkpoints; then its Landscape tab: Run, toggles);
+* ``transformer_dashboard.ipynb``, one cell making a Dashboard at its defaults (but two epochs, ten Lanczos steps):
+  the user picks TinyTransformer, tinytext and AdamW, trains, computes the Hessian and GGN spectra of the last
+  checkpoint, then its landscape (at the sizes the Dashboard gives tinytext: a few seconds of compute in all).
 
 After every action the test waits for the widget to react and for what it computes, takes a screenshot of the
 widget and calls :func:`browser_user.assert_drawn_right` (finite marks, tick labels present and apart, legends
@@ -71,6 +74,12 @@ SYNTHETIC_CONTROLS = ("ensemble", "P", "steps m", "vectors", "seed", "steps k", 
 # controls that apply to one ensemble only
 ENSEMBLE_ONLY = {"T / P": "marchenko-pastur", "eigenvalues": "typed"}
 
+# a Dashboard the test points at TinyTransformer on tinytext: two epochs, ten Lanczos steps, the rest its defaults
+TRANSFORMER = "transformer_dashboard.ipynb"
+TRANSFORMER_CELL = """from curvwidgets.widgets import Dashboard
+
+dashboard = Dashboard(epochs=2, steps=10, out_dir="runs/transformer")
+dashboard"""
 # notebook 10, CPU-sized already, made smaller still: no training before the widgets, a short spectrum on few
 # samples, five points per line, two epochs of the dashboard
 DASHBOARD = "10_dashboard.ipynb"
@@ -80,8 +89,10 @@ PLANE_POINTS = 5         # points per axis of the plane
 SPECTRUM_CONTROLS = ("checkpoint", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples", "seed",
                      "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",
                      "save to", "Save")
-LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "filter-normalised", "count", "seed", "dist", "points",
+LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "normalised", "count", "seed", "dist", "points",
                       "BatchNorm", "plane of two directions", "stems of", "train", "test", "loss", "accuracy")
+# the options of the normalised directions, shown for them only
+NORMALISATION_CONTROLS = ("norm", "bias, BN", "move BN statistics")
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
                      "save every", "seed", "resume from out_dir", "checkpoints")
 TABS = ("Train", "Spectrum", "Landscape")
@@ -124,17 +135,26 @@ def sync_playwright():
     return playwright_entry("browser test", HOW_TO_ENABLE)
 
 
+def _transformer_notebook(kernelspec: dict) -> nbformat.NotebookNode:
+    """A notebook of one cell, :data:`TRANSFORMER_CELL`, for the kernel ``kernelspec``."""
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": kernelspec})
+    notebook.cells = [nbformat.v4.new_markdown_cell("## TinyTransformer on tinytext in the Dashboard"),
+                      nbformat.v4.new_code_cell(TRANSFORMER_CELL)]
+    return notebook
+
+
 def _write_notebooks(folder: Path) -> None:
-    """The scratch notebook of notebooks 01-06, and notebook 10 with smaller parameters, into ``folder``."""
+    """The scratch notebook of notebooks 01-06, notebook 10 with smaller parameters, and the transformer's."""
     nbformat.write(scratch_notebook({NOTEBOOKS / f"{stem}.ipynb": values
                                      for stem, (_ensemble, values) in SYNTHETIC.items()}), folder / SCRATCH)
     dashboard = nbformat.read(NOTEBOOKS / DASHBOARD, as_version=4)
     nbformat.write(inject_parameters(dashboard, DASHBOARD_PARAMETERS), folder / DASHBOARD)
+    nbformat.write(_transformer_notebook(dashboard.metadata["kernelspec"]), folder / TRANSFORMER)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sync_playwright) -> Iterator[JupyterLabServer]:
-    """JupyterLab serving the two notebooks from a scratch folder; its log goes to the artefacts."""
+    """JupyterLab serving the notebooks from a scratch folder; its log goes to the artefacts."""
     root = tmp_path_factory.mktemp("lab")
     served = root / "notebooks"
     served.mkdir()
@@ -181,6 +201,12 @@ def synthetic_lab(browser, server) -> Iterator[Lab]:
 def dashboard_lab(browser, server) -> Iterator[Lab]:
     """Notebook 10 (spectrum, landscape, dashboard), run."""
     yield from _lab_on(browser, server, DASHBOARD, widgets=3)
+
+
+@pytest.fixture(scope="module")
+def transformer_lab(browser, server) -> Iterator[Lab]:
+    """The transformer's Dashboard notebook, run."""
+    yield from _lab_on(browser, server, TRANSFORMER, widgets=1)
 
 
 @pytest.fixture(autouse=True)
@@ -270,6 +296,7 @@ def _spectrum_computed(lab: Lab) -> None:
 def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
     _spectrum_computed(dashboard_lab)
     landscape = dashboard_lab.widget(1, "landscape", LANDSCAPE_CONTROLS)
+    landscape.hidden = NORMALISATION_CONTROLS   # they apply to normalised directions only
     landscape.looks_right("before-run")
     landscape.click_stem(1)
     landscape.click_stem(2, ctrl=True)
@@ -278,8 +305,16 @@ def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
     landscape.click("Run")
     for toggle in ("test", "accuracy", "train", "loss", "random"):
         landscape.toggle(toggle)
-    landscape.toggle("filter-normalised")
+    landscape.controls, landscape.hidden = LANDSCAPE_CONTROLS + NORMALISATION_CONTROLS, ()
+    landscape.toggle("normalised")
     landscape.click("Run")
+    assert "filter-normalised 1" in landscape.root.inner_text(), "the default normalisation is not filter"
+    landscape.choose("norm", "layer")
+    landscape.choose("bias, BN", "own values")
+    landscape.check("move BN statistics")   # the notebook's SmallCNN has BatchNorm
+    landscape.click("Run")
+    assert "layer-normalised 1" in landscape.root.inner_text(), "the normalisation picked is not the one drawn"
+    landscape.controls, landscape.hidden = LANDSCAPE_CONTROLS, NORMALISATION_CONTROLS
     landscape.toggle("eigenvectors")
     landscape.check("plane of two directions")
     landscape.type_into("points", str(PLANE_POINTS))
@@ -319,3 +354,33 @@ def test_dashboard_train_then_spectrum_then_landscape(dashboard_lab):
     dashboard.click("Run")
     dashboard.toggle("test")
     dashboard.toggle("accuracy")
+
+
+# -- a Dashboard pointed at TinyTransformer on tinytext ---------------------------------------------------------------
+
+
+def test_dashboard_trains_the_transformer_on_tinytext_then_its_spectra_and_landscape(transformer_lab):
+    dashboard = transformer_lab.widget(0, "transformer", TRAINING_CONTROLS + TABS)
+    dashboard.looks_right("before-training")
+    for control, option in (("model", "TinyTransformer"), ("data", "tinytext"), ("optimiser", "AdamW")):
+        dashboard.choose(control, option)
+    assert dashboard.value_of("lr") == "0.001", "picking AdamW did not set its learning rate"
+    title = dashboard.root.locator(".bqplot.figure .mainheading", has_text="top-1 accuracy per token")
+    assert title.count() == 1, "the accuracy of token windows is not said to be per token"
+    dashboard.expect_data = True
+    dashboard.click("Train")
+    dashboard.controls, dashboard.expect_data = SPECTRUM_CONTROLS + TABS + ("All checkpoints",), False
+    dashboard.tab("Spectrum")
+    assert dashboard.value_of("samples") == "64", "the spectrum's samples did not follow tinytext"
+    dashboard.expect_data = True
+    dashboard.click("Run")
+    dashboard.toggle("GGN")
+    dashboard.click("Run")
+    dashboard.controls, dashboard.hidden = LANDSCAPE_CONTROLS + TABS, NORMALISATION_CONTROLS
+    dashboard.expect_data = False
+    dashboard.tab("Landscape")
+    assert dashboard.value_of("points") == "11", "the landscape's points did not follow tinytext"
+    dashboard.expect_data = True
+    dashboard.click("Run")
+    dashboard.toggle("accuracy")
+    dashboard.toggle("test")

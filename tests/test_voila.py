@@ -233,7 +233,7 @@ TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "
 SPECTRUM_CONTROLS = ("checkpoint", "All checkpoints", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples",
                      "seed", "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",
                      "save to", "Save")
-LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "filter-normalised", "count", "seed", "dist", "points",
+LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "normalised", "count", "seed", "dist", "points",
                       "BatchNorm", "plane of two directions", "stems of", "train", "test", "loss", "accuracy")
 # the dashboard: the outermost widget holding the tab bar (Voila shows it in an output area, as JupyterLab does)
 DASHBOARD_ROOT = ".jupyter-widgets:has(.lm-TabBar-tab)"

@@ -5,9 +5,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import curvwidgets as cw
 from curvwidgets.widgets import Dashboard, LandscapeWidget, TrainingWidget
+from curvwidgets.widgets._landscape_task import stem_directions
+from curvwidgets.widgets._sizes import sizes_for
 from curvwidgets.widgets.dashboard import checkpoint_label
 
 EPOCHS, STEPS = 2, 4
@@ -206,3 +209,54 @@ def test_a_pick_during_all_checkpoints_waits_for_the_run_going(dataset, tmp_path
     assert set(dashboard.cache) == {key, dataclasses.replace(key, checkpoint=last)}
     assert dashboard.spectrum.checkpoint.value == last and dashboard.checkpoint_slider.value == last
     assert dashboard.spectrum.result is dashboard.cache[dataclasses.replace(key, checkpoint=last)]
+
+
+def sizes_shown(dashboard):
+    """The Spectrum tab's samples and the Landscape tab's points."""
+    return dashboard.spectrum.num_samples.value, dashboard.landscape.n_points.value
+
+
+def test_the_spectrum_and_landscape_sizes_follow_the_data_set_picked_unless_given(tmp_path):
+    text = sizes_for("tinytext")
+    dashboard = Dashboard(out_dir=str(tmp_path / "a"), device="cpu")
+    assert sizes_shown(dashboard) == (0, 21)
+    dashboard.training.dataset_name.value = "tinytext"
+    assert sizes_shown(dashboard) == (text.num_samples, text.n_points) == (64, 11)
+    dashboard.training.dataset_name.value = "digits"
+    assert sizes_shown(dashboard) == (0, 21)
+
+    fixed = Dashboard(model="TinyTransformer", dataset="tinytext", num_samples=32, out_dir=str(tmp_path / "b"))
+    assert sizes_shown(fixed) == (32, 11)
+    fixed.training.dataset_name.value = "synthetic"
+    assert sizes_shown(fixed) == (32, 21)  # the samples given stay; the points follow
+    given = Dashboard(cw.data.load("tinytext", num_samples=32, num_test=8), out_dir=str(tmp_path / "c"))
+    assert sizes_shown(given) == (64, 11)
+
+
+def test_the_transformer_trains_on_tinytext_then_its_spectrum_and_landscape_take_the_data_sets_loss(tmp_path):
+    dashboard = Dashboard(model="TinyTransformer", dataset="tinytext", optimizer="AdamW", epochs=1, steps=STEPS,
+                          dist=0.5, n_points=5, out_dir=str(tmp_path / "run"), device="cpu",
+                          spectrum_options={"backend": BACKEND})
+    assert dashboard.run(block=True)
+    for widget in (dashboard.training, dashboard.spectrum, dashboard.landscape):
+        assert widget.runner.outcome == "done", widget.runner.error_message.value
+    last = dashboard.checkpoints[-1]
+    spectrum = dashboard.cache[dataclasses.replace(dashboard.spectrum.settings, checkpoint=last)]
+    assert spectrum.meta["num_samples"] == sizes_for("tinytext").num_samples
+    trained = cw.load_trained(last, device="cpu")
+    assert (trained.data.train.dataset_size, trained.data.test.dataset_size) == (400, 100)
+    reference = cw.spectrum(trained.model, trained.data, steps=STEPS, num_samples=64, seed=0, save_vectors=True,
+                            backend=BACKEND)
+    np.testing.assert_allclose(spectrum.ritz_values, reference.ritz_values, rtol=1e-10, atol=0)
+
+    landscape = dashboard.landscape.result
+    directions = stem_directions(spectrum, [0, STEPS - 1])
+    direct = cw.loss_landscape(trained.model, trained.data, directions, dist=0.5, n_points=5)
+    for metric in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(landscape[metric], direct[metric], rtol=1e-6)
+    with torch.no_grad():  # at t = 0: the mean cross-entropy over every token, and the accuracy per token
+        logits, targets = trained.model(trained.data.test.images), trained.data.test.targets
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        accuracy = (logits.argmax(dim=-1) == targets).double().mean()
+    np.testing.assert_allclose(landscape["test_loss"][:, 2], float(loss), rtol=1e-5)
+    np.testing.assert_allclose(landscape["test_accuracy"][:, 2], float(accuracy), rtol=1e-6)

@@ -231,6 +231,98 @@ def test_random_and_filter_normalised_directions(model_and_data, kind, filter_no
     assert "quadratic model" not in widget.legend.value
 
 
+def batch_norm_model() -> nn.Module:
+    """A small network with BatchNorm whose running statistics are not the initial ones (so that states move)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Tanh(), nn.Linear(7, 3))
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 5) * 2 + 1)
+    return model.eval()
+
+
+def assert_same_landscape(result, reference):
+    """Same labels, numbers and direction options as the API's landscape."""
+    assert result.labels == reference.labels
+    assert result.meta["direction_options"] == reference.meta["direction_options"]
+    assert set(result.values) == set(reference.values)
+    for metric, values in reference.values.items():
+        np.testing.assert_array_equal(result[metric], values)
+
+
+@pytest.mark.parametrize("options", [
+    {},  # the defaults: filter-normalised, biases and BatchNorm not moved, as before these controls
+    {"norm": "layer", "one_axis": "weights", "states": True},
+    {"norm": "dfilter"},
+    {"norm": "weight", "one_axis": "weights"},
+    {"norm": "dlayer", "one_axis": "weights", "states": True},
+])
+def test_normalised_directions_take_their_options_to_the_result(model_and_data, options):
+    _, data = model_and_data
+    model = batch_norm_model()
+    widget = LandscapeWidget(model, data, directions="filter", count=2, seed=4, **options, **OPTIONS)
+    assert widget.run(block=True) and widget.runner.outcome == "done"
+    api = {"filter_normalized": True} if not options else options
+    reference = cw.loss_landscape(model, data, cw.random_directions(model, 2, seed=4, **api), **OPTIONS)
+    assert_same_landscape(widget.result, reference)
+    recorded = widget.result.meta["direction_options"][0]
+    expected = {"norm": "filter", "one_axis": "zero", "states": False, **options}
+    assert {key: recorded[key] for key in expected} == expected
+    assert widget.result.meta["direction_kind"] == "filter"
+    if options.get("states"):  # the running statistics moved: other numbers than without them
+        without = cw.loss_landscape(model, data, cw.random_directions(model, 2, seed=4, **{**options, "states": False}),
+                                    **OPTIONS)
+        assert not np.array_equal(widget.result["train_loss"], without["train_loss"])
+
+
+def test_the_normalisation_controls_show_for_normalised_directions_only_and_reach_the_run(model_and_data):
+    _, data = model_and_data
+    model = batch_norm_model()
+    widget = LandscapeWidget(model, data, directions="random", **OPTIONS)
+    row = widget.normalisation
+    assert row.children == (widget.norm, widget.one_axis, widget.states) and row in widget.children
+    assert row.layout.display == "none"
+    assert (widget.norm.value, widget.one_axis.value, widget.states.value) == ("filter", "zero", False)
+    assert widget.states.disabled  # moving the running statistics needs one_axis="weights"
+    widget.directions.value = "filter"
+    assert row.layout.display == ""
+    widget.norm.value, widget.one_axis.value = "layer", "weights"
+    assert not widget.states.disabled
+    widget.states.value = True
+    widget.run(block=True)
+    chosen = cw.random_directions(model, 2, norm="layer", one_axis="weights", states=True)
+    assert_same_landscape(widget.result, cw.loss_landscape(model, data, chosen, **OPTIONS))
+
+    widget.one_axis.value = "zero"  # the box is unticked with it
+    assert widget.states.disabled and not widget.states.value
+    widget.one_axis.value = "weights"
+    widget.states.value = True
+    widget.directions.value = "random"  # the row hides, and its options do not apply to unit directions
+    assert row.layout.display == "none"
+    widget.run(block=True)
+    assert_same_landscape(widget.result, cw.loss_landscape(model, data, cw.random_directions(model, 2), **OPTIONS))
+    assert widget.result.meta["direction_options"][0]["norm"] == "unit"
+
+
+def test_moving_running_statistics_of_a_model_without_batch_norm_says_so_in_the_widget(model_and_data):
+    model, data = model_and_data
+    widget = LandscapeWidget(model, data, directions="filter", one_axis="weights", states=True, **OPTIONS)
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "failed" and "no BatchNorm running statistics" in widget.runner.error_message.value
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(norm="unit"), "norm must be one of"),
+    (dict(one_axis="biasbn"), "one_axis must be one of"),
+    (dict(states="yes"), "states must be True or False"),
+    (dict(states=True), "needs one_axis='weights'"),
+])
+def test_bad_normalisation_options_are_refused_by_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        LandscapeWidget(directions="filter", **options)
+
+
 def test_the_plane_heatmap_holds_the_grid(model_and_data, spectrum, eigen):
     model, data = model_and_data
     widget = LandscapeWidget(model, data, spectrum=spectrum, plane=True, **OPTIONS)

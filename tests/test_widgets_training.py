@@ -14,7 +14,8 @@ from curvwidgets.training.checkpoint import load_checkpoint
 from curvwidgets.training.loop import BatchLosses
 from curvwidgets.widgets import TrainingWidget
 from curvwidgets.widgets import training as training_module
-from curvwidgets.widgets.training import batch_points
+from curvwidgets.widgets._sizes import sizes_for
+from curvwidgets.widgets.training import accuracy_title, batch_points
 
 EPOCHS, LR = 3, 0.05
 SIZES = (32, 32, 32, 4)  # 100 training samples in batches of 32
@@ -289,3 +290,53 @@ def test_controls_start_from_the_defaults_and_bad_arguments_are_named(dataset, t
         TrainingWidget(schedule="exponential")
     with pytest.raises(TypeError, match="data must be a DataSet"):
         TrainingWidget([(torch.zeros(2, 3), torch.zeros(2))])
+
+
+def test_the_transformer_trains_on_tinytext_at_the_widget_sizes_with_per_token_loss_and_accuracy(tmp_path):
+    widget = TrainingWidget(model="TinyTransformer", dataset="tinytext", optimizer="AdamW", epochs=2,
+                            out_dir=str(tmp_path / "run"), device="cpu")
+    widget.runner.min_interval = 0.0
+    assert widget.accuracy_figure.title == accuracy_title("tinytext") == "top-1 accuracy per token"
+    assert widget.lr.value == cw.optim.DEFAULTS["AdamW"]["lr"]
+    assert widget.run(block=True) and widget.runner.outcome == "done", widget.runner.error_message.value
+    text = cw.data.load("tinytext", device="cpu", **sizes_for("tinytext").load)
+    loaded = widget.dataset
+    assert (loaded.train.dataset_size, loaded.test.dataset_size, len(loaded.train)) == (400, 100, 8)
+    reference = cw.train("TinyTransformer", text, 2, optimizer="AdamW", device="cpu")
+    assert measured(widget.result) == measured(reference)
+    for name, column in LINES:
+        np.testing.assert_array_equal(getattr(widget, name).y, widget.result[column])
+    with torch.no_grad():  # the data set's loss, the mean over every token, and the accuracy per token
+        logits, targets = widget.model.eval()(text.test.images), text.test.targets
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        accuracy = (logits.argmax(dim=-1) == targets).double().mean()
+    assert widget.result.rows[-1]["test_loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert widget.result.rows[-1]["test_top1"] == pytest.approx(float(accuracy), abs=1e-6)
+
+
+@pytest.mark.parametrize("model, dataset, message", [
+    ("MLP", "tinytext", "MLP reads images (B, C, H, W), but tinytext holds windows of token ids (B, T); pick the "
+                        "model TinyTransformer for tinytext, or an image data set (CIFAR10, CIFAR100, digits, "
+                        "synthetic) for MLP"),
+    ("TinyTransformer", "digits", "TinyTransformer reads windows of token ids (B, T), but digits holds images "
+                                  "(B, C, H, W); pick the data tinytext for TinyTransformer"),
+])
+def test_a_model_that_cannot_read_the_data_set_is_refused_in_the_widget_before_loading(model, dataset, message,
+                                                                                       tmp_path, monkeypatch):
+    loads = []
+    monkeypatch.setattr(training_module.datasets, "load", lambda *args, **kwargs: loads.append(args))
+    widget = TrainingWidget(model=model, dataset=dataset, out_dir=str(tmp_path / "run"), device="cpu")
+    assert widget.run()
+    assert widget.runner.join(timeout=60)
+    assert widget.runner.outcome == "failed" and isinstance(widget.runner.error, ValueError)
+    assert message in widget.runner.error_message.value and widget.runner.error_box.layout.display == ""
+    assert loads == [] and widget.result is None and not list(tmp_path.rglob("*.pt"))
+
+
+def test_the_accuracy_title_follows_the_data_set_picked(tmp_path):
+    widget = TrainingWidget(out_dir=str(tmp_path))
+    assert widget.accuracy_figure.title == "top-1 accuracy"
+    widget.dataset_name.value = "tinytext"
+    assert widget.accuracy_figure.title == "top-1 accuracy per token"
+    widget.dataset_name.value = "synthetic"
+    assert widget.accuracy_figure.title == "top-1 accuracy"

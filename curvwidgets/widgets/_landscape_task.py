@@ -19,7 +19,8 @@ from ._checkpoints import CheckpointSource, model_and_data
 __all__ = ["DIRECTION_KINDS", "LandscapeSettings", "as_spectrum", "stem_order", "stem_label", "stem_directions",
            "run_landscape"]
 
-#: The widget's direction kinds: eigenvectors clicked on the spectrum, random Gaussian or filter-normalised ones.
+#: The widget's direction kinds: eigenvectors clicked on the spectrum, random Gaussian unit ones, or random ones
+#: normalised as Li et al. (2018) (by filter unless ``norm`` says otherwise).
 DIRECTION_KINDS = ("eigen", "random", "filter")
 
 
@@ -125,20 +126,23 @@ class LandscapeSettings:
         :func:`curvwidgets.load_trained`; empty to use the widget's model and data.
     directions : {"eigen", "random", "filter"}
         Eigenvectors of the spectrum (those at ``picked``), random Gaussian
-        unit directions, or filter-normalised ones (Li et al., 2018).
+        unit directions, or random ones normalised as Li et al. (2018) by ``norm``.
     picked : tuple of int
         Positions in the stem picker (:func:`stem_order`) of the eigenvectors.
     run : int
         The spectrum's start vector whose Ritz pairs are picked.
     count, seed : int
         How many random directions, and their seed.
+    norm : {"filter", "layer", "weight", "dfilter", "dlayer"} or None
+        Normalised directions (``"filter"``) only: Li et al.'s normalisation
+        (None, the default, is ``"filter"``); see :func:`curvwidgets.random_directions`.
     one_axis : {"zero", "weights"} or None
-        Filter-normalised directions only: biases and BatchNorm parameters
+        Normalised directions only: biases and BatchNorm parameters
         not moved (None, the default, is ``"zero"``) or moved by their own
         values (``"weights"``, Li et al.'s ``ignore=""``); see
         :func:`curvwidgets.random_directions`.
     states : bool
-        Filter-normalised directions only, with ``one_axis="weights"``: move
+        Normalised directions only, with ``one_axis="weights"``: move
         the BatchNorm running statistics too (Li et al.'s ``dir_type="states"``).
     dist : float
         ``t`` runs over ``[-dist, dist]`` (units of the unit directions).
@@ -159,6 +163,7 @@ class LandscapeSettings:
     run: int = 0
     count: int = 2
     seed: int = 0
+    norm: Optional[str] = None
     one_axis: Optional[str] = None
     states: bool = False
     dist: float = 1.0
@@ -179,22 +184,31 @@ class LandscapeSettings:
         Raises
         ------
         ValueError
-            Eigenvectors without a spectrum or with no stem picked; ``one_axis``
-            or ``states`` with other than filter-normalised directions (from
-            :func:`curvwidgets.random_directions`, which names them).
+            Eigenvectors without a spectrum or with no stem picked; ``norm``,
+            ``one_axis`` or ``states`` with other than normalised directions
+            (for random unit ones :func:`curvwidgets.random_directions` names them).
         """
         if self.directions != "eigen":
-            return random_directions(model, self.count, self.seed, filter_normalized=self.directions == "filter",
-                                     one_axis=self.one_axis, states=self.states), None
-        if self.one_axis is not None or self.states:
-            raise ValueError(f"one_axis and states apply to random directions; got one_axis={self.one_axis!r} and "
-                             f"states={self.states!r} with eigenvector directions")
+            return random_directions(model, self.count, self.seed, norm=self._norm(), one_axis=self.one_axis,
+                                     states=self.states), None
+        if self.norm is not None or self.one_axis is not None or self.states:
+            raise ValueError(f"norm, one_axis and states apply to random directions; got norm={self.norm!r}, "
+                             f"one_axis={self.one_axis!r} and states={self.states!r} with eigenvector directions")
         if spectrum is None:
             raise ValueError("spectrum: eigenvector directions need a Spectrum with Ritz vectors (set "
                              "widget.spectrum), or choose random or filter-normalised directions")
         if not self.picked:
             raise ValueError("directions: click at least one stem of the spectrum (ctrl-click for more)")
         return stem_directions(spectrum, self.picked, self.run), spectrum.meta.get("params")
+
+    def _norm(self) -> str:
+        """The ``norm`` of :func:`curvwidgets.random_directions`: ``"unit"`` for random, Li et al.'s for normalised."""
+        if self.directions == "filter":
+            return self.norm if self.norm is not None else "filter"
+        if self.norm not in (None, "unit"):
+            raise ValueError(f"norm={self.norm!r} applies to normalised directions (directions='filter'); random "
+                             "directions (directions='random') are of unit length")
+        return "unit"
 
 
 def run_landscape(settings: LandscapeSettings, spectrum: Optional[Spectrum], model: Optional[nn.Module], data: Any,

@@ -9,15 +9,21 @@ from typing import Any, Callable, Dict, Optional, Union
 import torch
 
 from .._validate import positive_int
+from ..losses import SequenceCrossEntropyLoss
 from ..progress import CancelToken, ProgressCallback, ProgressEvent
 from ..results import TrainingHistory
-from ..training import optim
+from ..training import models, optim
+from ..training import data as datasets
 from ..training.checkpoint import checkpoint_epoch, latest_checkpoint
 from ..training.data import DataSet
 from ..training.distributed import default_device
 from ..training.loop import BatchLosses, train
 
-__all__ = ["TrainingSettings", "TrainingSnapshot", "default_lr", "has_checkpoint", "run_training"]
+__all__ = ["TOKEN_MODELS", "TrainingSettings", "TrainingSnapshot", "check_pairing", "default_lr", "has_checkpoint",
+           "holds_tokens", "run_training"]
+
+#: The named models that read windows of token ids ``(B, T)``; every other named model reads images ``(B, C, H, W)``.
+TOKEN_MODELS = ("TinyTransformer",)
 
 
 def default_lr(optimizer: str) -> float:
@@ -34,6 +40,39 @@ def has_checkpoint(folder: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def holds_tokens(dataset: str) -> bool:
+    """Whether the data set named ``dataset`` holds windows of token ids (its default loss is per token).
+
+    Examples
+    --------
+    >>> holds_tokens("tinytext"), holds_tokens("digits")
+    (True, False)
+    """
+    return isinstance(datasets.default_loss(dataset), SequenceCrossEntropyLoss)
+
+
+def check_pairing(model: str, dataset: str) -> None:
+    """Refuse a named model that cannot read the named data set's inputs, saying what fits each.
+
+    Raises
+    ------
+    ValueError
+        An image model on token windows, or a token model (:data:`TOKEN_MODELS`) on images.
+    """
+    reads_tokens = models.canonical_name(model) in TOKEN_MODELS
+    if reads_tokens == holds_tokens(dataset):
+        return
+    token_sets = [name for name in datasets.names() if holds_tokens(name)]
+    if reads_tokens:
+        raise ValueError(f"model and data do not fit: {model} reads windows of token ids (B, T), but {dataset} holds "
+                         f"images (B, C, H, W); pick the data {' or '.join(token_sets)} for {model}, or an image "
+                         f"model (MLP, SmallCNN, ...) for {dataset}")
+    image_sets = [name for name in datasets.names() if name not in token_sets]
+    raise ValueError(f"model and data do not fit: {model} reads images (B, C, H, W), but {dataset} holds windows of "
+                     f"token ids (B, T); pick the model {' or '.join(TOKEN_MODELS)} for {dataset}, or an image data "
+                     f"set ({', '.join(image_sets)}) for {model}")
 
 
 @dataclass(frozen=True)
@@ -180,10 +219,13 @@ def run_training(settings: TrainingSettings, data: Optional[DataSet], load: Data
     Raises
     ------
     ValueError
-        A bad setting (see :meth:`TrainingSettings.resume_from` and :func:`curvwidgets.train`).
+        A model that cannot read the data (:func:`check_pairing`, before the
+        data is loaded); a bad setting (see :meth:`TrainingSettings.resume_from`
+        and :func:`curvwidgets.train`).
     Cancelled
         ``.result`` is the history of the epochs finished (their checkpoint is in ``out_dir``).
     """
+    check_pairing(settings.model, data.name if data is not None else settings.dataset)
     epochs = positive_int("epochs", settings.epochs)
     options = settings.options()
     device = torch.device(device) if device is not None else default_device()

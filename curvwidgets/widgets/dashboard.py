@@ -13,6 +13,7 @@ from ..results import Spectrum
 from ._view import controls_row, padded_range
 from ..training import data as datasets
 from ..training.checkpoint import checkpoint_epoch
+from ._sizes import sizes_for
 from ._spectrum_task import SpectrumSettings
 from .landscape import LandscapeWidget
 from .spectrum import SpectrumWidget
@@ -55,6 +56,15 @@ class Dashboard(widgets.VBox):
     axis spans every cached spectrum of the controls shown, so it stays put
     while the slider scrubs; the slider is its only checkpoint control.
 
+    The sizes of the spectra and landscapes follow the data set picked in the
+    Train tab (:data:`~curvwidgets.widgets._sizes.WIDGET_SIZES`), unless
+    given: for ``tinytext`` (trained with ``model="TinyTransformer"``, the
+    model that reads its token windows, e.g. with ``optimizer="AdamW"``) the
+    Spectrum tab's *samples* is 64 and the Landscape tab's *points* 11, so
+    that training (400 windows, see :class:`TrainingWidget`), each spectrum
+    and each landscape take a few seconds on a CPU; for the other data sets,
+    every sample and 21 points.
+
     Every tab is the widget of its own, usable alone, and reachable as an
     attribute. In a notebook run headless (papermill, nbval),
     ``dashboard.run(block=True)`` trains, computes the spectrum of every
@@ -67,12 +77,18 @@ class Dashboard(widgets.VBox):
         Train on this data set; default: the one named ``dataset``, loaded when training starts.
     model, dataset, optimizer, epochs, save_every, seed, device
         Of the :class:`TrainingWidget` (``out_dir`` defaults to ``"runs/dashboard"``).
-    matrix, steps, num_vectors, num_samples
+    matrix, steps, num_vectors
         Of the :class:`SpectrumWidget`.
-    dist, n_points : optional
-        Of the :class:`LandscapeWidget`: the range and points of each line.
-        A spectrum handed to it comes with the eigenvectors of its largest
-        and smallest Ritz values picked.
+    num_samples : int, optional
+        Of the :class:`SpectrumWidget`; default: the data set's
+        (:func:`~curvwidgets.widgets._sizes.sizes_for`), following the data set picked.
+    dist : float, default: 1.0
+        Of the :class:`LandscapeWidget`: ``t`` runs over ``[-dist, dist]``.
+    n_points : int, optional
+        Of the :class:`LandscapeWidget`: points per line; default: the data
+        set's, following the data set picked. A spectrum handed to the
+        landscape comes with the eigenvectors of its largest and smallest
+        Ritz values picked.
     training_options, spectrum_options, landscape_options : dict, optional
         Further keyword arguments of each widget.
 
@@ -96,10 +112,15 @@ class Dashboard(widgets.VBox):
     def __init__(self, data: Optional[datasets.DataSet] = None, *, model: str = "MLP", dataset: str = "digits",
                  optimizer: str = "SGD", epochs: int = 10, out_dir: str = "runs/dashboard", save_every: int = 1,
                  seed: int = 0, device: Optional[str] = None, matrix: str = "hessian", steps: int = 20,
-                 num_vectors: int = 1, num_samples: int = 0, dist: float = 1.0, n_points: int = 21,
+                 num_vectors: int = 1, num_samples: Optional[int] = None, dist: float = 1.0,
+                 n_points: Optional[int] = None,
                  training_options: Optional[Dict[str, Any]] = None,
                  spectrum_options: Optional[Dict[str, Any]] = None,
                  landscape_options: Optional[Dict[str, Any]] = None):
+        sizes = sizes_for(data.name if isinstance(data, datasets.DataSet) else dataset)
+        self._follows_data = (num_samples is None, n_points is None)  # which sizes follow the data set picked
+        num_samples = sizes.num_samples if num_samples is None else num_samples
+        n_points = sizes.n_points if n_points is None else n_points
         training = dict(model=model, dataset=dataset, optimizer=optimizer, epochs=epochs, out_dir=out_dir,
                         save_every=save_every, seed=seed, device=device)
         spectrum = dict(matrix=matrix, steps=steps, num_vectors=num_vectors, num_samples=num_samples, seed=seed,
@@ -129,6 +150,7 @@ class Dashboard(widgets.VBox):
         self._computing: Optional[SpectrumSettings] = None  # what the spectrum run going (or last) computes
 
         self.training.observe(self._checkpoints_written, "checkpoints")
+        self.training.dataset_name.observe(self._data_picked, "value")
         self.checkpoint_slider.observe(self._checkpoint_moved, "value")
         self.all_button.on_click(lambda _button: self.compute_all())
         self.spectrum.runner.on_run = self._compute  # the spectrum's own Run button, too, fills the cache
@@ -255,6 +277,15 @@ class Dashboard(widgets.VBox):
             self.spectrum.checkpoint.value = shown  # what the spectrum's Run computes is what the slider shows
         self.all_button.disabled = False
         self._show_cache_status()
+
+    def _data_picked(self, change: Dict[str, Any]) -> None:
+        """The spectrum's samples and the landscape's points become the new data set's, where not given."""
+        sizes = sizes_for(change["new"])
+        samples, points = self._follows_data
+        if samples:
+            self.spectrum.runner.dispatch(lambda: setattr(self.spectrum.num_samples, "value", sizes.num_samples))
+        if points:
+            self.landscape.runner.dispatch(lambda: setattr(self.landscape.n_points, "value", sizes.n_points))
 
     def _checkpoint_moved(self, change: Dict[str, Any]) -> None:
         if change["new"] and not self._moving:

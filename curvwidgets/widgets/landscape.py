@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from .._validate import boolean, choice, device_value, integer, path_text, positive_int, real, type_name
-from ..landscape import BN_OPTIONS
+from ..landscape import BN_OPTIONS, NORMS, ONE_AXIS_OPTIONS
 from ..progress import ProgressEvent
 from ..results import Landscape, Spectrum
 from ._landscape_task import DIRECTION_KINDS, LandscapeSettings, as_spectrum, run_landscape, stem_label, stem_order
@@ -31,6 +31,10 @@ SPLITS, METRICS = ("train", "test"), ("loss", "accuracy")
 DIVERGED_COLOR = "#e00000"
 #: How far beyond the value axis, in spans of the axis, a quadratic model is drawn (see ``_draw_lines``).
 MODEL_REACH = 1e3
+#: Li et al.'s normalisations of random directions (``norm`` of :func:`curvwidgets.random_directions`).
+LI_NORMS = NORMS[1:]
+#: The menu of ``one_axis``: how the biases and BatchNorm parameters move under a normalisation.
+ONE_AXIS_LABELS = (("not moved", "zero"), ("own values", "weights"))
 
 
 def cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -73,9 +77,18 @@ def quadratic_rows(landscape: Landscape, metric: str) -> Tuple[np.ndarray, np.nd
 class LandscapeWidget(widgets.VBox):
     """Loss and accuracy at ``w + t v`` along chosen directions, computed with :func:`curvwidgets.loss_landscape`.
 
-    The directions are eigenvectors picked on a spectrum, or random Gaussian or
-    filter-normalised ones (Li et al., 2018) for comparison (the paper's
-    section 6.1, Figures 8 to 11). The stem picker shows the Ritz values of one
+    The directions are eigenvectors picked on a spectrum, or random Gaussian
+    ones for comparison (the paper's section 6.1, Figures 8 to 11): of unit
+    length (**random**), or normalised as Li et al. (2018) (**normalised**).
+    Only for the normalised ones a row of controls shows their options, as
+    :func:`curvwidgets.random_directions` takes them: the normalisation
+    (**norm**: filter, layer, weight, dfilter, dlayer), how the biases and
+    BatchNorm parameters move (**bias, BN**: not moved, Li et al.'s
+    ``ignore="biasbn"``, or by their own values, their ``ignore=""``), and
+    whether the BatchNorm running statistics move too (**move BN
+    statistics**, their ``dir_type="states"``: needs "own values", and a
+    model with BatchNorm). The result's ``meta["direction_options"]``
+    records them for each direction. The stem picker shows the Ritz values of one
     start vector (x, eigenvalue units) against their Gauss weights (y), the
     largest first: a click picks a stem's eigenvector, a ctrl-click (cmd on a
     Mac) adds or removes one, a click on the background clears the choice.
@@ -100,11 +113,21 @@ class LandscapeWidget(widgets.VBox):
     loss_fn : callable, optional
         Default cross-entropy.
     directions : {"eigen", "random", "filter"}, default: "eigen"
-        Eigenvectors picked on the spectrum, random unit directions, or filter-normalised ones.
+        Eigenvectors picked on the spectrum, random unit directions, or random
+        directions normalised as Li et al. (by ``norm``, filter by default).
     count : int, default: 2
         Random directions.
     seed : int, default: 0
         Seed of the random directions.
+    norm : {"filter", "layer", "weight", "dfilter", "dlayer"}, default: "filter"
+        Normalised directions: Li et al.'s normalisation of each tensor of two
+        or more axes (``norm`` of :func:`curvwidgets.random_directions`).
+    one_axis : {"zero", "weights"}, default: "zero"
+        Normalised directions: the biases and BatchNorm parameters not moved,
+        or moved by their own values (``one_axis`` of :func:`curvwidgets.random_directions`).
+    states : bool, default: False
+        Normalised directions with ``one_axis="weights"``: move the BatchNorm
+        running statistics too (``states`` of :func:`curvwidgets.random_directions`).
     dist : float, default: 1.0
         ``t`` runs over ``[-dist, dist]`` (units of the unit directions).
     n_points : int, default: 21
@@ -138,6 +161,13 @@ class LandscapeWidget(widgets.VBox):
     stem_picker : bqplot.Scatter
         ``x`` the Ritz values of the chosen start vector, largest first
         (:func:`stem_order`), ``y`` their Gauss weights; ``selected`` the positions picked.
+    directions : ipywidgets.ToggleButtons
+        "eigenvectors", "random" or "normalised" (values ``"eigen"``, ``"random"``, ``"filter"``).
+    norm, one_axis : ipywidgets.Dropdown
+    states : ipywidgets.Checkbox
+        Disabled (and unticked) while ``one_axis`` is ``"zero"``.
+    normalisation : ipywidgets.HBox
+        The row of ``norm``, ``one_axis`` and ``states``, shown only for normalised directions.
     run_picker : ipywidgets.Dropdown
         The start vector whose stems are shown.
     picked_labels : ipywidgets.HTML
@@ -183,10 +213,12 @@ class LandscapeWidget(widgets.VBox):
 
     def __init__(self, model: Optional[nn.Module] = None, data: Any = None, *, spectrum: Any = None,
                  checkpoint: str = "", loss_fn: Optional[Callable] = None, directions: str = "eigen", count: int = 2,
-                 seed: int = 0, dist: float = 1.0, n_points: int = 21, split: str = "train", metric: str = "loss",
+                 seed: int = 0, norm: str = "filter", one_axis: str = "zero", states: bool = False,
+                 dist: float = 1.0, n_points: int = 21, split: str = "train", metric: str = "loss",
                  plane: bool = False, bn: str = "keep", device: Optional[str] = None,
                  points_per_pass: Optional[int] = None, allow_other_weights: bool = False):
         choice("directions", directions, DIRECTION_KINDS)
+        _check_normalisation(norm, one_axis, states)
         choice("split", split, SPLITS)
         choice("metric", metric, METRICS)
         choice("bn", bn, BN_OPTIONS)
@@ -204,11 +236,14 @@ class LandscapeWidget(widgets.VBox):
         self.checkpoint = widgets.Text(value=checkpoint, description="checkpoint", placeholder="run folder or .pt file",
                                        layout=widgets.Layout(width="420px"))
         self.directions = widgets.ToggleButtons(
-            options=[("eigenvectors", "eigen"), ("random", "random"), ("filter-normalised", "filter")],
-            value=directions, style={"button_width": "140px"})
+            options=[("eigenvectors", "eigen"), ("random", "random"), ("normalised", "filter")],
+            value=directions, style={"button_width": "120px"},
+            tooltips=["eigenvectors picked on the spectrum", "random Gaussian directions of unit length",
+                      "random Gaussian directions normalised as Li et al. (2018)"])
         self.count = widgets.IntText(value=count, description="count", layout=field_layout(),
                                      tooltip="random directions")
         self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout())
+        self._build_normalisation(norm, one_axis, states)
         self.dist = widgets.FloatText(value=dist, description="dist", layout=field_layout())
         self.n_points = widgets.IntText(value=n_points, description="points", layout=field_layout())
         self.plane = widgets.Checkbox(value=plane, description="plane of two directions", indent=False,
@@ -229,6 +264,8 @@ class LandscapeWidget(widgets.VBox):
         self.source = CheckpointSource(device)
         self._build_figures()
 
+        self.directions.observe(lambda _change: self.runner.dispatch(self._show_normalisation), "value")
+        self.one_axis.observe(lambda _change: self.runner.dispatch(self._allow_states), "value")
         self.stem_picker.observe(lambda _change: self.runner.dispatch(self._show_picked), "selected")
         self.run_picker.observe(lambda _change: self.runner.dispatch(self._draw_picker), "value")
         self.split.observe(lambda _change: self.runner.dispatch(self._draw), "value")
@@ -236,6 +273,7 @@ class LandscapeWidget(widgets.VBox):
         super().__init__([
             self.checkpoint,
             controls_row(self.directions, self.count, self.seed),
+            self.normalisation,
             controls_row(self.dist, self.n_points, self.bn, self.plane),
             self.runner,
             self.figures,
@@ -244,6 +282,32 @@ class LandscapeWidget(widgets.VBox):
             controls_row(self.split, self.metric, self.note),
         ])
         self.spectrum = spectrum
+
+    def _build_normalisation(self, norm: str, one_axis: str, states: bool) -> None:
+        """The row of the normalised directions' options (:attr:`normalisation`), shown for them only."""
+        self.norm = widgets.Dropdown(options=list(LI_NORMS), value=norm, description="norm", layout=field_layout(),
+                                     tooltip="Li et al.'s normalisation of each tensor of two or more axes")
+        self.one_axis = widgets.Dropdown(options=list(ONE_AXIS_LABELS), value=one_axis, description="bias, BN",
+                                         layout=field_layout("210px"),
+                                         tooltip="biases and BatchNorm parameters: not moved, or by their own values")
+        self.states = widgets.Checkbox(value=states, description="move BN statistics", indent=False,
+                                       layout=widgets.Layout(width="auto"),
+                                       tooltip="move the BatchNorm running statistics by their own values too")
+        self.normalisation = controls_row(self.norm, self.one_axis, self.states)
+        self._show_normalisation()
+        self._allow_states()
+
+    def _show_normalisation(self) -> None:
+        """The normalised directions' options show for them only."""
+        self.normalisation.layout.display = "" if self.directions.value == "filter" else "none"
+
+    def _allow_states(self) -> None:
+        """Moving the running statistics needs ``one_axis="weights"``: the box is unticked and disabled otherwise."""
+        moves = self.one_axis.value == "weights"
+        with self.states.hold_sync():
+            if not moves:
+                self.states.value = False
+            self.states.disabled = not moves
 
     def _build_figures(self) -> None:
         scales = {"x": linear_scale(), "y": linear_scale()}
@@ -350,9 +414,13 @@ class LandscapeWidget(widgets.VBox):
     @property
     def settings(self) -> LandscapeSettings:
         """The computation the controls describe now."""
+        normalised = self.directions.value == "filter"  # the row's options apply to these only
         return LandscapeSettings(checkpoint=self.checkpoint.value, directions=self.directions.value,
                                  picked=tuple(self.selected), run=self.run_picker.value, count=self.count.value,
-                                 seed=self.seed.value, dist=self.dist.value, n_points=self.n_points.value,
+                                 seed=self.seed.value, norm=self.norm.value if normalised else None,
+                                 one_axis=self.one_axis.value if normalised else None,
+                                 states=self.states.value and normalised, dist=self.dist.value,
+                                 n_points=self.n_points.value,
                                  plane=self.plane.value, bn=self.bn.value, points_per_pass=self.points_per_pass,
                                  allow_other_weights=self.allow_other_weights)
 
@@ -515,6 +583,15 @@ class LandscapeWidget(widgets.VBox):
             self.plane_x_axis.label, self.plane_y_axis.label = landscape.labels
             self.color_axis.label = metric.replace("_", " ")
             self.legend.value = ""
+
+
+def _check_normalisation(norm: Any, one_axis: Any, states: Any) -> None:
+    """``ValueError`` for options of normalised directions that the widget cannot show or the API would refuse."""
+    choice("norm", norm, LI_NORMS)
+    choice("one_axis", one_axis, ONE_AXIS_OPTIONS)
+    if boolean("states", states) and one_axis != "weights":
+        raise ValueError("states=True moves the BatchNorm running statistics by their own values, which needs "
+                         "one_axis='weights'")
 
 
 def _checked_numbers(count: Any, seed: Any, dist: Any, n_points: Any,

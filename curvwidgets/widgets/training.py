@@ -17,12 +17,14 @@ from ..results import TrainingHistory
 from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
-from ._training_task import TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, run_training
+from ._sizes import sizes_for
+from ._training_task import (TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, holds_tokens,
+                             run_training)
 from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, padded_range,
                    set_range, wide_html)
 from .runner import TaskRunner
 
-__all__ = ["TrainingWidget", "batch_points"]
+__all__ = ["TrainingWidget", "accuracy_title", "batch_points"]
 
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#ff7f0e"
 
@@ -48,6 +50,17 @@ def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
     return batch.epoch - 1 + done / (batch.batches or done.size), np.asarray(batch.losses, dtype=float)
 
 
+def accuracy_title(dataset: str) -> str:
+    """The accuracy figure's title for the data set named ``dataset``: per token for windows of tokens.
+
+    Examples
+    --------
+    >>> accuracy_title("digits"), accuracy_title("tinytext")
+    ('top-1 accuracy', 'top-1 accuracy per token')
+    """
+    return "top-1 accuracy per token" if holds_tokens(dataset) else "top-1 accuracy"
+
+
 class TrainingWidget(widgets.VBox):
     """Train a named model with :func:`curvwidgets.train`: Start/Stop, live curves, checkpoints, resume.
 
@@ -56,7 +69,15 @@ class TrainingWidget(widgets.VBox):
     the epoch in progress against the fractional epoch; the checkpoints
     written so far are listed. The widget computes nothing itself: every
     number it draws comes from the run's :class:`~curvwidgets.TrainingHistory`
-    and its ``"batch"`` progress events.
+    and its ``"batch"`` progress events. The loss is the data set's own
+    (:func:`curvwidgets.data.default_loss`): for ``tinytext`` the mean
+    cross-entropy over every token, and the accuracy is per token (the
+    figure's title says so).
+
+    The language model ``TinyTransformer`` reads the token windows of
+    ``tinytext``; every other model reads images. A model and data set that
+    do not fit each other stop the run at once with an error in the widget
+    naming what fits (see :func:`~curvwidgets.widgets._training_task.check_pairing`).
 
     **Train** starts a run; while it goes the button reads **Stop**. Stopping
     ends the run at the next batch and keeps the checkpoint of the last
@@ -77,7 +98,12 @@ class TrainingWidget(widgets.VBox):
     model : str, default: "MLP"
         One of ``cw.models.names()``.
     dataset : str, default: "digits"
-        One of ``cw.data.names()``; "digits" and "synthetic" need no download.
+        One of ``cw.data.names()``; "digits", "synthetic" and "tinytext" need
+        no download. Loaded at the widgets' sizes for a CPU
+        (:data:`~curvwidgets.widgets._sizes.WIDGET_SIZES`): ``tinytext`` as
+        400 training and 100 test windows in batches of 50, so that an epoch
+        of ``TinyTransformer`` takes a fraction of a second; the others with
+        ``cw.data.load``'s defaults. Pass ``data=cw.data.load(...)`` for other sizes.
     optimizer : str, default: "SGD"
         One of ``cw.optim.names()``.
     lr : float, optional
@@ -121,6 +147,8 @@ class TrainingWidget(widgets.VBox):
         (only the finite points: no test points without test data).
     train_accuracy_line, test_accuracy_line : bqplot.Lines
         ``y = history["train_top1"]``, ``history["test_top1"]`` (fractions).
+    loss_figure, accuracy_figure : bqplot.Figure
+        The accuracy figure is titled :func:`accuracy_title` of the data set picked ("per token" for ``tinytext``).
     legend : ipywidgets.HTML
         The colours of the training and test lines, below the two figures.
     batch_loss_line : bqplot.Lines
@@ -148,7 +176,7 @@ class TrainingWidget(widgets.VBox):
         device_value("device", device)
         self.data, self.device = data, device
         self.model_name = widgets.Dropdown(options=models.names(), value=choice("model", model, models.names()),
-                                           description="model", layout=field_layout("200px"))
+                                           description="model", layout=field_layout("230px"))  # TinyTransformer whole
         self.dataset_name = widgets.Dropdown(
             options=(data.name,) if data is not None else datasets.names(),
             value=data.name if data is not None else choice("dataset", dataset, datasets.names()),
@@ -179,6 +207,7 @@ class TrainingWidget(widgets.VBox):
         self._build_figures()
 
         self.optimizer_name.observe(self._optimizer_picked, "value")
+        self.dataset_name.observe(self._dataset_picked, "value")
         self.swa_start.observe(self._swa_toggled, "value")
         self.out_dir.observe(lambda _change: self.runner.dispatch(self._refresh_resume), "value")
         super().__init__([
@@ -194,7 +223,8 @@ class TrainingWidget(widgets.VBox):
 
     def _build_figures(self) -> None:
         self.loss_figure, (self.train_loss_line, self.test_loss_line) = _epoch_figure("loss")
-        self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure("top-1 accuracy")
+        self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure(
+            "top-1 accuracy", accuracy_title(self.dataset_name.value))
         epoch, loss = linear_scale(), linear_scale()
         self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
@@ -255,10 +285,10 @@ class TrainingWidget(widgets.VBox):
     # -- drawing (UI thread only: through the runner's dispatcher) --------------------------------------------------
 
     def _load(self, name: str, seed: int, device: torch.device) -> datasets.DataSet:
-        """The data set ``name`` on ``device``, shuffled by ``seed``; the last one loaded is kept for the next run."""
+        """The data set ``name`` at its widget sizes on ``device``, shuffled by ``seed``; the last one is kept."""
         key = (name, seed, str(device))
         if self._loaded is None or self._loaded[0] != key:
-            self._loaded = (key, datasets.load(name, device=device, seed=seed))
+            self._loaded = (key, datasets.load(name, device=device, seed=seed, **sizes_for(name).load))
         return self._loaded[1]
 
     def _show_progress(self, event: ProgressEvent) -> None:
@@ -310,16 +340,22 @@ class TrainingWidget(widgets.VBox):
     def _optimizer_picked(self, change: dict) -> None:
         self.runner.dispatch(lambda: setattr(self.lr, "value", default_lr(change["new"])))
 
+    def _dataset_picked(self, change: dict) -> None:
+        self.runner.dispatch(lambda: setattr(self.accuracy_figure, "title", accuracy_title(change["new"])))
+
     def _swa_toggled(self, change: dict) -> None:
         self.runner.dispatch(lambda: setattr(self.swa_lr, "disabled", change["new"] == 0))
 
 
-def _epoch_figure(quantity: str) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
-    """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales."""
+def _epoch_figure(quantity: str, title: Optional[str] = None) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
+    """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales.
+
+    Titled ``title`` (default: ``quantity``).
+    """
     epoch, value = linear_scale(), linear_scale()
     lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle")
                   for color in (TRAIN_COLOR, TEST_COLOR))
-    figure = bq.Figure(marks=list(lines), title=quantity,
+    figure = bq.Figure(marks=list(lines), title=title or quantity,
                        axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=value, side="left", label=quantity)],
                        fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
                        layout=widgets.Layout(width="49%", height="300px"))
