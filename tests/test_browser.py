@@ -273,7 +273,13 @@ def test_spectrum_widget_run_cancel_sliders_and_scale(dashboard_lab):
     spectrum.expect_data = True   # stems, density and convergence grow with the run
     spectrum.looks_right("computing", settle_s=1)
     spectrum.cancel()
+    assert "1 (no error bars)" in spectrum.root.inner_text(), "one start vector: the summary must say it has no error bars"
+    spectrum.type_into("vectors", "3")
     spectrum.click("Run")
+    summary = spectrum.root.inner_text()
+    assert "3 (± one standard error)" in summary and re.search(r"trace estimate\s+-?[\d.]+ ± [\d.]+", summary), \
+        "with 3 start vectors the summary must give the trace and negative mass with their ± error bars"
+    spectrum.looks_right("three-start-vectors")
     assert spectrum.readout("steps k") == SPECTRUM_STEPS, "after the run the step slider is not at k = m"
     spectrum.move_slider("steps k", "Home")
     assert spectrum.readout("steps k") == "1"

@@ -304,3 +304,19 @@ def test_show_draws_a_given_spectrum_without_computing(model_and_data, reference
     assert widget.step_slider.max == STEPS and not widget.save_button.disabled
     with pytest.raises(TypeError, match="Spectrum"):
         widget.show(reference.lanczos)
+
+
+def test_the_summary_gives_error_bars_over_several_start_vectors():
+    from curvwidgets.linalg.estimates import format_with_error
+    from curvwidgets.widgets.spectrum import _summary_table
+
+    several = cw.results.Spectrum.from_lanczos(cw.lanczos(np.diag(np.r_[np.linspace(-1, 1, 60), 4.0]), 6,
+                                                          num_vectors=4, seed=0))
+    summary = several.summary()
+    table = _summary_table(summary)
+    assert format_with_error(summary["trace_estimate"], summary["trace_estimate_se"]) in table
+    assert f"{summary['negative_mass']:.2%} ± {summary['negative_mass_se']:.2%}" in table
+    assert "4 (± one standard error)" in table
+    one = cw.results.Spectrum.from_lanczos(cw.lanczos(np.diag(np.r_[np.linspace(-1, 1, 60), 4.0]), 6, seed=0))
+    table = _summary_table(one.summary())
+    assert " ± " not in table and "1 (no error bars)" in table

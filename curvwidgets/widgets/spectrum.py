@@ -18,6 +18,7 @@ from ..curvature.operators import BN_MODES
 from ..curvature.spectrum import MATRICES
 from ..linalg import LanczosResult
 from ..linalg.densities import default_sigma
+from ..linalg.estimates import format_with_error
 from ..progress import ProgressEvent
 from ..results import ZERO_BAND, Spectrum
 from ._spectrum_task import SpectrumSettings, run_spectrum
@@ -34,7 +35,10 @@ SUMMARY_ROWS = (("lambda_max", "λ<sub>max</sub>", "{:.6g}"), ("lambda_min", "λ
                 ("negative_mass_beyond_zero", f"… beyond zero (θ &lt; −{ZERO_BAND:g}·λ<sub>max</sub>)",
                  "{:.2%}"),
                 ("trace_estimate", "trace estimate", "{:.6g}"),
+                ("num_vectors", "start vectors", "{:d}"),
                 ("converged", "converged Ritz pairs", "{:d}"), ("dim", "parameters P", "{:,d}"))
+"""Rows of the summary table: key of :meth:`Spectrum.summary`, label, format. A key with a finite ``key + "_se"``
+is shown ``± one standard error`` over the start vectors."""
 
 
 def convergence_points(spectrum: Spectrum, run: int = 0, tolerance: Optional[float] = None,
@@ -506,6 +510,21 @@ def _summary_table(values: Dict[str, Any]) -> str:
     """The summary numbers as a small HTML table (empty before the first result)."""
     if not values:
         return ""
-    rows = "".join(f"<tr><td style='padding-right:12px'>{label}</td><td><b>{form.format(values[key])}</b></td></tr>"
+    rows = "".join(f"<tr><td style='padding-right:12px'>{label}</td><td><b>{_shown(values, key, form)}</b></td></tr>"
                    for key, label, form in SUMMARY_ROWS if key in values)
     return f"<table>{rows}</table>"
+
+
+def _shown(values: Dict[str, Any], key: str, form: str) -> str:
+    """``values[key]`` in ``form``, with ``± standard error`` where the summary has a finite one.
+
+    The start vectors' row says what the error bars rest on, or that one vector gives none.
+    """
+    error = values.get(f"{key}_se")
+    if key == "num_vectors":
+        return form.format(values[key]) + (" (± one standard error)" if values[key] > 1 else " (no error bars)")
+    if error is None or not np.isfinite(error):
+        return form.format(values[key])
+    if form == "{:.6g}":
+        return format_with_error(values[key], error)
+    return f"{form.format(values[key])} ± {form.format(error)}"
