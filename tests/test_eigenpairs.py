@@ -69,6 +69,18 @@ def test_network_hessian_against_its_dense_eigendecomposition(which):
     assert_pairs_of(cw.eigenpairs(hessian, 3, which, tol=1e-8), dense, expected, 1e-8)
 
 
+def test_float32_network_ggn_against_its_float64_dense_eigendecomposition():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    data = [(torch.randn(20, 4), torch.randint(0, 3, (20,)))]
+    ggn = cw.GGN(model, torch.nn.CrossEntropyLoss(), data)
+    dense = (cw.GGN(model, torch.nn.CrossEntropyLoss(), data, dtype=torch.float64)
+             @ torch.eye(ggn.dim, dtype=torch.float64)).numpy()
+    pairs = cw.eigenpairs(ggn, 3, tol=1e-4)
+    assert pairs.vectors.dtype == torch.float32
+    assert_pairs_of(pairs, dense, np.linalg.eigvalsh((dense + dense.T) / 2)[-3:], 1e-4, np.float32)
+
+
 def test_k_equal_to_the_dimension_gives_every_eigenvalue():
     small = matrix_with(np.arange(1.0, 9.0))
     pairs = cw.eigenpairs(small, 8, tol=1e-12, check_symmetric=False)
