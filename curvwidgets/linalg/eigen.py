@@ -7,7 +7,7 @@ beta |s_i[-1]|`` (``beta`` the norm of the next Lanczos vector's residual):
 no product is needed to know it, and ``|lambda - theta_i| <= residual`` for
 some eigenvalue ``lambda`` of ``A``. When the basis is full and the wanted
 pairs have not converged, the basis restarts from the wanted Ritz vectors and
-about half as many more (their ``T`` is diagonal, coupled to the next vector
+a few more (their ``T`` is diagonal, coupled to the next vector
 by ``beta s_i[-1]``), so the memory stays ``max_basis`` vectors while the
 Krylov information of the wanted directions is kept.
 """
@@ -101,7 +101,7 @@ def eigenpairs(
         Stop when every wanted residual is at most ``tol * |theta_i|``; then
         each Ritz value is within ``tol`` (relative) of an eigenvalue.
     max_products : int, optional
-        The budget; default ``max(10 * max_basis, 100)``. When it runs out
+        The budget; default ``max(25 * max_basis, 500)``. When it runs out
         first, a ``RuntimeWarning`` says by how much and the pairs are
         returned with their residuals and ``converged=False``.
     seed : int, default: 0
@@ -151,7 +151,7 @@ def eigenpairs(
     size = default_basis if max_basis is None else positive_int("max_basis", max_basis)
     if size < min(op.dim, k + 2) or size > op.dim:
         raise ValueError(f"max_basis must be in [{min(op.dim, k + 2)}, {op.dim}] (k + 2 to the dimension); got {size}")
-    budget = max(10 * size, 100) if max_products is None else positive_int("max_products", max_products)
+    budget = max(25 * size, 500) if max_products is None else positive_int("max_products", max_products)
     first = start_vectors(op, 1, seed, "gaussian", start)[0]
     return _ThickRestart(op, k, which, tol, size, budget, progress, cancel).run(first)
 
@@ -228,8 +228,13 @@ class _ThickRestart:
         return len(values) == self.k and bool(np.all(residuals <= np.maximum(self.tol * np.abs(values), floor)))
 
     def _restart(self, values, vectors, residuals, filled: int) -> int:
-        """Keep the wanted Ritz vectors and half the rest nearest them; ``T`` becomes diagonal plus the coupling row."""
-        extra = (self.size - self.k) // 2
+        """Keep the wanted Ritz vectors and a few more beside them; ``T`` becomes diagonal plus the coupling row.
+
+        The few more are a tenth of the rest of the basis, at least ``min(k, half the rest)``: keeping half the
+        rest (Wu and Simon's first choice) took 15-30% more products than ARPACK at the same basis size
+        (``benchmarks/README.md``), this as many or fewer.
+        """
+        extra = max((self.size - self.k) // 10, min(self.k, (self.size - self.k) // 2))
         keep = self._wanted_count(values, self.k + extra)
         kept = torch.as_tensor(vectors[:, keep], dtype=self.op.dtype, device=self.op.device)
         count = len(keep)
