@@ -37,6 +37,7 @@ _EXPORTS = {
     # training
     "Trained": ".training", "TrainingDiverged": ".training", "data": ".training", "load_trained": ".training",
     "models": ".training", "optim": ".training", "schedules": ".training", "train": ".training",
+    "CurvatureMonitor": ".training",
     # the paper's functions
     "train_network": ".api", "compute_eigenspectrum": ".api", "compute_loss_stats": ".api",
     "build_loss_landscape": ".api", "plot_training": ".api", "plot_spectrum": ".api", "plot_loss_landscape": ".api",

@@ -32,7 +32,7 @@ from .linalg.densities import density_spread, smooth_density, spectral_estimates
 from .linalg.estimates import Estimate, format_with_error
 from .linalg.lanczos import LanczosResult
 
-__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
+__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
            "Fingerprint", "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
 
 PathLike = Union[str, os.PathLike]
@@ -54,6 +54,17 @@ HISTORY_COLUMNS = {
     "weight_l2": "L2 norm of all parameters after the epoch",
     "weight_linf": "largest absolute parameter value after the epoch",
 }
+#: The columns a :class:`~curvwidgets.training.monitor.CurvatureMonitor` adds (NaN in the epochs it does not measure;
+#: ``sharpness_2`` ... for more than one eigenvalue). Absent from runs without one: reading them gives NaN.
+MONITOR_COLUMNS = {
+    "sharpness": "largest eigenvalue of the monitored matrix on the measurement subset",
+    "gradient_overlap": "fraction ||V^T g||^2 / ||g||^2 of the subset's gradient in the top eigenvectors V",
+    "curvature_trace": "Hutch++ estimate of the monitored matrix's trace (NaN unless trace_products > 0)",
+    "curvature_trace_se": "its standard error",
+    "curvature_products": "operator products the measurement took",
+    "curvature_seconds": "wall-clock seconds of the measurement",
+}
+HISTORY_COLUMNS.update(MONITOR_COLUMNS)
 
 
 @dataclass
@@ -89,9 +100,9 @@ class TrainingHistory:
 
     def __getitem__(self, column: str) -> np.ndarray:
         """One column over the epochs, shape ``(len(self),)``."""
-        if column not in HISTORY_COLUMNS:
+        if column not in HISTORY_COLUMNS and not column.startswith("sharpness_"):
             raise KeyError(f"column must be one of {tuple(HISTORY_COLUMNS)}; got {column!r}")
-        return np.array([row[column] for row in self.rows], dtype=np.float64)
+        return np.array([row.get(column, np.nan) for row in self.rows], dtype=np.float64)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only (what :meth:`save` writes and checkpoints hold)."""

@@ -162,7 +162,7 @@ class _ThickRestart:
     def __init__(self, op: LinearOperator, k: int, which: str, tol: float, size: int, budget: int, progress, cancel):
         self.op, self.k, self.which, self.tol, self.size, self.budget = op, k, which, tol, size, budget
         self.progress, self.cancel = progress, cancel
-        self.basis = torch.zeros(size + 1, op.dim, dtype=op.dtype, device=op.device)
+        self.basis = torch.empty(size + 1, op.dim, dtype=op.dtype, device=op.device)  # rows written before read
         self.projection = np.zeros((size, size))
         self.coefficients = torch.empty(size + 1, dtype=op.dtype, device=op.device)
         self.products = self.restarts = 0

@@ -7,7 +7,8 @@ resumes a training run and returns a :class:`~curvwidgets.results.TrainingHistor
 
 from . import checkpoint, data, distributed, models, optim, schedules
 from .loop import TrainingDiverged, evaluate, train
+from .monitor import CurvatureMonitor
 from .trained import Trained, load_trained
 
-__all__ = ["checkpoint", "data", "distributed", "evaluate", "load_trained", "models", "optim", "schedules", "train",
+__all__ = ["CurvatureMonitor", "checkpoint", "data", "distributed", "evaluate", "load_trained", "models", "optim", "schedules", "train",
            "Trained", "TrainingDiverged"]

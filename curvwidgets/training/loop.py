@@ -41,6 +41,7 @@ from ..curvature.data import all_reduce_sum, naming_data, split_batch
 from ..losses import ModelLoss
 from .batches import BatchReader, update_batch_norm
 from .distributed import any_rank, average_buffers, default_device, join_process_group
+from .monitor import CurvatureMeasurer, CurvatureMonitor, empty_row
 
 __all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged",
            # the checks of train's arguments, which the paper's train_network makes before it loads any data
@@ -81,6 +82,7 @@ def train(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     batch_interval: Optional[float] = None,
+    monitor: Optional[CurvatureMonitor] = None,
 ) -> TrainingHistory:
     """Train ``model`` on ``data`` for ``epochs`` epochs.
 
@@ -180,6 +182,16 @@ def train(
         at the end of each epoch, agreed over ranks, in several) writes a
         checkpoint of the last finished epoch when ``out_dir`` is set and raises
         :class:`~curvwidgets.Cancelled` carrying the history.
+    monitor : CurvatureMonitor, optional
+        Measure the curvature during training (:mod:`~curvwidgets.training.monitor`):
+        after every ``monitor.every``-th epoch the rows get ``sharpness``
+        (the top eigenvalue, warm-started from the last measurement),
+        ``gradient_overlap``, ``curvature_trace`` and the measurement's cost
+        (NaN in the epochs between), inside the epoch's ``"train"`` event;
+        ``history.final["curvature_time_fraction"]`` is the measurements'
+        time over the training's. The weights follow the same trajectory as
+        without it, bit for bit; checkpoints keep its warm start, so a
+        resumed run measures as an uninterrupted one.
     batch_interval : float, optional
         Also send ``"batch"`` events within each epoch (one process only), at
         most one every ``batch_interval`` seconds of wall time and one after
@@ -229,6 +241,8 @@ def train(
             boolean(name, value)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(outputs, targets); got {type(loss_fn).__name__}")
+    if monitor is not None and not isinstance(monitor, CurvatureMonitor):
+        raise TypeError(f"monitor must be None or a cw.CurvatureMonitor; got {type(monitor).__name__}")
     out_dir = writable_folder(out_dir)
     rank, world = join_process_group()
     device = _device_of(model, device)
@@ -269,9 +283,11 @@ def train(
               "data_options": dict(getattr(dataset, "options", {})), "epochs": epochs,
               "optimizer": optimizer_name, "optimizer_kwargs": _plain(optimizer_kwargs), "schedule": rates.name,
               "schedule_kwargs": _plain(rates.options), "seed": seed, "swa_start": swa_start, "swa_lr": swa_lr,
-              "world_size": world, "device": str(device), "amp": amp}
+              "world_size": world, "device": str(device), "amp": amp,
+              "monitor": monitor.to_config() if monitor is not None else None}
+    measurer = _measurer(monitor, loss_fn, dataset)
     run = _Run(model, optimizer, rates, initial_rates, swa, TrainingHistory(config=config, model=model),
-               out_dir if rank == 0 else None)
+               out_dir if rank == 0 else None, measurer)
     if checkpoint is not None:
         run.restore(checkpoint, epochs)
     network = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
@@ -302,12 +318,16 @@ def train(
                 swa.average(model)
             average_buffers(model)
             test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
+            curvature = {} if monitor is None else (measurer.measure(model) if monitor.due(epoch + 1, epochs)
+                                                    else empty_row(monitor))
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[3]),
                 "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
                 "seconds": seconds, "images_per_second": float(totals[3]) / seconds,
-                "peak_memory_bytes": float(_peak_memory(device)), **_weight_norms(model)})
+                "peak_memory_bytes": float(_peak_memory(device)), **_weight_norms(model), **curvature})
+            if monitor is not None:
+                run.history.final["curvature_time_fraction"] = _curvature_fraction(run.history)
             run.epoch_finished(epochs, save_every)
             if world > 1 and any_rank(cancel is not None and cancel.is_set(), device):
                 raise Cancelled(None, epoch + 1, "train")
@@ -333,9 +353,10 @@ def train(
 class _Run:
     """The state of one training run that checkpoints hold, and the writing of its files."""
 
-    def __init__(self, model, optimizer, rates, initial_rates, swa, history: TrainingHistory, out_dir):
+    def __init__(self, model, optimizer, rates, initial_rates, swa, history: TrainingHistory, out_dir,
+                 measurer: Optional[CurvatureMeasurer] = None):
         self.model, self.optimizer, self.rates, self.initial_rates = model, optimizer, rates, initial_rates
-        self.swa, self.history = swa, history
+        self.swa, self.history, self.measurer = swa, history, measurer
         self.out_dir = Path(out_dir) if out_dir is not None else None  # None on ranks other than 0
         self.last_good: Optional[Dict[str, Any]] = None  # the last finished epoch when it is not on disk
 
@@ -350,7 +371,8 @@ class _Run:
         return {"epoch": len(self.history), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": {"name": self.rates.name, "epochs": self.rates.epochs, "options": _plain(self.rates.options)},
                 "rng": _rng_state(self.model), "swa": self.swa.state() if self.swa is not None else None,
-                "history": self.history.to_dict(), "config": self.history.config}
+                "history": self.history.to_dict(), "config": self.history.config,
+                "monitor": self.measurer.state() if self.measurer is not None else None}
 
     def write(self, checkpoint: Dict[str, Any]) -> str:
         """Write ``checkpoint`` into ``out_dir``; the history inside it lists the file itself."""
@@ -417,12 +439,31 @@ class _Run:
         if self.swa is not None:
             self.swa.restore(checkpoint["swa"])
         _set_rng_state(checkpoint["rng"], self.model)
+        if self.measurer is not None:
+            self.measurer.restore(checkpoint.get("monitor"), next(self.model.parameters()).device)
         saved = TrainingHistory.from_dict(checkpoint["history"])
         self.history.rows[:] = saved.rows
         self.history.final.update(saved.final)
         self.history.checkpoints[:] = [path for path in saved.checkpoints if path != source] + [source]
         if self.out_dir is not None:  # a cancel before the next checkpoint re-writes this one into out_dir
             self.last_good = {key: value for key, value in checkpoint.items() if key not in ("path", "format", "version")}
+
+
+def _measurer(monitor: Optional[CurvatureMonitor], loss_fn, dataset) -> Optional[CurvatureMeasurer]:
+    """The measurer of ``monitor`` on its data, or the data set's training split; None without a monitor."""
+    if monitor is None:
+        return None
+    if monitor.data is None and not isinstance(dataset, datasets.DataSet):
+        raise ValueError("monitor: cw.train was given batches, not a data set, so the monitor needs its own "
+                         "measurement data: CurvatureMonitor(data=...) (fixed batches, no augmentation)")
+    return CurvatureMeasurer(monitor, loss_fn, monitor.data if monitor.data is not None else dataset)
+
+
+def _curvature_fraction(history: TrainingHistory) -> float:
+    """The monitor's seconds over the training's (NaN-free sums over the rows so far)."""
+    measured = sum(row.get("curvature_seconds", 0.0) for row in history.rows
+                   if row.get("curvature_seconds") == row.get("curvature_seconds"))
+    return measured / sum(row["seconds"] for row in history.rows)
 
 
 def _differences(given: Mapping[str, Any], saved: Mapping[str, Any]) -> str:

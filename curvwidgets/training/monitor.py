@@ -31,22 +31,16 @@ import torch
 from torch import nn
 
 from .._validate import choice, positive, positive_int, seed_value
-from ..curvature.spectrum import MATRICES, curvature_operator
+from ..curvature.batches import concatenate, parts_of
+from ..curvature.data import DataSource
+from ..curvature.operators import CurvatureOperator
+from ..curvature.spectrum import MATRICES, batches_of
+from ..losses import ModelLoss
 from ..linalg.eigen import eigenpairs
 from ..linalg.trace import estimate_trace
+from ..results import MONITOR_COLUMNS
 
-__all__ = ["CurvatureMonitor", "CurvatureMeasurer", "MONITOR_COLUMNS"]
-
-#: The history columns a monitor adds (NaN in the epochs it does not measure).
-MONITOR_COLUMNS = {
-    "sharpness": "largest eigenvalue of the monitored matrix on the measurement subset (cw.CurvatureMonitor)",
-    "gradient_overlap": "fraction ||V^T g||^2 / ||g||^2 of the subset's gradient in the top eigenvectors V",
-    "curvature_trace": "Hutch++ estimate of the monitored matrix's trace (NaN unless trace_products > 0)",
-    "curvature_trace_se": "its standard error",
-    "curvature_products": "operator products the measurement took",
-    "curvature_seconds": "wall-clock seconds of the measurement",
-}
-
+__all__ = ["CurvatureMonitor", "CurvatureMeasurer", "empty_row"]
 
 @dataclass(frozen=True)
 class CurvatureMonitor:
@@ -119,6 +113,22 @@ class CurvatureMeasurer:
     def __init__(self, monitor: CurvatureMonitor, loss_fn: Any, data: Iterable):
         self.monitor, self.loss_fn, self.data = monitor, loss_fn, data
         self.start: Optional[torch.Tensor] = None  # the previous top eigenvector, shape (P,)
+        self.operator: Optional[CurvatureOperator] = None  # built at the first measurement, on the subset
+
+    def _operator(self, model: nn.Module) -> CurvatureOperator:
+        """The operator on the measurement subset, gathered once into one batch (it reads the current weights)."""
+        if self.operator is None:
+            source = DataSource(batches_of(self.data), self.monitor.num_samples, self.monitor.seed,
+                                inputs_only=isinstance(self.loss_fn, ModelLoss))
+            device = next(model.parameters()).device
+            pieces = [(inputs, targets) for _, inputs, targets in source.batches(device)]
+            inputs, targets = concatenate([inputs for inputs, _ in pieces]), torch.cat([targets for _, targets in pieces])
+            batch = parts_of(inputs) if isinstance(self.loss_fn, ModelLoss) else (inputs, targets)
+            # pinned: a timed plan may differ between two runs, and a resumed run must measure bit for bit
+            self.operator = MATRICES[self.monitor.matrix](model, self.loss_fn, [batch], bn_mode="eval",
+                                                          backend="double-backward", vector_chunk=1,
+                                                          sample_chunk=None)
+        return self.operator
 
     def measure(self, model: nn.Module) -> Dict[str, float]:
         """The monitor's columns for ``model`` now; the global random streams are left as found."""
@@ -126,8 +136,7 @@ class CurvatureMeasurer:
         began = time.perf_counter()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
-            operator = curvature_operator(model, self.data, monitor.matrix, loss_fn=self.loss_fn, bn_mode="eval",
-                                          num_samples=monitor.num_samples, seed=monitor.seed)
+            operator = self._operator(model)
             pairs = eigenpairs(operator, min(monitor.top, operator.dim), "largest", monitor.tol,
                                monitor.max_products, monitor.seed, start=self.start)
             self.start = pairs.vectors[:, -1].detach().clone()
@@ -171,4 +180,5 @@ def empty_row(monitor: CurvatureMonitor) -> Dict[str, float]:
     row = {name: float("nan") for name in MONITOR_COLUMNS}
     row.update({f"sharpness_{rank}": float("nan") for rank in range(2, monitor.top + 1)})
     return row
+
 
