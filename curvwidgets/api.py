@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, U
 
 from ._atomic import atomic_path, check_writable
 from ._validate import (boolean, check_cancel, check_progress, choice, device_value, non_negative_int, positive,
-                        positive_int, seed_value)
+                        positive_int, seed_value, type_name)
 from .progress import CancelToken, ProgressCallback, report
 from .results import Diagonal, Landscape, Spectrum, TrainingHistory, load_result, npz_path
 
@@ -83,6 +83,7 @@ def train_network(
     download: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    monitor: Any = None,
 ) -> TrainingHistory:
     """Train ``model`` on ``dataset`` and write ``dir/checkpoint-XXXXX.pt`` and ``dir/history.json``.
 
@@ -106,6 +107,8 @@ def train_network(
         As for :func:`curvwidgets.train`.
     download : bool, default: False
         Let torchvision fetch CIFAR into ``data_path`` when it is missing.
+    monitor : CurvatureMonitor, optional
+        Measure the sharpness during training (see :func:`curvwidgets.train`).
 
     Returns
     -------
@@ -115,6 +118,7 @@ def train_network(
     from .training import models, optim, schedules, train
     from .training.distributed import default_device, join_process_group
     from .training.loop import keyword_options, optimizer_options, swa_settings, writable_folder
+    from .training.monitor import CurvatureMonitor
 
     with _api_names(_TRAINING_NAMES):
         _path("dir", dir, required=True)
@@ -138,6 +142,8 @@ def train_network(
         device = device_value("device", device)
         boolean("download", download)
         _protocol(progress, cancel)
+        if monitor is not None and not isinstance(monitor, CurvatureMonitor):
+            raise TypeError(f"monitor must be None or a cw.CurvatureMonitor; got {type_name(monitor)}")
 
         rank, world = join_process_group()
         device = device or default_device()
@@ -147,7 +153,7 @@ def train_network(
         report(progress, cancel, "train", 0, epochs, partial=lambda: None)  # data loaded; the first epoch next
         return train(model, loaded, epochs, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs, schedule=schedule,
                      schedule_kwargs=schedule_kwargs, out_dir=dir, save_every=every, resume=resume, device=device,
-                     seed=seed, swa_start=swa_start, swa_lr=swa_lr, progress=progress, cancel=cancel)
+                     seed=seed, swa_start=swa_start, swa_lr=swa_lr, progress=progress, cancel=cancel, monitor=monitor)
 
 
 def compute_eigenspectrum(

@@ -57,6 +57,11 @@ def _train(arguments: argparse.Namespace) -> int:
     options = {key: value for key, value in (("lr", arguments.lr), ("momentum", arguments.momentum),
                                              ("weight_decay", arguments.weight_decay)) if value is not None}
     schedule_options = {"final_ratio": arguments.final_ratio} if arguments.final_ratio is not None else None
+    monitor = None
+    if arguments.monitor_every is not None:
+        from .training.monitor import CurvatureMonitor
+
+        monitor = CurvatureMonitor(every=arguments.monitor_every, num_samples=arguments.monitor_samples)
     with _bar("train") as bar:
         history = api.train_network(
             arguments.out, dataset=arguments.data, data_path=arguments.root, model=arguments.model,
@@ -64,7 +69,7 @@ def _train(arguments: argparse.Namespace) -> int:
             schedule=arguments.schedule, schedule_kwargs=schedule_options, batch_size=arguments.batch_size,
             save_freq=arguments.save_every, swa_start=arguments.swa_start, swa_lr=arguments.swa_lr,
             resume=arguments.resume, seed=arguments.seed, device=arguments.device, download=arguments.download,
-            progress=_epoch_lines(bar))
+            progress=_epoch_lines(bar), monitor=monitor)
     if history.final:
         print("SWA: " + ", ".join(f"{key} {value:.4f}" for key, value in history.final.items()))
     print(f"history and checkpoints in {arguments.out}/")
@@ -81,9 +86,12 @@ def _epoch_lines(bar) -> Callable:
         bar(event)
         if event.stage == "train" and event.step > 0 and world()[0] == 0:
             row = event.partial.rows[-1]
+            sharpness = row.get("sharpness", float("nan"))
+            measured = f"  sharpness {sharpness:.4g} (2/lr {2 / row['lr']:.4g})" if sharpness == sharpness else ""
             tqdm.write(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss "
                             f"{row['train_loss']:.4f} top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} "
-                            f"top-1 {row['test_top1']:.3f} top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s")
+                            f"top-1 {row['test_top1']:.3f} top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s"
+                            + measured)
 
     return show
 
@@ -245,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--device", default=None, type=_device_option,
                      help="cpu, cuda, ... (default: cuda when available)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    fit.add_argument("--monitor-every", type=int, default=None,
+                     help="measure the sharpness (top Hessian eigenvalue) every this many epochs (default: never)")
+    fit.add_argument("--monitor-samples", type=int, default=256,
+                     help="training samples of the sharpness measurement (default: 256)")
     fit.set_defaults(run=_train)
 
     spectrum = verbs.add_parser("spectrum", help="Lanczos spectrum (or diagonal) of a checkpoint (compute_eigenspectrum)")

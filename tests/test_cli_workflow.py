@@ -85,7 +85,8 @@ def chain(tmp_path_factory):
     printed = {}
     commands = {
         "train": ["train", "--model", "MLP", "--data", "digits", "--epochs", "1", "--batch-size", "256",
-                  "--lr", "0.05", "--out", run_dir, "--device", "cpu"],
+                  "--lr", "0.05", "--out", run_dir, "--device", "cpu", "--monitor-every", "1", "--monitor-samples",
+                  "32"],
         "spectrum": ["spectrum", "--checkpoint", run_dir, "--out", spectrum, "--matrix", "hessian_lanczos",
                      "--steps", "3", "--save-eigvec", "--samples", "64", "--device", "cpu"],
         "spectrum to tol": ["spectrum", "--checkpoint", run_dir, "--out", folder / "spectra" / "to-tol",
@@ -131,6 +132,10 @@ def test_train_prints_the_epoch_and_writes_the_history(chain):
     assert history.config["optimizer_kwargs"]["lr"] == 0.05
     out = printed["train"][1]
     assert "epoch    1/1" in out and f"{history.rows[0]['test_top1']:.3f}" in out
+    # the monitor's measurement, printed beside 2 / lr
+    sharpness = history["sharpness"][0]
+    assert sharpness > 0 and f"sharpness {sharpness:.4g} (2/lr {2 / 0.05:.4g})" in out
+    assert history.config["monitor"]["num_samples"] == 32
 
 
 def test_spectrum_prints_its_summary_and_saves_the_vectors(chain):
