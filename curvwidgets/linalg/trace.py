@@ -29,8 +29,8 @@ XTrace's at equal products, and an error bar that says how small.
 
 With ``tol`` the estimators stop once the standard error is at most ``tol``
 times the estimate, taking more products as needed up to ``max_products``;
-Hutch++ and XTrace then grow their sketch in rounds, keeping every product
-of the probes and redoing only ``A Q`` for the new basis.
+Hutch++ and XTrace then grow their sketch in rounds, keeping every product:
+the basis ``Q`` grows with the sketch, so only its new columns need ``A Q``.
 """
 
 from __future__ import annotations
@@ -275,6 +275,7 @@ class _Sketch:
         self.products, self.probes = products, probes
         self.probe_block = torch.empty(probes.dim, 0, dtype=torch.float64, device=probes.device)
         self.images = self.probe_block.clone()
+        self.basis_block, self.basis_image = self.probe_block.clone(), self.probe_block.clone()  # Q and A Q so far
 
     def grow(self, columns: int) -> None:
         """Add probes up to ``columns`` in all, with their products."""
@@ -283,11 +284,22 @@ class _Sketch:
         self.images = torch.cat([self.images, self.products(new)], dim=1)
 
     def basis(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(Q, R, A Q, Q^T A Q)`` for ``A W = Q R``: ``A Q`` costs one product per column."""
-        basis, triangle = torch.linalg.qr(self.images)
-        image = self.products(basis)
+        """``(Q, R, A Q, Q^T A Q)`` for ``A W = Q R``.
+
+        ``Q`` grows with ``A W``: the products added since the last call are
+        orthogonalised against the ``Q`` so far (block Gram-Schmidt, twice),
+        so only the new columns of ``Q`` cost products for ``A Q``, and ``R =
+        Q^T A W`` stays upper triangular.
+        """
+        fresh = self.images[:, self.basis_block.shape[1]:]
+        for _ in range(2):
+            fresh = fresh - self.basis_block @ (self.basis_block.T @ fresh)
+        added, _ = torch.linalg.qr(fresh)
+        self.basis_block = torch.cat([self.basis_block, added], dim=1)
+        self.basis_image = torch.cat([self.basis_image, self.products(added)], dim=1)
+        basis, image = self.basis_block, self.basis_image
         projected = basis.T @ image
-        return basis, triangle, image, (projected + projected.T) / 2
+        return basis, torch.triu(basis.T @ self.images), image, (projected + projected.T) / 2
 
 
 def _rounds(budget: int, tol: Optional[float], cost: Callable[[int, int], int]) -> List[int]:
@@ -321,7 +333,7 @@ def _hutch_plus_plus(products: _Products, probes: _Probes, budget: int,
 
     def cost(size: int, before: int) -> int:
         (columns, probes_now), (columns_before, probes_before) = parts(size), parts(before)
-        return (columns - columns_before) + (probes_now - probes_before) + columns
+        return 2 * (columns - columns_before) + (probes_now - probes_before)
 
     samples = None
     for size in _rounds(budget, tol, cost):
@@ -351,7 +363,7 @@ def _xtrace(products: _Products, probes: _Probes, budget: int, tol: Optional[flo
     sketch = _Sketch(products, probes)
 
     def cost(size: int, before: int) -> int:
-        return (size // 2 - before // 2) + size // 2
+        return 2 * (size // 2 - before // 2)
 
     samples = None
     for size in _rounds(budget, tol, cost):
