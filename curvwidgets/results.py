@@ -64,7 +64,6 @@ MONITOR_COLUMNS = {
     "curvature_products": "operator products the measurement took",
     "curvature_seconds": "wall-clock seconds of the measurement",
 }
-HISTORY_COLUMNS.update(MONITOR_COLUMNS)
 
 
 @dataclass
@@ -100,8 +99,8 @@ class TrainingHistory:
 
     def __getitem__(self, column: str) -> np.ndarray:
         """One column over the epochs, shape ``(len(self),)``."""
-        if column not in HISTORY_COLUMNS and not column.startswith("sharpness_"):
-            raise KeyError(f"column must be one of {tuple(HISTORY_COLUMNS)}; got {column!r}")
+        if not _is_column(column):
+            raise KeyError(f"column must be one of {tuple(HISTORY_COLUMNS) + tuple(MONITOR_COLUMNS)}; got {column!r}")
         return np.array([row.get(column, np.nan) for row in self.rows], dtype=np.float64)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -130,9 +129,9 @@ class TrainingHistory:
                              f"({HISTORY_VERSION})")
         rows = _json_field(content, "rows", list, [])
         for number, row in enumerate(rows):
-            if not isinstance(row, dict) or not set(row) <= set(HISTORY_COLUMNS) or "epoch" not in row:
+            if not isinstance(row, dict) or not all(map(_is_column, row)) or "epoch" not in row:
                 raise ValueError(f"rows[{number}] must be a dict with an 'epoch' and columns of "
-                                 f"{tuple(HISTORY_COLUMNS)}; got {row!r:.200}")
+                                 f"{tuple(HISTORY_COLUMNS)} (and the monitor's, MONITOR_COLUMNS); got {row!r:.200}")
         rows = [_numbers(row, f"rows[{number}]") for number, row in enumerate(rows)]
         epochs = [row["epoch"] for row in rows]
         if not all(float(epoch).is_integer() and epoch >= 1 for epoch in epochs) or \
@@ -1108,6 +1107,11 @@ def _check_landscape_values(landscape: "Landscape") -> None:
             if np.any(outside):
                 raise ValueError(f"values[{name!r}] must lie in [0, 1] (or be NaN); {int(outside.sum())} values do "
                                  "not")
+
+
+def _is_column(name: Any) -> bool:
+    """Whether ``name`` is a history column: of ``HISTORY_COLUMNS``, ``MONITOR_COLUMNS`` or ``sharpness_2``, ...."""
+    return name in HISTORY_COLUMNS or name in MONITOR_COLUMNS or bool(re.fullmatch(r"sharpness_[2-9]\d*", str(name)))
 
 
 def _check_history_parts(history: "TrainingHistory") -> None:
