@@ -213,9 +213,9 @@ class _ThickRestart:
     def _breakdown(self) -> float:
         return math.sqrt(torch.finfo(self.op.dtype).eps) * self.norm
 
-    def _wanted(self, values: np.ndarray) -> np.ndarray:
-        """Indices (ascending) of the wanted Ritz values among ``values`` (ascending)."""
-        count = min(self.k, len(values))
+    def _wanted(self, values: np.ndarray, count: Optional[int] = None) -> np.ndarray:
+        """Indices (ascending) of the ``count`` (default ``k``) wanted Ritz values among ``values`` (ascending)."""
+        count = min(self.k if count is None else count, len(values))
         if self.which == "largest":
             return np.arange(len(values) - count, len(values))
         if self.which == "smallest":
@@ -235,7 +235,7 @@ class _ThickRestart:
         (``benchmarks/README.md``), this as many or fewer.
         """
         extra = max((self.size - self.k) // 10, min(self.k, (self.size - self.k) // 2))
-        keep = self._wanted_count(values, self.k + extra)
+        keep = self._wanted(values, min(self.k + extra, len(values) - 1))
         kept = torch.as_tensor(vectors[:, keep], dtype=self.op.dtype, device=self.op.device)
         count = len(keep)
         self.basis[:count] = kept.T @ self.basis[:filled]
@@ -246,13 +246,6 @@ class _ThickRestart:
         self.projection[count, :count] = self.projection[:count, count] = coupling
         self.restarts += 1
         return count
-
-    def _wanted_count(self, values: np.ndarray, count: int) -> np.ndarray:
-        saved, self.k = self.k, min(count, len(values) - 1)
-        try:
-            return self._wanted(values)
-        finally:
-            self.k = saved
 
     def _fresh_direction(self, filled: int) -> None:
         """A random unit row ``filled`` orthogonal to the basis (its coupling to ``T`` is 0)."""
