@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 from matplotlib.axes import Axes
 
+from ._validate import positive_int
 from .linalg.bounds import BoundsTable
 from .linalg.densities import DensityLike, check_density, density_spread, smooth_density, stem_density
 from .linalg.lanczos import LanczosResult
@@ -237,7 +238,8 @@ def _measured(history: TrainingHistory, column: str) -> Tuple[np.ndarray, np.nda
 
 
 def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: Optional[str] = None,
-                    label: Optional[str] = "sharpness", threshold_label: Optional[str] = "2 / lr") -> Axes:
+                    label: Optional[str] = "sharpness", threshold_label: Optional[str] = "2 / lr",
+                    steps_per_epoch: Optional[int] = None) -> Axes:
     """The sharpness at the measured epochs (markers) and ``2 / lr`` of every epoch (dashed, in the same colour).
 
     As Cohen et al. (2021) draw it: gradient descent with step size ``eta``
@@ -246,22 +248,25 @@ def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: 
     Called again on the same ``ax`` (another run, another colour), the axis
     keeps zero, every run's sharpness and the lowest ``2 / lr`` of each in
     view; larger values of ``2 / lr`` (a decaying schedule) may leave it.
+    ``steps_per_epoch``: the x axis counts optimiser steps, ``epoch *
+    steps_per_epoch`` (1 for full-batch gradient descent), instead of epochs.
     """
     ax = _axes(ax)
+    scale = 1 if steps_per_epoch is None else positive_int("steps_per_epoch", steps_per_epoch)
     epochs, sharpness = _measured(history, "sharpness")
-    line = ax.plot(epochs, sharpness, marker=".", color=color, label=label)[0]
+    line = ax.plot(epochs * scale, sharpness, marker=".", color=color, label=label)[0]
     with np.errstate(divide="ignore"):
         threshold = 2.0 / history["lr"]
+    steps = history["epoch"] * scale
     limits = ax.dataLim.frozen()  # the view grows to zero and the lowest 2 / lr only, not to a decayed rate's
-    ax.plot(history["epoch"], threshold, linestyle="--", drawstyle="steps-pre", color=line.get_color(),
-            label=threshold_label)
+    ax.plot(steps, threshold, linestyle="--", drawstyle="steps-pre", color=line.get_color(), label=threshold_label)
     ax.dataLim.set(limits)
     finite = threshold[np.isfinite(threshold)]
     if finite.size:
-        ax.update_datalim([(history["epoch"][0], finite.min()), (history["epoch"][-1], 0.0)])
+        ax.update_datalim([(steps[0], finite.min()), (steps[-1], 0.0)])
     ax.autoscale_view()
     matrix = (history.config.get("monitor") or {}).get("matrix", "hessian")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch" if steps_per_epoch is None else "step")
     ax.set_ylabel(f"sharpness (top {MATRIX_NAMES.get(matrix, matrix)} eigenvalue)")
     return ax
 

@@ -150,6 +150,14 @@ def test_the_sharpness_panel_draws_the_measured_epochs_against_two_over_the_rate
         assert low <= 0 and high >= max(history["sharpness"][measured].max(), (2.0 / history["lr"]).min())
         assert high < (2.0 / history["lr"]).max()  # not stretched to the decayed rate
         matplotlib.pyplot.close(figure)
+    # against optimiser steps: two batches an epoch
+    ax = plots.sharpness_curve(history, steps_per_epoch=2, color="tab:green", label="eta", threshold_label=None)
+    sharpness, threshold = ax.get_lines()
+    np.testing.assert_array_equal(sharpness.get_xdata(), 2 * history["epoch"][measured])
+    np.testing.assert_array_equal(threshold.get_xdata(), 2 * history["epoch"])
+    assert ax.get_xlabel() == "step" and threshold.get_color() == "tab:green"
+    assert [handle.get_label() for handle in ax.get_legend_handles_labels()[0]] == ["eta"]
+    matplotlib.pyplot.close(ax.figure)
 
 
 def test_without_a_monitor_the_figure_is_loss_and_accuracy_only(monitored_runs, tmp_path):
