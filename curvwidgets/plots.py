@@ -221,7 +221,9 @@ def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = N
         sharpness_curve(history, ax=axes[2])
         twin = gradient_overlap_curve(history, ax=axes[2].twinx())
         handles = [handle for ax in (axes[2], twin) for handle in ax.get_legend_handles_labels()[0]]
-        axes[2].legend(handles=handles, fontsize="small")
+        # above the panel: the sharpness and the overlap leave no corner free
+        axes[2].legend(handles=handles, fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=3,
+                       frameon=False, borderaxespad=0.2)
     return axes
 
 
@@ -275,7 +277,8 @@ def gradient_overlap_curve(history: TrainingHistory, ax: Optional[Axes] = None, 
     """The fraction of the gradient in the top eigenvectors at the measured epochs, on a 0 to 1 axis."""
     ax = _axes(ax)
     epochs, overlap = _measured(history, "gradient_overlap")
-    ax.plot(epochs, overlap, marker="x", linestyle=":", color=color, label="gradient overlap")
+    ax.plot(epochs, overlap, marker="x", markersize=4, linestyle=":", linewidth=1, color=color,
+            label="gradient overlap")
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("gradient overlap", color=color)
     ax.set_xlabel("epoch")
