@@ -6,11 +6,12 @@ the axes, so figures compose: a stem plot and a histogram can share one panel.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib.axes import Axes
 
+from ._validate import positive_int
 from .linalg.bounds import BoundsTable
 from .linalg.densities import DensityLike, check_density, density_spread, smooth_density, stem_density
 from .linalg.lanczos import LanczosResult
@@ -24,12 +25,16 @@ __all__ = [
     "convergence_plot",
     "bounds_table_plot",
     "training_curves",
+    "has_sharpness",
+    "sharpness_curve",
+    "gradient_overlap_curve",
     "network_spectrum",
     "landscape_lines",
     "landscape_plane",
 ]
 
 TRUE_COLOR, LANCZOS_COLOR, DIAGONAL_COLOR = "tab:blue", "tab:red", "gold"
+MATRIX_NAMES = {"hessian": "Hessian", "ggn": "GGN"}
 
 
 def _axes(ax: Optional[Axes]) -> Axes:
@@ -192,11 +197,19 @@ def bounds_table_plot(table: BoundsTable, ax: Optional[Axes] = None) -> Axes:
 
 
 def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = None) -> Sequence[Axes]:
-    """Loss (left) and top-1 accuracy (right) per epoch, train and test, as ``plot_training`` draws them."""
+    """Loss and top-1 accuracy per epoch, train and test, as ``plot_training`` draws them.
+
+    When the history has measured sharpness (``cw.train(..., monitor=...)``) a
+    third panel shows it against ``2 / lr`` (:func:`sharpness_curve`), with the
+    gradient overlap on a twin axis (:func:`gradient_overlap_curve`). ``axes``:
+    two axes for the loss and accuracy, and a third for that panel (without
+    it the panel is left out).
+    """
     if axes is None:
         import matplotlib.pyplot as plt
 
-        axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")[1]
+        panels = 3 if has_sharpness(history) else 2
+        axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), layout="constrained")[1]
     epochs = history["epoch"]
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1 accuracy")):
         ax.plot(epochs, history[f"train_{metric}"], marker=".", label="train")
@@ -204,7 +217,72 @@ def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = N
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend()
+    if len(axes) > 2 and has_sharpness(history):
+        sharpness_curve(history, ax=axes[2])
+        twin = gradient_overlap_curve(history, ax=axes[2].twinx())
+        handles = [handle for ax in (axes[2], twin) for handle in ax.get_legend_handles_labels()[0]]
+        # above the panel: the sharpness and the overlap leave no corner free
+        axes[2].legend(handles=handles, fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=3,
+                       frameon=False, borderaxespad=0.2)
     return axes
+
+
+def has_sharpness(history: TrainingHistory) -> bool:
+    """Whether any epoch of ``history`` has a measured sharpness (a curvature monitor ran)."""
+    return bool(np.isfinite(history["sharpness"]).any())
+
+
+def _measured(history: TrainingHistory, column: str) -> Tuple[np.ndarray, np.ndarray]:
+    """The epochs at which ``column`` was measured, and its values there (the other epochs hold NaN)."""
+    values = history[column]
+    kept = np.isfinite(values)
+    return history["epoch"][kept], values[kept]
+
+
+def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: Optional[str] = None,
+                    label: Optional[str] = "sharpness", threshold_label: Optional[str] = "2 / lr",
+                    steps_per_epoch: Optional[int] = None) -> Axes:
+    """The sharpness at the measured epochs (markers) and ``2 / lr`` of every epoch (dashed, in the same colour).
+
+    As Cohen et al. (2021) draw it: gradient descent with step size ``eta``
+    is unstable along directions of curvature above ``2 / eta``. The dashed
+    line steps with the schedule (``lr`` of each row holds over that epoch).
+    Called again on the same ``ax`` (another run, another colour), the axis
+    keeps zero, every run's sharpness and the lowest ``2 / lr`` of each in
+    view; larger values of ``2 / lr`` (a decaying schedule) may leave it.
+    ``steps_per_epoch``: the x axis counts optimiser steps, ``epoch *
+    steps_per_epoch`` (1 for full-batch gradient descent), instead of epochs.
+    """
+    ax = _axes(ax)
+    scale = 1 if steps_per_epoch is None else positive_int("steps_per_epoch", steps_per_epoch)
+    epochs, sharpness = _measured(history, "sharpness")
+    line = ax.plot(epochs * scale, sharpness, marker=".", color=color, label=label)[0]
+    with np.errstate(divide="ignore"):
+        threshold = 2.0 / history["lr"]
+    steps = history["epoch"] * scale
+    limits = ax.dataLim.frozen()  # the view grows to zero and the lowest 2 / lr only, not to a decayed rate's
+    ax.plot(steps, threshold, linestyle="--", drawstyle="steps-pre", color=line.get_color(), label=threshold_label)
+    ax.dataLim.set(limits)
+    finite = threshold[np.isfinite(threshold)]
+    if finite.size:
+        ax.update_datalim([(steps[0], finite.min()), (steps[-1], 0.0)])
+    ax.autoscale_view()
+    matrix = (history.config.get("monitor") or {}).get("matrix", "hessian")
+    ax.set_xlabel("epoch" if steps_per_epoch is None else "step")
+    ax.set_ylabel(f"sharpness (top {MATRIX_NAMES.get(matrix, matrix)} eigenvalue)")
+    return ax
+
+
+def gradient_overlap_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: str = "tab:gray") -> Axes:
+    """The fraction of the gradient in the top eigenvectors at the measured epochs, on a 0 to 1 axis."""
+    ax = _axes(ax)
+    epochs, overlap = _measured(history, "gradient_overlap")
+    ax.plot(epochs, overlap, marker="x", markersize=4, linestyle=":", linewidth=1, color=color,
+            label="gradient overlap")
+    ax.set_ylim(0.0, 1.05)
+    ax.set_ylabel("gradient overlap", color=color)
+    ax.set_xlabel("epoch")
+    return ax
 
 
 def network_spectrum(

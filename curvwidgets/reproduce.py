@@ -20,7 +20,8 @@ __all__ = ["NOTEBOOKS", "PRESETS", "NotebookRun", "run_notebooks", "format_runs"
 #: The notebooks in the order they run (later CIFAR notebooks reuse earlier ones' files).
 NOTEBOOKS = ("00_quickstart", "01_lanczos_vs_power", "02_lanczos_myths", "03_wigner", "04_marchenko_pastur",
              "05_diagonal_approximation", "06_synthetic_spectrum", "07_vgg16_cifar100_spectrum",
-             "08_vgg16_cifar100_landscape", "09_vgg16_cifar10", "10_dashboard", "11_transformer")
+             "08_vgg16_cifar100_landscape", "09_vgg16_cifar10", "10_dashboard", "11_transformer",
+             "12_edge_of_stability")
 
 _SMALL_NETWORK = {"dataset": "digits", "model": "MLP", "epochs": 8, "lr": 0.05, "lanczos_iters": 20, "device": "cpu"}
 
@@ -34,6 +35,8 @@ PRESETS: Dict[str, Dict[str, Dict[str, object]]] = {
         "07_vgg16_cifar100_spectrum": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits"},
         "08_vgg16_cifar100_landscape": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits", "n_points": 11},
         "09_vgg16_cifar10": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits-b", "n_points": 11, "seed": 1},
+        "12_edge_of_stability": {"num_samples": 500, "width": 50, "etas": [0.4, 0.25], "steps": 600, "every": 10,
+                                 "tol": 1e-2},
     },
 }
 

@@ -4,8 +4,11 @@ import io
 import subprocess
 import sys
 
+import matplotlib.image
+import matplotlib.pyplot
 import numpy as np
 import pytest
+import torch
 
 import curvwidgets as cw
 from curvwidgets import plots
@@ -98,3 +101,84 @@ def test_cli_trains_on_the_embedded_digits(tmp_path, capsys):
     history = cw.TrainingHistory.load(tmp_path / "history.json")
     assert len(history) == 2 and history.config["optimizer"] == "SGD"
     assert f"{history.rows[-1]['test_top1']:.3f}" in printed
+
+
+# ---- the sharpness panel of plot_training -------------------------------------------------------------------
+
+def tiny_run(folder, monitor):
+    """Five epochs of a linear-schedule SGD on random batches (the rate changes every epoch), into ``folder``."""
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, 6, generator=generator), torch.randint(0, 3, (16,), generator=generator))
+               for _ in range(2)]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    return cw.train(model, (batches, batches), epochs=5, optimizer_kwargs={"lr": 0.2}, schedule="linear",
+                    out_dir=folder,
+                    monitor=cw.CurvatureMonitor(every=2, data=batches, num_samples=None) if monitor else None)
+
+
+@pytest.fixture(scope="module")
+def monitored_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    with torch.random.fork_rng():
+        torch.set_num_threads(1)
+        return {monitor: (folder / str(monitor), tiny_run(folder / str(monitor), monitor)) for monitor in (True, False)}
+
+
+def test_the_sharpness_panel_draws_the_measured_epochs_against_two_over_the_rate(monitored_runs):
+    folder, history = monitored_runs[True]
+    measured = np.isfinite(history["sharpness"])
+    np.testing.assert_array_equal(measured, [False, True, False, True, True])
+    assert len(set(history["lr"])) == 3  # the schedule holds the rate, then lowers it twice
+    for source in (history, folder, folder / "history.json"):  # the object, and the file (NaN stored as null)
+        figure = cw.plot_training(source)
+        loss_axis, accuracy_axis, sharpness_axis, overlap_axis = figure.axes
+        assert overlap_axis.get_shared_x_axes().joined(sharpness_axis, overlap_axis)
+        sharpness, threshold = sharpness_axis.get_lines()
+        np.testing.assert_array_equal(sharpness.get_xdata(), history["epoch"][measured])
+        np.testing.assert_array_equal(sharpness.get_ydata(), history["sharpness"][measured])
+        np.testing.assert_array_equal(threshold.get_xdata(), history["epoch"])
+        np.testing.assert_array_equal(threshold.get_ydata(), 2.0 / history["lr"])
+        assert threshold.get_drawstyle() == "steps-pre" and threshold.get_linestyle() == "--"
+        assert threshold.get_color() == sharpness.get_color()
+        (overlap,) = overlap_axis.get_lines()
+        np.testing.assert_array_equal(overlap.get_xdata(), history["epoch"][measured])
+        np.testing.assert_array_equal(overlap.get_ydata(), history["gradient_overlap"][measured])
+        assert [text.get_text() for text in sharpness_axis.get_legend().get_texts()] == [
+            "sharpness", "2 / lr", "gradient overlap"]
+        low, high = sharpness_axis.get_ylim()  # zero, every sharpness and the lowest 2 / lr in view
+        assert low <= 0 and high >= max(history["sharpness"][measured].max(), (2.0 / history["lr"]).min())
+        assert high < (2.0 / history["lr"]).max()  # not stretched to the decayed rate
+        matplotlib.pyplot.close(figure)
+    # against optimiser steps: two batches an epoch
+    ax = plots.sharpness_curve(history, steps_per_epoch=2, color="tab:green", label="eta", threshold_label=None)
+    sharpness, threshold = ax.get_lines()
+    np.testing.assert_array_equal(sharpness.get_xdata(), 2 * history["epoch"][measured])
+    np.testing.assert_array_equal(threshold.get_xdata(), 2 * history["epoch"])
+    assert ax.get_xlabel() == "step" and threshold.get_color() == "tab:green"
+    assert [handle.get_label() for handle in ax.get_legend_handles_labels()[0]] == ["eta"]
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_without_a_monitor_the_figure_is_loss_and_accuracy_only(monitored_runs, tmp_path):
+    folder, history = monitored_runs[False]
+    assert not plots.has_sharpness(history)
+    figure = cw.plot_training(folder)
+    assert len(figure.axes) == 2
+    assert [axis.get_ylabel() for axis in figure.axes] == ["loss", "top-1 accuracy"]
+    matplotlib.pyplot.close(figure)
+    # two axes given: the panel is left out even with a monitor
+    figure, axes = matplotlib.pyplot.subplots(1, 2)
+    plots.training_curves(monitored_runs[True][1], axes=axes)
+    assert len(figure.axes) == 2
+    matplotlib.pyplot.close(figure)
+
+
+def test_plot_command_draws_the_sharpness_panel(monitored_runs, tmp_path):
+    for monitor in (True, False):
+        target = tmp_path / f"training-{monitor}.png"
+        assert main(["plot", str(monitored_runs[monitor][0]), "--out", str(target)]) == 0
+        assert target.stat().st_size > 0
+    # the wider figure (three panels) is the monitored run's
+    width = {monitor: matplotlib.image.imread(tmp_path / f"training-{monitor}.png").shape[1] for monitor in (True, False)}
+    assert width[True] > width[False]
