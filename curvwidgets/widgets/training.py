@@ -358,6 +358,8 @@ class TrainingWidget(widgets.VBox):
             (self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line)), \
             (self.sharpness_figure, (self.sharpness_line, self.threshold_line)), \
             (self.overlap_figure, (self.overlap_line,)) = [(plot.figure, plot.lines) for plot in self._plots]
+        for plot in self._plots:  # empty, with the axes of the run planned (bqplot's own log ticks collide)
+            plot.draw(TrainingHistory(), max(self._planned_epochs, 1))
         self.curvature_legend = wide_html(curvature_legend(self._monitor_base.to_config()))
         self._curvature_parts = (widgets.HBox([self.sharpness_figure, self.overlap_figure]), self.curvature_legend)
         self.curvature_view = widgets.VBox([])
