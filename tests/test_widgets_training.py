@@ -467,14 +467,17 @@ def test_the_curvature_view_follows_the_box_and_keeps_a_measured_history(monitor
     widget.measure_curvature.value = True
     assert widget.curvature_view.children and not widget.curvature_every.disabled
     assert widget.sharpness_line.y.size == 0  # nothing measured yet: empty axes
+    widget.curvature_samples.value = 64
+    assert "on 64 samples" in widget.curvature_legend.value  # what the next run measures
     widget.measure_curvature.value = False
     assert widget.curvature_view.children == () and widget.curvature_samples.disabled
     shown = monitored[0]
     try:
         shown.measure_curvature.value = False  # the history shown holds measurements: they stay
-        assert shown.curvature_view.children
+        shown.curvature_samples.value = 99
+        assert shown.curvature_view.children and f"on {SUBSET} samples" in shown.curvature_legend.value
     finally:
-        shown.measure_curvature.value = True
+        shown.measure_curvature.value, shown.curvature_samples.value = True, SUBSET
 
 
 @pytest.mark.parametrize("every, samples, message", [

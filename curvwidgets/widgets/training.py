@@ -243,7 +243,7 @@ class TrainingWidget(widgets.VBox):
         The measured epochs and ``history["gradient_overlap"]``.
     sharpness_figure, overlap_figure : bqplot.Figure
     curvature_legend : ipywidgets.HTML
-        :func:`curvature_legend` of the run shown.
+        :func:`curvature_legend` of the measurements drawn, or else of those the controls ask for.
     curvature_view : ipywidgets.VBox
         The two curvature figures and their legend; empty while *measure
         curvature* is unticked and the history shown holds no measurement
@@ -307,6 +307,7 @@ class TrainingWidget(widgets.VBox):
         self._planned_epochs = epochs if isinstance(epochs, int) else 1  # the epoch axes span the run
         self._running = False  # a run is going: the settings are disabled
         self._measured = False  # the history shown holds a curvature measurement
+        self._shown_monitor: Optional[Mapping[str, Any]] = None  # the config["monitor"] of the history shown
         self._build_figures()
         self._refresh_controls()
 
@@ -314,6 +315,7 @@ class TrainingWidget(widgets.VBox):
         self.dataset_name.observe(self._dataset_picked, "value")
         for control in (self.swa_start, self.measure_curvature):
             control.observe(lambda _change: self.runner.dispatch(self._refresh_controls), "value")
+        self.curvature_samples.observe(lambda _change: self.runner.dispatch(self._refresh_legend), "value")
         self.measure_curvature.observe(lambda _change: self.runner.dispatch(self._refresh_curvature_view), "value")
         self.out_dir.observe(lambda _change: self.runner.dispatch(self._refresh_resume), "value")
         super().__init__([
@@ -360,7 +362,8 @@ class TrainingWidget(widgets.VBox):
             (self.overlap_figure, (self.overlap_line,)) = [(plot.figure, plot.lines) for plot in self._plots]
         for plot in self._plots:  # empty, with the axes of the run planned (bqplot's own log ticks collide)
             plot.draw(TrainingHistory(), max(self._planned_epochs, 1))
-        self.curvature_legend = wide_html(curvature_legend(self._monitor_base.to_config()))
+        self.curvature_legend = wide_html()
+        self._refresh_legend()
         self._curvature_parts = (widgets.HBox([self.sharpness_figure, self.overlap_figure]), self.curvature_legend)
         self.curvature_view = widgets.VBox([])
         self._refresh_curvature_view()
@@ -452,14 +455,14 @@ class TrainingWidget(widgets.VBox):
         """
         last = max([self._planned_epochs, *history["epoch"].astype(int)])
         with hold_sync(*(line for plot in self._plots for line in plot.lines), self.checkpoint_list,
-                       self.final_summary, self.curvature_legend):
+                       self.final_summary):
             for plot in self._plots:
                 plot.draw(history, last)
             self.checkpoint_list.options = tuple(history.checkpoints)
             self.final_summary.value = " · ".join(f"{key} <b>{value:.4g}</b>" for key, value in history.final.items())
-            if history.config.get("monitor"):
-                self.curvature_legend.value = curvature_legend(history.config["monitor"])
         self._measured = bool(np.isfinite(history["sharpness"]).any())
+        self._shown_monitor = history.config.get("monitor")
+        self._refresh_legend()
         self._refresh_curvature_view()
         if history.checkpoints != self.checkpoints:  # observers hear of new files only
             self.set_trait("checkpoints", list(history.checkpoints))
@@ -496,6 +499,12 @@ class TrainingWidget(widgets.VBox):
         with hold_sync(*controls):
             for control in controls:
                 control.disabled = self._running or not idle.get(id(control), True)
+
+    def _refresh_legend(self) -> None:
+        """The legend names the matrix and subset of the measurements drawn, or else of those the controls ask for."""
+        asked = {**self._monitor_base.to_config(), "num_samples": self.curvature_samples.value or None}
+        self.curvature_legend.value = curvature_legend(
+            self._shown_monitor if self._measured and self._shown_monitor else asked)
 
     def _refresh_curvature_view(self) -> None:
         """The curvature figures show while the monitor is ticked or the history shown holds a measurement."""
