@@ -27,7 +27,7 @@ from ._view import (controls_row, field_layout, finite_points, hold_sync, legend
                     log_ticks, nice_ticks, padded_log_range, padded_range, set_range, wide_html)
 from .runner import TaskRunner
 
-__all__ = ["TrainingWidget", "accuracy_title", "batch_points", "threshold_steps", "curvature_legend"]
+__all__ = ["TrainingWidget", "accuracy_title", "batch_points", "threshold_steps", "curvature_legend_html"]
 
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#ff7f0e"
 SHARPNESS_COLOR, THRESHOLD_COLOR, OVERLAP_COLOR = "#2ca02c", "#d62728", "#9467bd"
@@ -88,7 +88,7 @@ def threshold_steps(epochs: np.ndarray, lr: np.ndarray) -> Points:
     return finite_points(np.stack([epochs - 0.5, epochs + 0.5], axis=1).reshape(-1), np.repeat(threshold, 2))
 
 
-def curvature_legend(monitor: Optional[Mapping[str, Any]] = None) -> str:
+def curvature_legend_html(monitor: Optional[Mapping[str, Any]] = None) -> str:
     """The legend below the curvature figures, naming the matrix and the subset of ``monitor``.
 
     Parameters
@@ -98,7 +98,7 @@ def curvature_legend(monitor: Optional[Mapping[str, Any]] = None) -> str:
 
     Examples
     --------
-    >>> "top GGN eigenvalue on 64 samples" in curvature_legend({"matrix": "ggn", "num_samples": 64, "top": 1})
+    >>> "top GGN eigenvalue on 64 samples" in curvature_legend_html({"matrix": "ggn", "num_samples": 64, "top": 1})
     True
     """
     settings = {**CurvatureMonitor().to_config(), **(monitor or {})}
@@ -243,7 +243,7 @@ class TrainingWidget(widgets.VBox):
         The measured epochs and ``history["gradient_overlap"]``.
     sharpness_figure, overlap_figure : bqplot.Figure
     curvature_legend : ipywidgets.HTML
-        :func:`curvature_legend` of the measurements drawn, or else of those the controls ask for.
+        :func:`curvature_legend_html` of the measurements drawn, or else of those the controls ask for.
     curvature_view : ipywidgets.VBox
         The two curvature figures and their legend; empty while *measure
         curvature* is unticked and the history shown holds no measurement
@@ -253,7 +253,8 @@ class TrainingWidget(widgets.VBox):
     checkpoint_list : ipywidgets.Select
         ``checkpoints``.
     final_summary : ipywidgets.HTML
-        ``result.final`` (the SWA figures), empty without SWA.
+        ``result.final``: the SWA figures, and the monitor's ``curvature_time_fraction``
+        (its seconds over the training's); empty without either.
     """
 
     checkpoints = traitlets.List(traitlets.Unicode(), read_only=True,
@@ -280,7 +281,7 @@ class TrainingWidget(widgets.VBox):
         self.dataset_name = widgets.Dropdown(
             options=(data.name,) if data is not None else datasets.names(),
             value=data.name if data is not None else choice("dataset", dataset, datasets.names()),
-            description="data", disabled=data is not None, layout=field_layout("200px"))
+            description="data", layout=field_layout("200px"))
         self.optimizer_name = widgets.Dropdown(options=optim.names(),
                                                value=choice("optimizer", optimizer, optim.names()),
                                                description="optimiser", layout=field_layout("200px"))
@@ -292,8 +293,7 @@ class TrainingWidget(widgets.VBox):
                                               description="schedule", layout=field_layout("200px"))
         self.swa_start = widgets.IntText(value=swa_start or 0, description="SWA from", layout=field_layout("200px"),
                                          tooltip="epochs before weight averaging starts; 0: no SWA")
-        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=field_layout("200px"),
-                                        disabled=not swa_start)
+        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=field_layout("200px"))
         self.out_dir = widgets.Text(value=out_dir, description="out_dir", placeholder="empty: no checkpoints",
                                     layout=field_layout("360px"))
         self.save_every = widgets.IntText(value=save_every, description="save every", layout=field_layout("200px"))
@@ -345,6 +345,14 @@ class TrainingWidget(widgets.VBox):
                                                  layout=field_layout("180px"),
                                                  tooltip="training samples measured on, the same each time; 0: all")
 
+    def _build_curvature_view(self) -> None:
+        """The sharpness and overlap figures side by side over their legend, shown when they apply."""
+        self.curvature_legend = wide_html()
+        self._refresh_legend()
+        self._curvature_parts = (widgets.HBox([self.sharpness_figure, self.overlap_figure]), self.curvature_legend)
+        self.curvature_view = widgets.VBox([])
+        self._refresh_curvature_view()
+
     def _build_figures(self) -> None:
         self._plots = (
             _epoch_plot("loss", _columns("train_loss", "test_loss")),
@@ -362,11 +370,7 @@ class TrainingWidget(widgets.VBox):
             (self.overlap_figure, (self.overlap_line,)) = [(plot.figure, plot.lines) for plot in self._plots]
         for plot in self._plots:  # empty, with the axes of the run planned (bqplot's own log ticks collide)
             plot.draw(TrainingHistory(), max(self._planned_epochs, 1))
-        self.curvature_legend = wide_html()
-        self._refresh_legend()
-        self._curvature_parts = (widgets.HBox([self.sharpness_figure, self.overlap_figure]), self.curvature_legend)
-        self.curvature_view = widgets.VBox([])
-        self._refresh_curvature_view()
+        self._build_curvature_view()
         epoch, loss = linear_scale(), linear_scale()
         self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
@@ -503,7 +507,7 @@ class TrainingWidget(widgets.VBox):
     def _refresh_legend(self) -> None:
         """The legend names the matrix and subset of the measurements drawn, or else of those the controls ask for."""
         asked = {**self._monitor_base.to_config(), "num_samples": self.curvature_samples.value or None}
-        self.curvature_legend.value = curvature_legend(
+        self.curvature_legend.value = curvature_legend_html(
             self._shown_monitor if self._measured and self._shown_monitor else asked)
 
     def _refresh_curvature_view(self) -> None:
