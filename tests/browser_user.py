@@ -504,8 +504,9 @@ CURVES_JS = f"""([root, title]) => {{
     return figure ? Array.from(figure.querySelectorAll('svg.svg-figure g.curve')).map(curve => {{
         const line = curve.querySelector('path.line'), d = (line && line.getAttribute('d')) || '';
         const style = line ? getComputedStyle(line) : {{stroke: '', strokeDasharray: 'none'}};
-        return {{colour: style.stroke, dashed: style.strokeDasharray !== 'none', vertices: (d.match(/[ML]/g) || []).length,
-                 dots: curve.querySelectorAll('path.dot').length, finite: !/NaN|null|undefined|Infinity/.test(d)}};
+        return {{colour: style.stroke, dashed: style.strokeDasharray !== 'none',
+                 vertices: (d.match(/[ML]/g) || []).length, dots: curve.querySelectorAll('path.dot').length,
+                 finite: !/NaN|null|undefined|Infinity/.test(d)}};
     }}) : null;
 }}"""
 

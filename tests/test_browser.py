@@ -351,7 +351,7 @@ def _rgb(colour: str) -> str:
 
 # the sharpness figure: the sharpness line with a marker per measurement, then 2/eta dashed with a step (two
 # vertices) per epoch; measured every epoch, so as many steps as markers
-SHARPNESS_DRAWN = f"""curves => curves.length === 2 && curves.every(curve => curve.finite) && curves[0].dots >= 1
+SHARPNESS_DRAWN = """curves => curves.length === 2 && curves.every(curve => curve.finite) && curves[0].dots >= 1
     && curves[1].vertices === 2 * curves[0].dots"""
 
 

@@ -413,6 +413,12 @@ def test_the_curvature_marks_hold_the_monitors_sharpness_and_two_over_each_epoch
     assert widget.curvature_view.children and "top Hessian eigenvalue on 40 samples" in widget.curvature_legend.value
 
 
+def test_the_threshold_steps_centre_each_epoch_and_leave_out_a_rate_of_zero():
+    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.0, 0.04]))
+    np.testing.assert_array_equal(x, [0.5, 1.5, 2.5, 3.5])
+    np.testing.assert_array_equal(y, [20.0, 20.0, 50.0, 50.0])
+
+
 def test_the_sharpness_axis_is_logarithmic_and_spans_sharpness_and_threshold(monitored):
     widget, _, _ = monitored
     epoch_axis, value_axis = widget.sharpness_figure.axes

@@ -55,7 +55,7 @@ def linear_scale() -> bqplot.LinearScale:
 
 
 def log_scale() -> bqplot.LogScale:
-    """A bqplot ``LogScale`` on ``[1, 10]`` that adds no padding of its own (:func:`set_range` with :func:`log_ticks`)."""
+    """A bqplot ``LogScale`` on ``[1, 10]`` adding no padding of its own (:func:`set_range` with :func:`log_ticks`)."""
     return bqplot.LogScale(min=1.0, max=10.0, allow_padding=False)
 
 
