@@ -496,6 +496,20 @@ SHOWN_JS = """el => el.checkVisibility({checkOpacity: true, checkVisibilityCSS: 
 BUSY_JS = f"""([root, busy]) => Array.from(root.querySelectorAll('button.widget-button'))
     .some(button => ({SHOWN_JS})(button) && busy.includes(button.textContent.trim()))"""
 
+# the line marks (g.curve) of the figure shown titled `title`, in mark order: their stroke colour, whether dashed,
+# the vertices of the line and its markers; null when no figure shown has that title
+CURVES_JS = f"""([root, title]) => {{
+    const figure = Array.from(root.querySelectorAll('.bqplot.figure')).filter({SHOWN_JS})
+        .find(node => (node.querySelector('.mainheading')?.textContent || '').trim() === title);
+    return figure ? Array.from(figure.querySelectorAll('svg.svg-figure g.curve')).map(curve => {{
+        const line = curve.querySelector('path.line'), d = (line && line.getAttribute('d')) || '';
+        const style = line ? getComputedStyle(line) : {{stroke: '', strokeDasharray: 'none'}};
+        return {{colour: style.stroke, dashed: style.strokeDasharray !== 'none',
+                 vertices: (d.match(/[ML]/g) || []).length, dots: curve.querySelectorAll('path.dot').length,
+                 finite: !/NaN|null|undefined|Infinity/.test(d)}};
+    }}) : null;
+}}"""
+
 PROGRESS_JS = f"""([root, busy]) => {{  // the step of the running task's status label, e.g. 12 of "lanczos 12/30 ..."
     const button = Array.from(root.querySelectorAll('button.widget-button'))
         .find(node => ({SHOWN_JS})(node) && busy.includes(node.textContent.trim()));
@@ -579,6 +593,43 @@ class WidgetUser:
         reached = self._wait(f"args => ({PROGRESS_JS})(args) >= {step}", [self._handle(), list(BUSY_LABELS)],
                              timeout_s)
         assert reached, f"{self.name}: the run did not report step {step} while running (it ended, or is too slow)"
+
+    def curves(self, title: str) -> Optional[List[Dict[str, Any]]]:
+        """The line marks of the figure titled ``title`` as drawn now (None when no figure shown has that title).
+
+        Each is a dict: ``colour`` (the stroke, ``"rgb(r, g, b)"``), ``dashed``,
+        ``vertices`` (points of its line), ``dots`` (markers drawn), ``finite``
+        (no ``NaN``, ``null`` ... in its path).
+        """
+        return self.root.evaluate(f"(root, title) => ({CURVES_JS})([root, title])", title)
+
+    def wait_for_curves(self, title: str, condition: str, running: bool = False,
+                        timeout_s: float = 120) -> List[Dict[str, Any]]:
+        """Wait until the :meth:`curves` of the figure titled ``title`` satisfy ``condition``, and return them.
+
+        ``condition`` is a JavaScript function of the list of curves (``curves
+        => ...``), read in the same instant as the curves returned. With
+        ``running``, a run must also still be going then (its busy label
+        shows): the figure is drawn while the widget computes.
+
+        Raises
+        ------
+        AssertionError
+            Not within ``timeout_s`` (or the run ended first); says what was drawn last.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        script = f"""([root, title, busy, running]) => {{
+            const curves = ({CURVES_JS})([root, title]);
+            return curves && ({condition})(curves) && (!running || ({BUSY_JS})([root, busy])) ? curves : null;
+        }}"""
+        try:
+            found = self.lab.page.wait_for_function(script, arg=[self._handle(), title, list(BUSY_LABELS), running],
+                                                    timeout=timeout_s * 1000, polling=100)
+        except PlaywrightTimeout:
+            raise AssertionError(f"{self.name}: the figure {title!r} did not draw curves with {condition}"
+                                 f"{' while running' if running else ''} in {timeout_s} s (see "
+                                 f"{self.screenshot('curves-missing')}); drawn: {self.curves(title)}") from None
+        return found.json_value()
 
     def settle(self, timeout_s: float = SETTLE_S) -> None:
         """Wait until the widget's DOM has not changed for :data:`QUIET_MS` (at most ``timeout_s``)."""

@@ -11,8 +11,9 @@ folder, so that no repository file is autosaved over) and one chromium serve eve
 * ``notebooks/10_dashboard.ipynb`` as it is, with smaller parameters injected: the SpectrumWidget (Run, the
   figures while it computes, Cancel, step and sigma sliders, log/linear), the LandscapeWidget it feeds (stem
   clicks, Run, train/test and loss/accuracy, the three kinds of directions and the options of the normalised
-  ones, the plane while it computes, Cancel), and the Dashboard (Train, then its Spectrum tab: Run, checkpoint
-  slider, All checkpoints; then its Landscape tab: Run, toggles);
+  ones, the plane while it computes, Cancel), and the Dashboard (measure curvature ticked on a small subset, Train
+  with the sharpness, 2/eta and gradient-overlap curves checked while the epochs come in and after, then its
+  Spectrum tab: Run, checkpoint slider, All checkpoints; then its Landscape tab: Run, toggles);
 * ``transformer_dashboard.ipynb``, one cell making a Dashboard at its defaults (but two epochs, ten Lanczos steps):
   the user picks TinyTransformer, tinytext and AdamW, trains, computes the Hessian and GGN spectra of the last
   checkpoint, then its landscape (at the sizes the Dashboard gives tinytext: a few seconds of compute in all).
@@ -42,6 +43,8 @@ from typing import Iterator
 
 import nbformat
 import pytest
+
+from curvwidgets.widgets.training import OVERLAP_COLOR, SHARPNESS_COLOR, THRESHOLD_COLOR
 
 from browser_user import (JupyterLabServer, Lab, WidgetUser, chromium, inject_parameters, playwright_entry, quiet_env,
                           scratch_notebook, unavailable)
@@ -94,7 +97,10 @@ LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "normalised", "cou
 # the options of the normalised directions, shown for them only
 NORMALISATION_CONTROLS = ("norm", "bias, BN", "move BN statistics")
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
-                     "save every", "seed", "resume from out_dir", "checkpoints")
+                     "save every", "seed", "resume from out_dir", "measure curvature", "every (epochs)", "subset size",
+                     "checkpoints")
+CURVATURE_SAMPLES = "64"  # the monitor's subset in the Dashboard's training: a second or two per measurement
+SHARPNESS_TITLE, OVERLAP_TITLE = "sharpness and 2/η", "gradient overlap"
 TABS = ("Train", "Spectrum", "Landscape")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -338,11 +344,50 @@ def test_landscape_widget_stems_run_toggles_directions_and_plane(dashboard_lab):
     assert red == 2 * (PLANE_POINTS - 1), f"{red} red crosses drawn for the {2 * (PLANE_POINTS - 1)} diverged points"
 
 
+def _rgb(colour: str) -> str:
+    """``"#2ca02c"`` as the browser computes a stroke: ``"rgb(44, 160, 44)"``."""
+    return "rgb({}, {}, {})".format(*(int(colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+# the sharpness figure: the sharpness line with a marker per measurement, then 2/eta dashed with a step (two
+# vertices) per epoch; measured every epoch, so as many steps as markers
+SHARPNESS_DRAWN = """curves => curves.length === 2 && curves.every(curve => curve.finite) && curves[0].dots >= 1
+    && curves[1].vertices === 2 * curves[0].dots"""
+
+
+def _assert_curvature_drawn(user: WidgetUser, epochs: int) -> None:
+    """The sharpness, 2/eta and overlap curves of ``epochs`` measured epochs are drawn in their colours."""
+    sharpness, threshold = user.curves(SHARPNESS_TITLE)
+    assert (sharpness["colour"], sharpness["dashed"], sharpness["dots"], sharpness["vertices"]) == (
+        _rgb(SHARPNESS_COLOR), False, epochs, epochs), f"the sharpness of {epochs} epochs is not drawn: {sharpness}"
+    assert (threshold["colour"], threshold["dashed"], threshold["vertices"]) == (
+        _rgb(THRESHOLD_COLOR), True, 2 * epochs), f"the 2/η steps of {epochs} epochs are not drawn: {threshold}"
+    (overlap,) = user.curves(OVERLAP_TITLE)
+    assert (overlap["colour"], overlap["dots"]) == (_rgb(OVERLAP_COLOR), epochs), \
+        f"the gradient overlap of {epochs} epochs is not drawn: {overlap}"
+
+
+def _train_measuring_the_curvature(dashboard: WidgetUser, epochs: int) -> None:
+    """Tick measure curvature, Train, and check its figures while the epochs come in and after."""
+    assert dashboard.curves(SHARPNESS_TITLE) is None, "the sharpness figure shows with the monitor off"
+    dashboard.check("measure curvature")   # the empty curvature figures show
+    assert dashboard.curves(SHARPNESS_TITLE) is not None, "ticking measure curvature does not show its figures"
+    dashboard.type_into("subset size", CURVATURE_SAMPLES)
+    dashboard.expect_data = True
+    dashboard.start("Train")
+    during = dashboard.wait_for_curves(SHARPNESS_TITLE, SHARPNESS_DRAWN, running=True)
+    dashboard.screenshot("training-sharpness-drawn")
+    assert during[0]["dots"] < epochs, "the sharpness was drawn only once training was over"
+    dashboard.looks_right("training", settle_s=1)
+    dashboard.wait_idle()
+    dashboard.looks_right("trained")
+    _assert_curvature_drawn(dashboard, epochs)
+
+
 def test_dashboard_train_then_spectrum_then_landscape(dashboard_lab):
     dashboard = dashboard_lab.widget(2, "dashboard", TRAINING_CONTROLS + TABS)
     dashboard.looks_right("before-training")
-    dashboard.expect_data = True
-    dashboard.click("Train")
+    _train_measuring_the_curvature(dashboard, DASHBOARD_PARAMETERS["dashboard_epochs"])
     dashboard.controls, dashboard.expect_data = SPECTRUM_CONTROLS + TABS + ("All checkpoints",), False
     dashboard.tab("Spectrum")
     dashboard.expect_data = True

@@ -260,3 +260,25 @@ def test_the_transformer_trains_on_tinytext_then_its_spectrum_and_landscape_take
         accuracy = (logits.argmax(dim=-1) == targets).double().mean()
     np.testing.assert_allclose(landscape["test_loss"][:, 2], float(loss), rtol=1e-5)
     np.testing.assert_allclose(landscape["test_accuracy"][:, 2], float(accuracy), rtol=1e-6)
+
+
+def test_a_run_measuring_the_curvature_draws_it_and_scrubs_the_same_checkpoints(finished, dataset, tmp_path):
+    """The monitor changes no weight: each checkpoint's spectrum is the one of the run without it."""
+    dashboard = make_dashboard(dataset, tmp_path / "run",
+                               training_options={"monitor": cw.CurvatureMonitor(num_samples=32)})
+    training = dashboard.training
+    assert training.measure_curvature.value and training.curvature_samples.value == 32
+    assert dashboard.run(block=True)
+    history = training.result
+    assert training.runner.outcome == "done" and dashboard.landscape.runner.outcome == "done"
+    np.testing.assert_array_equal(training.sharpness_line.y, history["sharpness"])  # measured after every epoch
+    np.testing.assert_array_equal(training.threshold_line.y, np.repeat(2.0 / history["lr"], 2))
+    assert len(dashboard.checkpoints) == EPOCHS and len(dashboard.cache) == EPOCHS
+    for path, plain in zip(dashboard.checkpoints, finished.checkpoints):
+        key = dataclasses.replace(dashboard.spectrum.settings, checkpoint=path)
+        unmonitored = finished.cache[dataclasses.replace(key, checkpoint=plain)]
+        np.testing.assert_array_equal(dashboard.cache[key].ritz_values, unmonitored.ritz_values)
+    first = dashboard.checkpoints[0]
+    dashboard.checkpoint_slider.value = first  # scrubbing back: the cached spectrum, at once
+    assert dashboard.spectrum.result is dashboard.cache[dataclasses.replace(key, checkpoint=first)]
+    assert dashboard.landscape.checkpoint.value == first

@@ -1,9 +1,11 @@
-"""TrainingWidget and the loop's batch events: marks hold exactly the history and batch losses; Stop, resume."""
+"""TrainingWidget and the loop's batch events: marks hold exactly the history and batch losses; Stop, resume; the
+curvature monitor's controls and figures."""
 
 import dataclasses
 import threading
 from pathlib import Path
 
+import bqplot
 import numpy as np
 import pytest
 import torch
@@ -13,13 +15,15 @@ import curvwidgets as cw
 from curvwidgets.training.checkpoint import load_checkpoint
 from curvwidgets.training.loop import BatchLosses
 from curvwidgets.widgets import TrainingWidget
+from curvwidgets.widgets import _training_task as task_module
 from curvwidgets.widgets import training as training_module
 from curvwidgets.widgets._sizes import sizes_for
-from curvwidgets.widgets.training import accuracy_title, batch_points
+from curvwidgets.widgets.training import accuracy_title, batch_points, threshold_steps
 
 EPOCHS, LR = 3, 0.05
 SIZES = (32, 32, 32, 4)  # 100 training samples in batches of 32
-TIMING = ("seconds", "images_per_second", "peak_memory_bytes")  # the only columns that differ between equal runs
+TIMING = ("seconds", "images_per_second", "peak_memory_bytes", "curvature_seconds")  # differ between equal runs
+EVERY, SUBSET = 2, 40  # the monitor's controls: measured after epochs 2 and 3 (the last), on 40 samples
 LINES = (("train_loss_line", "train_loss"), ("test_loss_line", "test_loss"), ("train_accuracy_line", "train_top1"),
          ("test_accuracy_line", "test_top1"))
 
@@ -33,6 +37,29 @@ def make_widget(data, out_dir, **options):
     widget = TrainingWidget(data, lr=LR, epochs=EPOCHS, out_dir=str(out_dir), device="cpu", **options)
     widget.runner.min_interval = 0.0  # every event drawn, every batch loss sent
     return widget
+
+
+def monitored_options(widget, every=EVERY, samples=SUBSET):
+    """Tick the widget's measure curvature box and set its fields."""
+    widget.measure_curvature.value = True
+    widget.curvature_every.value, widget.curvature_samples.value = every, samples
+
+
+def train_spy(calls):
+    """cw.train, noting the keyword arguments of each call in ``calls``."""
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return cw.train(*args, **kwargs)
+
+    return spy
+
+
+@pytest.fixture
+def passed_to_train(monkeypatch):
+    """The keyword arguments of every cw.train the widgets call (which still trains)."""
+    calls = []
+    monkeypatch.setattr(task_module, "train", train_spy(calls))
+    return calls
 
 
 def measured(history):
@@ -66,7 +93,11 @@ def test_marks_hold_the_history_which_is_what_train_computes(finished, dataset):
     history = widget.result
     assert widget.runner.outcome == "done" and widget.runner.button.description == "Train"
     reference = cw.train("MLP", dataset, EPOCHS, optimizer_kwargs={"lr": LR}, device="cpu")
+    # monitor off (the default): the rows are those of cw.train without a monitor, no curvature column among them
     assert len(history) == EPOCHS and measured(history) == measured(reference)
+    assert not widget.measure_curvature.value and history.config["monitor"] is None
+    assert not set(history.rows[0]) & set(cw.results.MONITOR_COLUMNS)
+    assert widget.curvature_view.children == () and widget.sharpness_line.y.size == 0
     for name, column in LINES:
         np.testing.assert_array_equal(getattr(widget, name).x, np.arange(1, EPOCHS + 1))
         np.testing.assert_array_equal(getattr(widget, name).y, history[column])
@@ -237,8 +268,11 @@ class GatedLoader:
 def test_a_second_train_while_running_is_refused_and_the_button_stops(dataset, tmp_path):
     gate = threading.Event()
     widget = make_widget(dataclasses.replace(dataset, train=GatedLoader(dataset.train, gate)), tmp_path / "run")
+    widget.measure_curvature.value = True
+    settings = widget._setting_controls()
     assert widget.run()  # returns at once: the worker waits at the gate
     assert widget.runner.running and widget.runner.button.description == "Stop"
+    assert all(control.disabled for control in settings)  # read when the run started: not to be changed now
     assert not widget.run()
     widget.runner.button.click()
     assert widget.runner.button.description == "Stopping" and widget.runner.button.disabled
@@ -246,6 +280,8 @@ def test_a_second_train_while_running_is_refused_and_the_button_stops(dataset, t
     assert widget.runner.join(timeout=60)
     assert widget.runner.outcome == "cancelled" and len(widget.result) == 0  # stopped at the first batch
     assert widget.runner.button.description == "Train" and not list(tmp_path.rglob("*.pt"))
+    # editable again, but the data set given and the SWA rate without SWA
+    assert [control.description for control in settings if control.disabled] == ["data", "SWA lr"]
 
 
 def test_a_named_data_set_is_loaded_once_and_a_finished_run_resumes_with_nothing_to_do(dataset, tmp_path,
@@ -340,3 +376,124 @@ def test_the_accuracy_title_follows_the_data_set_picked(tmp_path):
     assert widget.accuracy_figure.title == "top-1 accuracy per token"
     widget.dataset_name.value = "synthetic"
     assert widget.accuracy_figure.title == "top-1 accuracy"
+
+
+@pytest.fixture(scope="module")
+def monitored(dataset, tmp_path_factory):
+    """A widget after a blocking run measuring the curvature, with what its curvature marks held at each draw."""
+    widget = make_widget(dataset, tmp_path_factory.mktemp("monitored") / "run")
+    monitored_options(widget)
+    draws = []  # after each progress event drawn (during the run): the y of the three curvature lines
+    show = widget._show_progress
+    widget._show_progress = lambda event: (show(event), draws.append(
+        tuple(np.array(getattr(widget, name).y) for name in ("sharpness_line", "threshold_line", "overlap_line"))))
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(task_module, "train", train_spy(calls))
+        assert widget.run(block=True)
+    return widget, draws, calls
+
+
+def test_the_curvature_marks_hold_the_monitors_sharpness_and_two_over_each_epochs_rate(monitored):
+    widget, _, _ = monitored
+    history = widget.result
+    assert widget.runner.outcome == "done", widget.runner.error_message.value
+    measured_epochs = np.array([EVERY, EPOCHS], dtype=float)  # every 2nd epoch, and the last
+    np.testing.assert_array_equal(widget.sharpness_line.x, measured_epochs)
+    np.testing.assert_array_equal(widget.sharpness_line.y, history["sharpness"][[EVERY - 1, EPOCHS - 1]])
+    np.testing.assert_array_equal(widget.overlap_line.x, measured_epochs)
+    np.testing.assert_array_equal(widget.overlap_line.y, history["gradient_overlap"][[EVERY - 1, EPOCHS - 1]])
+    assert np.isnan(history["sharpness"][0]) and (history["sharpness"][1:] > 0).all()
+    # the 2/eta line: a step per epoch, centred on it, at 2 / (the rate the epoch trained with)
+    lr = history["lr"]
+    assert lr[-1] < lr[0]  # the linear schedule lowers the last epoch's rate: the step follows it
+    np.testing.assert_array_equal(widget.threshold_line.x, [0.5, 1.5, 1.5, 2.5, 2.5, 3.5])
+    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(2.0 / lr, 2))
+    assert widget.threshold_line.line_style == "dashed" and widget.sharpness_line.marker == "circle"
+    assert widget.curvature_view.children and "top Hessian eigenvalue on 40 samples" in widget.curvature_legend.value
+
+
+def test_the_threshold_steps_centre_each_epoch_and_leave_out_a_rate_of_zero():
+    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.0, 0.04]))
+    np.testing.assert_array_equal(x, [0.5, 1.5, 2.5, 3.5])
+    np.testing.assert_array_equal(y, [20.0, 20.0, 50.0, 50.0])
+
+
+def test_the_sharpness_axis_is_logarithmic_and_spans_sharpness_and_threshold(monitored):
+    widget, _, _ = monitored
+    epoch_axis, value_axis = widget.sharpness_figure.axes
+    assert isinstance(value_axis.scale, bqplot.LogScale)
+    assert (epoch_axis.scale.min, epoch_axis.scale.max) == (0.5, EPOCHS + 0.5)
+    values = np.concatenate([widget.sharpness_line.y, widget.threshold_line.y])
+    assert value_axis.scale.min < values.min() <= values.max() < value_axis.scale.max
+    ticks = np.asarray(value_axis.tick_values)
+    assert ticks.size >= 2 and (ticks >= value_axis.scale.min).all() and (ticks <= value_axis.scale.max).all()
+    overlap_axis = widget.overlap_figure.axes[1]
+    assert overlap_axis.scale.min < 0 and overlap_axis.scale.max > 1  # the fraction's whole range, always
+
+
+def test_the_curvature_figures_draw_as_epochs_come_in(monitored):
+    widget, draws, _ = monitored
+    sizes = [tuple(part.size for part in draw) for draw in draws]
+    distinct = [size for i, size in enumerate(sizes) if i == 0 or size != sizes[i - 1]]
+    # before epoch 1 ends: nothing; then its step only; after epoch 2: the first measurement; after 3: the second
+    assert distinct == [(0, 0, 0), (0, 2, 0), (1, 4, 1), (2, 6, 2)]
+    history = widget.result
+    during = next(draw for draw, size in zip(draws, sizes) if size == (1, 4, 1))
+    np.testing.assert_array_equal(during[0], history["sharpness"][[EVERY - 1]])
+    np.testing.assert_array_equal(during[1], np.repeat(2.0 / history["lr"][:2], 2))
+
+
+def test_the_controls_reach_the_monitor_passed_to_train_and_train_measures_the_same(monitored, dataset):
+    widget, _, calls = monitored
+    assert [call["monitor"] for call in calls] == [cw.CurvatureMonitor(every=EVERY, num_samples=SUBSET)]
+    reference = cw.train("MLP", dataset, EPOCHS, optimizer_kwargs={"lr": LR}, device="cpu",
+                         monitor=cw.CurvatureMonitor(every=EVERY, num_samples=SUBSET))
+    np.testing.assert_equal(measured(widget.result), measured(reference))  # bit for bit (NaN: not measured)
+
+
+def test_a_monitor_given_sets_the_controls_and_its_other_settings_reach_train(dataset, tmp_path, passed_to_train):
+    given = cw.CurvatureMonitor(every=3, num_samples=None, matrix="ggn", tol=1e-3, seed=5)
+    widget = make_widget(dataset, tmp_path / "run", monitor=given)
+    widget.epochs.value = 1
+    assert widget.measure_curvature.value and not widget.curvature_every.disabled
+    assert (widget.curvature_every.value, widget.curvature_samples.value) == (3, 0)  # 0: all samples
+    assert "top GGN eigenvalue on all samples" in widget.curvature_legend.value
+    widget.curvature_every.value, widget.curvature_samples.value = 1, 16
+    assert widget.run(block=True) and widget.runner.outcome == "done", widget.runner.error_message.value
+    assert passed_to_train[0]["monitor"] == dataclasses.replace(given, every=1, num_samples=16)
+    assert "top GGN eigenvalue on 16 samples" in widget.curvature_legend.value
+    with pytest.raises(TypeError, match="monitor must be None or a cw.CurvatureMonitor"):
+        TrainingWidget(monitor={"every": 1})
+
+
+def test_the_curvature_view_follows_the_box_and_keeps_a_measured_history(monitored, dataset, tmp_path):
+    widget = make_widget(dataset, tmp_path / "run")
+    assert widget.curvature_view.children == () and widget.curvature_every.disabled
+    widget.measure_curvature.value = True
+    assert widget.curvature_view.children and not widget.curvature_every.disabled
+    assert widget.sharpness_line.y.size == 0  # nothing measured yet: empty axes
+    widget.curvature_samples.value = 64
+    assert "on 64 samples" in widget.curvature_legend.value  # what the next run measures
+    widget.measure_curvature.value = False
+    assert widget.curvature_view.children == () and widget.curvature_samples.disabled
+    shown = monitored[0]
+    try:
+        shown.measure_curvature.value = False  # the history shown holds measurements: they stay
+        shown.curvature_samples.value = 99
+        assert shown.curvature_view.children and f"on {SUBSET} samples" in shown.curvature_legend.value
+    finally:
+        shown.measure_curvature.value, shown.curvature_samples.value = True, SUBSET
+
+
+@pytest.mark.parametrize("every, samples, message", [
+    (0, SUBSET, "curvature: every (epochs) must be an int &gt;= 1; got 0"),
+    (1, -3, "curvature: subset size must be an int &gt;= 0; got -3"),
+])
+def test_bad_monitor_fields_appear_in_the_error_area(dataset, tmp_path, every, samples, message):
+    widget = make_widget(dataset, tmp_path / "run")
+    monitored_options(widget, every, samples)
+    with pytest.raises(ValueError):
+        widget.run(block=True)
+    assert message in widget.runner.error_message.value and widget.result is None
+    assert not list(tmp_path.rglob("*.pt")) and not widget.curvature_every.disabled  # editable again

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
-from .._validate import positive_int
+from .._validate import non_negative_int, positive_int
 from ..losses import SequenceCrossEntropyLoss
 from ..progress import CancelToken, ProgressCallback, ProgressEvent
 from ..results import TrainingHistory
@@ -18,9 +18,10 @@ from ..training.checkpoint import checkpoint_epoch, latest_checkpoint
 from ..training.data import DataSet
 from ..training.distributed import default_device
 from ..training.loop import BatchLosses, train
+from ..training.monitor import CurvatureMonitor
 
-__all__ = ["TOKEN_MODELS", "TrainingSettings", "TrainingSnapshot", "check_pairing", "default_lr", "has_checkpoint",
-           "holds_tokens", "run_training"]
+__all__ = ["TOKEN_MODELS", "MonitorSettings", "TrainingSettings", "TrainingSnapshot", "check_pairing", "default_lr",
+           "has_checkpoint", "holds_tokens", "run_training"]
 
 #: The named models that read windows of token ids ``(B, T)``; every other named model reads images ``(B, C, H, W)``.
 TOKEN_MODELS = ("TinyTransformer",)
@@ -76,6 +77,37 @@ def check_pairing(model: str, dataset: str) -> None:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """The curvature measurements of a run, as read from the widget's controls.
+
+    Attributes
+    ----------
+    every : int
+        Measure after every ``every``-th epoch (and after the last).
+    samples : int
+        Size of the fixed subset of training samples measured on; 0 for all of them.
+    base : CurvatureMonitor
+        The monitor's other settings (matrix, tolerance, ``top``, trace, seed, data), kept as given.
+    """
+
+    every: int
+    samples: int
+    base: CurvatureMonitor = CurvatureMonitor()
+
+    def monitor(self) -> CurvatureMonitor:
+        """The :class:`~curvwidgets.CurvatureMonitor` handed to :func:`curvwidgets.train`.
+
+        Raises
+        ------
+        ValueError
+            ``every`` below 1 or ``samples`` below 0, named as the controls are.
+        """
+        every = positive_int("curvature: every (epochs)", self.every)
+        samples = non_negative_int("curvature: subset size", self.samples)
+        return dataclasses.replace(self.base, every=every, num_samples=samples or None)
+
+
+@dataclass(frozen=True)
 class TrainingSettings:
     """One training run, as read from the widget's controls.
 
@@ -102,6 +134,8 @@ class TrainingSettings:
         Continue from the latest checkpoint in ``out_dir``. Without it a run
         refuses an ``out_dir`` that already holds checkpoints, so that it never
         overwrites the files of another run.
+    monitor : MonitorSettings or None, default: None
+        Measure the curvature during the run; None (the default) trains exactly as without a monitor.
     """
 
     model: str
@@ -116,6 +150,7 @@ class TrainingSettings:
     save_every: int
     seed: int
     resume: bool
+    monitor: Optional[MonitorSettings] = None
 
     @property
     def folder(self) -> Optional[str]:
@@ -145,7 +180,8 @@ class TrainingSettings:
         return dict(epochs=self.epochs, optimizer=self.optimizer, optimizer_kwargs={"lr": self.lr},
                     schedule=self.schedule, out_dir=self.folder, save_every=self.save_every if self.folder else None,
                     resume=self.resume_from(), seed=self.seed, swa_start=self.swa_start if swa else None,
-                    swa_lr=self.swa_lr if swa else None)
+                    swa_lr=self.swa_lr if swa else None,
+                    monitor=self.monitor.monitor() if self.monitor is not None else None)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import html
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import bqplot
 import numpy as np
 from ipywidgets import HTML, HBox, Layout, Widget
 
-__all__ = ["field_layout", "controls_row", "wide_html", "TICK_FORMAT", "linear_scale", "nice_ticks", "set_range",
-           "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points", "padded_range", "legend_html",
-           "LEGEND_SYMBOLS"]
+__all__ = ["field_layout", "controls_row", "wide_html", "TICK_FORMAT", "linear_scale", "log_scale", "nice_ticks",
+           "log_ticks", "set_range", "hold_sync", "set_slider", "stem_segments", "log_floor", "finite_points",
+           "padded_range", "padded_log_range", "legend_html", "LEGEND_SYMBOLS"]
 
 
 def field_layout(width: str = "180px") -> Layout:
@@ -54,6 +54,11 @@ def linear_scale() -> bqplot.LinearScale:
     return bqplot.LinearScale(min=0.0, max=1.0, allow_padding=False)
 
 
+def log_scale() -> bqplot.LogScale:
+    """A bqplot ``LogScale`` on ``[1, 10]`` adding no padding of its own (:func:`set_range` with :func:`log_ticks`)."""
+    return bqplot.LogScale(min=1.0, max=10.0, allow_padding=False)
+
+
 def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
     """About ``count`` round tick values in ``[low, high]``: multiples of 1, 2 or 5 times a power of ten.
 
@@ -78,10 +83,42 @@ def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
     return np.round(ticks, max(0, int(-np.floor(np.log10(step))) + 1)) + 0.0  # + 0.0: no -0
 
 
+def log_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
+    """At most ``count`` round tick values in ``[low, high]`` of a logarithmic axis (``0 < low < high``).
+
+    1, 2 and 5 times the powers of ten in the range; where those are more
+    than ``count``, 1 and 3 times them; then the powers of ten alone, every
+    one or every few. A range too narrow to hold two of them gets
+    :func:`nice_ticks` (on so short a log axis the ticks are about evenly spaced).
+
+    Examples
+    --------
+    >>> log_ticks(8.0, 250.0)
+    array([ 10.,  20.,  50., 100., 200.])
+    >>> log_ticks(0.5, 5000.0)
+    array([   1.,   10.,  100., 1000.])
+    >>> log_ticks(31.0, 46.0, 3)
+    array([35., 40., 45.])
+    """
+    if not (0 < low < high and np.isfinite(high)):
+        return nice_ticks(low, high, count)
+    powers = 10.0 ** np.arange(np.floor(np.log10(low)), np.floor(np.log10(high)) + 1)
+    for multiples in ((1, 2, 5), (1, 3), (1,)):
+        ticks = np.array([multiple * power for power in powers for multiple in multiples])
+        ticks = ticks[(ticks >= low * (1 - 1e-9)) & (ticks <= high * (1 + 1e-9))]
+        if ticks.size <= count:
+            break
+    else:
+        ticks = ticks[::-(-ticks.size // count)]  # every few powers of ten
+    return ticks if ticks.size >= 2 else nice_ticks(low, high, count)
+
+
 def set_range(axis: Any, low: Optional[float], high: Optional[float], count: int = 5,
-              empty: Tuple[float, float] = (0.0, 1.0)) -> None:
+              empty: Tuple[float, float] = (0.0, 1.0), ticks: Callable[[float, float, int], np.ndarray] = nice_ticks
+              ) -> None:
     """Give ``axis.scale`` the range ``[low, high]`` (``empty`` when ``low`` is None: no data yet) and
-    ``axis`` about ``count`` :func:`nice_ticks` in it, in one message each.
+    ``axis`` about ``count`` ``ticks`` in it (:func:`nice_ticks`; :func:`log_ticks` for a log scale), in one
+    message each.
 
     The ticks are labelled with up to four significant digits, trailing zeros
     dropped (``".4~g"``): bqplot's own format, chosen from the range, can
@@ -90,7 +127,7 @@ def set_range(axis: Any, low: Optional[float], high: Optional[float], count: int
     low, high = (float(low), float(high)) if low is not None else empty
     with hold_sync(axis, axis.scale):
         axis.scale.min, axis.scale.max = low, high
-        axis.tick_values = nice_ticks(low, high, count)
+        axis.tick_values = ticks(low, high, count)
         axis.tick_format = TICK_FORMAT
 
 
@@ -198,6 +235,25 @@ def padded_range(*arrays: np.ndarray, margin: float = 0.05) -> Tuple[Optional[fl
     low, high = float(finite.min()), float(finite.max())
     span = high - low if high > low else max(abs(low), 1.0)
     return low - margin * span, high + margin * span
+
+
+def padded_log_range(*arrays: np.ndarray, margin: float = 0.05) -> Tuple[Optional[float], Optional[float]]:
+    """:func:`padded_range` on a logarithmic axis: ``(low, high)`` spanning the positive finite values of
+    ``arrays``, widened by ``margin`` of the span in decades on each side (a single value: by a decade).
+
+    Examples
+    --------
+    >>> padded_log_range(np.array([1.0, -2.0, 100.0]), margin=0.25)
+    (0.31622776601683794, 316.22776601683796)
+    >>> padded_log_range(np.array([0.0, np.nan]))
+    (None, None)
+    """
+    values = np.concatenate([np.asarray(values, dtype=float).reshape(-1) for values in arrays] or [np.zeros(0)])
+    values = values[np.isfinite(values) & (values > 0)]
+    if not values.size:
+        return None, None
+    low, high = padded_range(np.log10(values), margin=margin)
+    return 10.0 ** low, 10.0 ** high
 
 
 #: The d3 format of tick labels (:func:`set_range`).

@@ -40,7 +40,11 @@ class Dashboard(widgets.VBox):
     """Tabs Train -> Spectrum -> Landscape over one training run, with a checkpoint slider.
 
     **Train** is a :class:`TrainingWidget` writing a checkpoint every
-    ``save_every`` epochs into ``out_dir``. Each checkpoint, as it is written,
+    ``save_every`` epochs into ``out_dir``; its *measure curvature* box draws
+    the sharpness against 2/η and the gradient overlap as the run goes (ticked
+    from the start with ``training_options={"monitor": cw.CurvatureMonitor(...)}``),
+    and changes no weight, so the checkpoints are those of the run without
+    it. Each checkpoint, as it is written,
     becomes a stop of the **checkpoint** slider above the **Spectrum** tab's
     :class:`SpectrumWidget` (which keeps the eigenvectors). Moving the slider
     shows the spectrum of that checkpoint: computed the first time (in the

@@ -1,8 +1,10 @@
-"""Training, live: loss and accuracy per epoch, the batch losses of the epoch, Start/Stop/resume, checkpoints."""
+"""Training, live: loss and accuracy per epoch, the batch losses of the epoch, the curvature, Start/Stop/resume,
+checkpoints."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -17,16 +19,23 @@ from ..results import TrainingHistory
 from ..training import data as datasets
 from ..training import models, optim, schedules
 from ..training.loop import BatchLosses
+from ..training.monitor import CurvatureMonitor
 from ._sizes import sizes_for
-from ._training_task import (TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint, holds_tokens,
-                             run_training)
-from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, padded_range,
-                   set_range, wide_html)
+from ._training_task import (MonitorSettings, TrainingSettings, TrainingSnapshot, default_lr, has_checkpoint,
+                             holds_tokens, run_training)
+from ._view import (controls_row, field_layout, finite_points, hold_sync, legend_html, linear_scale, log_scale,
+                    log_ticks, nice_ticks, padded_log_range, padded_range, set_range, wide_html)
 from .runner import TaskRunner
 
-__all__ = ["TrainingWidget", "accuracy_title", "batch_points"]
+__all__ = ["TrainingWidget", "accuracy_title", "batch_points", "threshold_steps", "curvature_legend_html"]
 
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#ff7f0e"
+SHARPNESS_COLOR, THRESHOLD_COLOR, OVERLAP_COLOR = "#2ca02c", "#d62728", "#9467bd"
+#: The gradient overlap's axis: the fraction lies in [0, 1].
+OVERLAP_RANGE = padded_range(np.array([0.0, 1.0]))
+MATRIX_NAMES = {"hessian": "Hessian", "ggn": "GGN"}
+
+Points = Tuple[np.ndarray, np.ndarray]
 
 
 def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
@@ -48,6 +57,58 @@ def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     done = np.arange(1, len(batch.losses) + 1)
     return batch.epoch - 1 + done / (batch.batches or done.size), np.asarray(batch.losses, dtype=float)
+
+
+def threshold_steps(epochs: np.ndarray, lr: np.ndarray) -> Points:
+    """The 2/η line of the sharpness figure: a step at ``2 / lr[i]`` across epoch ``epochs[i]``.
+
+    Each step runs from ``epochs[i] - 1/2`` to ``epochs[i] + 1/2``, so the
+    sharpness measured after an epoch (drawn at the epoch) sits in the middle
+    of the step of the rate that epoch trained with, and the line follows the
+    schedule. An epoch at rate 0 (no finite threshold) is left out.
+
+    Parameters
+    ----------
+    epochs, lr : ndarray, shape (n,)
+        A history's ``"epoch"`` and ``"lr"`` columns.
+
+    Returns
+    -------
+    x, y : ndarray, shape (2n,)
+        The two ends of each step, in order.
+
+    Examples
+    --------
+    >>> threshold_steps(np.array([1.0, 2.0]), np.array([0.1, 0.05]))
+    (array([0.5, 1.5, 1.5, 2.5]), array([20., 20., 40., 40.]))
+    """
+    epochs, lr = np.asarray(epochs, dtype=float), np.asarray(lr, dtype=float)
+    with np.errstate(divide="ignore"):
+        threshold = 2.0 / lr
+    return finite_points(np.stack([epochs - 0.5, epochs + 0.5], axis=1).reshape(-1), np.repeat(threshold, 2))
+
+
+def curvature_legend_html(monitor: Optional[Mapping[str, Any]] = None) -> str:
+    """The legend below the curvature figures, naming the matrix and the subset of ``monitor``.
+
+    Parameters
+    ----------
+    monitor : mapping, optional
+        A history's ``config["monitor"]`` (:meth:`CurvatureMonitor.to_config`); default the Hessian on 256 samples.
+
+    Examples
+    --------
+    >>> "top GGN eigenvalue on 64 samples" in curvature_legend_html({"matrix": "ggn", "num_samples": 64, "top": 1})
+    True
+    """
+    settings = {**CurvatureMonitor().to_config(), **(monitor or {})}
+    samples = "all samples" if settings["num_samples"] is None else f"{settings['num_samples']} samples"
+    vectors = "eigenvector" if settings["top"] == 1 else f"{settings['top']} eigenvectors"
+    return legend_html([
+        (f"sharpness: top {MATRIX_NAMES.get(settings['matrix'], settings['matrix'])} eigenvalue on {samples}",
+         SHARPNESS_COLOR, "line"),
+        ("2/η, η: the epoch's learning rate", THRESHOLD_COLOR, "dashed"),
+        (f"gradient overlap: fraction of the gradient in the top {vectors}", OVERLAP_COLOR, "line")])
 
 
 def accuracy_title(dataset: str) -> str:
@@ -73,6 +134,20 @@ class TrainingWidget(widgets.VBox):
     (:func:`curvwidgets.data.default_loss`): for ``tinytext`` the mean
     cross-entropy over every token, and the accuracy is per token (the
     figure's title says so).
+
+    **measure curvature** (off by default: the run is then exactly
+    ``cw.train`` without a monitor) hands :func:`curvwidgets.train` a
+    :class:`~curvwidgets.CurvatureMonitor` measuring after every *every
+    (epochs)*-th epoch (and the last) on a fixed subset of *subset size*
+    training samples (0: all). Two more figures then grow with the run: the
+    sharpness (the top eigenvalue, markers at the measured epochs only) on a
+    logarithmic axis beside the step line 2/η of each epoch's learning rate
+    ``history["lr"]`` (it follows the schedule; Cohen et al. (2021) find
+    that full-batch gradient descent raises the sharpness to about 2/η; with
+    momentum β the threshold is (2 + 2β)/η), and the gradient overlap, the
+    fraction of the gradient in the top eigenvectors, on [0, 1]. They show
+    while the box is ticked or the history shown holds measurements.
+    The settings are disabled while a run goes (they are read when it starts).
 
     The language model ``TinyTransformer`` reads the token windows of
     ``tinytext``; every other model reads images. A model and data set that
@@ -123,6 +198,11 @@ class TrainingWidget(widgets.VBox):
     seed : int, default: 0
     device : str, optional
         Default: CUDA when available, else the CPU.
+    monitor : CurvatureMonitor, optional
+        Tick *measure curvature* and start its fields from this monitor's
+        ``every`` and ``num_samples``; its other settings (matrix, ``tol``,
+        ``top``, trace, seed, data) go to every run measured. Default: unticked,
+        measuring (when ticked) as ``CurvatureMonitor()`` does.
 
     Attributes
     ----------
@@ -142,6 +222,9 @@ class TrainingWidget(widgets.VBox):
     epochs, swa_start, save_every, seed : ipywidgets.IntText
     out_dir : ipywidgets.Text
     resume : ipywidgets.Checkbox
+    measure_curvature : ipywidgets.Checkbox
+    curvature_every, curvature_samples : ipywidgets.IntText
+        The monitor's ``every`` and ``num_samples`` (0: all), disabled while the box is unticked.
     train_loss_line, test_loss_line : bqplot.Lines
         ``x = history["epoch"]``, ``y = history["train_loss"]``, ``history["test_loss"]``
         (only the finite points: no test points without test data).
@@ -151,12 +234,27 @@ class TrainingWidget(widgets.VBox):
         The accuracy figure is titled :func:`accuracy_title` of the data set picked ("per token" for ``tinytext``).
     legend : ipywidgets.HTML
         The colours of the training and test lines, below the two figures.
+    sharpness_line : bqplot.Lines
+        ``x, y`` = the epochs and ``history["sharpness"]`` where it was measured
+        (finite and positive: the axis is logarithmic).
+    threshold_line : bqplot.Lines
+        ``x, y = threshold_steps(history["epoch"], history["lr"])``: 2/η, dashed.
+    overlap_line : bqplot.Lines
+        The measured epochs and ``history["gradient_overlap"]``.
+    sharpness_figure, overlap_figure : bqplot.Figure
+    curvature_legend : ipywidgets.HTML
+        :func:`curvature_legend_html` of the measurements drawn, or else of those the controls ask for.
+    curvature_view : ipywidgets.VBox
+        The two curvature figures and their legend; empty while *measure
+        curvature* is unticked and the history shown holds no measurement
+        (a bqplot figure must not be laid out in a hidden box).
     batch_loss_line : bqplot.Lines
         ``x, y = batch_points(batch)`` of the latest batch losses.
     checkpoint_list : ipywidgets.Select
         ``checkpoints``.
     final_summary : ipywidgets.HTML
-        ``result.final`` (the SWA figures), empty without SWA.
+        ``result.final``: the SWA figures, and the monitor's ``curvature_time_fraction``
+        (its seconds over the training's); empty without either.
     """
 
     checkpoints = traitlets.List(traitlets.Unicode(), read_only=True,
@@ -165,9 +263,12 @@ class TrainingWidget(widgets.VBox):
     def __init__(self, data: Optional[datasets.DataSet] = None, *, model: str = "MLP", dataset: str = "digits",
                  optimizer: str = "SGD", lr: Optional[float] = None, epochs: int = 10, schedule: str = "linear",
                  swa_start: Optional[int] = None, swa_lr: float = 0.01, out_dir: str = "runs/training",
-                 save_every: int = 1, seed: int = 0, device: Optional[str] = None):
+                 save_every: int = 1, seed: int = 0, device: Optional[str] = None,
+                 monitor: Optional[CurvatureMonitor] = None):
         if data is not None and not isinstance(data, datasets.DataSet):
             raise TypeError(f"data must be a DataSet (cw.data.load(...)) or None; got {type(data).__name__}")
+        if monitor is not None and not isinstance(monitor, CurvatureMonitor):
+            raise TypeError(f"monitor must be None or a cw.CurvatureMonitor; got {type(monitor).__name__}")
         # the fields hold any number (their range is checked when a run starts, the error shown in the widget)
         lr, swa_lr = None if lr is None else real("lr", lr), real("swa_lr", swa_lr)
         epochs, save_every, seed = integer("epochs", epochs), integer("save_every", save_every), integer("seed", seed)
@@ -180,7 +281,7 @@ class TrainingWidget(widgets.VBox):
         self.dataset_name = widgets.Dropdown(
             options=(data.name,) if data is not None else datasets.names(),
             value=data.name if data is not None else choice("dataset", dataset, datasets.names()),
-            description="data", disabled=data is not None, layout=field_layout("200px"))
+            description="data", layout=field_layout("200px"))
         self.optimizer_name = widgets.Dropdown(options=optim.names(),
                                                value=choice("optimizer", optimizer, optim.names()),
                                                description="optimiser", layout=field_layout("200px"))
@@ -192,39 +293,84 @@ class TrainingWidget(widgets.VBox):
                                               description="schedule", layout=field_layout("200px"))
         self.swa_start = widgets.IntText(value=swa_start or 0, description="SWA from", layout=field_layout("200px"),
                                          tooltip="epochs before weight averaging starts; 0: no SWA")
-        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=field_layout("200px"),
-                                        disabled=not swa_start)
+        self.swa_lr = widgets.FloatText(value=swa_lr, description="SWA lr", layout=field_layout("200px"))
         self.out_dir = widgets.Text(value=out_dir, description="out_dir", placeholder="empty: no checkpoints",
                                     layout=field_layout("360px"))
         self.save_every = widgets.IntText(value=save_every, description="save every", layout=field_layout("200px"))
         self.seed = widgets.IntText(value=seed, description="seed", layout=field_layout("200px"))
         self.resume = widgets.Checkbox(value=has_checkpoint(out_dir), description="resume from out_dir",
                                        indent=False, layout=field_layout("auto"))
+        self._build_monitor_controls(monitor)
         self.final_summary = widgets.HTML()
         self.runner = TaskRunner(on_run=self.run, description="Train", cancel_labels=("Stop", "Stopping"))
         self._loaded: Optional[Tuple[Tuple[str, int, str], datasets.DataSet]] = None
         self._planned_epochs = epochs if isinstance(epochs, int) else 1  # the epoch axes span the run
+        self._running = False  # a run is going: the settings are disabled
+        self._measured = False  # the history shown holds a curvature measurement
+        self._shown_monitor: Optional[Mapping[str, Any]] = None  # the config["monitor"] of the history shown
         self._build_figures()
+        self._refresh_controls()
 
         self.optimizer_name.observe(self._optimizer_picked, "value")
         self.dataset_name.observe(self._dataset_picked, "value")
-        self.swa_start.observe(self._swa_toggled, "value")
+        for control in (self.swa_start, self.measure_curvature):
+            control.observe(lambda _change: self.runner.dispatch(self._refresh_controls), "value")
+        self.curvature_samples.observe(lambda _change: self.runner.dispatch(self._refresh_legend), "value")
+        self.measure_curvature.observe(lambda _change: self.runner.dispatch(self._refresh_curvature_view), "value")
         self.out_dir.observe(lambda _change: self.runner.dispatch(self._refresh_resume), "value")
         super().__init__([
             controls_row(self.model_name, self.dataset_name, self.optimizer_name, self.lr),
             controls_row(self.epochs, self.schedule_name, self.swa_start, self.swa_lr),
             controls_row(self.out_dir, self.save_every, self.seed, self.resume),
+            controls_row(self.measure_curvature, self.curvature_every, self.curvature_samples),
             self.runner,
             widgets.HBox([self.loss_figure, self.accuracy_figure]),
             self.legend,
+            self.curvature_view,
             widgets.HBox([self.batch_figure, widgets.VBox([self.checkpoint_list, self.final_summary],
                                                           layout=widgets.Layout(width="40%"))]),
         ])
 
+    def _build_monitor_controls(self, monitor: Optional[CurvatureMonitor]) -> None:
+        """The *measure curvature* box and its fields, started from ``monitor`` (unticked without one)."""
+        self._monitor_base = monitor if monitor is not None else CurvatureMonitor()
+        wide_label = {"description_width": "initial"}
+        self.measure_curvature = widgets.Checkbox(value=monitor is not None, description="measure curvature",
+                                                  indent=False, layout=field_layout("auto"))
+        self.curvature_every = widgets.IntText(value=self._monitor_base.every, description="every (epochs)",
+                                               style=wide_label, layout=field_layout("180px"),
+                                               tooltip="measure after every k-th epoch (and after the last)")
+        self.curvature_samples = widgets.IntText(value=self._monitor_base.num_samples or 0,
+                                                 description="subset size", style=wide_label,
+                                                 layout=field_layout("180px"),
+                                                 tooltip="training samples measured on, the same each time; 0: all")
+
+    def _build_curvature_view(self) -> None:
+        """The sharpness and overlap figures side by side over their legend, shown when they apply."""
+        self.curvature_legend = wide_html()
+        self._refresh_legend()
+        self._curvature_parts = (widgets.HBox([self.sharpness_figure, self.overlap_figure]), self.curvature_legend)
+        self.curvature_view = widgets.VBox([])
+        self._refresh_curvature_view()
+
     def _build_figures(self) -> None:
-        self.loss_figure, (self.train_loss_line, self.test_loss_line) = _epoch_figure("loss")
-        self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line) = _epoch_figure(
-            "top-1 accuracy", accuracy_title(self.dataset_name.value))
+        self._plots = (
+            _epoch_plot("loss", _columns("train_loss", "test_loss")),
+            _epoch_plot("top-1 accuracy", _columns("train_top1", "test_top1"),
+                        title=accuracy_title(self.dataset_name.value)),
+            _epoch_plot("top eigenvalue", _sharpness_points, title="sharpness and 2/η",
+                        styles=(dict(colors=[SHARPNESS_COLOR], marker="circle"),
+                                dict(colors=[THRESHOLD_COLOR], line_style="dashed")),
+                        log=True),
+            _epoch_plot("‖Vᵀg‖² / ‖g‖²", _columns("gradient_overlap"), title="gradient overlap",
+                        styles=(dict(colors=[OVERLAP_COLOR], marker="circle"),), span=lambda *_: OVERLAP_RANGE))
+        (self.loss_figure, (self.train_loss_line, self.test_loss_line)), \
+            (self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line)), \
+            (self.sharpness_figure, (self.sharpness_line, self.threshold_line)), \
+            (self.overlap_figure, (self.overlap_line,)) = [(plot.figure, plot.lines) for plot in self._plots]
+        for plot in self._plots:  # empty, with the axes of the run planned (bqplot's own log ticks collide)
+            plot.draw(TrainingHistory(), max(self._planned_epochs, 1))
+        self._build_curvature_view()
         epoch, loss = linear_scale(), linear_scale()
         self.batch_loss_line = bq.Lines(x=[], y=[], scales={"x": epoch, "y": loss}, colors=[TRAIN_COLOR])
         self.batch_figure = bq.Figure(
@@ -262,13 +408,16 @@ class TrainingWidget(widgets.VBox):
             model=self.model_name.value, dataset=self.dataset_name.value, optimizer=self.optimizer_name.value,
             lr=self.lr.value, epochs=self.epochs.value, schedule=self.schedule_name.value,
             swa_start=self.swa_start.value, swa_lr=self.swa_lr.value, out_dir=self.out_dir.value,
-            save_every=self.save_every.value, seed=self.seed.value, resume=self.resume.value)
+            save_every=self.save_every.value, seed=self.seed.value, resume=self.resume.value,
+            monitor=MonitorSettings(self.curvature_every.value, self.curvature_samples.value, self._monitor_base)
+            if self.measure_curvature.value else None)
 
     def run(self, block: bool = False) -> bool:
         """Train as the controls say (see :meth:`TaskRunner.start`); Stop with :meth:`stop` or the button.
 
         Batch losses are sent at most every ``runner.min_interval`` seconds.
-        Returns False, starting nothing, while a run is going.
+        The settings are disabled until the run ends. Returns False, starting
+        nothing, while a run is going.
         """
         settings, interval = self.settings, self.runner.min_interval
         self._planned_epochs = settings.epochs if isinstance(settings.epochs, int) else 1
@@ -276,6 +425,7 @@ class TrainingWidget(widgets.VBox):
         def task(progress, cancel):
             return run_training(settings, self.data, self._load, self.device, interval, progress, cancel)
 
+        self.runner.dispatch(lambda: self._lock_settings(True))  # already locked when a run is going
         return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block)
 
     def stop(self) -> bool:
@@ -300,27 +450,24 @@ class TrainingWidget(widgets.VBox):
     def _show_final(self, history: Optional[TrainingHistory]) -> None:
         self._draw_history(history if history is not None else TrainingHistory())
         self._refresh_resume()
+        self._lock_settings(False)
 
     def _draw_history(self, history: TrainingHistory) -> None:
-        """Loss and accuracy curves, the checkpoint list and the SWA figures of ``history``.
+        """The curves of every epoch figure, the checkpoint list and the SWA figures of ``history``.
 
         The epoch axes span the run's epochs from the start; each value axis the values drawn.
         """
-        epochs = history["epoch"]
-        last = max([self._planned_epochs, *epochs.astype(int)])
-        pairs = (((self.train_loss_line, "train_loss"), (self.test_loss_line, "test_loss")),
-                 ((self.train_accuracy_line, "train_top1"), (self.test_accuracy_line, "test_top1")))
-        with hold_sync(self.train_loss_line, self.test_loss_line, self.train_accuracy_line, self.test_accuracy_line,
-                       self.checkpoint_list, self.final_summary):
-            for figure, ((first, first_column), (second, second_column)) in zip(
-                    (self.loss_figure, self.accuracy_figure), pairs):
-                epoch_axis, value_axis = figure.axes
-                set_range(epoch_axis, 0.5, last + 0.5, count=min(last, 6))  # whole epochs: at most one tick each
-                set_range(value_axis, *padded_range(history[first_column], history[second_column]))
-                for line, column in ((first, first_column), (second, second_column)):
-                    line.x, line.y = finite_points(epochs, history[column])
+        last = max([self._planned_epochs, *history["epoch"].astype(int)])
+        with hold_sync(*(line for plot in self._plots for line in plot.lines), self.checkpoint_list,
+                       self.final_summary):
+            for plot in self._plots:
+                plot.draw(history, last)
             self.checkpoint_list.options = tuple(history.checkpoints)
             self.final_summary.value = " · ".join(f"{key} <b>{value:.4g}</b>" for key, value in history.final.items())
+        self._measured = bool(np.isfinite(history["sharpness"]).any())
+        self._shown_monitor = history.config.get("monitor")
+        self._refresh_legend()
+        self._refresh_curvature_view()
         if history.checkpoints != self.checkpoints:  # observers hear of new files only
             self.set_trait("checkpoints", list(history.checkpoints))
 
@@ -337,26 +484,109 @@ class TrainingWidget(widgets.VBox):
     def _refresh_resume(self) -> None:
         self.resume.value = has_checkpoint(self.out_dir.value)
 
+    def _setting_controls(self) -> Tuple[widgets.DOMWidget, ...]:
+        """Every control whose value a run reads when it starts."""
+        return (self.model_name, self.dataset_name, self.optimizer_name, self.lr, self.epochs, self.schedule_name,
+                self.swa_start, self.swa_lr, self.out_dir, self.save_every, self.seed, self.resume,
+                self.measure_curvature, self.curvature_every, self.curvature_samples)
+
+    def _lock_settings(self, running: bool) -> None:
+        self._running = running
+        self._refresh_controls()
+
+    def _refresh_controls(self) -> None:
+        """The settings are enabled between runs only, and those that depend on another only where they apply."""
+        measuring = self.measure_curvature.value
+        idle = {id(self.dataset_name): self.data is None, id(self.swa_lr): self.swa_start.value != 0,
+                id(self.curvature_every): measuring, id(self.curvature_samples): measuring}
+        controls = self._setting_controls()
+        with hold_sync(*controls):
+            for control in controls:
+                control.disabled = self._running or not idle.get(id(control), True)
+
+    def _refresh_legend(self) -> None:
+        """The legend names the matrix and subset of the measurements drawn, or else of those the controls ask for."""
+        asked = {**self._monitor_base.to_config(), "num_samples": self.curvature_samples.value or None}
+        self.curvature_legend.value = curvature_legend_html(
+            self._shown_monitor if self._measured and self._shown_monitor else asked)
+
+    def _refresh_curvature_view(self) -> None:
+        """The curvature figures show while the monitor is ticked or the history shown holds a measurement."""
+        shown = self.measure_curvature.value or self._measured
+        if shown != bool(self.curvature_view.children):
+            self.curvature_view.children = self._curvature_parts if shown else ()
+
     def _optimizer_picked(self, change: dict) -> None:
         self.runner.dispatch(lambda: setattr(self.lr, "value", default_lr(change["new"])))
 
     def _dataset_picked(self, change: dict) -> None:
         self.runner.dispatch(lambda: setattr(self.accuracy_figure, "title", accuracy_title(change["new"])))
 
-    def _swa_toggled(self, change: dict) -> None:
-        self.runner.dispatch(lambda: setattr(self.swa_lr, "disabled", change["new"] == 0))
 
 
-def _epoch_figure(quantity: str, title: Optional[str] = None) -> Tuple[bq.Figure, Tuple[bq.Lines, bq.Lines]]:
-    """A figure of ``quantity`` against the epoch with a training and a test line (empty), on shared scales.
+#: The training and test lines of the loss and accuracy figures.
+TRAIN_TEST_STYLES = (dict(colors=[TRAIN_COLOR], marker="circle"), dict(colors=[TEST_COLOR], marker="circle"))
+Span = Callable[..., Tuple[Optional[float], Optional[float]]]
 
-    Titled ``title`` (default: ``quantity``).
+
+@dataclass(frozen=True)
+class _EpochPlot:
+    """A figure against the epoch: its lines, what each draws of a history, and how its value axis spans them.
+
+    Attributes
+    ----------
+    figure : bqplot.Figure
+        Axes ``(epoch, value)``.
+    lines : tuple of bqplot.Lines
+    points : callable
+        ``points(history)``: the ``(x, y)`` of each line.
+    span : callable, default: padded_range
+        ``span(*ys)``: the value axis's range, ``(None, None)`` for no data.
+    ticks : callable, default: nice_ticks
+        The value axis's ticks (:func:`~curvwidgets.widgets._view.log_ticks` on a log scale).
+    empty : (float, float)
+        The value axis's range without data.
     """
-    epoch, value = linear_scale(), linear_scale()
-    lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, colors=[color], marker="circle")
-                  for color in (TRAIN_COLOR, TEST_COLOR))
+
+    figure: bq.Figure
+    lines: Tuple[bq.Lines, ...]
+    points: Callable[[TrainingHistory], Sequence[Points]]
+    span: Span = padded_range
+    ticks: Callable[[float, float, int], np.ndarray] = nice_ticks
+    empty: Tuple[float, float] = (0.0, 1.0)
+
+    def draw(self, history: TrainingHistory, last: int) -> None:
+        """Draw ``history`` with the epoch axis on ``[0.5, last + 0.5]`` (at most one tick per epoch)."""
+        epoch_axis, value_axis = self.figure.axes
+        points = self.points(history)
+        set_range(epoch_axis, 0.5, last + 0.5, count=min(last, 6))
+        set_range(value_axis, *self.span(*(y for _x, y in points)), empty=self.empty, ticks=self.ticks)
+        for line, (x, y) in zip(self.lines, points):
+            line.x, line.y = x, y
+
+
+def _epoch_plot(quantity: str, points: Callable[[TrainingHistory], Sequence[Points]], title: Optional[str] = None,
+                styles: Sequence[Dict[str, Any]] = TRAIN_TEST_STYLES, log: bool = False,
+                span: Optional[Span] = None) -> _EpochPlot:
+    """A figure of ``quantity`` against the epoch with one empty line per style (``bqplot.Lines`` options), on
+    shared scales, titled ``title`` (default: ``quantity``); ``log``: a logarithmic value axis."""
+    epoch, value = linear_scale(), log_scale() if log else linear_scale()
+    lines = tuple(bq.Lines(x=[], y=[], scales={"x": epoch, "y": value}, **style) for style in styles)
     figure = bq.Figure(marks=list(lines), title=title or quantity,
                        axes=[bq.Axis(scale=epoch, label="epoch"), bq.Axis(scale=value, side="left", label=quantity)],
                        fig_margin={"top": 40, "bottom": 50, "left": 60, "right": 20},
                        layout=widgets.Layout(width="49%", height="300px"))
-    return figure, lines
+    if log:
+        return _EpochPlot(figure, lines, points, span or padded_log_range, log_ticks, (1.0, 10.0))
+    return _EpochPlot(figure, lines, points, span or padded_range)
+
+
+def _columns(*names: str) -> Callable[[TrainingHistory], Tuple[Points, ...]]:
+    """The points of lines drawing the columns ``names`` of a history against the epoch (finite points only)."""
+    return lambda history: tuple(finite_points(history["epoch"], history[name]) for name in names)
+
+
+def _sharpness_points(history: TrainingHistory) -> Tuple[Points, Points]:
+    """The measured sharpness (finite and positive: its axis is logarithmic) and the 2/η steps of a history."""
+    x, y = finite_points(history["epoch"], history["sharpness"])
+    return (x[y > 0], y[y > 0]), threshold_steps(history["epoch"], history["lr"])
