@@ -380,7 +380,7 @@ def test_the_widget_task_passes_the_options_on():
     expected = random_directions(model, 2, seed=4, norm="filter", one_axis="weights", states=True)
     assert params is None and [d.options for d in chosen] == [d.options for d in expected]
     assert all(torch.equal(a.vector, b.vector) for a, b in zip(chosen, expected))
-    with pytest.raises(ValueError, match=r"^one_axis and states apply to random directions"):
+    with pytest.raises(ValueError, match=r"^norm, one_axis and states apply to random directions"):
         LandscapeSettings(directions="eigen", states=True).chosen(model, None)
     with pytest.raises(ValueError, match=r"^one_axis='weights' applies to Li et al.'s normalisations"):
         LandscapeSettings(directions="random", one_axis="weights").chosen(model, None)

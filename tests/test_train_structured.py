@@ -152,7 +152,7 @@ def by_hand(model: nn.Module, batches: list, epochs: int, step: Callable) -> Lis
             loss, weight = step(model, batch)
             loss.backward()
             optimizer.step()
-            total, weights = total + float(loss) * weight, weights + weight
+            total, weights = total + float(loss.detach()) * weight, weights + weight
         means.append(total / weights)
     return means
 

@@ -143,7 +143,7 @@ def default_loss(data: Any) -> nn.Module:
     Examples
     --------
     >>> default_loss("tinytext"), default_loss("digits")
-    (SequenceCrossEntropyLoss(), CrossEntropyLoss())
+    (SequenceCrossEntropyLoss(ignore_index=-100), CrossEntropyLoss())
     """
     if isinstance(data, str):
         name = _canonical_name(data)
