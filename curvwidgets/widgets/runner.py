@@ -192,6 +192,7 @@ class TaskRunner(widgets.VBox):
         on_progress: Optional[Callable[[ProgressEvent], None]] = None,
         on_done: Optional[Callable[[Any], None]] = None,
         block: bool = False,
+        on_start: Optional[Callable[[], None]] = None,
     ) -> bool:
         """Run ``task(progress, cancel)``, in a worker thread unless ``block``.
 
@@ -211,6 +212,10 @@ class TaskRunner(widgets.VBox):
         block : bool, default: False
             Run in the calling thread and return when done (papermill, nbval,
             scripts). A failure is shown in the widget and then re-raised.
+        on_start : callable, optional
+            ``on_start()``, called on the UI thread right after the widget shows
+            the run started (its button turned to Cancel or Stop), only when
+            the run starts: e.g. to disable the owner's settings.
 
         Returns
         -------
@@ -231,7 +236,12 @@ class TaskRunner(widgets.VBox):
             self._busy = True
         job = _Job(task, on_progress, on_done)
         self._job, self.last_event = job, None
-        self._dispatch(lambda: self._show_started(job))
+        def started() -> None:
+            self._show_started(job)
+            if on_start is not None:
+                on_start()
+
+        self._dispatch(started)
         if block:
             self._execute(job)
             if job.error is not None:

@@ -425,8 +425,8 @@ class TrainingWidget(widgets.VBox):
         def task(progress, cancel):
             return run_training(settings, self.data, self._load, self.device, interval, progress, cancel)
 
-        self.runner.dispatch(lambda: self._lock_settings(True))  # already locked when a run is going
-        return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block)
+        return self.runner.start(task, on_progress=self._show_progress, on_done=self._show_final, block=block,
+                                 on_start=lambda: self._lock_settings(True))
 
     def stop(self) -> bool:
         """Stop the run at its next batch, keeping the last finished epoch's checkpoint; False when none is going."""
