@@ -44,7 +44,7 @@ from .batches import Inputs, model_arguments, outputs_reader
 from .output_hessian import counted_weight, output_hessian_product, reduction_of, splits_by_sample
 from .params import ParamsLike, select_parameters
 
-__all__ = ["CurvatureOperator", "Hessian", "GGN", "Plan", "BN_MODES", "CPU_PASS_BYTES"]
+__all__ = ["CurvatureOperator", "Hessian", "GGN", "Plan", "KeptPass", "BN_MODES", "CPU_PASS_BYTES"]
 
 BN_MODES = ("eval", "train")
 #: A timed plan replaces the default one (the preferred backend, every vector of the block in one pass, up to
@@ -130,6 +130,34 @@ class Plan:
 
 def _label(backend: str, vectors: int) -> str:
     return f"{backend} x{vectors}"
+
+
+@dataclass
+class KeptPass:
+    """One pass's differentiated computation at fixed weights, kept so that every product reuses it.
+
+    ``leaves`` are the selected parameters' values the graph was built on,
+    ``loss`` the pass's loss (a 0-d tensor with its graph). The Hessian keeps
+    the loss ``gradient`` built with ``create_graph``; the GGN keeps the model
+    ``outputs`` and the graph of ``transposed = J^T dummy``. See
+    :class:`~curvwidgets.curvature.retained.RetainedProducts`.
+    """
+
+    leaves: Tuple[torch.Tensor, ...]
+    targets: torch.Tensor
+    loss: torch.Tensor
+    gradient: Optional[Tuple[torch.Tensor, ...]] = None
+    outputs: Optional[torch.Tensor] = None
+    dummy: Optional[torch.Tensor] = None
+    transposed: Optional[Tuple[torch.Tensor, ...]] = None
+
+    def loss_gradient(self) -> Tuple[torch.Tensor, ...]:
+        """The gradient of the pass's loss, detached: the kept one, or one more reverse pass through the kept graph."""
+        if self.gradient is not None:
+            return tuple(piece.detach() for piece in self.gradient)
+        with torch.enable_grad():
+            return torch.autograd.grad(self.loss, self.leaves, retain_graph=True, allow_unused=True,
+                                       materialize_grads=True)
 
 
 class CurvatureOperator(LinearOperator):
@@ -537,6 +565,14 @@ class CurvatureOperator(LinearOperator):
     def _double_backward(self, function: Callable, primals: Tangents, inputs, targets, tangents: Tangents) -> Tangents:
         raise NotImplementedError
 
+    def keep_pass(self, function: Callable, primals: Tangents, targets: torch.Tensor) -> KeptPass:
+        """The differentiated pass of ``function`` (the model's outputs in the parameters) at ``primals``, kept for products."""
+        raise NotImplementedError
+
+    def kept_products(self, kept: KeptPass, tangents: Tangents) -> Tangents:
+        """The pass's products with the ``k`` stacked ``tangents``, shape ``(k, *parameter.shape)`` each, from ``kept``."""
+        raise NotImplementedError
+
     # ---- shared machinery ---------------------------------------------------------------------
 
     def _product(self, plan: Plan, inputs: torch.Tensor, targets: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
@@ -856,16 +892,21 @@ class Hessian(CurvatureOperator):
         return _vectorised(lambda *column: torch.func.jvp(gradient, primals, column)[1], tangents)
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
+        return self.kept_products(self.keep_pass(function, primals, targets), tangents)
+
+    def keep_pass(self, function, primals, targets) -> KeptPass:
+        """The pass's loss gradient with its graph (``create_graph``): each product is then one more reverse pass."""
         leaves = _leaves(primals)
         with torch.enable_grad():
             loss = self._loss(function(*leaves), targets)
             gradient = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True, materialize_grads=True)
-            columns = list(_columns(tangents))
-            products = [
-                torch.autograd.grad(gradient, leaves, grad_outputs=column, retain_graph=index + 1 < len(columns),
-                                    allow_unused=True, materialize_grads=True)
-                for index, column in enumerate(columns)
-            ]
+        return KeptPass(leaves, targets, loss, gradient=gradient)
+
+    def kept_products(self, kept: KeptPass, tangents: Tangents) -> Tangents:
+        with torch.enable_grad():
+            products = [torch.autograd.grad(kept.gradient, kept.leaves, grad_outputs=column, retain_graph=True,
+                                            allow_unused=True, materialize_grads=True)
+                        for column in _columns(tangents)]
         return _stack([tuple(piece.detach() for piece in product) for product in products])
 
 
@@ -908,18 +949,26 @@ class GGN(CurvatureOperator):
         return _vectorised(pullback, (curved,))
 
     def _double_backward(self, function, primals, inputs, targets, tangents):
+        return self.kept_products(self.keep_pass(function, primals, targets), tangents)
+
+    def keep_pass(self, function, primals, targets) -> KeptPass:
+        """The pass's outputs with their graph, and the graph of ``J^T u`` in a dummy ``u`` (for ``J v``, reverse over reverse)."""
         leaves = _leaves(primals)
         with torch.enable_grad():
             outputs = function(*leaves)
-            self._loss(outputs.detach(), targets)
+            loss = self._loss(outputs, targets)
             dummy = torch.zeros_like(outputs, requires_grad=True)
             transposed = torch.autograd.grad(outputs, leaves, grad_outputs=dummy, create_graph=True,
                                              allow_unused=True, materialize_grads=True)
-            pushed = [torch.autograd.grad(transposed, dummy, grad_outputs=column, retain_graph=True)[0]
+        return KeptPass(leaves, targets, loss, outputs=outputs, dummy=dummy, transposed=transposed)
+
+    def kept_products(self, kept: KeptPass, tangents: Tangents) -> Tangents:
+        with torch.enable_grad():
+            pushed = [torch.autograd.grad(kept.transposed, kept.dummy, grad_outputs=column, retain_graph=True)[0]
                       for column in _columns(tangents)]
             products = [
-                torch.autograd.grad(outputs, leaves, grad_outputs=product, retain_graph=True,
+                torch.autograd.grad(kept.outputs, kept.leaves, grad_outputs=product, retain_graph=True,
                                     allow_unused=True, materialize_grads=True)
-                for product in self._output_products(outputs.detach(), targets, pushed)
+                for product in self._output_products(kept.outputs.detach(), kept.targets, pushed)
             ]
         return _stack([tuple(piece.detach() for piece in product) for product in products])

@@ -34,6 +34,7 @@ from .._validate import choice, positive, positive_int, seed_value
 from ..curvature.batches import concatenate, parts_of
 from ..curvature.data import DataSource
 from ..curvature.operators import CurvatureOperator
+from ..curvature.retained import RetainedProducts
 from ..curvature.spectrum import MATRICES, batches_of
 from ..losses import ModelLoss
 from ..linalg.eigen import eigenpairs
@@ -124,10 +125,10 @@ class CurvatureMeasurer:
             pieces = [(inputs, targets) for _, inputs, targets in source.batches(device)]
             inputs, targets = concatenate([inputs for inputs, _ in pieces]), torch.cat([targets for _, targets in pieces])
             batch = parts_of(inputs) if isinstance(self.loss_fn, ModelLoss) else (inputs, targets)
-            # pinned: a timed plan may differ between two runs, and a resumed run must measure bit for bit
+            # passes split by memory alone, never by timing: a resumed run must measure bit for bit
             self.operator = MATRICES[self.monitor.matrix](model, self.loss_fn, [batch], bn_mode="eval",
                                                           backend="double-backward", vector_chunk=1,
-                                                          sample_chunk=None)
+                                                          sample_chunk="auto")
         return self.operator
 
     def measure(self, model: nn.Module) -> Dict[str, float]:
@@ -136,11 +137,11 @@ class CurvatureMeasurer:
         began = time.perf_counter()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices):
-            operator = self._operator(model)
+            operator = RetainedProducts(self._operator(model))  # every product reuses the passes' graphs
             pairs = eigenpairs(operator, min(monitor.top, operator.dim), "largest", monitor.tol,
                                monitor.max_products, monitor.seed, start=self.start)
             self.start = pairs.vectors[:, -1].detach().clone()
-            gradient = _gradient(operator)
+            gradient = operator.gradient()
             basis = pairs.vectors.to(torch.float64)
             overlap = float((basis.T @ gradient).square().sum() / gradient.square().sum())
             products = pairs.products
@@ -163,16 +164,6 @@ class CurvatureMeasurer:
     def restore(self, state: Optional[Dict[str, Any]], device: torch.device) -> None:
         if state is not None and state.get("start") is not None:
             self.start = state["start"].to(device)
-
-
-def _gradient(operator) -> torch.Tensor:
-    """The gradient of the loss over all of the operator's data, float64 ``(P,)``: batches weighted as the loss counts."""
-    total = torch.zeros(operator.dim, dtype=torch.float64, device=operator.device)
-    weight = 0.0
-    for _, batch_weight, _, gradient in operator.batch_gradients():
-        total += batch_weight * gradient
-        weight += batch_weight
-    return total / weight if weight > 0 else total
 
 
 def empty_row(monitor: CurvatureMonitor) -> Dict[str, float]:
