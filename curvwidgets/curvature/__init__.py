@@ -9,6 +9,7 @@ from .diagonal import exact_diagonal, ggn_diagonal, hutchinson_diagonal, mc_ggn_
 from .fingerprint import OtherWeightsError, fingerprint
 from .operators import GGN, CurvatureOperator, Hessian
 from .params import ParameterLayout, select_parameters
+from .retained import RetainedProducts
 from .spectrum import MATRICES, spectrum
 from .stats import STATISTICS, loss_stats
 
@@ -19,6 +20,7 @@ __all__ = [
     "GGN",
     "Hessian",
     "ParameterLayout",
+    "RetainedProducts",
     "STATISTICS",
     "diagonal",
     "exact_diagonal",
