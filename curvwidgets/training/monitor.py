@@ -13,7 +13,11 @@ each time, in evaluation mode):
 - optionally the trace (Hutch++, :func:`~curvwidgets.linalg.estimate_trace`)
   with its standard error.
 
-The measurement touches no optimiser state, no BatchNorm buffer and no
+Each measurement differentiates the subset once at the current weights and
+keeps the graphs for all its products
+(:class:`~curvwidgets.curvature.retained.RetainedProducts`; passes split by
+memory, never by timing, so a resumed run measures bit for bit); the
+gradient comes with them. The measurement touches no optimiser state, no BatchNorm buffer and no
 global random stream (it runs inside :func:`torch.random.fork_rng`), so the
 weights follow the same trajectory with the monitor on or off, bit for bit.
 Cohen et al. (2021) find that full-batch gradient descent raises the sharpness
