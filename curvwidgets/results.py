@@ -763,13 +763,20 @@ class Diagonal:
         ``matrix`` (``"ggn_diag"``: Monte Carlo Diag-GGN, ``"hessian_diag"``:
         Hutchinson), model, checkpoint, data, seed, ...; made JSON-safe as
         :class:`Spectrum` makes its ``meta``.
+    standard_error : ndarray, shape (P,), or None
+        Each entry's standard error over the estimate's own draws (Hutchinson
+        probes; Monte Carlo draws per sample), finite and >= 0; None where it
+        rests on one draw, or for files written before it was kept.
     """
 
     values: np.ndarray
     meta: Dict[str, Any] = field(default_factory=dict)
+    standard_error: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         _check_diagonal_values(self.values)
+        if self.standard_error is not None:
+            _check_diagonal_errors(self.standard_error, self.values.shape)
         object.__setattr__(self, "meta", json_safe_meta(self.meta))
 
     def histogram(self, bins: Union[int, np.ndarray] = 100) -> Tuple[np.ndarray, np.ndarray]:
@@ -779,7 +786,10 @@ class Diagonal:
 
     def save(self, path: PathLike) -> Path:
         """Write an npz file atomically (``.npz`` added when missing); returns its path."""
-        return _write_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION, {"values": self.values}, self.meta)
+        arrays = {"values": self.values}
+        if self.standard_error is not None:
+            arrays["standard_error"] = self.standard_error
+        return _write_npz(path, DIAGONAL_FORMAT, DIAGONAL_VERSION, arrays, self.meta)
 
     @classmethod
     def load(cls, path: PathLike) -> "Diagonal":
@@ -796,7 +806,12 @@ class Diagonal:
         contents.check(values.size >= 1 and bool(np.all(np.isfinite(values))),
                        f"the array 'values' must hold one finite number at least and no NaN or inf; got {values.size} "
                        f"values, {int(np.sum(~np.isfinite(values)))} not finite")
-        return cls(values, contents.meta)
+        error = None
+        if "standard_error" in contents.arrays:
+            error = contents.array("standard_error", "f", values.shape)
+            contents.check(bool(np.all(np.isfinite(error) & (error >= 0))),
+                           "the array 'standard_error' must hold finite numbers >= 0")
+        return cls(values, contents.meta, error)
 
 
 def load_result(path: PathLike) -> Union["Spectrum", Diagonal, "Landscape"]:
@@ -1055,6 +1070,15 @@ def _check_diagonal_values(values: Any) -> None:
         if values.dtype.kind == "f" and values.ndim == 1 and values.size:
             found += f" with {int(np.sum(~np.isfinite(values)))} entries NaN or inf"
         raise ValueError(f"values must be a non-empty 1-D floating-point array of finite numbers; got {found}")
+
+
+def _check_diagonal_errors(errors: Any, shape: Tuple[int, ...]) -> None:
+    """A :class:`Diagonal`'s ``standard_error``: a float array of the values' shape, finite and >= 0."""
+    if not isinstance(errors, np.ndarray) or errors.dtype.kind != "f" or errors.shape != shape \
+            or not np.all(np.isfinite(errors) & (errors >= 0)):
+        found = _array_description(errors) if isinstance(errors, np.ndarray) else type_name(errors)
+        raise ValueError(f"standard_error must be None or a floating-point array of shape {shape} (the values') of "
+                         f"finite numbers >= 0; got {found}")
 
 
 def _histogram_bins(bins: Any) -> Any:
