@@ -280,3 +280,21 @@ def test_tqdm_keeps_one_bar_per_stage():
     bar.close()
     only.close()
     assert bar.bars == {}
+
+
+def test_the_static_figure_draws_every_step_measurement():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from curvwidgets import plots
+
+    history = fit(network(), epochs=2, monitor=monitor(every=3))
+    figure = cw.plot_training(history)
+    _, _, sharpness_axis, overlap_axis = figure.axes
+    sharpness, threshold = sharpness_axis.get_lines()
+    np.testing.assert_array_equal(sharpness.get_xdata(), history.measured("epoch"))  # 0.6, 1.2, 1.8, 2.0
+    np.testing.assert_array_equal(sharpness.get_ydata(), history.measured("sharpness"))
+    np.testing.assert_array_equal(threshold.get_ydata(), 2.0 / history["lr"])
+    np.testing.assert_array_equal(overlap_axis.get_lines()[0].get_ydata(), history.measured("gradient_overlap"))
+    matplotlib.pyplot.close(figure)
+    assert plots.has_sharpness(cw.TrainingHistory(measurements=history.measurements))
