@@ -258,6 +258,24 @@ def test_a_cancel_at_a_step_measurement_returns_the_partial_history(tmp_path):
     assert saved["steps"] == 5
 
 
+class Diverging(nn.Module):
+    """The network, whose third forward pass (a training step of epoch 1) gives NaN: the weights follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.calls = network(), 0
+
+    def forward(self, inputs):
+        self.calls += self.training  # the measurements run in evaluation mode
+        outputs = self.net(inputs)
+        return outputs * float("nan") if self.training and self.calls == 3 else outputs
+
+
+def test_a_run_diverging_mid_epoch_is_reported_as_such_not_as_a_failed_measurement():
+    with pytest.raises(cw.TrainingDiverged, match="in epoch 1"):
+        fit(Diverging(), epochs=2, monitor=monitor(every=1))
+
+
 @pytest.mark.parametrize("unit", ["steps", "Epoch", 1, None])
 def test_a_bad_unit_is_named(unit):
     with pytest.raises(ValueError, match=r"unit must be one of \('epoch', 'step'\)"):

@@ -293,13 +293,15 @@ class MonitorRun:
 
         The modules' training flags are put back afterwards; the time taken
         is kept in :attr:`seconds` (the loop leaves it out of the epoch's).
+        Weights that are no longer finite are not measured: the epoch's end
+        reports the divergence (:class:`~curvwidgets.training.loop.TrainingDiverged`).
 
         Raises
         ------
         Cancelled
             When ``cancel`` is set at the event.
         """
-        if not self.monitor.due_step(step):
+        if not self.monitor.due_step(step) or not _finite(model):
             return
         began = time.perf_counter()
         self._measure(model, step, lr)
@@ -349,6 +351,12 @@ class MonitorRun:
         self.latest = {"step": step, "epoch": float(fraction), "lr": float(lr), **row}
         self.history.measurements.append(self.latest)
         self.unsent = True
+
+
+def _finite(model: nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (one synchronisation)."""
+    flags = [torch.isfinite(parameter.detach()).all() for parameter in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def _generators_of(data: Any) -> list:
