@@ -32,7 +32,8 @@ from .linalg.densities import density_spread, smooth_density, spectral_estimates
 from .linalg.estimates import Estimate, format_with_error
 from .linalg.lanczos import LanczosResult
 
-__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "MEASUREMENT_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
+__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "MEASUREMENT_COLUMNS", "Spectrum", "Diagonal",
+           "Landscape", "LANDSCAPE_METRICS",
            "Fingerprint", "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
 
 PathLike = Union[str, os.PathLike]

@@ -172,6 +172,12 @@ def test_a_resumed_run_gives_the_same_table_bit_for_bit(tmp_path):
                        torch.nn.utils.parameters_to_vector(whole.model.parameters()))
     saved = cw.TrainingHistory.load(tmp_path / "resumed" / "history.json")
     assert without_cost(saved.measurements) == without_cost(whole.measurements)
+    # a checkpoint without the step count (written before it was kept): five steps per finished epoch
+    older = torch.load(checkpoint, weights_only=True)
+    del older["steps"]
+    torch.save(older, tmp_path / "checkpoint-00001.pt")
+    again = fit(network(), epochs=3, monitor=settings, resume=tmp_path / "checkpoint-00001.pt")
+    assert without_cost(again.measurements) == without_cost(whole.measurements)
 
 
 def test_the_table_survives_save_and_load(tmp_path):
