@@ -108,7 +108,9 @@ def train_network(
     download : bool, default: False
         Let torchvision fetch CIFAR into ``data_path`` when it is missing.
     monitor : CurvatureMonitor, optional
-        Measure the sharpness during training (see :func:`curvwidgets.train`).
+        Measure the sharpness during training, every ``every`` epochs or
+        (``unit="step"``) optimiser steps (see :func:`curvwidgets.train`);
+        ``history.json`` keeps every measurement in ``measurements``.
 
     Returns
     -------

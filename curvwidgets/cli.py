@@ -61,7 +61,8 @@ def _train(arguments: argparse.Namespace) -> int:
     if arguments.monitor_every is not None:
         from .training.monitor import CurvatureMonitor
 
-        monitor = CurvatureMonitor(every=arguments.monitor_every, num_samples=arguments.monitor_samples)
+        monitor = CurvatureMonitor(every=arguments.monitor_every, num_samples=arguments.monitor_samples,
+                                   unit=arguments.monitor_unit)
     with _bar("train") as bar:
         history = api.train_network(
             arguments.out, dataset=arguments.data, data_path=arguments.root, model=arguments.model,
@@ -77,13 +78,19 @@ def _train(arguments: argparse.Namespace) -> int:
 
 
 def _epoch_lines(bar) -> Callable:
-    """A progress callback that moves ``bar`` and prints one line per epoch (rank 0 only)."""
+    """A progress callback that moves ``bar`` and prints one line per epoch (rank 0 only).
+
+    A curvature monitor's measurements move a bar of their own, labelled with the newest sharpness and its step.
+    """
     from tqdm.auto import tqdm
 
     from .curvature.data import world
 
     def show(event) -> None:
         bar(event)
+        if event.stage == "curvature" and event.stage in getattr(bar, "bars", {}):
+            newest = event.partial.measurements[-1]
+            bar.bars[event.stage].set_postfix_str(f"step {newest['step']}: sharpness {newest['sharpness']:.4g}")
         if event.stage == "train" and event.step > 0 and world()[0] == 0:
             row = event.partial.rows[-1]
             sharpness = row.get("sharpness", float("nan"))
@@ -254,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cpu, cuda, ... (default: cuda when available)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     fit.add_argument("--monitor-every", type=int, default=None,
-                     help="measure the sharpness (top Hessian eigenvalue) every this many epochs (default: never)")
+                     help="measure the sharpness (top Hessian eigenvalue) every this many epochs, or optimiser "
+                          "steps with --monitor-unit step (default: never)")
+    fit.add_argument("--monitor-unit", default="epoch", choices=["epoch", "step"],
+                     help="what --monitor-every counts: epochs (default) or optimiser steps (the measurements "
+                          "then also go into history.json's 'measurements')")
     fit.add_argument("--monitor-samples", type=int, default=256,
                      help="training samples of the sharpness measurement (default: 256)")
     fit.set_defaults(run=_train)

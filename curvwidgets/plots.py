@@ -201,7 +201,9 @@ def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = N
 
     When the history has measured sharpness (``cw.train(..., monitor=...)``) a
     third panel shows it against ``2 / lr`` (:func:`sharpness_curve`), with the
-    gradient overlap on a twin axis (:func:`gradient_overlap_curve`). ``axes``:
+    gradient overlap on a twin axis (:func:`gradient_overlap_curve`): every
+    measurement of ``history.measurements`` (a step monitor's at their
+    fractional epochs), or of the epoch rows for a history without that table. ``axes``:
     two axes for the loss and accuracy, and a third for that panel (without
     it the panel is left out).
     """
@@ -228,21 +230,33 @@ def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = N
 
 
 def has_sharpness(history: TrainingHistory) -> bool:
-    """Whether any epoch of ``history`` has a measured sharpness (a curvature monitor ran)."""
-    return bool(np.isfinite(history["sharpness"]).any())
+    """Whether ``history`` has a measured sharpness (a curvature monitor ran), in its epochs or its measurements."""
+    return bool(np.isfinite(history["sharpness"]).any() or np.isfinite(history.measured("sharpness")).any())
 
 
 def _measured(history: TrainingHistory, column: str) -> Tuple[np.ndarray, np.ndarray]:
-    """The epochs at which ``column`` was measured, and its values there (the other epochs hold NaN)."""
-    values = history[column]
-    kept = np.isfinite(values)
-    return history["epoch"][kept], values[kept]
+    """The (fractional) epochs at which ``column`` was measured, and its values there.
+
+    From the measurement table (``history.measurements``: every measurement,
+    a step monitor's within the epochs too) when it has one, else from the
+    epoch rows (a history saved before the table was kept; NaN where not measured).
+    """
+    if history.measurements:
+        epochs, values = history.measured("epoch"), history.measured(column)
+    else:
+        epochs, values = history["epoch"], history[column]
+    kept = np.isfinite(values) & np.isfinite(epochs)
+    return epochs[kept], values[kept]
 
 
 def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: Optional[str] = None,
                     label: Optional[str] = "sharpness", threshold_label: Optional[str] = "2 / lr",
                     steps_per_epoch: Optional[int] = None) -> Axes:
-    """The sharpness at the measured epochs (markers) and ``2 / lr`` of every epoch (dashed, in the same colour).
+    """The sharpness where measured (markers) and ``2 / lr`` of every epoch (dashed, in the same colour).
+
+    The measurements are those of ``history.measurements`` at their
+    fractional epochs (a monitor with ``unit="step"`` measures within the
+    epochs), or the epoch rows' for a history without that table.
 
     As Cohen et al. (2021) draw it: gradient descent with step size ``eta``
     is unstable along directions of curvature above ``2 / eta``. The dashed
@@ -274,7 +288,7 @@ def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: 
 
 
 def gradient_overlap_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: str = "tab:gray") -> Axes:
-    """The fraction of the gradient in the top eigenvectors at the measured epochs, on a 0 to 1 axis."""
+    """The fraction of the gradient in the top eigenvectors where measured (as :func:`sharpness_curve`), on 0 to 1."""
     ax = _axes(ax)
     epochs, overlap = _measured(history, "gradient_overlap")
     ax.plot(epochs, overlap, marker="x", markersize=4, linestyle=":", linewidth=1, color=color,

@@ -18,7 +18,7 @@ polls a user interface itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Protocol, Tuple
 
 from ._validate import check_cancel, check_progress
 
@@ -127,10 +127,32 @@ def report(
 
 
 class TqdmProgress:
-    """A ``progress=`` callback that drives a tqdm bar.
+    """A ``progress=`` callback that drives tqdm bars: one per stage.
 
-    With ``total`` the bar appears at once (0 of ``total``); otherwise at the
-    first event. A new stage (e.g. ``"swa"`` after ``"train"``) starts a new bar.
+    With ``total`` the bar appears at once (0 of ``total``, for the first
+    stage to report); otherwise at a stage's first event. Stages that
+    interleave (``"curvature"`` measurements within ``"train"`` epochs,
+    ``"batch"`` events) each keep their own bar, stacked below the first; a
+    stage whose ``total`` changes or whose ``step`` goes back (a new run of
+    it) gets a new bar in place of its old one.
+
+    Parameters
+    ----------
+    desc : str, optional
+        The first stage's label (default: its name); the other bars are
+        labelled by their stage.
+    total : int, optional
+    stages : str or iterable of str, optional
+        Draw these stages only; the events of others are ignored. Default: all.
+    **tqdm_kwargs
+        Options of every ``tqdm`` bar.
+
+    Attributes
+    ----------
+    bars : dict of str to tqdm
+        The open bar of each stage, in the order the stages first reported.
+    last_step : int
+        The step of the last event drawn.
 
     Examples
     --------
@@ -141,31 +163,56 @@ class TqdmProgress:
     3
     """
 
-    def __init__(self, desc: Optional[str] = None, total: Optional[int] = None, **tqdm_kwargs: Any):
+    def __init__(self, desc: Optional[str] = None, total: Optional[int] = None,
+                 stages: Optional[Iterable[str]] = None, **tqdm_kwargs: Any):
         from tqdm.auto import tqdm
 
+        if stages is not None:  # one name alone is a stage too
+            stages = (stages,) if isinstance(stages, str) or not hasattr(stages, "__iter__") else tuple(stages)
+            if not all(isinstance(stage, str) for stage in stages):
+                raise TypeError(f"stages must be None or stage names (str); got {stages!r:.120}")
         self._tqdm = tqdm
         self._desc = desc
         self._kwargs = tqdm_kwargs
-        self._bar = None
+        self._stages = None if stages is None else frozenset(stages)
+        self.bars: Dict[str, Any] = {}
+        self._steps: Dict[str, int] = {}
+        self._first: Optional[str] = None  # the stage that ``desc`` labels
+        self._waiting = None  # the bar drawn for ``total`` before any event
         self.last_step = 0
         if total is not None:  # draw the bar now, before the first (possibly long) unit of work
-            self._bar = tqdm(total=total, desc=desc, **tqdm_kwargs)
+            self._waiting = tqdm(total=total, desc=desc, **tqdm_kwargs)
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self._bar is not None and (event.total != self._bar.total or event.step < self.last_step):
-            self.close()
-        if self._bar is None:
-            self._bar = self._tqdm(total=event.total, desc=self._desc or event.stage, **self._kwargs)
-            self.last_step = 0
-        self._bar.update(event.step - self.last_step)
-        self.last_step = event.step
+        stage = event.stage
+        if self._stages is not None and stage not in self._stages:
+            return
+        if self._first is None:
+            self._first = stage
+        bar = self.bars.get(stage)
+        if bar is not None and (event.total != bar.total or event.step < self._steps[stage]):
+            bar.close()
+            bar = None
+        if bar is None:
+            if self._waiting is not None and self._waiting.total == event.total:
+                bar, self._waiting = self._waiting, None
+            else:
+                if self._waiting is not None:
+                    self._waiting.close()
+                    self._waiting = None
+                label = self._desc if stage == self._first and self._desc else stage
+                bar = self._tqdm(total=event.total, desc=label, **self._kwargs)
+            self.bars[stage], self._steps[stage] = bar, 0
+        bar.update(event.step - self._steps[stage])
+        self._steps[stage] = self.last_step = event.step
 
     def close(self) -> None:
-        """Close the bar (safe to call twice)."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        """Close every bar (safe to call twice)."""
+        for bar in [*self.bars.values(), *([self._waiting] if self._waiting is not None else [])]:
+            bar.close()
+        self.bars.clear()
+        self._steps.clear()
+        self._waiting = None
 
     def __enter__(self) -> "TqdmProgress":
         return self

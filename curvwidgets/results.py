@@ -32,7 +32,8 @@ from .linalg.densities import density_spread, smooth_density, spectral_estimates
 from .linalg.estimates import Estimate, format_with_error
 from .linalg.lanczos import LanczosResult
 
-__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "Spectrum", "Diagonal", "Landscape", "LANDSCAPE_METRICS",
+__all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "MEASUREMENT_COLUMNS", "Spectrum", "Diagonal",
+           "Landscape", "LANDSCAPE_METRICS",
            "Fingerprint", "ResultFileError", "load_result", "npz_path", "json_safe_meta"]
 
 PathLike = Union[str, os.PathLike]
@@ -64,6 +65,13 @@ MONITOR_COLUMNS = {
     "curvature_products": "operator products the measurement took",
     "curvature_seconds": "wall-clock seconds of the measurement",
 }
+#: The columns of ``TrainingHistory.measurements`` besides the monitor's: where in the run each measurement was taken.
+MEASUREMENT_COLUMNS = {
+    "step": "optimiser steps of the run done (from 1, across epochs) when it was measured",
+    "epoch": "the fractional epoch: epochs finished plus the fraction of the current epoch's steps done "
+             "(NaN until its epoch ends when the training loader has no length)",
+    "lr": "learning rate of the first parameter group at the step just taken",
+}
 
 
 @dataclass
@@ -83,6 +91,12 @@ class TrainingHistory:
     model : nn.Module, optional
         The trained model, when the history comes from :func:`~curvwidgets.train`
         in this session (not saved).
+    measurements : list of dict
+        One dict per curvature measurement of a
+        :class:`~curvwidgets.CurvatureMonitor`, in order: ``MEASUREMENT_COLUMNS``
+        (``step``, fractional ``epoch``, ``lr``) and the monitor's columns.
+        Empty without a monitor. A cancelled run's history also holds those
+        of the unfinished epoch.
     """
 
     rows: List[Dict[str, float]] = field(default_factory=list)
@@ -90,6 +104,7 @@ class TrainingHistory:
     final: Dict[str, float] = field(default_factory=dict)
     checkpoints: List[str] = field(default_factory=list)
     model: Optional[Any] = field(default=None, repr=False, compare=False)
+    measurements: List[Dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check_history_parts(self)
@@ -103,10 +118,28 @@ class TrainingHistory:
             raise KeyError(f"column must be one of {tuple(HISTORY_COLUMNS) + tuple(MONITOR_COLUMNS)}; got {column!r}")
         return np.array([row.get(column, np.nan) for row in self.rows], dtype=np.float64)
 
+    def measured(self, column: str) -> np.ndarray:
+        """One column of :attr:`measurements`, shape ``(len(self.measurements),)`` (NaN where a row lacks it).
+
+        ``column`` is one of ``MEASUREMENT_COLUMNS`` (``"step"``, ``"epoch"``,
+        ``"lr"``), ``MONITOR_COLUMNS`` or ``sharpness_2``, ....
+
+        Examples
+        --------
+        >>> history = TrainingHistory(measurements=[{"step": 5, "epoch": 0.5, "lr": 0.1, "sharpness": 3.0}])
+        >>> history.measured("epoch"), history.measured("sharpness")
+        (array([0.5]), array([3.]))
+        """
+        if not _is_measurement_column(column):
+            raise KeyError(f"column must be one of {tuple(MEASUREMENT_COLUMNS) + tuple(MONITOR_COLUMNS)}; got "
+                           f"{column!r}")
+        return np.array([row.get(column, np.nan) for row in self.measurements], dtype=np.float64)
+
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only (what :meth:`save` writes and checkpoints hold)."""
         return {"format": HISTORY_FORMAT, "version": HISTORY_VERSION, "rows": [dict(row) for row in self.rows],
-                "config": self.config, "final": dict(self.final), "checkpoints": list(self.checkpoints)}
+                "config": self.config, "final": dict(self.final), "checkpoints": list(self.checkpoints),
+                "measurements": [dict(row) for row in self.measurements]}
 
     @classmethod
     def from_dict(cls, content: Dict[str, Any]) -> "TrainingHistory":
@@ -141,7 +174,8 @@ class TrainingHistory:
         if not all(isinstance(path, str) for path in checkpoints):
             raise ValueError(f"checkpoints must be a list of paths (str); got {checkpoints!r:.200}")
         return cls(rows=rows, config=dict(_json_field(content, "config", dict, None)),
-                   final=_numbers(_json_field(content, "final", dict, {}), "final"), checkpoints=list(checkpoints))
+                   final=_numbers(_json_field(content, "final", dict, {}), "final"), checkpoints=list(checkpoints),
+                   measurements=_measurements(_json_field(content, "measurements", list, [])))
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write JSON atomically (non-finite numbers as ``null``); returns the path."""
@@ -173,6 +207,20 @@ class TrainingHistory:
         except ValueError as error:  # undecodable text and bad JSON included
             raise ResultFileError(f"{os.fspath(source)!r} is not a readable training history (the history.json "
                                   f"that curvwidgets writes): {error}") from None
+
+
+def _measurements(entries: List[Any]) -> List[Dict[str, float]]:
+    """The measurement table of a saved history, checked: dicts of numbers with increasing whole ``step`` >= 1."""
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(map(_is_measurement_column, entry)) or "step" not in entry:
+            raise ValueError(f"measurements[{number}] must be a dict with a 'step' and columns of "
+                             f"{tuple(MEASUREMENT_COLUMNS)} and MONITOR_COLUMNS; got {entry!r:.200}")
+    entries = [_numbers(entry, f"measurements[{number}]") for number, entry in enumerate(entries)]
+    steps = [entry["step"] for entry in entries]
+    if not all(float(step).is_integer() and step >= 1 for step in steps) or \
+            any(later <= earlier for earlier, later in zip(steps, steps[1:])):
+        raise ValueError(f"the measurements' steps must be increasing whole numbers >= 1; got {steps}")
+    return entries
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -1133,9 +1181,18 @@ def _check_landscape_values(landscape: "Landscape") -> None:
                                  "not")
 
 
+#: The columns of a monitor's eigenvalues after the first: ``sharpness_2``, ..., ``sharpness_10``, ....
+_MORE_EIGENVALUES = re.compile(r"sharpness_(?:[2-9]|[1-9]\d+)")
+
+
 def _is_column(name: Any) -> bool:
     """Whether ``name`` is a history column: of ``HISTORY_COLUMNS``, ``MONITOR_COLUMNS`` or ``sharpness_2``, ...."""
-    return name in HISTORY_COLUMNS or name in MONITOR_COLUMNS or bool(re.fullmatch(r"sharpness_[2-9]\d*", str(name)))
+    return name in HISTORY_COLUMNS or name in MONITOR_COLUMNS or bool(_MORE_EIGENVALUES.fullmatch(str(name)))
+
+
+def _is_measurement_column(name: Any) -> bool:
+    """Whether ``name`` is a column of ``TrainingHistory.measurements``: ``MEASUREMENT_COLUMNS`` or the monitor's."""
+    return name in MEASUREMENT_COLUMNS or name in MONITOR_COLUMNS or bool(_MORE_EIGENVALUES.fullmatch(str(name)))
 
 
 def _check_history_parts(history: "TrainingHistory") -> None:
@@ -1149,3 +1206,6 @@ def _check_history_parts(history: "TrainingHistory") -> None:
             raise TypeError(f"{name} must be a dict; got {type_name(getattr(history, name))}")
     if not isinstance(history.checkpoints, list):
         raise TypeError(f"checkpoints must be a list of paths; got {type_name(history.checkpoints)}")
+    if not isinstance(history.measurements, list) or not all(isinstance(row, dict) for row in history.measurements):
+        raise TypeError(f"measurements must be a list of dicts, one per curvature measurement; got "
+                        f"{type_name(history.measurements)}")

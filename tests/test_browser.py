@@ -97,7 +97,7 @@ LANDSCAPE_CONTROLS = ("checkpoint", "eigenvectors", "random", "normalised", "cou
 # the options of the normalised directions, shown for them only
 NORMALISATION_CONTROLS = ("norm", "bias, BN", "move BN statistics")
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
-                     "save every", "seed", "resume from out_dir", "measure curvature", "every (epochs)", "subset size",
+                     "save every", "seed", "resume from out_dir", "measure curvature", "every", "subset size",
                      "checkpoints")
 CURVATURE_SAMPLES = "64"  # the monitor's subset in the Dashboard's training: a second or two per measurement
 SHARPNESS_TITLE, OVERLAP_TITLE = "sharpness and 2/η", "gradient overlap"

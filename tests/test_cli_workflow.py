@@ -85,8 +85,8 @@ def chain(tmp_path_factory):
     printed = {}
     commands = {
         "train": ["train", "--model", "MLP", "--data", "digits", "--epochs", "1", "--batch-size", "256",
-                  "--lr", "0.05", "--out", run_dir, "--device", "cpu", "--monitor-every", "1", "--monitor-samples",
-                  "32"],
+                  "--lr", "0.05", "--out", run_dir, "--device", "cpu", "--monitor-every", "3", "--monitor-unit", "step",
+                  "--monitor-samples", "32"],
         "spectrum": ["spectrum", "--checkpoint", run_dir, "--out", spectrum, "--matrix", "hessian_lanczos",
                      "--steps", "3", "--save-eigvec", "--samples", "64", "--device", "cpu"],
         "spectrum to tol": ["spectrum", "--checkpoint", run_dir, "--out", folder / "spectra" / "to-tol",
@@ -136,6 +136,10 @@ def test_train_prints_the_epoch_and_writes_the_history(chain):
     sharpness = history["sharpness"][0]
     assert sharpness > 0 and f"sharpness {sharpness:.4g} (2/lr {2 / 0.05:.4g})" in out
     assert history.config["monitor"]["num_samples"] == 32
+    # every 3rd of the epoch's 6 steps: their own bar, the newest sharpness beside it
+    assert history.config["monitor"]["unit"] == "step" and history.measured("step").tolist() == [3.0, 6.0]
+    assert history.measurements[-1]["sharpness"] == sharpness
+    assert "curvature" in printed["train"][2] and f"step 6: sharpness {sharpness:.4g}" in printed["train"][2]
 
 
 def test_spectrum_prints_its_summary_and_saves_the_vectors(chain):

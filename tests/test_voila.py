@@ -229,7 +229,7 @@ NETWORK_FAILURE = re.compile(r"net::ERR_(NAME_NOT_RESOLVED|INTERNET_DISCONNECTED
                              r"CONNECTION_REFUSED|ADDRESS_UNREACHABLE|CONNECTION_TIMED_OUT)")
 # the labels of the dashboard's controls the user needs, per tab (as tests/test_browser.py lists them)
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
-                     "save every", "seed", "resume from out_dir", "measure curvature", "every (epochs)", "subset size",
+                     "save every", "seed", "resume from out_dir", "measure curvature", "every", "subset size",
                      "checkpoints")
 SPECTRUM_CONTROLS = ("checkpoint", "All checkpoints", "Hessian", "GGN", "BatchNorm", "steps m", "vectors", "samples",
                      "seed", "parameters", "keep eigenvectors", "steps k", "linear", "log", "σ", "convergence of",

@@ -497,3 +497,35 @@ def test_bad_monitor_fields_appear_in_the_error_area(dataset, tmp_path, every, s
         widget.run(block=True)
     assert message in widget.runner.error_message.value and widget.result is None
     assert not list(tmp_path.rglob("*.pt")) and not widget.curvature_every.disabled  # editable again
+
+
+def test_a_step_monitor_draws_each_measurement_at_its_fractional_epoch(dataset, tmp_path, passed_to_train):
+    """Every 3rd of the 2 x 4 steps (and the last): the marks get the table's points, drawn as they come in."""
+    widget = make_widget(dataset, tmp_path / "run")
+    widget.epochs.value = 2
+    assert widget.curvature_unit.disabled  # unticked: the monitor's fields do not apply
+    monitored_options(widget, every=3, samples=16)
+    widget.curvature_unit.value = "step"
+    assert not widget.curvature_unit.disabled
+    draws = []
+    show = widget._show_progress
+    widget._show_progress = lambda event: (show(event), draws.append(
+        (event.stage, len(widget.sharpness_line.x),
+         None if event.partial.history is None else len(event.partial.history))))
+    assert widget.run(block=True) and widget.runner.outcome == "done", widget.runner.error_message.value
+    assert passed_to_train[0]["monitor"] == cw.CurvatureMonitor(every=3, num_samples=16, unit="step")
+    history = widget.result
+    np.testing.assert_allclose(history.measured("epoch"), [0.75, 1.5, 2.0])  # steps 3, 6 and 8
+    np.testing.assert_array_equal(widget.sharpness_line.x, history.measured("epoch"))
+    np.testing.assert_array_equal(widget.sharpness_line.y, history.measured("sharpness"))
+    np.testing.assert_array_equal(widget.overlap_line.x, history.measured("epoch"))
+    np.testing.assert_array_equal(widget.overlap_line.y, history.measured("gradient_overlap"))
+    # 2/eta: a step across each epoch, where its measurements lie, at the rate of its steps
+    np.testing.assert_array_equal(widget.threshold_line.x, [0.0, 1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(2.0 / history["lr"], 2))
+    assert widget.sharpness_figure.axes[0].scale.min == 0.0 == widget.loss_figure.axes[0].scale.min
+    # the measurement at step 3 was drawn before epoch 1 ended, as a "train" event (the bar counts epochs)
+    assert {stage for stage, _, _ in draws} == {"train"}
+    assert ("train", 1, 0) in draws  # one point, no epoch finished
+    with pytest.raises(ValueError, match=r"curvature: every \(steps\) must be an int >= 1; got 0"):
+        task_module.MonitorSettings(0, 16, unit="step").monitor()

@@ -10,8 +10,10 @@ and plain Python values::
     schedule             {"name", "epochs", "options"} of the learning-rate schedule
     rng                  {"torch": CPU generator state, "cuda": per-device states}
     swa                  {"model": averaged state_dict, "n_averaged": int} or None
-    history              TrainingHistory.to_dict() up to this epoch
+    history              TrainingHistory.to_dict() up to this epoch (the monitor's measurements included)
     config               how the run was set up (plain values)
+    monitor              optional: the curvature monitor's warm start ({"start": tensor or None}) or None
+    steps                optional: optimiser steps done up to this epoch (what a step monitor counts)
 """
 
 from __future__ import annotations

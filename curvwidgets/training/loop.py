@@ -41,7 +41,7 @@ from ..curvature.data import all_reduce_sum, naming_data, split_batch
 from ..losses import ModelLoss
 from .batches import BatchReader, update_batch_norm
 from .distributed import any_rank, average_buffers, default_device, join_process_group
-from .monitor import CurvatureMeasurer, CurvatureMonitor, empty_row
+from .monitor import CurvatureMeasurer, CurvatureMonitor, MonitorRun
 
 __all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged",
            # the checks of train's arguments, which the paper's train_network makes before it loads any data
@@ -178,20 +178,26 @@ def train(
     progress, cancel
         The progress protocol: one event per epoch (``stage="train"``) with the
         history, and with SWA one more (``stage="swa"``) after the averaged
-        weights are in place. Cancelling (checked every batch in one process,
+        weights are in place. A monitor sends one event (``stage="curvature"``,
+        the history) after each measurement: see ``monitor``. Cancelling (checked every batch in one process,
         at the end of each epoch, agreed over ranks, in several) writes a
         checkpoint of the last finished epoch when ``out_dir`` is set and raises
         :class:`~curvwidgets.Cancelled` carrying the history.
     monitor : CurvatureMonitor, optional
         Measure the curvature during training (:mod:`~curvwidgets.training.monitor`):
-        after every ``monitor.every``-th epoch the rows get ``sharpness``
-        (the top eigenvalue, warm-started from the last measurement),
-        ``gradient_overlap``, ``curvature_trace`` and the measurement's cost
-        (NaN in the epochs between), inside the epoch's ``"train"`` event;
-        ``history.final["curvature_time_fraction"]`` is the measurements'
-        time over the training's. The weights follow the same trajectory as
-        without it, bit for bit; checkpoints keep its warm start, so a
-        resumed run measures as an uninterrupted one.
+        after every ``monitor.every``-th epoch (``unit="step"``: optimiser
+        step, counted across epochs), and after the last,
+        ``history.measurements`` gets a row with the ``step``, the fractional
+        ``epoch``, the ``lr``, ``sharpness`` (the top eigenvalue, warm-started
+        from the last measurement), ``gradient_overlap``, ``curvature_trace``
+        and the measurement's cost; each epoch's row carries the epoch's last
+        measurement (NaN in the epochs without one). Each measurement sends a
+        ``"curvature"`` event (``step`` measurements of ``total`` planned, the
+        history); a cancel is honoured there. ``history.final["curvature_time_fraction"]``
+        is the measurements' time over the training's (a step measurement's
+        time is left out of its epoch's ``seconds``). The weights follow the
+        same trajectory as without it, bit for bit; checkpoints keep its warm
+        start and the table, so a resumed run measures as an uninterrupted one.
     batch_interval : float, optional
         Also send ``"batch"`` events within each epoch (one process only), at
         most one every ``batch_interval`` seconds of wall time and one after
@@ -286,10 +292,14 @@ def train(
               "world_size": world, "device": str(device), "amp": amp,
               "monitor": monitor.to_config() if monitor is not None else None}
     measurer = _measurer(monitor, loss_fn, dataset)
+    steps_per_epoch = len(train_batches) if hasattr(train_batches, "__len__") else None
     run = _Run(model, optimizer, rates, initial_rates, swa, TrainingHistory(config=config, model=model),
                out_dir if rank == 0 else None, measurer)
     if checkpoint is not None:
-        run.restore(checkpoint, epochs)
+        run.restore(checkpoint, epochs, steps_per_epoch)
+    monitoring = None if measurer is None else MonitorRun(measurer, run.history, epochs, steps_per_epoch, progress,
+                                                          cancel if world == 1 else None)
+    run.monitoring = monitoring
     network = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
     try:
         for epoch in range(len(run.history), epochs):
@@ -299,14 +309,16 @@ def train(
                     batches.set_epoch(epoch)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
+            if monitoring is not None:
+                monitoring.start_epoch(epoch + 1, run.steps)
             began = time.perf_counter()
             batch_losses = (_BatchReporter(progress, batch_interval, epoch + 1, train_batches)
                             if progress is not None and batch_interval is not None and world == 1 else None)
             sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, channels_last,
-                                cancel if world == 1 else None, batch_losses)
+                                cancel if world == 1 else None, batch_losses, run.step_taken)
             totals = all_reduce_sum(sums)  # loss * W, correct, W, samples
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
-            seconds = time.perf_counter() - began
+            seconds = time.perf_counter() - began - (monitoring.seconds if monitoring is not None else 0.0)
             if totals[3] == 0:
                 raise ValueError("data: the training batches hold no samples (each batch is empty)")
             if not finite:
@@ -318,8 +330,8 @@ def train(
                 swa.average(model)
             average_buffers(model)
             test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
-            curvature = {} if monitor is None else (measurer.measure(model) if monitor.due(epoch + 1, epochs)
-                                                    else empty_row(monitor))
+            curvature = {} if monitoring is None else monitoring.end_epoch(model, run.steps,
+                                                                           optimizer.param_groups[0]["lr"])
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[3]),
@@ -329,6 +341,8 @@ def train(
             if monitor is not None:
                 run.history.final["curvature_time_fraction"] = _curvature_fraction(run.history)
             run.epoch_finished(epochs, save_every)
+            if monitoring is not None:
+                monitoring.send()  # a cancel here keeps the epoch: its checkpoint is written (or held) already
             if world > 1 and any_rank(cancel is not None and cancel.is_set(), device):
                 raise Cancelled(None, epoch + 1, "train")
             report(progress, cancel if world == 1 else None, "train", epoch + 1, epochs, partial=lambda: run.history)
@@ -359,6 +373,14 @@ class _Run:
         self.swa, self.history, self.measurer = swa, history, measurer
         self.out_dir = Path(out_dir) if out_dir is not None else None  # None on ranks other than 0
         self.last_good: Optional[Dict[str, Any]] = None  # the last finished epoch when it is not on disk
+        self.steps = 0  # optimiser steps done in the run (a resumed run's included)
+        self.monitoring: Optional[MonitorRun] = None  # measures after the steps of a step monitor
+
+    def step_taken(self) -> None:
+        """After each optimiser step: count it, and let a step monitor measure when due."""
+        self.steps += 1
+        if self.monitoring is not None and self.monitoring.monitor.unit == "step":
+            self.monitoring.after_step(self.model, self.steps, self.optimizer.param_groups[0]["lr"])
 
     def set_rate(self, epoch: int) -> None:
         """Every group's rate for ``epoch``: its initial rate times the schedule, or ``swa_lr`` once SWA runs."""
@@ -372,7 +394,7 @@ class _Run:
                 "schedule": {"name": self.rates.name, "epochs": self.rates.epochs, "options": _plain(self.rates.options)},
                 "rng": _rng_state(self.model), "swa": self.swa.state() if self.swa is not None else None,
                 "history": self.history.to_dict(), "config": self.history.config,
-                "monitor": self.measurer.state() if self.measurer is not None else None}
+                "monitor": self.measurer.state() if self.measurer is not None else None, "steps": self.steps}
 
     def write(self, checkpoint: Dict[str, Any]) -> str:
         """Write ``checkpoint`` into ``out_dir``; the history inside it lists the file itself."""
@@ -413,8 +435,12 @@ class _Run:
         name = checkpoint_name(finished)
         return next((path for path in reversed(self.history.checkpoints) if Path(path).name == name), None)
 
-    def restore(self, checkpoint: Dict[str, Any], epochs: int) -> None:
-        """Continue from ``checkpoint``: model, optimiser, SWA weights, random states and history."""
+    def restore(self, checkpoint: Dict[str, Any], epochs: int, steps_per_epoch: Optional[int] = None) -> None:
+        """Continue from ``checkpoint``: model, optimiser, SWA weights, random states, history and step count.
+
+        A checkpoint without a step count (written before it was kept) counts
+        ``steps_per_epoch`` per finished epoch (0 without a length).
+        """
         source = checkpoint["path"]
         for key, argument in RESUME_MUST_MATCH.items():
             saved, given = checkpoint["config"].get(key), self.history.config[key]
@@ -441,8 +467,12 @@ class _Run:
         _set_rng_state(checkpoint["rng"], self.model)
         if self.measurer is not None:
             self.measurer.restore(checkpoint.get("monitor"), next(self.model.parameters()).device)
+        steps = checkpoint.get("steps")
+        valid = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
+        self.steps = steps if valid else finished * (steps_per_epoch or 0)
         saved = TrainingHistory.from_dict(checkpoint["history"])
         self.history.rows[:] = saved.rows
+        self.history.measurements[:] = saved.measurements
         self.history.final.update(saved.final)
         self.history.checkpoints[:] = [path for path in saved.checkpoints if path != source] + [source]
         if self.out_dir is not None:  # a cancel before the next checkpoint re-writes this one into out_dir
@@ -460,8 +490,11 @@ def _measurer(monitor: Optional[CurvatureMonitor], loss_fn, dataset) -> Optional
 
 
 def _curvature_fraction(history: TrainingHistory) -> float:
-    """The monitor's seconds over the training's (NaN-free sums over the rows so far)."""
-    measured = sum(row.get("curvature_seconds", 0.0) for row in history.rows
+    """The monitor's seconds over the training's: every measurement's (NaN-free sums) over the rows' so far.
+
+    The measurements are those of the table (the rows of a history saved before it was kept).
+    """
+    measured = sum(row.get("curvature_seconds", 0.0) for row in history.measurements or history.rows
                    if row.get("curvature_seconds") == row.get("curvature_seconds"))
     return measured / sum(row["seconds"] for row in history.rows)
 
@@ -601,13 +634,15 @@ def _is_empty(batches: Iterable) -> bool:
 
 
 def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel,
-                 batch_losses: Optional[_BatchReporter] = None) -> torch.Tensor:
+                 batch_losses: Optional[_BatchReporter] = None,
+                 step_taken: Optional[Callable[[], None]] = None) -> torch.Tensor:
     """One pass over ``batches``; returns on-device sums ``(loss * W, correct, W, n)``, synchronised once at the end.
 
     ``W`` is what the batches count in the mean loss (their samples ``n``, or a
     ``ModelLoss``'s count: :meth:`BatchReader.weight`); ``correct`` is NaN
     without class targets. ``batch_losses``, when given, receives every
-    batch's loss (``"batch"`` events).
+    batch's loss (``"batch"`` events); ``step_taken`` is called after every
+    optimiser step (a step monitor measures there), outside autocast.
 
     An optimiser that needs the mini-batch (its step synchronises anyway) has
     its loss checked before every step: a non-finite one ends the epoch with a
@@ -638,6 +673,8 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
         weights, seen = weights + weight, seen + len(targets)
         if batch_losses is not None:
             batch_losses.add(loss, weight)
+        if step_taken is not None:
+            step_taken()
     if batch_losses is not None:
         batch_losses.send()
     return _epoch_sums(loss_sum, correct, weights, seen)

@@ -1,8 +1,9 @@
 """Curvature measured while a network trains: the sharpness, the trace and the gradient in the top eigenvectors.
 
 ``cw.train(..., monitor=cw.CurvatureMonitor(every=1))`` measures, after every
-``every``-th epoch, on a fixed subset of the training data (the same samples
-each time, in evaluation mode):
+``every``-th epoch (``unit="step"``: after every ``every``-th optimiser step),
+on a fixed subset of the training data (the same samples each time, in
+evaluation mode):
 
 - the ``top`` largest eigenvalues of the Hessian (or GGN) of the loss, to
   ``tol`` relative (:func:`~curvwidgets.linalg.eigenpairs`), warm-started
@@ -23,6 +24,39 @@ weights follow the same trajectory with the monitor on or off, bit for bit.
 Cohen et al. (2021) find that full-batch gradient descent raises the sharpness
 until about ``2 / eta`` and hovers there ("the edge of stability"): the rows
 record the learning rate beside it.
+
+Where the measurements go:
+
+- ``history.measurements``: one dict per measurement, in order, with
+  ``step`` (optimiser steps of the run done, counted from 1 across epochs),
+  ``epoch`` (the fractional epoch: ``epoch - 1 + steps done in it / its
+  steps``, a whole number for ``unit="epoch"``), ``lr`` (the rate of the
+  step just taken) and the monitor's columns (:data:`~curvwidgets.results.MONITOR_COLUMNS`).
+  ``history.measured("sharpness")`` is one column of it. Saved with the
+  history and kept in checkpoints: a resumed run's table is the
+  uninterrupted run's, bit for bit.
+- the epoch rows: each carries the last measurement taken during it (NaN
+  columns in an epoch without one), so ``history["sharpness"]`` reads per epoch.
+- the progress events: after each measurement one of stage ``"curvature"``,
+  ``step`` the measurements so far, ``total`` those planned for the run (0
+  when the training loader has no length and ``unit="step"``), ``partial``
+  the history (its newest measurement last); a cancel is honoured there.
+
+Measuring every few steps (``unit="step"``) shows what happens inside an
+epoch, e.g. the sharpness's climb to ``2 / eta`` in the first steps of
+mini-batch SGD::
+
+    history = cw.train("MLP", "digits", epochs=2,
+                       monitor=cw.CurvatureMonitor(every=5, unit="step", num_samples=128))
+    steps, sharpness = history.measured("epoch"), history.measured("sharpness")
+
+A step measurement runs between two optimiser steps: in evaluation mode (the
+modules' training flags are put back afterwards), outside autocast, with the
+global random streams and the data loader's iteration left as they were. Its
+seconds are not counted in the epoch's ``seconds``. Under several processes
+(``torchrun``) every rank measures at the same step, as after an epoch (the
+products sum over ranks); mid-epoch a BatchNorm's running statistics are the
+rank's own (they are averaged over ranks only at the end of an epoch).
 """
 
 from __future__ import annotations
@@ -35,6 +69,7 @@ import torch
 from torch import nn
 
 from .._validate import choice, positive, positive_int, seed_value
+from ..progress import CancelToken, ProgressCallback, report
 from ..curvature.batches import concatenate, parts_of
 from ..curvature.data import DataSource
 from ..curvature.operators import CurvatureOperator
@@ -43,9 +78,12 @@ from ..curvature.spectrum import MATRICES, batches_of
 from ..losses import ModelLoss
 from ..linalg.eigen import eigenpairs
 from ..linalg.trace import estimate_trace
-from ..results import MONITOR_COLUMNS
+from ..results import MONITOR_COLUMNS, TrainingHistory
 
-__all__ = ["CurvatureMonitor", "CurvatureMeasurer", "empty_row"]
+__all__ = ["CurvatureMonitor", "CurvatureMeasurer", "MonitorRun", "empty_row", "UNITS"]
+
+#: What a monitor's ``every`` counts.
+UNITS = ("epoch", "step")
 
 @dataclass(frozen=True)
 class CurvatureMonitor:
@@ -54,8 +92,9 @@ class CurvatureMonitor:
     Parameters
     ----------
     every : int, default: 1
-        Measure after every ``every``-th epoch (and after the last). With
-        full-batch gradient descent (one batch per epoch) an epoch is a step.
+        Measure after every ``every``-th epoch or step (see ``unit``), and
+        after the last. With full-batch gradient descent (one batch per
+        epoch) an epoch is a step.
     matrix : {"hessian", "ggn"}, default: "hessian"
     num_samples : int or None, default: 256
         The measurement subset: this many training samples drawn once with
@@ -75,6 +114,10 @@ class CurvatureMonitor:
     data : re-iterable of batches, optional
         Where to measure instead of the training split (needed when
         ``cw.train`` is given batches rather than a data set).
+    unit : {"epoch", "step"}, default: "epoch"
+        What ``every`` counts: finished epochs, or optimiser steps (counted
+        from 1 across the epochs of the run, a resumed run's included; the
+        measurement then runs within the epoch, right after the step).
     """
 
     every: int = 1
@@ -86,9 +129,11 @@ class CurvatureMonitor:
     trace_products: int = 0
     seed: int = 0
     data: Optional[Iterable] = None
+    unit: str = "epoch"
 
     def __post_init__(self) -> None:
         positive_int("every", self.every)
+        choice("unit", self.unit, UNITS)
         choice("matrix", self.matrix, tuple(MATRICES))
         if self.num_samples is not None:
             positive_int("num_samples", self.num_samples)
@@ -102,8 +147,27 @@ class CurvatureMonitor:
             raise TypeError(f"data must be None or a re-iterable of batches; got {type(self.data).__name__}")
 
     def due(self, epoch: int, epochs: int) -> bool:
-        """Whether to measure after ``epoch`` (1-based) of ``epochs``."""
-        return epoch % self.every == 0 or epoch == epochs
+        """Whether to measure after ``epoch`` (1-based) of ``epochs`` (``unit="epoch"``; never for ``"step"``)."""
+        return self.unit == "epoch" and (epoch % self.every == 0 or epoch == epochs)
+
+    def due_step(self, step: int, last: bool = False) -> bool:
+        """Whether to measure after optimiser step ``step`` (1-based, across epochs); ``last``: the run's last step."""
+        return self.unit == "step" and (step % self.every == 0 or last)
+
+    def planned(self, epochs: int, steps_per_epoch: Optional[int]) -> int:
+        """Measurements of a run of ``epochs`` epochs of ``steps_per_epoch`` steps (0 where that is unknown: None).
+
+        Examples
+        --------
+        >>> CurvatureMonitor(every=2).planned(5, None), CurvatureMonitor(every=4, unit="step").planned(3, 5)
+        (3, 4)
+        """
+        if self.unit == "epoch":
+            return epochs // self.every + (epochs % self.every != 0)
+        if not steps_per_epoch:
+            return 0
+        steps = epochs * steps_per_epoch
+        return steps // self.every + (steps % self.every != 0)
 
     def to_config(self) -> Dict[str, Any]:
         """The settings as plain values, for the history's config (``data`` as whether it was given)."""
@@ -177,3 +241,129 @@ def empty_row(monitor: CurvatureMonitor) -> Dict[str, float]:
     return row
 
 
+
+
+class MonitorRun:
+    """The measurements of one training run: when they are due, the table they fill, their progress events.
+
+    :func:`~curvwidgets.train` calls :meth:`start_epoch` before each epoch,
+    :meth:`after_step` after each optimiser step (``unit="step"``) and
+    :meth:`end_epoch` once the epoch is evaluated, and :meth:`send` once its
+    row is recorded (the event of an end-of-epoch measurement waits for the
+    row, so that a cancel there keeps the epoch).
+
+    Parameters
+    ----------
+    measurer : CurvatureMeasurer
+    history : TrainingHistory
+        The run's history: each measurement is appended to ``history.measurements``.
+    epochs : int
+        Epochs of the run.
+    steps_per_epoch : int or None
+        The training loader's length (None: it has none; the fractional epoch
+        of a step measurement is then filled in when its epoch ends).
+    progress, cancel
+        The run's progress protocol; ``cancel`` None under several processes
+        (a cancel is agreed over the ranks at the end of an epoch there).
+    """
+
+    def __init__(self, measurer: CurvatureMeasurer, history: TrainingHistory, epochs: int,
+                 steps_per_epoch: Optional[int], progress: Optional[ProgressCallback], cancel: Optional[CancelToken]):
+        self.measurer, self.monitor, self.history = measurer, measurer.monitor, history
+        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
+        self.progress, self.cancel = progress, cancel
+        self.planned = self.monitor.planned(epochs, steps_per_epoch)
+        self.epoch = 0  # the epoch in progress, 1-based
+        self.first_step = 0  # the run's steps done before it
+        self.latest: Optional[Dict[str, float]] = None  # the epoch's last measurement
+        self.seconds = 0.0  # wall-clock seconds of the epoch's step measurements
+        self.unsent = False  # a measurement whose event waits for its epoch's row
+
+    def start_epoch(self, epoch: int, steps_done: int) -> None:
+        """Epoch ``epoch`` (1-based) begins, ``steps_done`` optimiser steps into the run."""
+        self.epoch, self.first_step, self.latest, self.seconds = epoch, steps_done, None, 0.0
+
+    def after_step(self, model: nn.Module, step: int, lr: float) -> None:
+        """After the run's ``step``-th optimiser step (at rate ``lr``): measure when due, and send its event.
+
+        The modules' training flags are put back afterwards; the time taken
+        is kept in :attr:`seconds` (the loop leaves it out of the epoch's).
+        Weights that are no longer finite are not measured: the epoch's end
+        reports the divergence (:class:`~curvwidgets.training.loop.TrainingDiverged`).
+
+        Raises
+        ------
+        Cancelled
+            When ``cancel`` is set at the event.
+        """
+        if not self.monitor.due_step(step) or not _finite(model):
+            return
+        began = time.perf_counter()
+        self._measure(model, step, lr)
+        self.seconds += time.perf_counter() - began
+        self.send()
+
+    def end_epoch(self, model: nn.Module, step: int, lr: float) -> Dict[str, float]:
+        """The monitor's columns of the epoch's row: the epoch's last measurement, taken now when due (NaN: none).
+
+        Due now: ``unit="epoch"`` as :meth:`CurvatureMonitor.due` says; ``unit="step"``
+        after the run's last step unless it was measured already.
+        """
+        if self.steps_per_epoch is None:  # the epoch's steps are known now
+            done = step - self.first_step
+            for row in reversed(self.history.measurements):
+                if row["step"] <= self.first_step:
+                    break
+                row["epoch"] = self.epoch - 1 + (row["step"] - self.first_step) / done
+        last = self.epoch == self.epochs and (self.latest is None or self.latest["step"] != step)
+        if self.monitor.due(self.epoch, self.epochs) or (self.monitor.unit == "step" and last):
+            self._measure(model, step, lr, fraction=float(self.epoch))
+        if self.latest is None:
+            return empty_row(self.monitor)
+        return {name: value for name, value in self.latest.items() if name not in ("step", "epoch", "lr")}
+
+    def send(self) -> None:
+        """The ``"curvature"`` event of the newest measurement, if not sent yet; honours a cancel."""
+        if self.unsent:
+            self.unsent = False
+            report(self.progress, self.cancel, "curvature", len(self.history.measurements), self.planned,
+                   partial=lambda: self.history)
+
+    def _measure(self, model: nn.Module, step: int, lr: float, fraction: Optional[float] = None) -> None:
+        """One measurement into the table; the modules' training flags and the data's generators kept as found."""
+        if fraction is None:
+            fraction = (self.epoch - 1 + (step - self.first_step) / self.steps_per_epoch
+                        if self.steps_per_epoch else float("nan"))
+        modes = [(module, module.training) for module in model.modules()]
+        generators = [(generator, generator.get_state()) for generator in _generators_of(self.measurer.data)]
+        try:
+            row = self.measurer.measure(model)
+        finally:
+            for module, training in modes:
+                module.training = training
+            for generator, state in generators:
+                generator.set_state(state)
+        self.latest = {"step": step, "epoch": float(fraction), "lr": float(lr), **row}
+        self.history.measurements.append(self.latest)
+        self.unsent = True
+
+
+def _finite(model: nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (one synchronisation)."""
+    flags = [torch.isfinite(parameter.detach()).all() for parameter in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _generators_of(data: Any) -> list:
+    """The ``torch.Generator``s a loader (e.g. a ``DataLoader`` with ``generator=``) draws its order from.
+
+    Reading the measurement data (at the first measurement) must not advance
+    them: the same loader may hand out the training batches.
+    """
+    found = []
+    for holder in (data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None),
+                   getattr(getattr(data, "batch_sampler", None), "sampler", None)):
+        generator = getattr(holder, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not seen for seen in found):
+            found.append(generator)
+    return found

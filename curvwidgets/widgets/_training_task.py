@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
-from .._validate import non_negative_int, positive_int
+from .._validate import choice, non_negative_int, positive_int
 from ..losses import SequenceCrossEntropyLoss
 from ..progress import CancelToken, ProgressCallback, ProgressEvent
 from ..results import TrainingHistory
@@ -18,7 +18,7 @@ from ..training.checkpoint import checkpoint_epoch, latest_checkpoint
 from ..training.data import DataSet
 from ..training.distributed import default_device
 from ..training.loop import BatchLosses, train
-from ..training.monitor import CurvatureMonitor
+from ..training.monitor import UNITS, CurvatureMonitor
 
 __all__ = ["TOKEN_MODELS", "MonitorSettings", "TrainingSettings", "TrainingSnapshot", "check_pairing", "default_lr",
            "has_checkpoint", "holds_tokens", "run_training"]
@@ -83,16 +83,19 @@ class MonitorSettings:
     Attributes
     ----------
     every : int
-        Measure after every ``every``-th epoch (and after the last).
+        Measure after every ``every``-th epoch or step (see ``unit``), and after the last.
     samples : int
         Size of the fixed subset of training samples measured on; 0 for all of them.
     base : CurvatureMonitor
         The monitor's other settings (matrix, tolerance, ``top``, trace, seed, data), kept as given.
+    unit : {"epoch", "step"}, default: "epoch"
+        What ``every`` counts: epochs, or optimiser steps (measured within the epochs).
     """
 
     every: int
     samples: int
     base: CurvatureMonitor = CurvatureMonitor()
+    unit: str = "epoch"
 
     def monitor(self) -> CurvatureMonitor:
         """The :class:`~curvwidgets.CurvatureMonitor` handed to :func:`curvwidgets.train`.
@@ -102,9 +105,10 @@ class MonitorSettings:
         ValueError
             ``every`` below 1 or ``samples`` below 0, named as the controls are.
         """
-        every = positive_int("curvature: every (epochs)", self.every)
+        unit = choice("curvature: unit", self.unit, UNITS)
+        every = positive_int(f"curvature: every ({unit}s)", self.every)
         samples = non_negative_int("curvature: subset size", self.samples)
-        return dataclasses.replace(self.base, every=every, num_samples=samples or None)
+        return dataclasses.replace(self.base, every=every, num_samples=samples or None, unit=unit)
 
 
 @dataclass(frozen=True)
@@ -205,10 +209,12 @@ class TrainingSnapshot:
 class _Snapshots:
     """The ``progress`` handed to :func:`curvwidgets.train`: each of its events goes on as one carrying a snapshot.
 
-    ``"batch"`` events become ``"train"`` events at the epochs finished, so
-    that a progress bar counts epochs; every event carries both the latest
-    history and the latest batch losses, so the newest event alone is enough
-    to draw (a throttled front end may skip the others).
+    ``"batch"`` and ``"curvature"`` events (a monitor's measurements, within
+    the epochs for ``unit="step"``) become ``"train"`` events at the epochs
+    finished, so that a progress bar counts epochs; every event carries both
+    the latest history (its measurements included) and the latest batch
+    losses, so the newest event alone is enough to draw (a throttled front
+    end may skip the others).
     """
 
     def __init__(self, progress: ProgressCallback, epochs: int, history: Optional[TrainingHistory]):
@@ -221,13 +227,16 @@ class _Snapshots:
             event = ProgressEvent("train", event.partial.epoch - 1, self.epochs)
         else:
             self.latest = dataclasses.replace(self.latest, history=_copy(event.partial))
+            if event.stage == "curvature":
+                event = ProgressEvent("train", len(event.partial), self.epochs)
         self.progress(ProgressEvent(event.stage, event.step, event.total, self.latest))
 
 
 def _copy(history: TrainingHistory) -> TrainingHistory:
     """A copy whose rows, final figures and checkpoint list the running loop no longer changes."""
     return dataclasses.replace(history, rows=list(history.rows), final=dict(history.final),
-                               checkpoints=list(history.checkpoints))
+                               checkpoints=list(history.checkpoints),
+                               measurements=[dict(row) for row in history.measurements])
 
 
 DataSource = Callable[[str, int, torch.device], DataSet]

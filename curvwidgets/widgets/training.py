@@ -59,18 +59,22 @@ def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
     return batch.epoch - 1 + done / (batch.batches or done.size), np.asarray(batch.losses, dtype=float)
 
 
-def threshold_steps(epochs: np.ndarray, lr: np.ndarray) -> Points:
+def threshold_steps(epochs: np.ndarray, lr: np.ndarray, centred: bool = True) -> Points:
     """The 2/η line of the sharpness figure: a step at ``2 / lr[i]`` across epoch ``epochs[i]``.
 
     Each step runs from ``epochs[i] - 1/2`` to ``epochs[i] + 1/2``, so the
     sharpness measured after an epoch (drawn at the epoch) sits in the middle
     of the step of the rate that epoch trained with, and the line follows the
-    schedule. An epoch at rate 0 (no finite threshold) is left out.
+    schedule. ``centred=False``: from ``epochs[i] - 1`` to ``epochs[i]``, the
+    epoch itself, where the measurements of a step monitor taken during it
+    lie (at their fractional epochs). An epoch at rate 0 (no finite
+    threshold) is left out.
 
     Parameters
     ----------
     epochs, lr : ndarray, shape (n,)
         A history's ``"epoch"`` and ``"lr"`` columns.
+    centred : bool, default: True
 
     Returns
     -------
@@ -81,11 +85,14 @@ def threshold_steps(epochs: np.ndarray, lr: np.ndarray) -> Points:
     --------
     >>> threshold_steps(np.array([1.0, 2.0]), np.array([0.1, 0.05]))
     (array([0.5, 1.5, 1.5, 2.5]), array([20., 20., 40., 40.]))
+    >>> threshold_steps(np.array([1.0, 2.0]), np.array([0.1, 0.05]), centred=False)[0]
+    array([0., 1., 1., 2.])
     """
     epochs, lr = np.asarray(epochs, dtype=float), np.asarray(lr, dtype=float)
     with np.errstate(divide="ignore"):
         threshold = 2.0 / lr
-    return finite_points(np.stack([epochs - 0.5, epochs + 0.5], axis=1).reshape(-1), np.repeat(threshold, 2))
+    low, high = (epochs - 0.5, epochs + 0.5) if centred else (epochs - 1.0, epochs)
+    return finite_points(np.stack([low, high], axis=1).reshape(-1), np.repeat(threshold, 2))
 
 
 def curvature_legend_html(monitor: Optional[Mapping[str, Any]] = None) -> str:
@@ -137,12 +144,14 @@ class TrainingWidget(widgets.VBox):
 
     **measure curvature** (off by default: the run is then exactly
     ``cw.train`` without a monitor) hands :func:`curvwidgets.train` a
-    :class:`~curvwidgets.CurvatureMonitor` measuring after every *every
-    (epochs)*-th epoch (and the last) on a fixed subset of *subset size*
-    training samples (0: all). Two more figures then grow with the run: the
-    sharpness (the top eigenvalue, markers at the measured epochs only) on a
-    logarithmic axis beside the step line 2/η of each epoch's learning rate
-    ``history["lr"]`` (it follows the schedule; Cohen et al. (2021) find
+    :class:`~curvwidgets.CurvatureMonitor` measuring after every *every*-th
+    epoch, or optimiser step (the menu beside it: *epochs* or *steps*), and
+    after the last, on a fixed subset of *subset size* training samples (0:
+    all). Two more figures then grow with the run: the sharpness (the top
+    eigenvalue, a marker per measurement, at its fractional epoch:
+    measurements every few steps fall within the epochs, on the epoch axis
+    of the loss figure) on a logarithmic axis beside the step line 2/η of
+    each epoch's learning rate (it follows the schedule; Cohen et al. (2021) find
     that full-batch gradient descent raises the sharpness to about 2/η; with
     momentum β the threshold is (2 + 2β)/η), and the gradient overlap, the
     fraction of the gradient in the top eigenvectors, on [0, 1]. They show
@@ -200,7 +209,7 @@ class TrainingWidget(widgets.VBox):
         Default: CUDA when available, else the CPU.
     monitor : CurvatureMonitor, optional
         Tick *measure curvature* and start its fields from this monitor's
-        ``every`` and ``num_samples``; its other settings (matrix, ``tol``,
+        ``every``, ``unit`` and ``num_samples``; its other settings (matrix, ``tol``,
         ``top``, trace, seed, data) go to every run measured. Default: unticked,
         measuring (when ticked) as ``CurvatureMonitor()`` does.
 
@@ -225,6 +234,8 @@ class TrainingWidget(widgets.VBox):
     measure_curvature : ipywidgets.Checkbox
     curvature_every, curvature_samples : ipywidgets.IntText
         The monitor's ``every`` and ``num_samples`` (0: all), disabled while the box is unticked.
+    curvature_unit : ipywidgets.Dropdown
+        The monitor's ``unit``: ``"epoch"`` (shown as *epochs*) or ``"step"`` (*steps*).
     train_loss_line, test_loss_line : bqplot.Lines
         ``x = history["epoch"]``, ``y = history["train_loss"]``, ``history["test_loss"]``
         (only the finite points: no test points without test data).
@@ -235,12 +246,16 @@ class TrainingWidget(widgets.VBox):
     legend : ipywidgets.HTML
         The colours of the training and test lines, below the two figures.
     sharpness_line : bqplot.Lines
-        ``x, y`` = the epochs and ``history["sharpness"]`` where it was measured
-        (finite and positive: the axis is logarithmic).
+        ``x, y = history.measured("epoch"), history.measured("sharpness")``:
+        every measurement at its (fractional) epoch (finite and positive: the
+        axis is logarithmic); for a history without a measurement table, the
+        measured epochs of ``history["sharpness"]``.
     threshold_line : bqplot.Lines
-        ``x, y = threshold_steps(history["epoch"], history["lr"])``: 2/η, dashed.
+        2/η, dashed: ``threshold_steps`` of each epoch's rate (that of its row,
+        or of its measurements for the epoch in progress); for a step
+        monitor each step spans its epoch (``centred=False``).
     overlap_line : bqplot.Lines
-        The measured epochs and ``history["gradient_overlap"]``.
+        As ``sharpness_line``, of ``"gradient_overlap"``.
     sharpness_figure, overlap_figure : bqplot.Figure
     curvature_legend : ipywidgets.HTML
         :func:`curvature_legend_html` of the measurements drawn, or else of those the controls ask for.
@@ -322,7 +337,7 @@ class TrainingWidget(widgets.VBox):
             controls_row(self.model_name, self.dataset_name, self.optimizer_name, self.lr),
             controls_row(self.epochs, self.schedule_name, self.swa_start, self.swa_lr),
             controls_row(self.out_dir, self.save_every, self.seed, self.resume),
-            controls_row(self.measure_curvature, self.curvature_every, self.curvature_samples),
+            controls_row(self.measure_curvature, self.curvature_every, self.curvature_unit, self.curvature_samples),
             self.runner,
             widgets.HBox([self.loss_figure, self.accuracy_figure]),
             self.legend,
@@ -337,9 +352,14 @@ class TrainingWidget(widgets.VBox):
         wide_label = {"description_width": "initial"}
         self.measure_curvature = widgets.Checkbox(value=monitor is not None, description="measure curvature",
                                                   indent=False, layout=field_layout("auto"))
-        self.curvature_every = widgets.IntText(value=self._monitor_base.every, description="every (epochs)",
-                                               style=wide_label, layout=field_layout("180px"),
-                                               tooltip="measure after every k-th epoch (and after the last)")
+        self.curvature_every = widgets.IntText(value=self._monitor_base.every, description="every",
+                                               style=wide_label, layout=field_layout("120px"),
+                                               tooltip="measure after every k-th epoch or optimiser step (and "
+                                                       "after the last)")
+        self.curvature_unit = widgets.Dropdown(options=(("epochs", "epoch"), ("steps", "step")),
+                                               value=self._monitor_base.unit, layout=field_layout("90px"),
+                                               tooltip="what 'every' counts: epochs, or optimiser steps (measured "
+                                                       "within the epochs)")
         self.curvature_samples = widgets.IntText(value=self._monitor_base.num_samples or 0,
                                                  description="subset size", style=wide_label,
                                                  layout=field_layout("180px"),
@@ -362,7 +382,7 @@ class TrainingWidget(widgets.VBox):
                         styles=(dict(colors=[SHARPNESS_COLOR], marker="circle"),
                                 dict(colors=[THRESHOLD_COLOR], line_style="dashed")),
                         log=True),
-            _epoch_plot("‖Vᵀg‖² / ‖g‖²", _columns("gradient_overlap"), title="gradient overlap",
+            _epoch_plot("‖Vᵀg‖² / ‖g‖²", _measurements("gradient_overlap"), title="gradient overlap",
                         styles=(dict(colors=[OVERLAP_COLOR], marker="circle"),), span=lambda *_: OVERLAP_RANGE))
         (self.loss_figure, (self.train_loss_line, self.test_loss_line)), \
             (self.accuracy_figure, (self.train_accuracy_line, self.test_accuracy_line)), \
@@ -409,7 +429,8 @@ class TrainingWidget(widgets.VBox):
             lr=self.lr.value, epochs=self.epochs.value, schedule=self.schedule_name.value,
             swa_start=self.swa_start.value, swa_lr=self.swa_lr.value, out_dir=self.out_dir.value,
             save_every=self.save_every.value, seed=self.seed.value, resume=self.resume.value,
-            monitor=MonitorSettings(self.curvature_every.value, self.curvature_samples.value, self._monitor_base)
+            monitor=MonitorSettings(self.curvature_every.value, self.curvature_samples.value, self._monitor_base,
+                                    self.curvature_unit.value)
             if self.measure_curvature.value else None)
 
     def run(self, block: bool = False) -> bool:
@@ -458,13 +479,15 @@ class TrainingWidget(widgets.VBox):
         The epoch axes span the run's epochs from the start; each value axis the values drawn.
         """
         last = max([self._planned_epochs, *history["epoch"].astype(int)])
+        first = 0.0 if _measures_steps(history) else 0.5  # a step's measurement may come before epoch 1/2
         with hold_sync(*(line for plot in self._plots for line in plot.lines), self.checkpoint_list,
                        self.final_summary):
             for plot in self._plots:
-                plot.draw(history, last)
+                plot.draw(history, last, first)
             self.checkpoint_list.options = tuple(history.checkpoints)
             self.final_summary.value = " · ".join(f"{key} <b>{value:.4g}</b>" for key, value in history.final.items())
-        self._measured = bool(np.isfinite(history["sharpness"]).any())
+        self._measured = bool(np.isfinite(history["sharpness"]).any()
+                              or np.isfinite(history.measured("sharpness")).any())
         self._shown_monitor = history.config.get("monitor")
         self._refresh_legend()
         self._refresh_curvature_view()
@@ -488,7 +511,7 @@ class TrainingWidget(widgets.VBox):
         """Every control whose value a run reads when it starts."""
         return (self.model_name, self.dataset_name, self.optimizer_name, self.lr, self.epochs, self.schedule_name,
                 self.swa_start, self.swa_lr, self.out_dir, self.save_every, self.seed, self.resume,
-                self.measure_curvature, self.curvature_every, self.curvature_samples)
+                self.measure_curvature, self.curvature_every, self.curvature_unit, self.curvature_samples)
 
     def _lock_settings(self, running: bool) -> None:
         self._running = running
@@ -498,7 +521,8 @@ class TrainingWidget(widgets.VBox):
         """The settings are enabled between runs only, and those that depend on another only where they apply."""
         measuring = self.measure_curvature.value
         idle = {id(self.dataset_name): self.data is None, id(self.swa_lr): self.swa_start.value != 0,
-                id(self.curvature_every): measuring, id(self.curvature_samples): measuring}
+                id(self.curvature_every): measuring, id(self.curvature_unit): measuring,
+                id(self.curvature_samples): measuring}
         controls = self._setting_controls()
         with hold_sync(*controls):
             for control in controls:
@@ -555,11 +579,11 @@ class _EpochPlot:
     ticks: Callable[[float, float, int], np.ndarray] = nice_ticks
     empty: Tuple[float, float] = (0.0, 1.0)
 
-    def draw(self, history: TrainingHistory, last: int) -> None:
-        """Draw ``history`` with the epoch axis on ``[0.5, last + 0.5]`` (at most one tick per epoch)."""
+    def draw(self, history: TrainingHistory, last: int, first: float = 0.5) -> None:
+        """Draw ``history`` with the epoch axis on ``[first, last + 0.5]`` (at most one tick per epoch)."""
         epoch_axis, value_axis = self.figure.axes
         points = self.points(history)
-        set_range(epoch_axis, 0.5, last + 0.5, count=min(last, 6))
+        set_range(epoch_axis, first, last + 0.5, count=min(last, 6))
         set_range(value_axis, *self.span(*(y for _x, y in points)), empty=self.empty, ticks=self.ticks)
         for line, (x, y) in zip(self.lines, points):
             line.x, line.y = x, y
@@ -586,7 +610,38 @@ def _columns(*names: str) -> Callable[[TrainingHistory], Tuple[Points, ...]]:
     return lambda history: tuple(finite_points(history["epoch"], history[name]) for name in names)
 
 
+def _measurements(name: str) -> Callable[[TrainingHistory], Tuple[Points]]:
+    """The points of a line drawing the monitor's column ``name`` (see :func:`_measured`)."""
+    return lambda history: (_measured(history, name),)
+
+
+def _measured(history: TrainingHistory, name: str) -> Points:
+    """Every measurement of ``name`` at its fractional epoch (``history.measurements``), finite points only.
+
+    A history without that table (saved before it was kept) gives its epoch rows' measurements.
+    """
+    if history.measurements:
+        return finite_points(history.measured("epoch"), history.measured(name))
+    return finite_points(history["epoch"], history[name])
+
+
+def _measures_steps(history: TrainingHistory) -> bool:
+    """Whether ``history`` comes from a monitor counting optimiser steps (measurements within the epochs)."""
+    return (history.config.get("monitor") or {}).get("unit") == "step"
+
+
 def _sharpness_points(history: TrainingHistory) -> Tuple[Points, Points]:
-    """The measured sharpness (finite and positive: its axis is logarithmic) and the 2/η steps of a history."""
-    x, y = finite_points(history["epoch"], history["sharpness"])
-    return (x[y > 0], y[y > 0]), threshold_steps(history["epoch"], history["lr"])
+    """The measured sharpness (finite and positive: its axis is logarithmic) and the 2/η steps of a history.
+
+    The rate of each epoch is its row's, or for the epoch in progress that of
+    its measurements (each records the rate of the step just taken).
+    """
+    x, y = _measured(history, "sharpness")
+    rates = {int(epoch): lr for epoch, lr in zip(history["epoch"], history["lr"])}
+    for row in history.measurements:
+        if np.isfinite(row.get("epoch", np.nan)) and "lr" in row:
+            rates.setdefault(int(np.ceil(row["epoch"])), row["lr"])
+    epochs = np.array(sorted(rates), dtype=float)
+    threshold = threshold_steps(epochs, np.array([rates[int(epoch)] for epoch in epochs]),
+                                centred=not _measures_steps(history))
+    return (x[y > 0], y[y > 0]), threshold
