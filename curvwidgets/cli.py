@@ -94,7 +94,9 @@ def _epoch_lines(bar) -> Callable:
         if event.stage == "train" and event.step > 0 and world()[0] == 0:
             row = event.partial.rows[-1]
             sharpness = row.get("sharpness", float("nan"))
-            measured = f"  sharpness {sharpness:.4g} (2/lr {2 / row['lr']:.4g})" if sharpness == sharpness else ""
+            threshold = row.get("stability_threshold", float("nan"))
+            stable = f" (stable below {threshold:.4g})" if threshold == threshold else ""
+            measured = f"  sharpness {sharpness:.4g}{stable}" if sharpness == sharpness else ""
             tqdm.write(f"epoch {row['epoch']:4d}/{event.total}  lr {row['lr']:.4g}  train loss "
                             f"{row['train_loss']:.4f} top-1 {row['train_top1']:.3f}  test loss {row['test_loss']:.4f} "
                             f"top-1 {row['test_top1']:.3f} top-5 {row['test_top5']:.3f}  {row['seconds']:.1f} s"

@@ -200,7 +200,7 @@ def training_curves(history: TrainingHistory, axes: Optional[Sequence[Axes]] = N
     """Loss and top-1 accuracy per epoch, train and test, as ``plot_training`` draws them.
 
     When the history has measured sharpness (``cw.train(..., monitor=...)``) a
-    third panel shows it against ``2 / lr`` (:func:`sharpness_curve`), with the
+    third panel shows it against the optimiser's stability threshold (:func:`sharpness_curve`), with the
     gradient overlap on a twin axis (:func:`gradient_overlap_curve`): every
     measurement of ``history.measurements`` (a step monitor's at their
     fractional epochs), or of the epoch rows for a history without that table. ``axes``:
@@ -250,20 +250,23 @@ def _measured(history: TrainingHistory, column: str) -> Tuple[np.ndarray, np.nda
 
 
 def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: Optional[str] = None,
-                    label: Optional[str] = "sharpness", threshold_label: Optional[str] = "2 / lr",
+                    label: Optional[str] = "sharpness", threshold_label: Optional[str] = "stability threshold",
                     steps_per_epoch: Optional[int] = None) -> Axes:
-    """The sharpness where measured (markers) and ``2 / lr`` of every epoch (dashed, in the same colour).
+    """The sharpness where measured (markers) and the optimiser's stability threshold of every epoch (dashed).
 
     The measurements are those of ``history.measurements`` at their
     fractional epochs (a monitor with ``unit="step"`` measures within the
     epochs), or the epoch rows' for a history without that table.
 
     As Cohen et al. (2021) draw it: gradient descent with step size ``eta``
-    is unstable along directions of curvature above ``2 / eta``. The dashed
-    line steps with the schedule (``lr`` of each row holds over that epoch).
+    is unstable along directions of curvature above ``2 / eta``; SGD with
+    momentum ``beta`` above ``(2 + 2 beta) / eta``. The dashed line is each
+    row's threshold (:meth:`~curvwidgets.results.TrainingHistory.stability_thresholds`:
+    ``2 / lr`` for histories without one) and steps with the schedule (it
+    holds over that epoch); none for adaptive optimisers.
     Called again on the same ``ax`` (another run, another colour), the axis
-    keeps zero, every run's sharpness and the lowest ``2 / lr`` of each in
-    view; larger values of ``2 / lr`` (a decaying schedule) may leave it.
+    keeps zero, every run's sharpness and the lowest threshold of each in
+    view; larger thresholds (a decaying schedule) may leave it.
     ``steps_per_epoch``: the x axis counts optimiser steps, ``epoch *
     steps_per_epoch`` (1 for full-batch gradient descent), instead of epochs.
     """
@@ -271,10 +274,9 @@ def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: 
     scale = 1 if steps_per_epoch is None else positive_int("steps_per_epoch", steps_per_epoch)
     epochs, sharpness = _measured(history, "sharpness")
     line = ax.plot(epochs * scale, sharpness, marker=".", color=color, label=label)[0]
-    with np.errstate(divide="ignore"):
-        threshold = 2.0 / history["lr"]
+    threshold = history.stability_thresholds()
     steps = history["epoch"] * scale
-    limits = ax.dataLim.frozen()  # the view grows to zero and the lowest 2 / lr only, not to a decayed rate's
+    limits = ax.dataLim.frozen()  # the view grows to zero and the lowest threshold only, not to a decayed rate's
     ax.plot(steps, threshold, linestyle="--", drawstyle="steps-pre", color=line.get_color(), label=threshold_label)
     ax.dataLim.set(limits)
     finite = threshold[np.isfinite(threshold)]

@@ -64,6 +64,8 @@ MONITOR_COLUMNS = {
     "curvature_trace_se": "its standard error",
     "curvature_products": "operator products the measurement took",
     "curvature_seconds": "wall-clock seconds of the measurement",
+    "stability_threshold": "the sharpness above which the optimiser's step diverges on a quadratic: 2/lr, "
+                           "(2+2 momentum)/lr for SGD with momentum (training/stability.py); NaN for adaptive optimisers",
 }
 #: The columns of ``TrainingHistory.measurements`` besides the monitor's: where in the run each measurement was taken.
 MEASUREMENT_COLUMNS = {
@@ -71,6 +73,7 @@ MEASUREMENT_COLUMNS = {
     "epoch": "the fractional epoch: epochs finished plus the fraction of the current epoch's steps done "
              "(NaN until its epoch ends when the training loader has no length)",
     "lr": "learning rate of the first parameter group at the step just taken",
+    "stability_threshold": "the optimiser's stability threshold at that step (as the monitor's column)",
 }
 
 
@@ -117,6 +120,26 @@ class TrainingHistory:
         if not _is_column(column):
             raise KeyError(f"column must be one of {tuple(HISTORY_COLUMNS) + tuple(MONITOR_COLUMNS)}; got {column!r}")
         return np.array([row.get(column, np.nan) for row in self.rows], dtype=np.float64)
+
+    def stability_thresholds(self, rows: Optional[List[Dict[str, float]]] = None) -> np.ndarray:
+        """Per row of ``rows`` (default the epochs'), the optimiser's ``stability_threshold``, shape ``(len(rows),)``.
+
+        ``2 / lr`` for a row without one (a history recorded before it was
+        kept); NaN where the optimiser has none (adaptive) or the rate is 0.
+        ``rows`` may be :attr:`measurements`.
+
+        Examples
+        --------
+        >>> TrainingHistory(rows=[{"lr": 0.1}, {"lr": 0.1, "stability_threshold": 38.0}]).stability_thresholds()
+        array([20., 38.])
+        """
+        def threshold(row: Dict[str, float]) -> float:
+            if "stability_threshold" in row:
+                return row["stability_threshold"]
+            rate = row.get("lr", math.nan)
+            return 2.0 / rate if rate > 0 else math.nan
+
+        return np.array([threshold(row) for row in (self.rows if rows is None else rows)], dtype=np.float64)
 
     def measured(self, column: str) -> np.ndarray:
         """One column of :attr:`measurements`, shape ``(len(self.measurements),)`` (NaN where a row lacks it).

@@ -100,7 +100,7 @@ TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "
                      "save every", "seed", "resume from out_dir", "measure curvature", "every", "subset size",
                      "checkpoints")
 CURVATURE_SAMPLES = "64"  # the monitor's subset in the Dashboard's training: a second or two per measurement
-SHARPNESS_TITLE, OVERLAP_TITLE = "sharpness and 2/η", "gradient overlap"
+SHARPNESS_TITLE, OVERLAP_TITLE = "sharpness and stability threshold", "gradient overlap"
 TABS = ("Train", "Spectrum", "Landscape")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -361,7 +361,7 @@ def _assert_curvature_drawn(user: WidgetUser, epochs: int) -> None:
     assert (sharpness["colour"], sharpness["dashed"], sharpness["dots"], sharpness["vertices"]) == (
         _rgb(SHARPNESS_COLOR), False, epochs, epochs), f"the sharpness of {epochs} epochs is not drawn: {sharpness}"
     assert (threshold["colour"], threshold["dashed"], threshold["vertices"]) == (
-        _rgb(THRESHOLD_COLOR), True, 2 * epochs), f"the 2/η steps of {epochs} epochs are not drawn: {threshold}"
+        _rgb(THRESHOLD_COLOR), True, 2 * epochs), f"the stability threshold steps of {epochs} epochs are not drawn: {threshold}"
     (overlap,) = user.curves(OVERLAP_TITLE)
     assert (overlap["colour"], overlap["dots"]) == (_rgb(OVERLAP_COLOR), epochs), \
         f"the gradient overlap of {epochs} epochs is not drawn: {overlap}"

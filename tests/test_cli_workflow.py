@@ -132,9 +132,10 @@ def test_train_prints_the_epoch_and_writes_the_history(chain):
     assert history.config["optimizer_kwargs"]["lr"] == 0.05
     out = printed["train"][1]
     assert "epoch    1/1" in out and f"{history.rows[0]['test_top1']:.3f}" in out
-    # the monitor's measurement, printed beside 2 / lr
-    sharpness = history["sharpness"][0]
-    assert sharpness > 0 and f"sharpness {sharpness:.4g} (2/lr {2 / 0.05:.4g})" in out
+    # the monitor's measurement, printed beside SGD's threshold: (2 + 2 * 0.9) / 0.05 less the weight decay 5e-4
+    sharpness, threshold = history["sharpness"][0], history["stability_threshold"][0]
+    assert threshold == pytest.approx(3.8 / 0.05 - 5e-4, rel=1e-12)
+    assert sharpness > 0 and f"sharpness {sharpness:.4g} (stable below {threshold:.4g})" in out
     assert history.config["monitor"]["num_samples"] == 32
     # every 3rd of the epoch's 6 steps: their own bar, the newest sharpness beside it
     assert history.config["monitor"]["unit"] == "step" and history.measured("step").tolist() == [3.0, 6.0]

@@ -318,7 +318,9 @@ def test_the_static_figure_draws_every_step_measurement():
     sharpness, threshold = sharpness_axis.get_lines()
     np.testing.assert_array_equal(sharpness.get_xdata(), history.measured("epoch"))  # 0.6, 1.2, 1.8, 2.0
     np.testing.assert_array_equal(sharpness.get_ydata(), history.measured("sharpness"))
-    np.testing.assert_array_equal(threshold.get_ydata(), 2.0 / history["lr"])
+    np.testing.assert_array_equal(threshold.get_ydata(), history["stability_threshold"])
+    np.testing.assert_allclose(history["stability_threshold"], 3.8 / history["lr"] - 5e-4, rtol=1e-12)  # SGD, 0.9
+    np.testing.assert_array_equal(history.measured("stability_threshold"), np.full(4, 3.8 / 0.1 - 5e-4))
     np.testing.assert_array_equal(overlap_axis.get_lines()[0].get_ydata(), history.measured("gradient_overlap"))
     matplotlib.pyplot.close(figure)
     assert plots.has_sharpness(cw.TrainingHistory(measurements=history.measurements))

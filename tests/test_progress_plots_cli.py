@@ -138,17 +138,18 @@ def test_the_sharpness_panel_draws_the_measured_epochs_against_two_over_the_rate
         np.testing.assert_array_equal(sharpness.get_xdata(), history["epoch"][measured])
         np.testing.assert_array_equal(sharpness.get_ydata(), history["sharpness"][measured])
         np.testing.assert_array_equal(threshold.get_xdata(), history["epoch"])
-        np.testing.assert_array_equal(threshold.get_ydata(), 2.0 / history["lr"])
+        np.testing.assert_array_equal(threshold.get_ydata(), history["stability_threshold"])
         assert threshold.get_drawstyle() == "steps-pre" and threshold.get_linestyle() == "--"
         assert threshold.get_color() == sharpness.get_color()
         (overlap,) = overlap_axis.get_lines()
         np.testing.assert_array_equal(overlap.get_xdata(), history["epoch"][measured])
         np.testing.assert_array_equal(overlap.get_ydata(), history["gradient_overlap"][measured])
         assert [text.get_text() for text in sharpness_axis.get_legend().get_texts()] == [
-            "sharpness", "2 / lr", "gradient overlap"]
-        low, high = sharpness_axis.get_ylim()  # zero, every sharpness and the lowest 2 / lr in view
-        assert low <= 0 and high >= max(history["sharpness"][measured].max(), (2.0 / history["lr"]).min())
-        assert high < (2.0 / history["lr"]).max()  # not stretched to the decayed rate
+            "sharpness", "stability threshold", "gradient overlap"]
+        low, high = sharpness_axis.get_ylim()  # zero, every sharpness and the lowest threshold in view
+        thresholds = history["stability_threshold"]
+        assert low <= 0 and high >= max(history["sharpness"][measured].max(), thresholds.min())
+        assert high < thresholds.max()  # not stretched to the decayed rate
         matplotlib.pyplot.close(figure)
     # against optimiser steps: two batches an epoch
     ax = plots.sharpness_curve(history, steps_per_epoch=2, color="tab:green", label="eta", threshold_label=None)

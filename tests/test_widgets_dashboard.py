@@ -272,7 +272,7 @@ def test_a_run_measuring_the_curvature_draws_it_and_scrubs_the_same_checkpoints(
     history = training.result
     assert training.runner.outcome == "done" and dashboard.landscape.runner.outcome == "done"
     np.testing.assert_array_equal(training.sharpness_line.y, history["sharpness"])  # measured after every epoch
-    np.testing.assert_array_equal(training.threshold_line.y, np.repeat(2.0 / history["lr"], 2))
+    np.testing.assert_array_equal(training.threshold_line.y, np.repeat(history["stability_threshold"], 2))
     assert len(dashboard.checkpoints) == EPOCHS and len(dashboard.cache) == EPOCHS
     for path, plain in zip(dashboard.checkpoints, finished.checkpoints):
         key = dataclasses.replace(dashboard.spectrum.settings, checkpoint=path)

@@ -404,17 +404,24 @@ def test_the_curvature_marks_hold_the_monitors_sharpness_and_two_over_each_epoch
     np.testing.assert_array_equal(widget.overlap_line.x, measured_epochs)
     np.testing.assert_array_equal(widget.overlap_line.y, history["gradient_overlap"][[EVERY - 1, EPOCHS - 1]])
     assert np.isnan(history["sharpness"][0]) and (history["sharpness"][1:] > 0).all()
-    # the 2/eta line: a step per epoch, centred on it, at 2 / (the rate the epoch trained with)
-    lr = history["lr"]
+    # the threshold line: a step per epoch, centred on it, at the threshold of SGD's momentum and the epoch's rate
+    lr, threshold = history["lr"], history["stability_threshold"]
     assert lr[-1] < lr[0]  # the linear schedule lowers the last epoch's rate: the step follows it
+    np.testing.assert_allclose(threshold, stability_threshold_of(history), rtol=1e-12)
     np.testing.assert_array_equal(widget.threshold_line.x, [0.5, 1.5, 1.5, 2.5, 2.5, 3.5])
-    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(2.0 / lr, 2))
+    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(threshold, 2))
     assert widget.threshold_line.line_style == "dashed" and widget.sharpness_line.marker == "circle"
     assert widget.curvature_view.children and "top Hessian eigenvalue on 40 samples" in widget.curvature_legend.value
 
 
+def stability_threshold_of(history):
+    """(2 + 2 momentum) / lr - weight decay from the run's own optimiser settings (torch SGD's heavy ball)."""
+    options = history.config["optimizer_kwargs"]
+    return (2 + 2 * options["momentum"]) / history["lr"] - options["weight_decay"]
+
+
 def test_the_threshold_steps_centre_each_epoch_and_leave_out_a_rate_of_zero():
-    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.0, 0.04]))
+    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([20.0, np.inf, 50.0]))
     np.testing.assert_array_equal(x, [0.5, 1.5, 2.5, 3.5])
     np.testing.assert_array_equal(y, [20.0, 20.0, 50.0, 50.0])
 
@@ -441,7 +448,7 @@ def test_the_curvature_figures_draw_as_epochs_come_in(monitored):
     history = widget.result
     during = next(draw for draw, size in zip(draws, sizes) if size == (1, 4, 1))
     np.testing.assert_array_equal(during[0], history["sharpness"][[EVERY - 1]])
-    np.testing.assert_array_equal(during[1], np.repeat(2.0 / history["lr"][:2], 2))
+    np.testing.assert_array_equal(during[1], np.repeat(history["stability_threshold"][:2], 2))
 
 
 def test_the_controls_reach_the_monitor_passed_to_train_and_train_measures_the_same(monitored, dataset):
@@ -522,7 +529,7 @@ def test_a_step_monitor_draws_each_measurement_at_its_fractional_epoch(dataset, 
     np.testing.assert_array_equal(widget.overlap_line.y, history.measured("gradient_overlap"))
     # 2/eta: a step across each epoch, where its measurements lie, at the rate of its steps
     np.testing.assert_array_equal(widget.threshold_line.x, [0.0, 1.0, 1.0, 2.0])
-    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(2.0 / history["lr"], 2))
+    np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(history["stability_threshold"], 2))
     assert widget.sharpness_figure.axes[0].scale.min == 0.0 == widget.loss_figure.axes[0].scale.min
     # the measurement at step 3 was drawn before epoch 1 ended, as a "train" event (the bar counts epochs)
     assert {stage for stage, _, _ in draws} == {"train"}

@@ -5,10 +5,10 @@
 resumes a training run and returns a :class:`~curvwidgets.results.TrainingHistory`.
 """
 
-from . import checkpoint, data, distributed, models, optim, schedules
+from . import checkpoint, data, distributed, models, optim, schedules, stability
 from .loop import TrainingDiverged, evaluate, train
 from .monitor import CurvatureMonitor
 from .trained import Trained, load_trained
 
-__all__ = ["CurvatureMonitor", "checkpoint", "data", "distributed", "evaluate", "load_trained", "models", "optim", "schedules", "train",
+__all__ = ["CurvatureMonitor", "checkpoint", "data", "distributed", "evaluate", "load_trained", "models", "optim", "schedules", "stability", "train",
            "Trained", "TrainingDiverged"]

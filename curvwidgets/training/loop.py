@@ -42,6 +42,7 @@ from ..losses import ModelLoss
 from .batches import BatchReader, update_batch_norm
 from .distributed import any_rank, average_buffers, default_device, join_process_group
 from .monitor import CurvatureMeasurer, CurvatureMonitor, MonitorRun
+from .stability import stability_threshold
 
 __all__ = ["train", "evaluate", "BatchLosses", "TrainingDiverged",
            # the checks of train's arguments, which the paper's train_network makes before it loads any data
@@ -191,7 +192,10 @@ def train(
         ``epoch``, the ``lr``, ``sharpness`` (the top eigenvalue, warm-started
         from the last measurement), ``gradient_overlap``, ``curvature_trace``
         and the measurement's cost; each epoch's row carries the epoch's last
-        measurement (NaN in the epochs without one). Each measurement sends a
+        measurement (NaN in the epochs without one) and every row the
+        optimiser's ``stability_threshold`` (:mod:`~curvwidgets.training.stability`:
+        ``2 / lr``; ``(2 + 2 momentum) / lr`` for SGD with momentum, the
+        default; NaN for adaptive optimisers). Each measurement sends a
         ``"curvature"`` event (``step`` measurements of ``total`` planned, the
         history); a cancel is honoured there. ``history.final["curvature_time_fraction"]``
         is the measurements' time over the training's (a step measurement's
@@ -330,8 +334,8 @@ def train(
                 swa.average(model)
             average_buffers(model)
             test = evaluate(network, loss_fn, test_batches, device, amp, channels_last)
-            curvature = {} if monitoring is None else monitoring.end_epoch(model, run.steps,
-                                                                           optimizer.param_groups[0]["lr"])
+            curvature = {} if monitoring is None else {**monitoring.end_epoch(model, run.steps, optimizer),
+                                                       "stability_threshold": stability_threshold(optimizer)}
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[3]),
@@ -380,7 +384,7 @@ class _Run:
         """After each optimiser step: count it, and let a step monitor measure when due."""
         self.steps += 1
         if self.monitoring is not None and self.monitoring.monitor.unit == "step":
-            self.monitoring.after_step(self.model, self.steps, self.optimizer.param_groups[0]["lr"])
+            self.monitoring.after_step(self.model, self.steps, self.optimizer)
 
     def set_rate(self, epoch: int) -> None:
         """Every group's rate for ``epoch``: its initial rate times the schedule, or ``swa_lr`` once SWA runs."""

@@ -79,6 +79,7 @@ from ..losses import ModelLoss
 from ..linalg.eigen import eigenpairs
 from ..linalg.trace import estimate_trace
 from ..results import MONITOR_COLUMNS, TrainingHistory
+from .stability import stability_threshold
 
 __all__ = ["CurvatureMonitor", "CurvatureMeasurer", "MonitorRun", "empty_row", "UNITS"]
 
@@ -283,8 +284,8 @@ class MonitorRun:
         """Epoch ``epoch`` (1-based) begins, ``steps_done`` optimiser steps into the run."""
         self.epoch, self.first_step, self.latest, self.seconds = epoch, steps_done, None, 0.0
 
-    def after_step(self, model: nn.Module, step: int, lr: float) -> None:
-        """After the run's ``step``-th optimiser step (at rate ``lr``): measure when due, and send its event.
+    def after_step(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> None:
+        """After the run's ``step``-th optimiser step by ``optimizer``: measure when due, and send its event.
 
         The modules' training flags are put back afterwards; the time taken
         is kept in :attr:`seconds` (the loop leaves it out of the epoch's).
@@ -299,11 +300,11 @@ class MonitorRun:
         if not self.monitor.due_step(step) or not _finite(model):
             return
         began = time.perf_counter()
-        self._measure(model, step, lr)
+        self._measure(model, step, optimizer)
         self.seconds += time.perf_counter() - began
         self.send()
 
-    def end_epoch(self, model: nn.Module, step: int, lr: float) -> Dict[str, float]:
+    def end_epoch(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> Dict[str, float]:
         """The monitor's columns of the epoch's row: the epoch's last measurement, taken now when due (NaN: none).
 
         Due now: ``unit="epoch"`` as :meth:`CurvatureMonitor.due` says; ``unit="step"``
@@ -317,7 +318,7 @@ class MonitorRun:
                 row["epoch"] = self.epoch - 1 + (row["step"] - self.first_step) / done
         last = self.epoch == self.epochs and (self.latest is None or self.latest["step"] != step)
         if self.monitor.due(self.epoch, self.epochs) or (self.monitor.unit == "step" and last):
-            self._measure(model, step, lr, fraction=float(self.epoch))
+            self._measure(model, step, optimizer, fraction=float(self.epoch))
         if self.latest is None:
             return empty_row(self.monitor)
         return {name: value for name, value in self.latest.items() if name not in ("step", "epoch", "lr")}
@@ -329,7 +330,8 @@ class MonitorRun:
             report(self.progress, self.cancel, "curvature", len(self.history.measurements), self.planned,
                    partial=lambda: self.history)
 
-    def _measure(self, model: nn.Module, step: int, lr: float, fraction: Optional[float] = None) -> None:
+    def _measure(self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer,
+                 fraction: Optional[float] = None) -> None:
         """One measurement into the table; the modules' training flags and the data's generators kept as found."""
         if fraction is None:
             fraction = (self.epoch - 1 + (step - self.first_step) / self.steps_per_epoch
@@ -343,7 +345,8 @@ class MonitorRun:
                 module.training = training
             for generator, state in generators:
                 generator.set_state(state)
-        self.latest = {"step": step, "epoch": float(fraction), "lr": float(lr), **row}
+        self.latest = {"step": step, "epoch": float(fraction), "lr": float(optimizer.param_groups[0]["lr"]),
+                       "stability_threshold": stability_threshold(optimizer), **row}
         self.history.measurements.append(self.latest)
         self.unsent = True
 

@@ -59,21 +59,23 @@ def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
     return batch.epoch - 1 + done / (batch.batches or done.size), np.asarray(batch.losses, dtype=float)
 
 
-def threshold_steps(epochs: np.ndarray, lr: np.ndarray, centred: bool = True) -> Points:
-    """The 2/η line of the sharpness figure: a step at ``2 / lr[i]`` across epoch ``epochs[i]``.
+def threshold_steps(epochs: np.ndarray, thresholds: np.ndarray, centred: bool = True) -> Points:
+    """The stability line of the sharpness figure: a step at ``thresholds[i]`` across epoch ``epochs[i]``.
 
     Each step runs from ``epochs[i] - 1/2`` to ``epochs[i] + 1/2``, so the
     sharpness measured after an epoch (drawn at the epoch) sits in the middle
     of the step of the rate that epoch trained with, and the line follows the
     schedule. ``centred=False``: from ``epochs[i] - 1`` to ``epochs[i]``, the
     epoch itself, where the measurements of a step monitor taken during it
-    lie (at their fractional epochs). An epoch at rate 0 (no finite
-    threshold) is left out.
+    lie (at their fractional epochs). An epoch without a finite threshold
+    (rate 0, an adaptive optimiser) is left out.
 
     Parameters
     ----------
-    epochs, lr : ndarray, shape (n,)
-        A history's ``"epoch"`` and ``"lr"`` columns.
+    epochs, thresholds : ndarray, shape (n,)
+        A history's ``"epoch"`` column and its
+        :meth:`~curvwidgets.results.TrainingHistory.stability_thresholds`
+        (``2 / lr`` for plain gradient descent).
     centred : bool, default: True
 
     Returns
@@ -83,14 +85,12 @@ def threshold_steps(epochs: np.ndarray, lr: np.ndarray, centred: bool = True) ->
 
     Examples
     --------
-    >>> threshold_steps(np.array([1.0, 2.0]), np.array([0.1, 0.05]))
+    >>> threshold_steps(np.array([1.0, 2.0]), np.array([20.0, 40.0]))
     (array([0.5, 1.5, 1.5, 2.5]), array([20., 20., 40., 40.]))
-    >>> threshold_steps(np.array([1.0, 2.0]), np.array([0.1, 0.05]), centred=False)[0]
+    >>> threshold_steps(np.array([1.0, 2.0]), np.array([20.0, 40.0]), centred=False)[0]
     array([0., 1., 1., 2.])
     """
-    epochs, lr = np.asarray(epochs, dtype=float), np.asarray(lr, dtype=float)
-    with np.errstate(divide="ignore"):
-        threshold = 2.0 / lr
+    epochs, threshold = np.asarray(epochs, dtype=float), np.asarray(thresholds, dtype=float)
     low, high = (epochs - 0.5, epochs + 0.5) if centred else (epochs - 1.0, epochs)
     return finite_points(np.stack([low, high], axis=1).reshape(-1), np.repeat(threshold, 2))
 
@@ -114,7 +114,7 @@ def curvature_legend_html(monitor: Optional[Mapping[str, Any]] = None) -> str:
     return legend_html([
         (f"sharpness: top {MATRIX_NAMES.get(settings['matrix'], settings['matrix'])} eigenvalue on {samples}",
          SHARPNESS_COLOR, "line"),
-        ("2/η, η: the epoch's learning rate", THRESHOLD_COLOR, "dashed"),
+        ("stability threshold of the optimiser's step: 2/η, (2+2β)/η with momentum β", THRESHOLD_COLOR, "dashed"),
         (f"gradient overlap: fraction of the gradient in the top {vectors}", OVERLAP_COLOR, "line")])
 
 
@@ -150,10 +150,11 @@ class TrainingWidget(widgets.VBox):
     all). Two more figures then grow with the run: the sharpness (the top
     eigenvalue, a marker per measurement, at its fractional epoch:
     measurements every few steps fall within the epochs, on the epoch axis
-    of the loss figure) on a logarithmic axis beside the step line 2/η of
-    each epoch's learning rate (it follows the schedule; Cohen et al. (2021) find
-    that full-batch gradient descent raises the sharpness to about 2/η; with
-    momentum β the threshold is (2 + 2β)/η), and the gradient overlap, the
+    of the loss figure) on a logarithmic axis beside the dashed step line of
+    each epoch's stability threshold (it follows the schedule; Cohen et al.
+    (2021) find that full-batch gradient descent raises the sharpness to
+    about 2/η; with SGD's momentum β the threshold is (2 + 2β)/η, as drawn;
+    none for adaptive optimisers), and the gradient overlap, the
     fraction of the gradient in the top eigenvectors, on [0, 1]. They show
     while the box is ticked or the history shown holds measurements.
     The settings are disabled while a run goes (they are read when it starts).
@@ -251,8 +252,8 @@ class TrainingWidget(widgets.VBox):
         axis is logarithmic); for a history without a measurement table, the
         measured epochs of ``history["sharpness"]``.
     threshold_line : bqplot.Lines
-        2/η, dashed: ``threshold_steps`` of each epoch's rate (that of its row,
-        or of its measurements for the epoch in progress); for a step
+        The stability threshold, dashed: ``threshold_steps`` of each epoch's
+        (that of its row, or of its measurements for the epoch in progress); for a step
         monitor each step spans its epoch (``centred=False``).
     overlap_line : bqplot.Lines
         As ``sharpness_line``, of ``"gradient_overlap"``.
@@ -378,7 +379,7 @@ class TrainingWidget(widgets.VBox):
             _epoch_plot("loss", _columns("train_loss", "test_loss")),
             _epoch_plot("top-1 accuracy", _columns("train_top1", "test_top1"),
                         title=accuracy_title(self.dataset_name.value)),
-            _epoch_plot("top eigenvalue", _sharpness_points, title="sharpness and 2/η",
+            _epoch_plot("top eigenvalue", _sharpness_points, title="sharpness and stability threshold",
                         styles=(dict(colors=[SHARPNESS_COLOR], marker="circle"),
                                 dict(colors=[THRESHOLD_COLOR], line_style="dashed")),
                         log=True),
@@ -631,17 +632,18 @@ def _measures_steps(history: TrainingHistory) -> bool:
 
 
 def _sharpness_points(history: TrainingHistory) -> Tuple[Points, Points]:
-    """The measured sharpness (finite and positive: its axis is logarithmic) and the 2/η steps of a history.
+    """The measured sharpness (finite and positive: its axis is logarithmic) and the threshold steps of a history.
 
-    The rate of each epoch is its row's, or for the epoch in progress that of
-    its measurements (each records the rate of the step just taken).
+    The threshold of each epoch is its row's (:meth:`~curvwidgets.results.TrainingHistory.stability_thresholds`),
+    or for the epoch in progress that of its measurements (each records the
+    optimiser's at the step just taken).
     """
     x, y = _measured(history, "sharpness")
-    rates = {int(epoch): lr for epoch, lr in zip(history["epoch"], history["lr"])}
-    for row in history.measurements:
-        if np.isfinite(row.get("epoch", np.nan)) and "lr" in row:
-            rates.setdefault(int(np.ceil(row["epoch"])), row["lr"])
-    epochs = np.array(sorted(rates), dtype=float)
-    threshold = threshold_steps(epochs, np.array([rates[int(epoch)] for epoch in epochs]),
+    thresholds = dict(zip(history["epoch"].astype(int).tolist(), history.stability_thresholds()))
+    measured = [row for row in history.measurements if np.isfinite(row.get("epoch", np.nan)) and "lr" in row]
+    for row, value in zip(measured, history.stability_thresholds(measured)):
+        thresholds.setdefault(int(np.ceil(row["epoch"])), value)
+    epochs = np.array(sorted(thresholds), dtype=float)
+    threshold = threshold_steps(epochs, np.array([thresholds[int(epoch)] for epoch in epochs]),
                                 centred=not _measures_steps(history))
     return (x[y > 0], y[y > 0]), threshold
