@@ -99,7 +99,7 @@ NORMALISATION_CONTROLS = ("norm", "bias, BN", "move BN statistics")
 TRAINING_CONTROLS = ("model", "data", "optimiser", "lr", "epochs", "schedule", "SWA from", "SWA lr", "out_dir",
                      "save every", "seed", "resume from out_dir", "measure curvature", "every", "subset size",
                      "checkpoints")
-CURVATURE_SAMPLES = "64"  # the monitor's subset in the Dashboard's training: a second or two per measurement
+CURVATURE_SAMPLES = "64"  # the monitor's subset in the Dashboard's training (256, the default, two choices lower)
 SHARPNESS_TITLE, OVERLAP_TITLE = "sharpness and stability threshold", "gradient overlap"
 TABS = ("Train", "Spectrum", "Landscape")
 
@@ -372,7 +372,9 @@ def _train_measuring_the_curvature(dashboard: WidgetUser, epochs: int) -> None:
     assert dashboard.curves(SHARPNESS_TITLE) is None, "the sharpness figure shows with the monitor off"
     dashboard.check("measure curvature")   # the empty curvature figures show
     assert dashboard.curves(SHARPNESS_TITLE) is not None, "ticking measure curvature does not show its figures"
-    dashboard.type_into("subset size", CURVATURE_SAMPLES)
+    for _ in range(2):
+        dashboard.move_slider("subset size", "ArrowLeft")
+    assert dashboard.readout("subset size") == CURVATURE_SAMPLES, dashboard.readout("subset size")
     dashboard.expect_data = True
     dashboard.start("Train")
     during = dashboard.wait_for_curves(SHARPNESS_TITLE, SHARPNESS_DRAWN, running=True)

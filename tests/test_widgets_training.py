@@ -2,6 +2,7 @@
 curvature monitor's controls and figures."""
 
 import dataclasses
+import re
 import threading
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import bqplot
 import numpy as np
 import pytest
 import torch
+import traitlets
 from torch import nn
 
 import curvwidgets as cw
@@ -18,12 +20,13 @@ from curvwidgets.widgets import TrainingWidget
 from curvwidgets.widgets import _training_task as task_module
 from curvwidgets.widgets import training as training_module
 from curvwidgets.widgets._sizes import sizes_for
-from curvwidgets.widgets.training import accuracy_title, batch_points, threshold_steps
+from curvwidgets.widgets._training_task import MonitorSettings
+from curvwidgets.widgets.training import MEASUREMENT_INTERVALS, accuracy_title, batch_points, threshold_steps
 
 EPOCHS, LR = 3, 0.05
 SIZES = (32, 32, 32, 4)  # 100 training samples in batches of 32
 TIMING = ("seconds", "images_per_second", "peak_memory_bytes", "curvature_seconds")  # differ between equal runs
-EVERY, SUBSET = 2, 40  # the monitor's controls: measured after epochs 2 and 3 (the last), on 40 samples
+EVERY, SUBSET = 2, 32  # the monitor's sliders: measured after epochs 2 and 3 (the last), on 32 samples
 LINES = (("train_loss_line", "train_loss"), ("test_loss_line", "test_loss"), ("train_accuracy_line", "train_top1"),
          ("test_accuracy_line", "test_top1"))
 
@@ -411,7 +414,7 @@ def test_the_curvature_marks_hold_the_monitors_sharpness_and_two_over_each_epoch
     np.testing.assert_array_equal(widget.threshold_line.x, [0.5, 1.5, 1.5, 2.5, 2.5, 3.5])
     np.testing.assert_array_equal(widget.threshold_line.y, np.repeat(threshold, 2))
     assert widget.threshold_line.line_style == "dashed" and widget.sharpness_line.marker == "circle"
-    assert widget.curvature_view.children and "top Hessian eigenvalue on 40 samples" in widget.curvature_legend.value
+    assert widget.curvature_view.children and f"top Hessian eigenvalue on {SUBSET} samples" in widget.curvature_legend.value
 
 
 def stability_threshold_of(history):
@@ -487,23 +490,31 @@ def test_the_curvature_view_follows_the_box_and_keeps_a_measured_history(monitor
     shown = monitored[0]
     try:
         shown.measure_curvature.value = False  # the history shown holds measurements: they stay
-        shown.curvature_samples.value = 99
+        shown.curvature_samples.value = 128
         assert shown.curvature_view.children and f"on {SUBSET} samples" in shown.curvature_legend.value
     finally:
         shown.measure_curvature.value, shown.curvature_samples.value = True, SUBSET
 
 
-@pytest.mark.parametrize("every, samples, message", [
-    (0, SUBSET, "curvature: every (epochs) must be an int &gt;= 1; got 0"),
-    (1, -3, "curvature: subset size must be an int &gt;= 0; got -3"),
-])
-def test_bad_monitor_fields_appear_in_the_error_area(dataset, tmp_path, every, samples, message):
+def test_the_sliders_offer_only_valid_measurements_and_admit_a_given_monitors_values(dataset, tmp_path):
     widget = make_widget(dataset, tmp_path / "run")
-    monitored_options(widget, every, samples)
-    with pytest.raises(ValueError):
-        widget.run(block=True)
-    assert message in widget.runner.error_message.value and widget.result is None
-    assert not list(tmp_path.rglob("*.pt")) and not widget.curvature_every.disabled  # editable again
+    assert [value for _, value in widget.curvature_every.options] == list(MEASUREMENT_INTERVALS)
+    assert widget.curvature_samples.options[-1] == ("all", 0) and widget.curvature_samples.value == 256
+    for slider, bad in ((widget.curvature_every, 0), (widget.curvature_samples, -3)):
+        with pytest.raises(traitlets.TraitError):
+            slider.value = bad
+    given = make_widget(dataset, tmp_path / "given", monitor=cw.CurvatureMonitor(every=7, num_samples=40))
+    assert (given.curvature_every.value, given.curvature_samples.value) == (7, 40)
+    assert ("7", 7) in given.curvature_every.options and ("40", 40) in given.curvature_samples.options
+
+
+@pytest.mark.parametrize("every, samples, message", [
+    (0, SUBSET, "curvature: every (epochs) must be an int >= 1; got 0"),
+    (1, -3, "curvature: subset size must be an int >= 0; got -3"),
+])
+def test_bad_monitor_settings_are_named_as_the_controls(every, samples, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MonitorSettings(every, samples).monitor()
 
 
 def test_a_step_monitor_draws_each_measurement_at_its_fractional_epoch(dataset, tmp_path, passed_to_train):

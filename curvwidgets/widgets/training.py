@@ -4,7 +4,7 @@ checkpoints."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import bqplot as bq
 import ipywidgets as widgets
@@ -57,6 +57,18 @@ def batch_points(batch: Optional[BatchLosses]) -> Tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     done = np.arange(1, len(batch.losses) + 1)
     return batch.epoch - 1 + done / (batch.batches or done.size), np.asarray(batch.losses, dtype=float)
+
+
+#: The choices of the monitor's sliders (a monitor given with another value adds it): measure after every k-th epoch or
+#: step; on a subset of this many training samples (or all of them, value 0)
+MEASUREMENT_INTERVALS = (1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000)
+SUBSET_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def _slider_options(choices: Tuple[int, ...], given: int, last: Optional[Tuple[str, int]] = None) -> List[Tuple[str, int]]:
+    """``(label, value)`` pairs of a selection slider: ``choices`` and ``given`` (0 is ``last``'s), ascending."""
+    values = sorted(set(choices) | ({given} if given else set()))
+    return [(str(value), value) for value in values] + ([last] if last is not None else [])
 
 
 def threshold_steps(epochs: np.ndarray, thresholds: np.ndarray, centred: bool = True) -> Points:
@@ -233,8 +245,11 @@ class TrainingWidget(widgets.VBox):
     out_dir : ipywidgets.Text
     resume : ipywidgets.Checkbox
     measure_curvature : ipywidgets.Checkbox
-    curvature_every, curvature_samples : ipywidgets.IntText
-        The monitor's ``every`` and ``num_samples`` (0: all), disabled while the box is unticked.
+    curvature_every, curvature_samples : ipywidgets.SelectionSlider
+        The monitor's ``every`` (:data:`MEASUREMENT_INTERVALS`) and
+        ``num_samples`` (:data:`SUBSET_SIZES`, or *all*: value 0), set before a
+        run; disabled while the box is unticked. A ``monitor`` given with
+        another value adds it to the choices.
     curvature_unit : ipywidgets.Dropdown
         The monitor's ``unit``: ``"epoch"`` (shown as *epochs*) or ``"step"`` (*steps*).
     train_loss_line, test_loss_line : bqplot.Lines
@@ -353,18 +368,19 @@ class TrainingWidget(widgets.VBox):
         wide_label = {"description_width": "initial"}
         self.measure_curvature = widgets.Checkbox(value=monitor is not None, description="measure curvature",
                                                   indent=False, layout=field_layout("auto"))
-        self.curvature_every = widgets.IntText(value=self._monitor_base.every, description="every",
-                                               style=wide_label, layout=field_layout("120px"),
-                                               tooltip="measure after every k-th epoch or optimiser step (and "
-                                                       "after the last)")
+        self.curvature_every = widgets.SelectionSlider(
+            options=_slider_options(MEASUREMENT_INTERVALS, self._monitor_base.every), value=self._monitor_base.every,
+            description="every", style=wide_label, layout=field_layout("260px"), continuous_update=False,
+            tooltip="measure after every k-th epoch or optimiser step (and after the last)")
         self.curvature_unit = widgets.Dropdown(options=(("epochs", "epoch"), ("steps", "step")),
                                                value=self._monitor_base.unit, layout=field_layout("90px"),
                                                tooltip="what 'every' counts: epochs, or optimiser steps (measured "
                                                        "within the epochs)")
-        self.curvature_samples = widgets.IntText(value=self._monitor_base.num_samples or 0,
-                                                 description="subset size", style=wide_label,
-                                                 layout=field_layout("180px"),
-                                                 tooltip="training samples measured on, the same each time; 0: all")
+        self.curvature_samples = widgets.SelectionSlider(
+            options=_slider_options(SUBSET_SIZES, self._monitor_base.num_samples or 0, last=("all", 0)),
+            value=self._monitor_base.num_samples or 0, description="subset size", style=wide_label,
+            layout=field_layout("300px"), continuous_update=False,
+            tooltip="training samples measured on, the same each time (all: the whole training split)")
 
     def _build_curvature_view(self) -> None:
         """The sharpness and overlap figures side by side over their legend, shown when they apply."""
