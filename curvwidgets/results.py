@@ -44,10 +44,11 @@ HISTORY_COLUMNS = {
     "epoch": "epochs finished (1 for the first)",
     "lr": "learning rate of the first parameter group during the epoch",
     "train_loss": "mean training loss over the epoch's samples, as the weights changed (augmented data)",
-    "train_top1": "fraction of the epoch's training samples classified correctly while training (NaN: no classes)",
+    "train_top1": "fraction of the epoch's training targets (samples, or tokens of sequences; those of the loss's "
+                  "ignore_index left out) classified correctly while training (NaN: no classes)",
     "test_loss": "mean loss over the test (or validation) set after the epoch, eval mode",
-    "test_top1": "fraction of test samples whose top class is right (NaN without class targets: cw.ModelLoss, "
-                 "floating-point targets)",
+    "test_top1": "fraction of test targets (as train_top1) whose top class is right (NaN without class targets: "
+                 "cw.ModelLoss, floating-point targets)",
     "test_top5": "fraction of test samples whose label is among the top min(5, classes) classes",
     "seconds": "wall-clock seconds of the epoch's training (evaluation excluded)",
     "images_per_second": "training samples (all ranks) per second of the epoch",

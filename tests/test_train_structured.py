@@ -341,3 +341,36 @@ def test_set_batch_takes_structured_inputs():
     optimizer.set_batch(inputs, targets)
     kept, _ = optimizer._take_batch()
     assert isinstance(kept, StructuredInputs) and len(kept) == 4
+
+
+class _Scaled(nn.Module):
+    """Logits = inputs times one weight (1 at the start): a model whose predictions are known."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+
+    def forward(self, inputs):
+        return inputs * self.weight
+
+
+def test_accuracy_scores_every_target_but_the_ignored_ones():
+    """Per token over the targets the loss counts: (b, C, T) logits, 30% of the tokens ignored."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 7, 4, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 7, (6, 4), generator=generator)
+    ignored = torch.rand(6, 4, generator=generator) < 0.3
+    targets[ignored] = -100
+    scored = ~ignored
+    top1 = float((logits.argmax(1) == targets)[scored].double().mean())
+    top5 = float((logits.topk(5, dim=1).indices == targets[:, None]).any(1)[scored].double().mean())
+    assert 0 < top1 < top5 < 1 and ignored.any()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    batches = [(logits[:4], targets[:4]), (logits[4:], targets[4:])]
+    result = cw.training.evaluate(_Scaled().double(), loss_fn, batches, torch.device("cpu"))
+    assert result["top1"] == pytest.approx(top1, rel=1e-12) and result["top5"] == pytest.approx(top5, rel=1e-12)
+    # training at a rate too small to change a prediction scores the same way
+    history = cw.train(_Scaled().double(), (batches, batches), epochs=1, loss_fn=loss_fn, optimizer="SGD",
+                       optimizer_kwargs={"lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0}, seed=0)
+    assert history["train_top1"][0] == pytest.approx(top1, rel=1e-12)
+    assert history["test_top1"][0] == pytest.approx(top1, rel=1e-12)

@@ -15,7 +15,7 @@ the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Tuple
+from typing import Any, Callable, Iterable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ class BatchReader:
         self.inputs_only = isinstance(loss_fn, ModelLoss)
         self.read = outputs_reader(loss_fn)
         self.class_dim = getattr(loss_fn, "class_dim", 1)
+        self.ignore_index = getattr(loss_fn, "ignore_index", None)  # nn.CrossEntropyLoss, NLLLoss, SequenceCrossEntropyLoss
         self.sum_reduced = self.inputs_only and reduction_of(loss_fn) == "sum"
 
     def batch(self, batch: Any) -> Tuple[Inputs, torch.Tensor]:
@@ -76,28 +77,33 @@ class BatchReader:
         loss = loss.detach().double()
         return loss if self.sum_reduced else loss * weight
 
-    def hits(self, outputs: torch.Tensor, targets: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Top-1 and top-``k`` hits of the batch (:func:`top_hits`); NaN where there are no class targets.
+    def hits(self, outputs: torch.Tensor, targets: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Top-1 and top-``k`` hits of the batch and the targets scored (:func:`top_hits`); NaN hits without class targets.
 
         No class targets: a ``ModelLoss`` (no targets), or floating-point
-        targets (regression, class probabilities).
+        targets (regression, class probabilities); the samples are then the
+        targets scored. Targets equal to the loss's ``ignore_index`` are not scored.
         """
         if self.inputs_only or targets.is_floating_point():
             nan = torch.full((), math.nan, dtype=torch.float64, device=targets.device)
-            return nan, nan
-        return top_hits(outputs, targets, self.class_dim, k)
+            return nan, nan, torch.full((), float(len(targets)), dtype=torch.float64, device=targets.device)
+        return top_hits(outputs, targets, self.class_dim, k, self.ignore_index)
 
 
-def top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-1 and top-``k`` hits of a batch, summed over its samples (float64, on the device).
+def top_hits(outputs: torch.Tensor, targets: torch.Tensor, class_dim: int, k: int,
+             ignore_index: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-1 and top-``k`` hits of a batch and the number of targets scored (float64 0-d tensors, on the device).
 
     ``outputs`` holds the classes on axis ``class_dim`` and ``targets`` the
-    outputs' shape without it: ``(b,)``, or ``(b, *positions)``, where a
-    sample counts the fraction of its positions hit.
+    outputs' shape without it: ``(b,)``, or ``(b, *positions)`` (a token
+    per position). Every target is scored but those equal to
+    ``ignore_index``, so hits over scored targets is the accuracy per sample,
+    or per token, that the loss counts.
     """
     top = outputs.topk(min(k, outputs.shape[class_dim]), dim=class_dim).indices.movedim(class_dim, -1)
-    hits = (top == targets[..., None]).reshape(len(targets), math.prod(targets.shape[1:]), top.shape[-1])
-    return hits[..., 0].double().mean(1).sum(), hits.any(-1).double().mean(1).sum()
+    scored = torch.ones_like(targets, dtype=torch.bool) if ignore_index is None else targets != ignore_index
+    hits = (top == targets[..., None]) & scored[..., None]
+    return hits[..., 0].double().sum(), hits.any(-1).double().sum(), scored.double().sum()
 
 
 @torch.no_grad()

@@ -320,10 +320,10 @@ def train(
                             if progress is not None and batch_interval is not None and world == 1 else None)
             sums = _train_epoch(network, optimizer, loss_fn, train_batches, device, amp, channels_last,
                                 cancel if world == 1 else None, batch_losses, run.step_taken)
-            totals = all_reduce_sum(sums)  # loss * W, correct, W, samples
+            totals = all_reduce_sum(sums)  # loss * W, top-1 hits, targets scored, W, samples
             finite = bool(torch.isfinite(totals[0]))  # waits for the device: the epoch's work is done
             seconds = time.perf_counter() - began - (monitoring.seconds if monitoring is not None else 0.0)
-            if totals[3] == 0:
+            if totals[4] == 0:
                 raise ValueError("data: the training batches hold no samples (each batch is empty)")
             if not finite:
                 checkpoint = run.keep_last_good()
@@ -338,9 +338,9 @@ def train(
                                                        "stability_threshold": stability_threshold(optimizer)}
             run.history.rows.append({
                 "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": float(totals[0] / totals[2]), "train_top1": float(totals[1] / totals[3]),
+                "train_loss": float(totals[0] / totals[3]), "train_top1": float(totals[1] / totals[2]),
                 "test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
-                "seconds": seconds, "images_per_second": float(totals[3]) / seconds,
+                "seconds": seconds, "images_per_second": float(totals[4]) / seconds,
                 "peak_memory_bytes": float(_peak_memory(device)), **_weight_norms(model), **curvature})
             if monitor is not None:
                 run.history.final["curvature_time_fraction"] = _curvature_fraction(run.history)
@@ -640,11 +640,12 @@ def _is_empty(batches: Iterable) -> bool:
 def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_last, cancel,
                  batch_losses: Optional[_BatchReporter] = None,
                  step_taken: Optional[Callable[[], None]] = None) -> torch.Tensor:
-    """One pass over ``batches``; returns on-device sums ``(loss * W, correct, W, n)``, synchronised once at the end.
+    """One pass over ``batches``; on-device sums ``(loss * W, correct, scored, W, n)``, synchronised once at the end.
 
     ``W`` is what the batches count in the mean loss (their samples ``n``, or a
-    ``ModelLoss``'s count: :meth:`BatchReader.weight`); ``correct`` is NaN
-    without class targets. ``batch_losses``, when given, receives every
+    ``ModelLoss``'s count: :meth:`BatchReader.weight`); ``correct`` are the
+    top-1 hits among the ``scored`` targets (not the loss's ``ignore_index``;
+    NaN without class targets). ``batch_losses``, when given, receives every
     batch's loss (``"batch"`` events); ``step_taken`` is called after every
     optimiser step (a step monitor measures there), outside autocast.
 
@@ -655,7 +656,7 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
     network.train()
     reader = BatchReader(loss_fn, device, channels_last, "data (the training batches)")
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.float64, device=device)
+    scores = torch.zeros(2, dtype=torch.float64, device=device)  # top-1 hits, targets scored
     weights, seen = 0.0, 0  # summed on the host: no device work per batch
     wants_batch = isinstance(optimizer, optim.CurvatureOptimizer)
     for number, batch in enumerate(batches):
@@ -666,14 +667,15 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
         with _autocast(device, amp), _first_batch_names_data(number, inputs, targets):
             loss, outputs = reader.loss(network, inputs, targets)
         if wants_batch and not bool(torch.isfinite(loss)):
-            return _epoch_sums(loss_sum + float("nan"), correct, weights + 1, seen + 1)
+            return _epoch_sums(loss_sum + float("nan"), scores, weights + 1, seen + 1)
         loss.backward()
         if wants_batch:
             optimizer.set_batch(inputs, targets)
         optimizer.step()
         weight = reader.weight(inputs, targets)
         loss_sum += reader.weighted(loss, weight)
-        correct += reader.hits(outputs.detach(), targets, 1)[0]
+        top1, _, scored = reader.hits(outputs.detach(), targets, 1)
+        scores += torch.stack([top1, scored])
         weights, seen = weights + weight, seen + len(targets)
         if batch_losses is not None:
             batch_losses.add(loss, weight)
@@ -681,13 +683,13 @@ def _train_epoch(network, optimizer, loss_fn, batches, device, amp, channels_las
             step_taken()
     if batch_losses is not None:
         batch_losses.send()
-    return _epoch_sums(loss_sum, correct, weights, seen)
+    return _epoch_sums(loss_sum, scores, weights, seen)
 
 
-def _epoch_sums(loss_sum: torch.Tensor, correct: torch.Tensor, weights: float, seen: int) -> torch.Tensor:
-    """``(loss * W, correct, W, n)`` as one float64 tensor on the device of ``loss_sum``."""
+def _epoch_sums(loss_sum: torch.Tensor, scores: torch.Tensor, weights: float, seen: int) -> torch.Tensor:
+    """``(loss * W, top-1 hits, targets scored, W, n)`` as one float64 tensor on the device of ``loss_sum``."""
     counts = torch.tensor([weights, seen], dtype=torch.float64, device=loss_sum.device)
-    return torch.cat([torch.stack([loss_sum, correct]), counts])
+    return torch.cat([loss_sum[None], scores, counts])
 
 
 @dataclass(frozen=True)
@@ -750,13 +752,14 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
 
     Batches are read as :func:`train` reads them (:class:`~curvwidgets.training.batches.BatchReader`):
     the loss is the mean over what the batches count (samples, or a ``ModelLoss``'s count), the
-    accuracies are per sample and NaN without class targets (a ``ModelLoss``, floating-point targets).
+    accuracies are per target scored (a sample's class, or each token of a sequence; not those equal to
+    the loss's ``ignore_index``) and NaN without class targets (a ``ModelLoss``, floating-point targets).
     ``amp``: bf16 autocast; ``channels_last``: 4-d inputs converted to that layout (for a channels-last model).
     """
     was_training = model.training
     model.eval()
     reader = BatchReader(loss_fn, device, channels_last)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * W, top-1, top-5
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss * W, top-1, top-5, targets scored
     weights, seen = 0.0, 0
     for number, batch in enumerate(batches):
         inputs, targets = reader.batch(batch)
@@ -767,9 +770,9 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, device: torch.device,
         weights, seen = weights + weight, seen + len(targets)
     model.train(was_training)
     sums = all_reduce_sum(torch.cat([sums, torch.tensor([weights, seen], dtype=torch.float64, device=device)]))
-    if sums[4] == 0:
+    if sums[5] == 0:
         raise ValueError("evaluate: the batches hold no samples, so there is no loss or accuracy to report")
-    return {"loss": float(sums[0] / sums[3]), "top1": float(sums[1] / sums[4]), "top5": float(sums[2] / sums[4])}
+    return {"loss": float(sums[0] / sums[4]), "top1": float(sums[1] / sums[3]), "top5": float(sums[2] / sums[3])}
 
 
 class _SWA:
