@@ -346,9 +346,9 @@ def test_the_band_follows_every_step_of_a_run(model_and_data):
     widget = SpectrumWidget(model, data, **OPTIONS)
     widget.runner.min_interval = 0.0
     drawn = []
-    widget.density_band.observe(lambda change: drawn.append(
-        (widget.step_slider.value, widget.sigma_slider.value, np.array(widget.density_band.x), np.array(change["new"]))),
-        "y")
+    band = widget.density_band
+    band.observe(lambda change: drawn.append(
+        (widget.step_slider.value, widget.sigma_slider.value, np.array(band.x), np.array(change["new"]))), "y")
     widget.run(block=True)
     assert [k for k, *_ in drawn][:STEPS] == list(range(1, STEPS + 1))
     for k, sigma, band_x, band_y in drawn:
