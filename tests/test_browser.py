@@ -280,11 +280,14 @@ def test_spectrum_widget_run_cancel_sliders_and_scale(dashboard_lab):
     spectrum.looks_right("computing", settle_s=1)
     spectrum.cancel()
     assert "1 (no error bars)" in spectrum.root.inner_text(), "one start vector: the summary must say it has no error bars"
+    assert _band(spectrum) == "", "one start vector: the density must have no band of standard errors"
     spectrum.type_into("vectors", "3")
     spectrum.click("Run")
     summary = spectrum.root.inner_text()
     assert "3 (± one standard error)" in summary and re.search(r"trace estimate\s+-?[\d.]+ ± [\d.]+", summary), \
         "with 3 start vectors the summary must give the trace and negative mass with their ± error bars"
+    assert "± 1 s.e. over 3 start vectors" in summary, "the legend must name the band of standard errors"
+    assert _band(spectrum), "with 3 start vectors the density must be drawn with its band of standard errors"
     spectrum.looks_right("three-start-vectors")
     assert spectrum.readout("steps k") == SPECTRUM_STEPS, "after the run the step slider is not at k = m"
     spectrum.move_slider("steps k", "Home")
@@ -292,9 +295,32 @@ def test_spectrum_widget_run_cancel_sliders_and_scale(dashboard_lab):
     # not End: noUiSlider's End goes to the maximum the slider had when first drawn (1 here, before any run)
     spectrum.move_slider("steps k", "ArrowRight")
     assert spectrum.readout("steps k") == "2"
+    band = _band(spectrum)
     spectrum.move_slider("σ", "ArrowLeft")
+    assert _band(spectrum) not in ("", band), "moving σ must redraw the band of standard errors with the density"
     spectrum.toggle("log")
     spectrum.toggle("linear")
+
+
+# the filled areas (bqplot Lines with fill) of the widget's first figure shown: their path, vertices, fill, opacity
+AREAS_JS = """root => {
+    const shown = el => el.checkVisibility() && el.getBoundingClientRect().width > 0;
+    const figure = Array.from(root.querySelectorAll('.bqplot.figure')).find(shown);
+    return figure ? Array.from(figure.querySelectorAll('svg.svg-figure g.curve path.area')).map(area => {
+        const d = area.getAttribute('d') || '', style = getComputedStyle(area);
+        return {d, vertices: (d.match(/[ML]/g) || []).length, fill: style.fill, opacity: Number(style.opacity),
+                finite: !/NaN|null|undefined|Infinity/.test(d)};
+    }) : [];
+}"""
+
+
+def _band(spectrum: WidgetUser) -> str:
+    """The path of the density's band of standard errors as drawn now ("" when none is: one start vector)."""
+    areas = spectrum.root.evaluate(AREAS_JS)
+    filled = [area for area in areas if area["vertices"] > 2 and area["opacity"] > 0 and area["fill"] != "none"]
+    assert all(area["finite"] for area in areas), f"a filled area has non-finite geometry: {areas}"
+    assert len(filled) <= 1, f"the spectrum figure fills more than the band: {filled}"
+    return filled[0]["d"] if filled else ""
 
 
 def _spectrum_computed(lab: Lab) -> None:

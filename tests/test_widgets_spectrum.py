@@ -62,7 +62,24 @@ def assert_shows(widget, shown, sigma):
     grid, density = shown.smooth(sigma=sigma)
     np.testing.assert_allclose(widget.density_line.x, grid, rtol=1e-12)
     np.testing.assert_allclose(widget.density_line.y, density, rtol=1e-12)
+    assert_band(widget, shown, sigma)
     assert widget.summary_values == shown.summary()
+
+
+def assert_band(widget, shown, sigma):
+    """The band is ``density ± 1 standard error`` of ``shown.smooth_spread`` (the static plot's), clipped at 0."""
+    grid, density, error = shown.smooth_spread(sigma=sigma)
+    band_x, band_y = np.asarray(widget.density_band.x), np.asarray(widget.density_band.y)
+    if shown.num_vectors == 1:
+        assert np.isnan(error).all() and band_x.shape == band_y.shape == (0,)
+        assert "no error bars" in widget.legend.value and " s.e. over" not in widget.legend.value
+        return
+    atol = 1e-12 * np.max(density + error)
+    np.testing.assert_allclose(band_x, grid, rtol=1e-12)
+    np.testing.assert_allclose(band_y[0], np.maximum(density - error, 0.0), rtol=1e-12, atol=atol)
+    np.testing.assert_allclose(band_y[1], density + error, rtol=1e-12, atol=atol)
+    assert widget.density_band.scales["y"].max >= band_y[1].max()  # the density axis holds the band's top
+    assert f"± 1 s.e. over {shown.num_vectors} start vectors" in widget.legend.value
 
 
 def test_marks_hold_the_spectrum(widget, reference):
@@ -116,6 +133,7 @@ def test_convergence_of_another_start_vector(widget):
     np.testing.assert_allclose(np.sort(np.concatenate([widget.converged_marks.y, widget.pending_marks.y])),
                                np.sort(values), rtol=1e-12)
     np.testing.assert_array_equal(widget.converged_marks.x, steps[flags])
+    assert_band(widget, widget.result, widget.sigma_slider.value)  # the band is over every start vector
     widget.run_picker.value = 0
 
 
@@ -320,3 +338,46 @@ def test_the_summary_gives_error_bars_over_several_start_vectors():
     one = cw.results.Spectrum.from_lanczos(cw.lanczos(np.diag(np.r_[np.linspace(-1, 1, 60), 4.0]), 6, seed=0))
     table = _summary_table(one.summary())
     assert " ± " not in table and "1 (no error bars)" in table
+
+
+def test_the_band_follows_every_step_of_a_run(model_and_data):
+    """Each progress event redraws the band of the partial spectrum, at the sigma shown then; then the result's."""
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.runner.min_interval = 0.0
+    drawn = []
+    band = widget.density_band
+    band.observe(lambda change: drawn.append(
+        (widget.step_slider.value, widget.sigma_slider.value, np.array(band.x), np.array(change["new"]))), "y")
+    widget.run(block=True)
+    assert [k for k, *_ in drawn][:STEPS] == list(range(1, STEPS + 1))
+    for k, sigma, band_x, band_y in drawn:
+        grid, density, error = widget.result.truncate(k).smooth_spread(sigma=sigma)
+        np.testing.assert_allclose(band_x, grid, rtol=1e-12)
+        np.testing.assert_allclose(band_y, [np.maximum(density - error, 0.0), density + error], rtol=1e-12,
+                                   atol=1e-12 * np.max(density + error))
+    assert_shows(widget, widget.result, widget.sigma_slider.value)
+
+
+def test_one_start_vector_draws_no_band_and_says_so(model_and_data, reference):
+    model, data = model_and_data
+    widget = SpectrumWidget(model, data, **OPTIONS)
+    widget.show(reference)
+    one = cw.Spectrum.from_lanczos(cw.lanczos(np.diag(np.r_[np.linspace(-1, 1, 60), 4.0]), 6, seed=0))
+    widget.show(one)  # another spectrum shown (as the Dashboard's checkpoint slider does): the band empties
+    assert_shows(widget, one, widget.sigma_slider.value)
+    assert "1 (no error bars)" in widget.summary.value
+    widget.show(reference)
+    assert_shows(widget, reference, widget.sigma_slider.value)
+
+
+def test_the_band_is_clipped_at_zero_and_sends_only_finite_points():
+    """(Over non-negative densities the standard error never exceeds their mean: the clip only catches rounding.)"""
+    from curvwidgets.widgets.spectrum import _band
+
+    grid, density, error = np.arange(4.0), np.array([1.0, 0.5, 2.0, 1e-17]), np.array([0.5, np.nan, 1.0, 2e-17])
+    x, y = _band(grid, density, error)
+    np.testing.assert_array_equal(x, [0.0, 2.0, 3.0])
+    np.testing.assert_array_equal(y, [[0.5, 1.0, 0.0], [1.5, 3.0, 3e-17]])
+    x, y = _band(grid, density, np.full(4, np.nan))
+    assert x.shape == y.shape == (0,)

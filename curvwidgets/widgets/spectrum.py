@@ -30,6 +30,8 @@ from .runner import TaskRunner
 __all__ = ["SpectrumWidget", "convergence_points"]
 
 LANCZOS_COLOR, DENSITY_COLOR, PENDING_COLOR = "#d62728", "#1f77b4", "#9e9e9e"
+BAND_OPACITY = 0.25
+"""Opacity of the band of ± one standard error around the density (that of :func:`curvwidgets.plots.density_curve`)."""
 SUMMARY_ROWS = (("lambda_max", "λ<sub>max</sub>", "{:.6g}"), ("lambda_min", "λ<sub>min</sub>", "{:.6g}"),
                 ("negative_mass", "negative mass", "{:.2%}"),
                 ("negative_mass_beyond_zero", f"… beyond zero (θ &lt; −{ZERO_BAND:g}·λ<sub>max</sub>)",
@@ -84,9 +86,14 @@ class SpectrumWidget(widgets.VBox):
     against the step ``k`` (from ``truncate(k)``), the converged ones (residual
     estimate below the tolerance of :meth:`Spectrum.converged`) filled and red,
     the others hollow and grey; it grows with the run, each step's points
-    computed once. Legends are HTML lines below the figures. The widget
-    computes nothing itself: every number it draws comes from the
-    :class:`~curvwidgets.Spectrum`.
+    computed once. With several start vectors a shaded band of ``±`` one
+    standard error over them (:meth:`Spectrum.smooth_spread`, the band of
+    :func:`curvwidgets.plots.density_curve`, clipped at zero below) surrounds
+    the density, redrawn with it: as steps land, for the final result, and
+    for every ``k``, ``σ`` or spectrum shown; one start vector gives no band
+    and the legend and summary say it has no error bars. Legends are HTML
+    lines below the figures. The widget computes nothing itself: every
+    number it draws comes from the :class:`~curvwidgets.Spectrum`.
 
     Parameters
     ----------
@@ -144,6 +151,12 @@ class SpectrumWidget(widgets.VBox):
         ``x, y = result.truncate(k).stem()`` (``y`` in ``log10``, at least the floor, for log).
     density_line : bqplot.Lines
         ``x, y = result.truncate(k).smooth(sigma=sigma_slider.value)``.
+    density_band : bqplot.Lines
+        ``fill="between"`` its two rows: with ``grid, density, se =
+        result.truncate(k).smooth_spread(sigma=sigma_slider.value)``, ``x =
+        grid`` and ``y = [max(density - se, 0), density + se]`` (points where
+        either is not finite dropped); empty (``x = y = []``) from one start
+        vector, whose standard error is NaN. The density axis reaches its top.
     converged_marks, pending_marks : bqplot.Scatter
         ``convergence_points`` split by the converged flag.
     step_marker : bqplot.Lines
@@ -242,17 +255,20 @@ class SpectrumWidget(widgets.VBox):
         self.stem_lines = bq.Lines(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], stroke_width=1.5)
         self.stem_heads = bq.Scatter(x=[], y=[], scales=weight, colors=[LANCZOS_COLOR], default_size=18)
         self.density_line = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, colors=[DENSITY_COLOR])
+        # no outline, as matplotlib's fill_between of the static plot: the area between row 0 and row 1 is filled
+        self.density_band = bq.Lines(x=[], y=[], scales={"x": eigenvalue, "y": density}, fill="between",
+                                     colors=[DENSITY_COLOR], fill_colors=[DENSITY_COLOR],
+                                     fill_opacities=[BAND_OPACITY, 0.0], stroke_width=0)
         self.weight_axis = bq.Axis(scale=weight["y"], side="left", label="Gauss weight", label_color=LANCZOS_COLOR)
         self.eigenvalue_axis = bq.Axis(scale=eigenvalue, label="eigenvalue")
         self.density_axis = bq.Axis(scale=density, side="right", label="density", label_color=DENSITY_COLOR,
                                     label_offset="52px")
         self.figure = bq.Figure(
-            marks=[self.density_line, self.stem_lines, self.stem_heads],
+            marks=[self.density_band, self.density_line, self.stem_lines, self.stem_heads],
             axes=[self.eigenvalue_axis, self.weight_axis, self.density_axis],
             fig_margin={"top": 20, "bottom": 50, "left": 60, "right": 80},
             layout=widgets.Layout(width="100%", height="380px"))
-        self.legend = wide_html(legend_html([("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR,
-                                                 "dot"), ("smoothed density (right axis)", DENSITY_COLOR, "line")]))
+        self.legend = wide_html(_legend(None))
 
         step, value = linear_scale(), linear_scale()
         scales = {"x": step, "y": value}
@@ -386,13 +402,14 @@ class SpectrumWidget(widgets.VBox):
         """Stems, density and summary of the first ``k`` steps, the axes' ranges, and the step marker."""
         spectrum = self._drawn
         if spectrum is None:
-            nodes = weights = grid = density = np.zeros(0)
+            nodes = weights = grid = density = error = np.zeros(0)
             self.summary_values = {}
         else:
             shown = self._truncated(spectrum, min(self.step_slider.value, spectrum.steps))
             nodes, weights = shown.stem()
-            grid, density = shown.smooth(sigma=self.sigma_slider.value)
+            grid, density, error = shown.smooth_spread(sigma=self.sigma_slider.value)
             self.summary_values = shown.summary()
+        band_x, band_y = _band(grid, density, error)
         if self.weight_scale.value == "log":
             floor = log_floor(weights)
             heights, base, label = np.log10(np.maximum(weights, floor)), np.log10(floor), "log₁₀ Gauss weight"
@@ -400,17 +417,19 @@ class SpectrumWidget(widgets.VBox):
         else:
             heights, base, label = weights, 0.0, "Gauss weight"
             low, high = 0.0, padded_range(weights, [0.0])[1]
-        top = padded_range(density)[1]
-        with hold_sync(self.stem_lines, self.stem_heads, self.density_line, self.weight_axis, self.step_marker,
-                       self.summary):
+        top = padded_range(density, band_y)[1]
+        with hold_sync(self.stem_lines, self.stem_heads, self.density_line, self.density_band, self.weight_axis,
+                       self.step_marker, self.summary, self.legend):
             set_range(self.eigenvalue_axis, *(self._eigenvalue_range or padded_range(nodes, grid, margin=0.02)))
             set_range(self.weight_axis, low if spectrum is not None else None, high)
             set_range(self.density_axis, 0.0 if top is not None else None, top)
             self.stem_lines.x, self.stem_lines.y = stem_segments(nodes, heights, base)
             self.stem_heads.x, self.stem_heads.y = nodes, heights
             self.density_line.x, self.density_line.y = grid, density
+            self.density_band.x, self.density_band.y = band_x, band_y
             self.weight_axis.label = label
             self.summary.value = _summary_table(self.summary_values)
+            self.legend.value = _legend(None if spectrum is None else spectrum.num_vectors)
             self._draw_step_marker()
 
     def _truncated(self, spectrum: Spectrum, k: int) -> Spectrum:
@@ -504,6 +523,40 @@ class _ConvergenceTrace:
         final = points[0] < spectrum.steps  # all but the last step's
         self.kept, self.alpha = tuple(array[final] for array in points), alpha[:, : spectrum.steps - 1].copy()
         return points
+
+
+def _band(grid: np.ndarray, density: np.ndarray, error: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` of the band mark: ``grid`` and the rows ``max(density - error, 0)``, ``density + error``.
+
+    Only the points where both rows are finite are kept (bqplot draws nothing
+    right from a NaN), so one start vector, whose ``error`` is NaN, gives an
+    empty band: ``x`` of shape ``(0,)``, ``y`` of shape ``(0,)``. The clip
+    catches rounding only: the densities of the start vectors are not
+    negative, and the standard error of non-negative numbers never exceeds
+    their mean.
+    """
+    lower, upper = np.maximum(density - error, 0.0), density + error
+    keep = np.isfinite(grid) & np.isfinite(lower) & np.isfinite(upper)
+    if not keep.any():
+        return np.zeros(0), np.zeros(0)
+    return grid[keep], np.stack([lower[keep], upper[keep]])
+
+
+def _legend(num_vectors: Optional[int]) -> str:
+    """The spectrum figure's legend: the band's entry says over how many start vectors, or that one gives none."""
+    entries = [("Lanczos stems: Ritz values and Gauss weights", LANCZOS_COLOR, "dot"),
+               ("smoothed density (right axis)", DENSITY_COLOR, "line")]
+    if num_vectors is not None and num_vectors > 1:
+        entries.append((f"± 1 s.e. over {num_vectors} start vectors", _translucent(DENSITY_COLOR, BAND_OPACITY),
+                        "bar"))
+    elif num_vectors is not None:
+        entries[1] = ("smoothed density (right axis; 1 start vector: no error bars)", DENSITY_COLOR, "line")
+    return legend_html(entries)
+
+
+def _translucent(colour: str, opacity: float) -> str:
+    """``"#rrggbb"`` with the alpha ``opacity`` appended (``"#rrggbbaa"``), as the band is drawn."""
+    return f"{colour}{round(255 * opacity):02x}"
 
 
 def _summary_table(values: Dict[str, Any]) -> str:
