@@ -36,7 +36,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, object]]] = {
         "08_vgg16_cifar100_landscape": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits", "n_points": 11},
         "09_vgg16_cifar10": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits-b", "n_points": 11, "seed": 1},
         "12_edge_of_stability": {"num_samples": 500, "width": 50, "etas": [0.4, 0.25], "steps": 600, "every": 10,
-                                 "tol": 1e-2},
+                                 "tol": 1e-2, "momentum_eta": 0.38},
     },
 }
 
