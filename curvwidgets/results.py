@@ -184,22 +184,16 @@ class TrainingHistory:
         if version > HISTORY_VERSION:
             raise ValueError(f"training history version {version} is newer than this curvwidgets reads "
                              f"({HISTORY_VERSION})")
-        rows = _json_field(content, "rows", list, [])
-        for number, row in enumerate(rows):
-            if not isinstance(row, dict) or not all(map(_is_column, row)) or "epoch" not in row:
-                raise ValueError(f"rows[{number}] must be a dict with an 'epoch' and columns of "
-                                 f"{tuple(HISTORY_COLUMNS)} (and the monitor's, MONITOR_COLUMNS); got {row!r:.200}")
-        rows = [_numbers(row, f"rows[{number}]") for number, row in enumerate(rows)]
-        epochs = [row["epoch"] for row in rows]
-        if not all(float(epoch).is_integer() and epoch >= 1 for epoch in epochs) or \
-                any(later <= earlier for earlier, later in zip(epochs, epochs[1:])):
-            raise ValueError(f"the rows' epochs must be increasing whole numbers >= 1; got {epochs}")
+        rows = _numbered_rows(_json_field(content, "rows", list, []), "rows", "epoch", _is_column,
+                              f"{tuple(HISTORY_COLUMNS)} (and the monitor's, MONITOR_COLUMNS)")
         checkpoints = _json_field(content, "checkpoints", list, [])
         if not all(isinstance(path, str) for path in checkpoints):
             raise ValueError(f"checkpoints must be a list of paths (str); got {checkpoints!r:.200}")
         return cls(rows=rows, config=dict(_json_field(content, "config", dict, None)),
                    final=_numbers(_json_field(content, "final", dict, {}), "final"), checkpoints=list(checkpoints),
-                   measurements=_measurements(_json_field(content, "measurements", list, [])))
+                   measurements=_numbered_rows(_json_field(content, "measurements", list, []), "measurements",
+                                               "step", _is_measurement_column,
+                                               f"{tuple(MEASUREMENT_COLUMNS)} and MONITOR_COLUMNS"))
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write JSON atomically (non-finite numbers as ``null``); returns the path."""
@@ -233,17 +227,19 @@ class TrainingHistory:
                                   f"that curvwidgets writes): {error}") from None
 
 
-def _measurements(entries: List[Any]) -> List[Dict[str, float]]:
-    """The measurement table of a saved history, checked: dicts of numbers with increasing whole ``step`` >= 1."""
+def _numbered_rows(entries: List[Any], name: str, key: str, is_column: Callable[[str], bool],
+                   columns: str) -> List[Dict[str, float]]:
+    """A saved history's ``rows`` or ``measurements``, checked: dicts of numbers, ``key`` whole, >= 1 and increasing."""
     for number, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(map(_is_measurement_column, entry)) or "step" not in entry:
-            raise ValueError(f"measurements[{number}] must be a dict with a 'step' and columns of "
-                             f"{tuple(MEASUREMENT_COLUMNS)} and MONITOR_COLUMNS; got {entry!r:.200}")
-    entries = [_numbers(entry, f"measurements[{number}]") for number, entry in enumerate(entries)]
-    steps = [entry["step"] for entry in entries]
-    if not all(float(step).is_integer() and step >= 1 for step in steps) or \
-            any(later <= earlier for earlier, later in zip(steps, steps[1:])):
-        raise ValueError(f"the measurements' steps must be increasing whole numbers >= 1; got {steps}")
+        if not isinstance(entry, dict) or not all(map(is_column, entry)) or key not in entry:
+            article = "an" if key[0] in "aeiou" else "a"
+            raise ValueError(f"{name}[{number}] must be a dict with {article} {key!r} and columns of {columns}; "
+                             f"got {entry!r:.200}")
+    entries = [_numbers(entry, f"{name}[{number}]") for number, entry in enumerate(entries)]
+    keys = [entry[key] for entry in entries]
+    if not all(float(value).is_integer() and value >= 1 for value in keys) or \
+            any(later <= earlier for earlier, later in zip(keys, keys[1:])):
+        raise ValueError(f"the {name}' {key}s must be increasing whole numbers >= 1; got {keys}")
     return entries
 
 
