@@ -283,12 +283,12 @@ def _diagonal(trained, matrix: str, meta: Dict[str, Any], params, bn_mode: str, 
 
     op = curvature_operator(trained.model, trained.data, matrix, params=params, bn_mode=bn_mode,
                             num_samples=num_samples, seed=seed, backend=backend)
-    draws = num_mc if matrix == "ggn" else 10 * num_mc
-    values, error = mc_ggn_diagonal(op, num_mc=num_mc, seed=seed, with_error=True) if matrix == "ggn" else \
-        hutchinson_diagonal(op, num_samples=draws, seed=seed, with_error=True)
     as_array = lambda tensor: tensor.detach().cpu().numpy().astype("float32")  # noqa: E731
-    return Diagonal(as_array(values), {**meta, "matrix": f"{matrix}_diag", "num_mc": num_mc, "seed": seed},
-                    as_array(error) if draws > 1 else None)
+    meta = {**meta, "matrix": f"{matrix}_diag", "num_mc": num_mc, "seed": seed}
+    if matrix == "ggn":  # one pass for all draws; their standard error would take one pass per draw
+        return Diagonal(as_array(mc_ggn_diagonal(op, num_mc=num_mc, seed=seed)), meta)
+    values, error = hutchinson_diagonal(op, num_samples=10 * num_mc, seed=seed, with_error=True)  # the same products
+    return Diagonal(as_array(values), meta, as_array(error))
 
 
 def compute_loss_stats(

@@ -274,8 +274,9 @@ def sharpness_curve(history: TrainingHistory, ax: Optional[Axes] = None, color: 
     scale = 1 if steps_per_epoch is None else positive_int("steps_per_epoch", steps_per_epoch)
     epochs, sharpness = _measured(history, "sharpness")
     line = ax.plot(epochs * scale, sharpness, marker=".", color=color, label=label)[0]
-    threshold = history.stability_thresholds()
-    steps = history["epoch"] * scale
+    # each epoch's threshold over that epoch, (e - 1, e]: "steps-pre" from a point at the first epoch's start
+    threshold = np.r_[history.stability_thresholds()[:1], history.stability_thresholds()]
+    steps = np.r_[history["epoch"][:1] - 1, history["epoch"]] * scale
     limits = ax.dataLim.frozen()  # the view grows to zero and the lowest threshold only, not to a decayed rate's
     ax.plot(steps, threshold, linestyle="--", drawstyle="steps-pre", color=line.get_color(), label=threshold_label)
     ax.dataLim.set(limits)

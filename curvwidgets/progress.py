@@ -129,8 +129,8 @@ def report(
 class TqdmProgress:
     """A ``progress=`` callback that drives tqdm bars: one per stage.
 
-    With ``total`` the bar appears at once (0 of ``total``, for the first
-    stage to report); otherwise at a stage's first event. Stages that
+    With ``total`` the bar appears at once (0 of ``total``, for the ``main``
+    stage); otherwise at a stage's first event. Stages that
     interleave (``"curvature"`` measurements within ``"train"`` epochs,
     ``"batch"`` events) each keep their own bar, stacked below the first; a
     stage whose ``total`` changes or whose ``step`` goes back (a new run of
@@ -139,9 +139,13 @@ class TqdmProgress:
     Parameters
     ----------
     desc : str, optional
-        The first stage's label (default: its name); the other bars are
+        The ``main`` stage's label (default: its name); the other bars are
         labelled by their stage.
     total : int, optional
+    main : str, optional
+        The stage that ``desc`` and ``total`` describe, e.g. ``"train"`` for
+        :func:`~curvwidgets.train`, whose ``"curvature"`` measurements may
+        report first. Default: the first stage to report.
     stages : str or iterable of str, optional
         Draw these stages only; the events of others are ignored. Default: all.
     **tqdm_kwargs
@@ -163,7 +167,7 @@ class TqdmProgress:
     3
     """
 
-    def __init__(self, desc: Optional[str] = None, total: Optional[int] = None,
+    def __init__(self, desc: Optional[str] = None, total: Optional[int] = None, main: Optional[str] = None,
                  stages: Optional[Iterable[str]] = None, **tqdm_kwargs: Any):
         from tqdm.auto import tqdm
 
@@ -177,7 +181,9 @@ class TqdmProgress:
         self._stages = None if stages is None else frozenset(stages)
         self.bars: Dict[str, Any] = {}
         self._steps: Dict[str, int] = {}
-        self._first: Optional[str] = None  # the stage that ``desc`` labels
+        if main is not None and not isinstance(main, str):
+            raise TypeError(f"main must be None or a stage name (str); got {main!r:.120}")
+        self._first: Optional[str] = main  # the stage that ``desc`` labels (None: the first to report)
         self._waiting = None  # the bar drawn for ``total`` before any event
         self.last_step = 0
         if total is not None:  # draw the bar now, before the first (possibly long) unit of work
@@ -194,12 +200,11 @@ class TqdmProgress:
             bar.close()
             bar = None
         if bar is None:
-            if self._waiting is not None and self._waiting.total == event.total:
+            if self._waiting is not None and stage == self._first:  # the bar drawn for ``total`` is this stage's
                 bar, self._waiting = self._waiting, None
+                if bar.total != event.total:
+                    bar.reset(total=event.total)
             else:
-                if self._waiting is not None:
-                    self._waiting.close()
-                    self._waiting = None
                 label = self._desc if stage == self._first and self._desc else stage
                 bar = self._tqdm(total=event.total, desc=label, **self._kwargs)
             self.bars[stage], self._steps[stage] = bar, 0

@@ -38,7 +38,8 @@ __all__ = ["TrainingHistory", "HISTORY_COLUMNS", "MONITOR_COLUMNS", "MEASUREMENT
 
 PathLike = Union[str, os.PathLike]
 
-HISTORY_FORMAT, HISTORY_VERSION = "curvwidgets.TrainingHistory", 1
+#: Version 2 added the monitor's ``measurements`` table and ``stability_threshold`` column; version 1 files still load.
+HISTORY_FORMAT, HISTORY_VERSION = "curvwidgets.TrainingHistory", 2
 
 HISTORY_COLUMNS = {
     "epoch": "epochs finished (1 for the first)",
@@ -49,7 +50,7 @@ HISTORY_COLUMNS = {
     "test_loss": "mean loss over the test (or validation) set after the epoch, eval mode",
     "test_top1": "fraction of test targets (as train_top1) whose top class is right (NaN without class targets: "
                  "cw.ModelLoss, floating-point targets)",
-    "test_top5": "fraction of test samples whose label is among the top min(5, classes) classes",
+    "test_top5": "fraction of test targets (as train_top1) whose label is among the top min(5, classes) classes",
     "seconds": "wall-clock seconds of the epoch's training (evaluation excluded)",
     "images_per_second": "training samples (all ranks) per second of the epoch",
     "peak_memory_bytes": "CUDA: peak allocated during the epoch; CPU: the process's peak resident size so far",
@@ -832,9 +833,9 @@ class Diagonal:
         Hutchinson), model, checkpoint, data, seed, ...; made JSON-safe as
         :class:`Spectrum` makes its ``meta``.
     standard_error : ndarray, shape (P,), or None
-        Each entry's standard error over the estimate's own draws (Hutchinson
-        probes; Monte Carlo draws per sample), finite and >= 0; None where it
-        rests on one draw, or for files written before it was kept.
+        Each entry's standard error over the estimate's own draws (the
+        Hutchinson probes of ``"hessian_diag"``), finite and >= 0; None where
+        it was not computed (``"ggn_diag"``) or for files written before it was kept.
     """
 
     values: np.ndarray

@@ -427,7 +427,7 @@ def test_check_writable_finds_what_the_write_would_find(tmp_path, monkeypatch):
 
 def test_diagonal_files_keep_each_entrys_standard_error(trained, tmp_path):
     """hessian_diag: Hutchinson's per-entry standard errors over its 10 * num_mc probes, kept in the file; ggn_diag
-    from one draw per sample has none."""
+    (all draws in one pass) has none."""
     from curvwidgets.curvature.diagonal import hutchinson_diagonal
     from curvwidgets.curvature.spectrum import curvature_operator
 
@@ -441,8 +441,8 @@ def test_diagonal_files_keep_each_entrys_standard_error(trained, tmp_path):
     for kept_array, expected in ((loaded.values, values), (loaded.standard_error, error)):  # float32 products: rounding
         np.testing.assert_allclose(kept_array, expected.numpy(), rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
     assert (loaded.standard_error > 0).any()
-    one_draw = cw.compute_eigenspectrum(checkpoint_path=checkpoint, curvature_matrix="ggn_diag", num_samples=32,
-                                        batch_size=2048, device="cpu")
-    assert one_draw.standard_error is None
+    draws = cw.compute_eigenspectrum(checkpoint_path=checkpoint, curvature_matrix="ggn_diag", num_samples=32,
+                                     batch_size=2048, device="cpu", num_mc=2)
+    assert draws.standard_error is None
     with pytest.raises(ValueError, match=r"standard_error must be None or a floating-point array of shape \(3,\)"):
         cw.Diagonal(np.ones(3), standard_error=np.array([1.0, -1.0, 0.0]))

@@ -301,8 +301,18 @@ def test_tqdm_keeps_one_bar_per_stage():
     only(cw.ProgressEvent("curvature", 1, 4))
     only(cw.ProgressEvent("train", 1, 2))
     assert list(only.bars) == ["train"]
+    # desc and total belong to the main stage, though the measurements report first (every=1: as many as epochs)
+    main = TqdmProgress(desc="training", total=2, main="train", file=io.StringIO())
+    waiting = main._waiting
+    main(cw.ProgressEvent("curvature", 1, 2))
+    main(cw.ProgressEvent("train", 1, 2))
+    assert main.bars["train"] is waiting and main.bars["train"].desc == "training"
+    assert main.bars["curvature"].desc == "curvature" and main.bars["curvature"].n == 1
+    with pytest.raises(TypeError, match="main must be None or a stage name"):
+        TqdmProgress(main=3)
     bar.close()
     only.close()
+    main.close()
     assert bar.bars == {}
 
 
@@ -318,9 +328,56 @@ def test_the_static_figure_draws_every_step_measurement():
     sharpness, threshold = sharpness_axis.get_lines()
     np.testing.assert_array_equal(sharpness.get_xdata(), history.measured("epoch"))  # 0.6, 1.2, 1.8, 2.0
     np.testing.assert_array_equal(sharpness.get_ydata(), history.measured("sharpness"))
-    np.testing.assert_array_equal(threshold.get_ydata(), history["stability_threshold"])
+    np.testing.assert_array_equal(threshold.get_xdata(), [0.0, 1.0, 2.0])  # epoch 1's over (0, 1]: its steps' points
+    np.testing.assert_array_equal(threshold.get_ydata()[1:], history["stability_threshold"])
     np.testing.assert_allclose(history["stability_threshold"], 3.8 / history["lr"] - 5e-4, rtol=1e-12)  # SGD, 0.9
     np.testing.assert_array_equal(history.measured("stability_threshold"), np.full(4, 3.8 / 0.1 - 5e-4))
     np.testing.assert_array_equal(overlap_axis.get_lines()[0].get_ydata(), history.measured("gradient_overlap"))
     matplotlib.pyplot.close(figure)
     assert plots.has_sharpness(cw.TrainingHistory(measurements=history.measurements))
+
+
+@pytest.mark.parametrize("unit", ["epoch", "step"])
+def test_weights_gone_non_finite_at_the_epochs_last_step_are_not_measured(unit):
+    """The loss of the last step is finite (taken before it), its gradient NaN: the run ends as without a monitor."""
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = torch.randn(32, 4, generator=generator), torch.randint(0, 3, (32,), generator=generator)
+
+    def loss(outputs, labels):  # the square root's gradient at 0 is inf: NaN weights after the one step
+        return nn.functional.cross_entropy(outputs, labels) + (outputs[:, 0] - outputs[:, 0].detach()).abs().sqrt().sum()
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    history = cw.train(model, ([(inputs, targets)], [(inputs, targets)]), epochs=1, loss_fn=loss, schedule="constant",
+                       optimizer_kwargs={"lr": 0.1, "momentum": 0.0}, seed=0,
+                       monitor=cw.CurvatureMonitor(unit=unit, data=[(inputs, targets)], num_samples=None))
+    assert np.isfinite(history["train_loss"][0]) and not torch.isfinite(model[0].weight).all()
+    assert np.isnan(history["sharpness"][0]) and history.measurements == []
+
+
+def test_a_step_monitor_reading_the_training_loader_itself_leaves_its_epoch_whole():
+    """A DataLoader with persistent workers restarts its one iterator on iter(): the subset is read before epoch 1."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    generator = torch.Generator().manual_seed(0)
+    samples = TensorDataset(torch.randn(64, 4, generator=generator), torch.randint(0, 3, (64,), generator=generator))
+    test = [samples[:]]
+    runs = {}
+    for measured in (True, False):
+        loader = DataLoader(samples, batch_size=8, num_workers=1, persistent_workers=True)
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        monitor = cw.CurvatureMonitor(every=3, unit="step", data=loader, num_samples=16) if measured else None
+        runs[measured] = cw.train(model, (loader, test), epochs=1, schedule="constant", seed=0,
+                                  optimizer_kwargs={"lr": 0.1}, monitor=monitor)
+    assert runs[True].rows[0]["train_loss"] == runs[False].rows[0]["train_loss"]
+    assert runs[True].measured("step").tolist() == [3.0, 6.0, 8.0]  # all 8 steps of the 64 samples
+
+
+def test_a_subset_the_data_cannot_hold_fails_before_the_first_step(tmp_path):
+    model = network()
+    before = state(model)
+    with pytest.raises(ValueError, match=r"num_samples must be an int in \[1, 16\]"):
+        fit(model, monitor=monitor(num_samples=17), out_dir=str(tmp_path))
+    assert all(torch.equal(value, before[name]) for name, value in state(model).items())  # no step was taken
+    assert not list(tmp_path.rglob("*.pt"))

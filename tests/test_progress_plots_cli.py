@@ -137,8 +137,10 @@ def test_the_sharpness_panel_draws_the_measured_epochs_against_two_over_the_rate
         sharpness, threshold = sharpness_axis.get_lines()
         np.testing.assert_array_equal(sharpness.get_xdata(), history["epoch"][measured])
         np.testing.assert_array_equal(sharpness.get_ydata(), history["sharpness"][measured])
-        np.testing.assert_array_equal(threshold.get_xdata(), history["epoch"])
-        np.testing.assert_array_equal(threshold.get_ydata(), history["stability_threshold"])
+        # each epoch's threshold over (epoch - 1, epoch]: from 0, the first epoch's start
+        np.testing.assert_array_equal(threshold.get_xdata(), np.r_[0.0, history["epoch"]])
+        np.testing.assert_array_equal(threshold.get_ydata(), np.r_[history["stability_threshold"][:1],
+                                                                   history["stability_threshold"]])
         assert threshold.get_drawstyle() == "steps-pre" and threshold.get_linestyle() == "--"
         assert threshold.get_color() == sharpness.get_color()
         (overlap,) = overlap_axis.get_lines()
@@ -155,7 +157,7 @@ def test_the_sharpness_panel_draws_the_measured_epochs_against_two_over_the_rate
     ax = plots.sharpness_curve(history, steps_per_epoch=2, color="tab:green", label="eta", threshold_label=None)
     sharpness, threshold = ax.get_lines()
     np.testing.assert_array_equal(sharpness.get_xdata(), 2 * history["epoch"][measured])
-    np.testing.assert_array_equal(threshold.get_xdata(), 2 * history["epoch"])
+    np.testing.assert_array_equal(threshold.get_xdata(), 2 * np.r_[0.0, history["epoch"]])
     assert ax.get_xlabel() == "step" and threshold.get_color() == "tab:green"
     assert [handle.get_label() for handle in ax.get_legend_handles_labels()[0]] == ["eta"]
     matplotlib.pyplot.close(ax.figure)

@@ -459,3 +459,17 @@ def test_a_history_file_with_a_bad_field_is_refused_by_name(case, tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{str(target)!r} is not a readable training history") and re.search(pattern, message), \
         message
+
+
+def test_history_files_of_version_1_load_and_newer_ones_are_named(tmp_path):
+    """Version 2 added the measurements table: a version-1 file (rows only) still loads; version 3 is refused by name."""
+    old = {"format": "curvwidgets.TrainingHistory", "version": 1, "rows": [{"epoch": 1, "lr": 0.1, "train_loss": 0.5}],
+           "config": {}, "final": {}, "checkpoints": []}
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(old))
+    loaded = cw.TrainingHistory.load(path)
+    assert loaded.rows == old["rows"] and loaded.measurements == [] and loaded.stability_thresholds().tolist() == [20.0]
+    assert loaded.to_dict()["version"] == 2
+    path.write_text(json.dumps({**old, "version": 3}))
+    with pytest.raises(ResultFileError, match="training history version 3 is newer than this curvwidgets reads"):
+        cw.TrainingHistory.load(path)

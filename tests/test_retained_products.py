@@ -33,6 +33,7 @@ def test_products_and_gradient_match_dense_references(matrix, reduction, sample_
     parameters = list(model.parameters())
     expected = torch.cat([piece.reshape(-1) for piece in torch.autograd.grad(loss_fn(model(inputs), targets), parameters)])
     torch.testing.assert_close(retained.gradient(), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(retained.operator.gradient(), expected, rtol=1e-10, atol=1e-12)
     model.train()
     assert_unchanged(model, before)
     assert len(retained.passes) == (10 if sample_chunk == 3 else len(batches))  # 7, 5, 8, 4 in threes: 3 + 2 + 3 + 2
@@ -52,12 +53,14 @@ def test_ignored_targets_weight_the_passes_as_the_loss_counts():
                                rtol=1e-10, atol=1e-12)
 
 
-def test_weights_changed_afterwards_are_not_seen():
+@pytest.mark.parametrize("selected", [None, ["0.weight"]])
+def test_weights_changed_afterwards_are_not_seen(selected):
+    """Neither the selected parameters nor the others: an optimiser's in-place step after it is made."""
     model = mlp()
     batches, inputs, targets = classification_data(model)
     loss_fn = nn.CrossEntropyLoss()
-    names = [name for name, _ in model.named_parameters()]
-    retained = RetainedProducts(cw.Hessian(model, loss_fn, batches))
+    names = selected or [name for name, _ in model.named_parameters()]
+    retained = RetainedProducts(cw.Hessian(model, loss_fn, batches, params=selected))
     reference = dense_hessian(model, loss_fn, inputs, targets, names)
     with torch.no_grad():
         for parameter in model.parameters():

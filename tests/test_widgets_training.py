@@ -259,6 +259,9 @@ class GatedLoader:
     def __len__(self):
         return len(self.loader)
 
+    def __getattr__(self, name):  # its images and sizes, which the monitor's subset is read from before epoch 1
+        return getattr(self.loader, name)
+
     def set_epoch(self, epoch):
         self.loader.set_epoch(epoch)
 
@@ -271,7 +274,7 @@ class GatedLoader:
 def test_a_second_train_while_running_is_refused_and_the_button_stops(dataset, tmp_path):
     gate = threading.Event()
     widget = make_widget(dataclasses.replace(dataset, train=GatedLoader(dataset.train, gate)), tmp_path / "run")
-    widget.measure_curvature.value = True
+    monitored_options(widget)  # the subset is read before the first epoch: one the data can hold
     settings = widget._setting_controls()
     assert widget.run()  # returns at once: the worker waits at the gate
     assert widget.runner.running and widget.runner.button.description == "Stop"
@@ -424,7 +427,7 @@ def stability_threshold_of(history):
 
 
 def test_the_threshold_steps_centre_each_epoch_and_leave_out_a_rate_of_zero():
-    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([20.0, np.inf, 50.0]))
+    x, y = threshold_steps(np.array([1.0, 2.0, 3.0]), np.array([20.0, np.nan, 50.0]))
     np.testing.assert_array_equal(x, [0.5, 1.5, 2.5, 3.5])
     np.testing.assert_array_equal(y, [20.0, 20.0, 50.0, 50.0])
 

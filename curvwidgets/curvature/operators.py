@@ -545,6 +545,21 @@ class CurvatureOperator(LinearOperator):
                 flat = self.layout.flatten(gradient).to(torch.float64) * scale
                 yield len(inputs), weight, loss.item() * scale, flat
 
+    def gradient(self) -> torch.Tensor:
+        """The loss gradient over all the data (and ranks) at the weights of now, float64, shape ``(dim,)``.
+
+        Of the mean loss for ``reduction="mean"``, of the sum for ``"sum"``:
+        the loss whose curvature the products are.
+        """
+        total = torch.zeros(self.dim, dtype=torch.float64, device=self.device)
+        weight = torch.zeros((), dtype=torch.float64, device=self.device)
+        for _, batch_weight, _, gradient in self.batch_gradients():
+            total += batch_weight * gradient
+            weight += batch_weight
+        all_reduce_sum(total)
+        self.check_total_weight(all_reduce_sum(weight))
+        return self.of_all_data(total, weight)
+
     def check_total_weight(self, total: torch.Tensor) -> None:
         """Raise ``ValueError`` when ``total``, the sum of ``W_b`` over every batch and rank, is 0."""
         if total.item() == 0:

@@ -64,7 +64,9 @@ class RetainedProducts(LinearOperator):
         self.scale_by_weight = reduction_of(operator.loss_fn) == "mean"
         self.passes: List[Tuple[float, KeptPass]] = []  # (W_p, the pass's kept graph)
         primals, constants = operator.functional_state()
-        primals = tuple(value.clone() for value in primals)  # the graphs outlive in-place updates of the weights
+        # the graphs outlive in-place updates of the weights: the selected ones and the others, as the buffers are
+        primals = tuple(value.clone() for value in primals)
+        constants = {name: value.clone() if value.is_floating_point() else value for name, value in constants.items()}
         with operator.evaluation_mode():
             for _, inputs, targets in operator._weighted_batches():
                 with operator._diagnosing_data(inputs, targets):
@@ -87,8 +89,8 @@ class RetainedProducts(LinearOperator):
     def gradient(self) -> torch.Tensor:
         """The loss gradient over all of the operator's data at these weights, shape ``(dim,)``, float64.
 
-        The gradient of the mean loss for ``reduction="mean"``, of the sum
-        for ``"sum"``, as the operator's products are of that loss's curvature.
+        As :meth:`CurvatureOperator.gradient <curvwidgets.curvature.operators.CurvatureOperator.gradient>`
+        (of the mean loss, or of the sum), from the kept graphs.
         """
         return self._of_all_data(lambda kept: tuple(piece[None] for piece in kept.loss_gradient()), 1,
                                  keep_float64=True)[:, 0]

@@ -304,6 +304,8 @@ def train(
     monitoring = None if measurer is None else MonitorRun(measurer, run.history, epochs, steps_per_epoch, progress,
                                                           cancel if world == 1 else None)
     run.monitoring = monitoring
+    if monitoring is not None:
+        monitoring.prepare(model)  # the subset is read now, not in the middle of an epoch
     network = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
     try:
         for epoch in range(len(run.history), epochs):

@@ -33,7 +33,7 @@ def stability_threshold(optimizer: torch.optim.Optimizer) -> float:
     ``torch.optim.SGD`` (``lr`` ``eta``, ``momentum`` ``beta``,
     ``dampening`` ``d``, ``nesterov``, ``weight_decay`` ``w``): ``2 / eta``
     without momentum. NaN for optimisers that precondition the step (Adam,
-    AdamW, SWATS, K-FAC, the Lanczos optimisers).
+    AdamW, SWATS, K-FAC, the Lanczos optimisers) and at rate 0.
 
     Examples
     --------
@@ -51,8 +51,8 @@ def threshold_of_group(group: Mapping[str, Any]) -> float:
     """:func:`stability_threshold` of one heavy-ball parameter group (``lr``, ``momentum``, ...)."""
     rate, beta = float(group["lr"]), float(group.get("momentum", 0.0))
     damped = 1.0 - float(group.get("dampening", 0.0)) if beta > 0 else 1.0
-    if rate <= 0 or damped <= 0:
-        return math.inf
+    if rate <= 0 or damped <= 0:  # no step, or no gradient in it: no threshold
+        return math.nan
     threshold = (2.0 + 2.0 * beta) / (rate * damped)
     if group.get("nesterov", False):
         threshold /= 1.0 + 2.0 * beta

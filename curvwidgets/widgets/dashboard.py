@@ -41,7 +41,7 @@ class Dashboard(widgets.VBox):
 
     **Train** is a :class:`TrainingWidget` writing a checkpoint every
     ``save_every`` epochs into ``out_dir``; its *measure curvature* box draws
-    the sharpness against 2/η and the gradient overlap as the run goes (ticked
+    the sharpness against the optimiser's stability threshold (2/η, (2+2β)/η with momentum) and the gradient overlap as the run goes (ticked
     from the start with ``training_options={"monitor": cw.CurvatureMonitor(...)}``),
     and changes no weight, so the checkpoints are those of the run without
     it. Each checkpoint, as it is written,
