@@ -381,3 +381,15 @@ def test_a_subset_the_data_cannot_hold_fails_before_the_first_step(tmp_path):
         fit(model, monitor=monitor(num_samples=17), out_dir=str(tmp_path))
     assert all(torch.equal(value, before[name]) for name, value in state(model).items())  # no step was taken
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_subset_too_large_to_keep_its_graphs_measures_the_same(monkeypatch):
+    """Above RETAINED_SAMPLES the passes run again for each product: the same measurements, to rounding."""
+    from curvwidgets.training import monitor as monitor_module
+
+    kept = fit(network(), monitor=monitor(every=3))
+    monkeypatch.setattr(monitor_module, "RETAINED_SAMPLES", 8)  # the subset holds 16
+    again = fit(network(), monitor=monitor(every=3))
+    for column in ("sharpness", "gradient_overlap"):
+        np.testing.assert_allclose(again.measured(column), kept.measured(column), rtol=1e-8)
+    assert again.measured("step").tolist() == kept.measured("step").tolist()
