@@ -22,7 +22,7 @@ NBVAL := --nbval-sanitize-with notebooks/sanitize.cfg
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
-.PHONY: demo test test-fast test-browser test-paper clean
+.PHONY: demo test test-notebooks test-small-notebooks test-demo test-fast test-browser test-paper clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,27 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/curvwidgets demo --out $(OUT)
 
+# After the unit tests, the three notebook and demo checks below run two at a time (each mostly keeps one core
+# busy), every one's output printed whole once it ends
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider $(XDIST)
+	$(MAKE) -j2 --output-sync=target test-small-notebooks test-notebooks test-demo
+
+# the notebooks but the small-preset ones, their stored outputs checked by nbval
+test-notebooks: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval notebooks/ $(NBVAL) $(SMALL_NOTEBOOKS:%=--ignore=notebooks/%.ipynb)
-	rm -rf $(RUNS) && $(BIN)/curvwidgets reproduce --preset small --out $(RUNS)/notebooks $(SMALL_NOTEBOOKS)
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval $(RUNS)/notebooks $(NBVAL)
-	$(MAKE) demo OUT=$(RUNS)/demo | $(BIN)/python scripts/update_readme_demo.py --check-output
+
+# the small preset's notebooks run, then checked by nbval against that run (one torch thread: a job runs beside)
+test-small-notebooks: $(VENV)/.installed
+	rm -rf $(RUNS)/notebooks
+	OMP_NUM_THREADS=1 $(BIN)/curvwidgets reproduce --preset small --out $(RUNS)/notebooks $(SMALL_NOTEBOOKS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval $(RUNS)/notebooks $(NBVAL)
+
+# make demo, its printed summary checked against the format of the README's block (one torch thread: a job
+# runs beside)
+test-demo: $(VENV)/.installed
+	rm -rf $(RUNS)/demo
+	OMP_NUM_THREADS=1 $(MAKE) demo OUT=$(RUNS)/demo | $(BIN)/python scripts/update_readme_demo.py --check-output
 
 # the stored outputs of every notebook but the CIFAR ones, re-executed at the paper's sizes (about 10 minutes)
 test-paper: $(VENV)/.installed
