@@ -34,27 +34,26 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/curvwidgets demo --out $(OUT)
 
-# After the unit tests, the three notebook and demo checks below run two at a time (each mostly keeps one core
-# busy), every one's output printed whole once it ends
+# After the unit tests, the three notebook and demo checks below run two at a time, on one torch thread each
+# (two threads each, on two cores, would crowd each other out), every one's output printed whole once it ends
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider $(XDIST)
-	$(MAKE) -j2 --output-sync=target test-small-notebooks test-notebooks test-demo
+	OMP_NUM_THREADS=1 $(MAKE) -j2 --output-sync=target test-small-notebooks test-notebooks test-demo
 
 # the notebooks but the small-preset ones, their stored outputs checked by nbval
 test-notebooks: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval notebooks/ $(NBVAL) $(SMALL_NOTEBOOKS:%=--ignore=notebooks/%.ipynb)
 
-# the small preset's notebooks run, then checked by nbval against that run (one torch thread: a job runs beside)
+# the small preset's notebooks run, then checked by nbval against that run
 test-small-notebooks: $(VENV)/.installed
 	rm -rf $(RUNS)/notebooks
-	OMP_NUM_THREADS=1 $(BIN)/curvwidgets reproduce --preset small --out $(RUNS)/notebooks $(SMALL_NOTEBOOKS)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval $(RUNS)/notebooks $(NBVAL)
+	$(BIN)/curvwidgets reproduce --preset small --out $(RUNS)/notebooks $(SMALL_NOTEBOOKS)
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval $(RUNS)/notebooks $(NBVAL)
 
-# make demo, its printed summary checked against the format of the README's block (one torch thread: a job
-# runs beside)
+# make demo, its printed summary checked against the format of the README's block
 test-demo: $(VENV)/.installed
 	rm -rf $(RUNS)/demo
-	OMP_NUM_THREADS=1 $(MAKE) demo OUT=$(RUNS)/demo | $(BIN)/python scripts/update_readme_demo.py --check-output
+	$(MAKE) demo OUT=$(RUNS)/demo | $(BIN)/python scripts/update_readme_demo.py --check-output
 
 # the stored outputs of every notebook but the CIFAR ones, re-executed at the paper's sizes (about 10 minutes)
 test-paper: $(VENV)/.installed
