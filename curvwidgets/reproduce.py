@@ -29,7 +29,7 @@ _SMALL_NETWORK = {"dataset": "digits", "model": "MLP", "epochs": 8, "lr": 0.05, 
 PRESETS: Dict[str, Dict[str, Dict[str, object]]] = {
     "paper": {},
     "small": {
-        "00_quickstart": {**_SMALL_NETWORK, "run_dir": "result/quickstart-digits"},
+        "00_quickstart": {**_SMALL_NETWORK, "run_dir": "result/quickstart-digits", "n_points": 11},
         "03_wigner": {"P_large": 1000},
         "04_marchenko_pastur": {"P_large": 1000},
         "07_vgg16_cifar100_spectrum": {**_SMALL_NETWORK, "run_dir": "result/MLP-digits"},

@@ -10,6 +10,7 @@ tests pin values the functions must pass on unchanged: ``bn``, ``largest`` and
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -244,7 +245,9 @@ def snapshot(folder: Path) -> Dict[str, bytes]:
 
 def case_id(case: tuple) -> str:
     function, overrides, _, _ = case
-    return f"{function}-" + ",".join(f"{key}={type(value).__name__}:{value!r}"[:40] for key, value in overrides.items())
+    # without memory addresses: every process (each pytest-xdist worker) must collect the same ids
+    return f"{function}-" + ",".join(re.sub(r" at 0x[0-9a-f]+", "", f"{key}={type(value).__name__}:{value!r}")[:40]
+                                     for key, value in overrides.items())
 
 
 def test_the_table_is_large_enough():
