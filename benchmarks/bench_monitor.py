@@ -123,6 +123,7 @@ def main() -> None:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     data = cw.data.load(arguments.data, seed=0)
+    run(arguments.model, 1, cw.CurvatureMonitor(num_samples=32), data)  # one-time costs, before any timed run
     results = {name: run(arguments.model, arguments.epochs, monitor, data) for name, monitor in SETTINGS.items()}
     plain = results["no monitor"]
     print(f"{arguments.model} on {arguments.data}, {arguments.epochs} epochs, a measurement after each; {cpu_model()}, "
