@@ -438,6 +438,7 @@ def test_diagonal_files_keep_each_entrys_standard_error(trained, tmp_path):
     operator = curvature_operator(trained.model, trained.data, "hessian", bn_mode="eval", num_samples=32, seed=0)
     values, error = hutchinson_diagonal(operator, num_samples=10, seed=0, with_error=True)
     loaded = cw.Diagonal.load(path)
+    np.testing.assert_array_equal(loaded.standard_error, kept.standard_error)  # the file holds what was returned
     for kept_array, expected in ((loaded.values, values), (loaded.standard_error, error)):  # float32 products: rounding
         np.testing.assert_allclose(kept_array, expected.numpy(), rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
     assert (loaded.standard_error > 0).any()

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["stability_threshold", "threshold_of_group", "threshold_label"]
+__all__ = ["stability_threshold"]
 
 
 def stability_threshold(optimizer: torch.optim.Optimizer) -> float:
@@ -44,10 +44,10 @@ def stability_threshold(optimizer: torch.optim.Optimizer) -> float:
     >>> round(stability_threshold(torch.optim.SGD(weights, lr=0.1, momentum=0.9)), 10)
     38.0
     """
-    return threshold_of_group(optimizer.param_groups[0]) if _is_heavy_ball(optimizer) else math.nan
+    return _threshold_of_group(optimizer.param_groups[0]) if _is_heavy_ball(optimizer) else math.nan
 
 
-def threshold_of_group(group: Mapping[str, Any]) -> float:
+def _threshold_of_group(group: Mapping[str, Any]) -> float:
     """:func:`stability_threshold` of one heavy-ball parameter group (``lr``, ``momentum``, ...)."""
     rate, beta = float(group["lr"]), float(group.get("momentum", 0.0))
     damped = 1.0 - float(group.get("dampening", 0.0)) if beta > 0 else 1.0
@@ -57,18 +57,6 @@ def threshold_of_group(group: Mapping[str, Any]) -> float:
     if group.get("nesterov", False):
         threshold /= 1.0 + 2.0 * beta
     return threshold - float(group.get("weight_decay", 0.0))
-
-
-def threshold_label(optimizer: torch.optim.Optimizer) -> str:
-    """How the threshold reads in a legend: ``"2/η"``, ``"(2+2β)/η"`` (β = 0.9) or ``"(2+2β)/((1+2β)η)"``."""
-    if not _is_heavy_ball(optimizer):
-        return ""
-    group = optimizer.param_groups[0]
-    beta = float(group.get("momentum", 0.0))
-    if beta == 0:
-        return "2/η"
-    form = "(2+2β)/((1+2β)η)" if group.get("nesterov", False) else "(2+2β)/η"
-    return f"{form}, β = {beta:g}"
 
 
 def _is_heavy_ball(optimizer: torch.optim.Optimizer) -> bool:
